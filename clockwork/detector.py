@@ -1,0 +1,201 @@
+"""Where a frame becomes a detection: letterbox, batched darknet inference, thresholds, NMS."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from clockwork import model_store
+from clockwork._logging import logger
+from clockwork.boxes import Letterbox, cxcywh_to_xywh, letterbox, nms, unletterbox
+from clockwork.darknet import Darknet
+from clockwork.errors import ModelError
+
+DEFAULT_IOU = 0.45
+# Boxes under this objectness x class probability never reach NMS, whatever the caller's threshold.
+CANDIDATE_FLOOR = 0.01
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object. ``x, y`` is the top-left corner; ``w, h`` the width and height, in source pixels."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    label: str
+    score: float
+
+    def __post_init__(self):
+        if self.w < 0 or self.h < 0:
+            raise ValueError(f"Detection width and height must be >= 0, got w={self.w}, h={self.h}")
+        if not 0.0 <= self.score <= 1.0:
+            raise ValueError(f"Detection score must be in [0, 1], got {self.score}")
+
+    def to_json(self) -> dict:
+        return {
+            "x": round(self.x, 1), "y": round(self.y, 1), "w": round(self.w, 1), "h": round(self.h, 1),
+            "type": self.label, "label": self.label, "score": round(self.score, 4),
+        }
+
+
+Thresholds = float | Mapping[str, float]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """CPU unless a GPU is seen; an explicit ``cuda`` without one is an error, not a silent fallback."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"Invalid device ({device!r}): no CUDA device is visible. Supported values here are 'cpu' and 'auto'.")
+    return dev
+
+
+class Detector:
+    """A darknet YOLO model ready for batched inference.
+
+    ``Detector()`` loads the embedded default (YOLOv3-tiny, COCO). Pass ``cfg``/``weights``/``names``
+    to load another darknet model (full YOLOv3, YOLOv4-tiny) from the user's paths.
+    """
+
+    def __init__(
+        self,
+        cfg: str | Path | None = None,
+        weights: str | Path | None = None,
+        names: str | Path | None = None,
+        *,
+        device: str | torch.device | None = None,
+        input_size: int | None = None,
+        half: bool = False,
+        iou_threshold: float = DEFAULT_IOU,
+    ):
+        if (cfg is None) != (weights is None):
+            raise ModelError("pass both cfg and weights, or neither for the embedded default model")
+        if cfg is None:
+            paths = model_store.default_model_paths()
+            cfg, weights, names = paths.cfg, paths.weights, names or paths.names
+            self.name = model_store.DEFAULT_MODEL_NAME
+        else:
+            self.name = Path(cfg).stem
+        self.device = resolve_device(device)
+        self.model = Darknet.from_files(cfg, weights)
+        self.input_size = int(input_size or self.model.width)
+        if self.input_size % 32:
+            raise ValueError(f"Invalid input_size ({self.input_size}). Supported values are multiples of 32.")
+        self.labels = self._load_names(names, self.model.classes)
+        self.half = bool(half and self.device.type == "cuda")
+        self.dtype = torch.float16 if self.half else torch.float32
+        self.model.to(self.device, dtype=self.dtype)
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        self.iou_threshold = iou_threshold
+        self.weights_sha256 = model_store.sha256_of(Path(weights))
+        logger.info("loaded %s (%d classes) on %s, input %d, %s", self.name, len(self.labels), self.device, self.input_size, self.dtype)
+
+    @staticmethod
+    def _load_names(names: str | Path | None, classes: int) -> list[str]:
+        if names is None:
+            return [str(i) for i in range(classes)]
+        labels = [line.strip() for line in Path(names).read_text().splitlines() if line.strip()]
+        if len(labels) != classes:
+            raise ModelError(f"{names}: {len(labels)} names for a model of {classes} classes")
+        return labels
+
+    @property
+    def model_info(self) -> dict:
+        return {"name": self.name, "input_size": self.input_size, "weights_sha256": self.weights_sha256}
+
+    def label_ids(self, labels: Iterable[str] | None) -> list[int] | None:
+        if labels is None:
+            return None
+        ids = []
+        for label in labels:
+            if label not in self.labels:
+                raise ValueError(f"Unknown label ({label!r}). Supported values are the model's class names, e.g. {', '.join(self.labels[:5])}, ...")
+            ids.append(self.labels.index(label))
+        return ids
+
+    # -- the three stages -------------------------------------------------------------------------
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[Letterbox]]:
+        """RGB uint8 HxWx3 images -> a float batch [N,3,S,S] in 0..1 on the device."""
+        boxes, metas = [], []
+        for image in images:
+            out, lb = letterbox(image, self.input_size)
+            boxes.append(out)
+            metas.append(lb)
+        batch = torch.from_numpy(np.stack(boxes)).to(self.device, non_blocking=True)
+        return self.normalise(batch), metas
+
+    def normalise(self, batch_u8_nhwc: torch.Tensor) -> torch.Tensor:
+        x = batch_u8_nhwc.permute(0, 3, 1, 2).to(self.dtype).div_(255.0)
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x.contiguous()
+
+    @torch.inference_mode()
+    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch)
+
+    @torch.inference_mode()
+    def postprocess(
+        self,
+        raw: torch.Tensor,
+        metas: Sequence[Letterbox],
+        *,
+        min_score: Thresholds = 0.5,
+        labels: Iterable[str] | None = None,
+    ) -> list[list[Detection]]:
+        """Raw [N, boxes, 5+C] outputs -> detections per image, in source pixels."""
+        ids = self.label_ids(labels)
+        thresholds = self._thresholds(min_score)
+        raw = raw.float()
+        scores_all = raw[..., 5:] * raw[..., 4:5]
+        if ids is not None:
+            mask = torch.zeros(scores_all.shape[-1], dtype=torch.bool, device=raw.device)
+            mask[ids] = True
+            scores_all = scores_all.masked_fill(~mask, 0.0)
+        best, cls = scores_all.max(dim=-1)
+        floor = max(CANDIDATE_FLOOR, float(thresholds.min()))
+        out: list[list[Detection]] = []
+        thresholds = thresholds.to(raw.device)
+        for i, lb in enumerate(metas):
+            sel = (best[i] >= floor) & (best[i] >= thresholds[cls[i]])
+            if not bool(sel.any()):
+                out.append([])
+                continue
+            boxes = cxcywh_to_xywh(raw[i, sel, :4])
+            scores, classes = best[i, sel], cls[i, sel]
+            keep = nms(boxes, scores, classes, self.iou_threshold)
+            src = unletterbox(boxes[keep], lb, self.input_size).cpu().tolist()
+            dets = [
+                Detection(b[0], b[1], b[2], b[3], self.labels[c], min(1.0, float(s)))
+                for b, s, c in zip(src, scores[keep].cpu().tolist(), classes[keep].cpu().tolist())
+            ]
+            out.append(dets)
+        return out
+
+    def _thresholds(self, min_score: Thresholds) -> torch.Tensor:
+        if isinstance(min_score, Mapping):
+            default = float(min_score.get("*", 0.5))
+            t = torch.full((len(self.labels),), default)
+            for label, value in min_score.items():
+                if label != "*":
+                    t[self.label_ids([label])[0]] = float(value)
+        else:
+            t = torch.full((len(self.labels),), float(min_score))
+        if not bool(((t >= 0) & (t <= 1)).all()) or any(math.isnan(v) for v in t.tolist()):
+            raise ValueError(f"Invalid min_score ({min_score!r}). Supported values are numbers in [0, 1], or a mapping of label to such a number.")
+        return t
+
+    def detect(self, images: Sequence[np.ndarray], *, min_score: Thresholds = 0.5, labels: Iterable[str] | None = None) -> list[list[Detection]]:
+        """Detect objects in a batch of RGB images."""
+        if not images:
+            return []
+        batch, metas = self.preprocess(images)
+        return self.postprocess(self.infer(batch), metas, min_score=min_score, labels=labels)

@@ -1,0 +1,49 @@
+"""Typed errors. Each names the bad value and what was expected, and carries structured fields."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ClockworkError(Exception):
+    """Base class for every error the project raises on purpose."""
+
+
+class VideoError(ClockworkError):
+    """A video cannot be used. ``path`` is the file, ``reason`` says why in a few words."""
+
+    kind = "unusable video"
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.kind}: {self.path}: {reason}")
+
+
+class VideoNotFoundError(VideoError):
+    kind = "video not found"
+
+
+class NotAVideoError(VideoError):
+    kind = "not a video file"
+
+
+class NoVideoStreamError(VideoError):
+    kind = "no video stream"
+
+
+class CorruptVideoError(VideoError):
+    kind = "corrupt or truncated video"
+
+
+class ModelError(ClockworkError):
+    """The model files are missing, malformed or fail their hash."""
+
+
+class FFmpegError(ClockworkError):
+    """ffmpeg or ffprobe is missing or failed. ``stderr`` holds the tail of its output."""
+
+    def __init__(self, message: str, *, cmd: list[str] | None = None, stderr: str = ""):
+        self.cmd = cmd or []
+        self.stderr = stderr
+        super().__init__(message + (f"\n{stderr.strip()[-800:]}" if stderr.strip() else ""))

@@ -1,0 +1,122 @@
+"""Where a video becomes a result: decode -> batch -> detect -> segments.
+
+``detect_video`` is the in-process path. The Serve app and the Ray jobs reuse the same pieces
+(:class:`ResultBuilder`, :func:`prefetch`) around their own batching.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+
+from clockwork.decode import Frame, VideoDecoder, VideoInfo
+from clockwork.detector import Detection, Detector, Thresholds
+from clockwork.result import FrameDetections, VideoResult
+from clockwork.segments import SegmentRules, build_segments
+
+T = TypeVar("T")
+
+DEFAULT_LABELS = ("clock",)
+DEFAULT_MIN_SCORE = 0.5
+DEFAULT_BATCH = 16
+
+ProgressFn = Callable[[int, int], None]  # (frames_done, frames_total)
+
+
+class ResultBuilder:
+    """Accumulates per-frame detections of one video and builds its :class:`VideoResult`."""
+
+    def __init__(self, info: VideoInfo, *, model: dict, labels: Sequence[str] | None, min_score: Thresholds,
+                 sample_fps: float | None, rules: SegmentRules = SegmentRules()):
+        self.info = info
+        self.model = model
+        self.labels = list(labels) if labels is not None else None
+        self.min_score = dict(min_score) if isinstance(min_score, dict) else float(min_score)
+        self.sample_fps = sample_fps
+        self.rules = rules
+        self.frames: list[FrameDetections] = []
+        self.processed = 0
+        self.frames_decoded = 0
+
+    def add(self, frames: Sequence[Frame], detections: Sequence[list[Detection]]) -> None:
+        for frame, dets in zip(frames, detections, strict=True):
+            self.processed += 1
+            if dets:
+                self.frames.append(FrameDetections(frame.index, frame.timestamp_s, list(dets)))
+
+    def build(self, frames_decoded: int | None = None) -> VideoResult:
+        info = self.info
+        frames_total = frames_decoded or info.frames_total
+        hits = [h for f in self.frames for h in f.hits()]
+        # A sampled frame stands for the whole sampling interval.
+        fps = min(info.fps, self.sample_fps) if self.sample_fps and info.fps else info.fps
+        segments = build_segments(hits, fps=fps, duration_s=info.duration_s, rules=self.rules)
+        return VideoResult(
+            video_file=Path(info.path).name, fps=info.fps, width=info.width, height=info.height,
+            duration_s=info.duration_s, frames_total=frames_total, frames_processed=self.processed,
+            model=self.model, labels=self.labels, min_score=self.min_score, sample_fps=self.sample_fps,
+            frame_data=sorted(self.frames, key=lambda f: f.frame_no), segments=segments,
+        )
+
+
+def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """Run ``items`` in a background thread, ``depth`` ahead; exceptions re-raise in the caller."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put((item, None))
+            q.put((done, None))
+        except BaseException as exc:  # handed to the consumer
+            q.put((done, exc))
+
+    thread = threading.Thread(target=work, name="clockwork-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if item is done:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
+
+
+def detect_video(
+    path: str | Path,
+    *,
+    labels: Sequence[str] | None = DEFAULT_LABELS,
+    min_score: Thresholds = DEFAULT_MIN_SCORE,
+    sample_fps: float | None = None,
+    detector: Detector | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    rules: SegmentRules = SegmentRules(),
+    progress: ProgressFn | None = None,
+) -> VideoResult:
+    """Find ``labels`` (all classes when None) in every frame of ``path`` (or ``sample_fps`` frames a second)."""
+    detector = detector or Detector()
+    detector.label_ids(labels)  # reject unknown labels before decoding anything
+    with VideoDecoder(path, sample_fps=sample_fps) as decoder:
+        builder = ResultBuilder(decoder.info, model=detector.model_info, labels=labels, min_score=min_score,
+                                sample_fps=sample_fps, rules=rules)
+        total = decoder.info.frames_total
+        for batch in prefetch(decoder.batches(batch_size)):
+            dets = detector.detect([f.image for f in batch], min_score=min_score, labels=labels)
+            builder.add(batch, dets)
+            if progress:
+                progress(batch[-1].index + 1, total)
+        return builder.build(decoder.frames_decoded)
