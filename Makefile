@@ -1,0 +1,44 @@
+# Two commands do all the set-up on a fresh machine: `make test` and `make demo`.
+# Each creates .venv, installs the pinned requirements, installs ffmpeg when missing and fetches the
+# model; each step is skipped when already in place.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+OPENCV4 := opencv-python-headless==4.12.0.88
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup venv ffmpeg model test demo bench clean
+
+setup: venv ffmpeg model
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	# OpenCV 4.x is the independent reference for the darknet loader; it and OpenCV 5 both
+	# provide `cv2`, so it lives in its own folder that only tests/opencv4_reference.py sees.
+	$(PY) -m pip install -q --upgrade --no-deps --target $(VENV)/opencv4 $(OPENCV4)
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+ffmpeg:
+	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || \
+	  { echo "installing ffmpeg (Debian package)"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq ffmpeg >/dev/null; }
+
+model: venv
+	$(PY) -m clockwork.cli fetch-model
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(PY) scripts/demo.py
+
+bench: setup
+	$(PY) bench/cpu.py
+
+clean:
+	rm -rf $(VENV) var out samples .pytest_cache

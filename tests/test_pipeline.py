@@ -1,0 +1,66 @@
+"""detect_video on the sample library against its ground truth."""
+
+import json
+
+import pytest
+
+from clockwork import detect_video
+from clockwork.errors import VideoNotFoundError
+
+TOLERANCE_S = 0.5
+
+
+@pytest.fixture(scope="module")
+def results(samples_dir, manifest, detector):
+    return {name: detect_video(samples_dir / name, detector=detector) for name in manifest["files"]}
+
+
+def test_every_ground_truth_interval_found(results, manifest):
+    for name, entry in manifest["files"].items():
+        segs = [s for s in results[name].segments if s.label == "clock"]
+        truth = entry["clock_intervals"]
+        assert len(segs) == len(truth), (name, segs, truth)
+        for seg, (start, end) in zip(segs, truth):
+            assert abs(seg.start_s - start) <= TOLERANCE_S and abs(seg.end_s - end) <= TOLERANCE_S, (name, seg, start, end)
+
+
+def test_distractors_have_no_clock(results):
+    for name, result in results.items():
+        if name.startswith("distractor"):
+            assert not result.has_clock and result.segments == [] and result.clock_frames == 0
+
+
+def test_result_json_contract(results, manifest):
+    doc = json.loads(json.dumps(results["clock_moving_360p25.mp4"].to_json()))
+    for key in ("video_file", "fps", "has_clock", "clock_frames", "frame_data", "frames_total", "duration_s",
+                "width", "height", "model", "segments"):
+        assert key in doc
+    assert doc["video_file"] == "clock_moving_360p25.mp4" and doc["fps"] == 25 and doc["frames_total"] == 200
+    assert doc["has_clock"] is True and doc["clock_frames"] == len(doc["frame_data"])
+    frame = doc["frame_data"][0]
+    assert set(frame) == {"frame_no", "timestamp_s", "detections"}
+    assert frame["timestamp_s"] == pytest.approx(frame["frame_no"] / 25)
+    det = frame["detections"][0]
+    assert set(det) == {"x", "y", "w", "h", "type", "label", "score"} and det["type"] == "clock"
+    assert 0 <= det["x"] and det["x"] + det["w"] <= 640 and det["y"] + det["h"] <= 360
+    assert set(doc["segments"][0]) == {"label", "start_s", "end_s", "start_frame", "end_frame", "max_score", "frames"}
+    assert doc["model"]["name"] == "yolov3-tiny"
+
+
+def test_portrait_boxes_are_in_display_coordinates(results):
+    r = results["clock_portrait_2997.mp4"]
+    assert (r.width, r.height) == (360, 640)
+    for f in r.frame_data:
+        for d in f.detections:
+            assert d.x + d.w <= 360 + 1 and d.y + d.h <= 640 + 1
+
+
+def test_sampled_detection(samples_dir, detector):
+    r = detect_video(samples_dir / "clock_static_720p30.mp4", sample_fps=5, detector=detector)
+    assert r.frames_processed == 30 and r.frames_total == 180
+    assert len(r.segments) == 1 and abs(r.segments[0].start_s - 1.0) <= TOLERANCE_S
+
+
+def test_missing_video_fails_before_work(tmp_path, detector):
+    with pytest.raises(VideoNotFoundError):
+        detect_video(tmp_path / "missing.mp4", detector=detector)
