@@ -1,0 +1,66 @@
+"""Append one benchmark run to docs/BENCHMARKS.md: machine or card, date, versions, command, figures."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import sys
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{os.cpu_count()} cores ({cpu})"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            text = f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}; " + text
+    except Exception:
+        pass
+    return text
+
+
+def versions(*modules: str) -> str:
+    out = [f"python {platform.python_version()}"]
+    for name in modules:
+        try:
+            mod = __import__(name)
+            out.append(f"{name} {getattr(mod, '__version__', '?')}")
+        except Exception:
+            pass
+    return ", ".join(out)
+
+
+def record(title: str, lines: list[str], *, modules=("torch", "av", "cv2", "ray")) -> str:
+    block = [
+        f"### {title}",
+        "",
+        f"- date: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- machine: {machine()}",
+        f"- versions: {versions(*modules)}",
+        f"- command: `{' '.join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])}`",
+        "",
+        *lines,
+        "",
+    ]
+    text = "\n".join(block) + "\n"
+    if os.environ.get("CLOCKWORK_BENCH_NO_RECORD") != "1":
+        DOC.parent.mkdir(parents=True, exist_ok=True)
+        if not DOC.exists():
+            DOC.write_text("# Benchmarks\n\nEvery run of a script in `bench/` appends itself here. Compare ratios within one run:\n"
+                           "these machines are shared and noisy.\n\n")
+        with open(DOC, "a") as fh:
+            fh.write(text)
+    print(text)
+    return text
