@@ -118,11 +118,15 @@ class VideoDecoder:
     subclasses that name the file and the problem.
     """
 
-    def __init__(self, path: str | Path, *, sample_fps: float | None = None, threads: int = 0):
+    def __init__(self, path: str | Path, *, sample_fps: float | None = None, threads: int = 0,
+                 start_s: float = 0.0, end_s: float | None = None):
+        if start_s < 0 or (end_s is not None and end_s <= start_s):
+            raise ValueError(f"Invalid chunk ({start_s!r}, {end_s!r}). Supported values are 0 <= start_s < end_s.")
         if sample_fps is not None and not (isinstance(sample_fps, (int, float)) and sample_fps > 0 and math.isfinite(sample_fps)):
             raise ValueError(f"Invalid sample_fps ({sample_fps!r}). Supported values are None or a positive number.")
         self.path = Path(path)
         self.sample_fps = float(sample_fps) if sample_fps else None
+        self.start_s, self.end_s = float(start_s), end_s
         self._container = _open(self.path)
         try:
             info = _info(self.path, self._container)
@@ -132,6 +136,11 @@ class VideoDecoder:
                 self._stream.codec_context.thread_count = threads
             start = self._container.start_time
             self._start_s = start / av.time_base if start is not None else 0.0
+            self._index0 = 0
+            if self.start_s > 0:
+                self._index0 = self._count_frames_before(self.start_s)
+                tb = self._stream.time_base
+                self._container.seek(int((self.start_s + self._start_s) / tb), stream=self._stream, backward=True)
             self._frames = self._container.decode(self._stream)
             self._first = self._next_raw()
             if self._first is None:
@@ -144,6 +153,17 @@ class VideoDecoder:
             self.close()
             raise
         self.frames_decoded = 0
+
+    def _count_frames_before(self, t_s: float) -> int:
+        """Frames whose presentation time is before ``t_s``, by demuxing packets only (no decoding)."""
+        tb = self._stream.time_base
+        n = 0
+        with av.open(str(self.path)) as other:
+            stream = other.streams.video[0]
+            for packet in other.demux(stream):
+                if packet.pts is not None and packet.size and float(packet.pts * tb) - self._start_s < t_s - 1e-6:
+                    n += 1
+        return n
 
     def _next_raw(self):
         try:
@@ -168,18 +188,23 @@ class VideoDecoder:
         if self._container is None:
             raise ValueError(f"VideoDecoder for {self.path} is closed")
         k = self.info.rotation // 90
+        # Sampling keeps the first frame at or after each tick of a grid anchored at 0 s, so chunks
+        # of one video sample exactly as the whole video would.
         step = 1.0 / self.sample_fps if self.sample_fps else None
-        next_t = None
+        next_t = math.ceil(self.start_s / step - 1e-6) * step if step else None
         raw, self._first = self._first, None
         if raw is None:
             raise ValueError(f"VideoDecoder for {self.path} can be iterated only once")
-        index = 0
+        index = self._index0
         while raw is not None:
             t = (raw.time if raw.time is not None else index / (self.info.fps or 30.0)) - self._start_s
+            if t < self.start_s - 1e-6:  # frames between the seek's keyframe and the chunk start
+                raw = self._next_raw()
+                continue
+            if self.end_s is not None and t >= self.end_s - 1e-6:
+                break
             keep = True
             if step is not None:
-                if next_t is None:
-                    next_t = t
                 if t + 1e-6 < next_t:
                     keep = False
                 else:
@@ -194,7 +219,8 @@ class VideoDecoder:
             self.frames_decoded = index
             raw = self._next_raw()
         expected = self.info.frames_total
-        if self._stream.frames and index < 0.95 * expected - 1:
+        whole = self.start_s == 0 and self.end_s is None
+        if whole and self._stream.frames and index < 0.95 * expected - 1:
             raise CorruptVideoError(self.path, f"truncated: decoded {index} of the {expected} frames the container lists")
         logger.debug("decoded %d frames from %s", index, self.path)
 

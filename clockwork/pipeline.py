@@ -42,9 +42,12 @@ class ResultBuilder:
 
     def add(self, frames: Sequence[Frame], detections: Sequence[list[Detection]]) -> None:
         for frame, dets in zip(frames, detections, strict=True):
-            self.processed += 1
-            if dets:
-                self.frames.append(FrameDetections(frame.index, frame.timestamp_s, list(dets)))
+            self.add_frame(frame.index, frame.timestamp_s, dets)
+
+    def add_frame(self, frame_no: int, timestamp_s: float, detections: Sequence[Detection]) -> None:
+        self.processed += 1
+        if detections:
+            self.frames.append(FrameDetections(frame_no, timestamp_s, list(detections)))
 
     def build(self, frames_decoded: int | None = None) -> VideoResult:
         info = self.info

@@ -1,0 +1,256 @@
+"""The catalog: videos, detection results, segments, jobs and snippets, through SQLAlchemy.
+
+SQLite in a file by default (WAL mode and a busy timeout, so several processes share it safely);
+PostgreSQL by URL on clusters (``postgresql+psycopg://user:pass@host/db``). The Serve app and the
+Ray jobs share it: the API writes results, the splitter reads them and writes snippets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint,
+                        create_engine, event, func, select, update)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from clockwork import _config
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+FINAL = ("succeeded", "failed")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Video(Base):
+    __tablename__ = "videos"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    fps: Mapped[float | None] = mapped_column(Float)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    frames_total: Mapped[int | None] = mapped_column(Integer)
+    has_audio: Mapped[bool | None] = mapped_column(Boolean)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    results: Mapped[list["Result"]] = relationship(back_populates="video", cascade="all, delete-orphan")
+
+    @property
+    def source_id(self) -> str:
+        """A stable short id from the path, used in snippet names."""
+        return hashlib.sha1(self.path.encode()).hexdigest()[:10]
+
+
+class Result(Base):
+    __tablename__ = "results"
+    __table_args__ = (UniqueConstraint("video_id", "params_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"))
+    params_key: Mapped[str] = mapped_column(String(64))
+    document: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    video: Mapped[Video] = relationship(back_populates="results")
+    segments: Mapped[list["SegmentRow"]] = relationship(back_populates="result", cascade="all, delete-orphan")
+
+
+class SegmentRow(Base):
+    __tablename__ = "segments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(64))
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    start_frame: Mapped[int] = mapped_column(Integer)
+    end_frame: Mapped[int] = mapped_column(Integer)
+    max_score: Mapped[float] = mapped_column(Float)
+    frames: Mapped[int] = mapped_column(Integer)
+    result: Mapped[Result] = relationship(back_populates="segments")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: uuid.uuid4().hex)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    video_path: Mapped[str] = mapped_column(String(4096))
+    params: Mapped[dict] = mapped_column(JSON)
+    postback_url: Mapped[str] = mapped_column(String(2048))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    body_hash: Mapped[str] = mapped_column(String(64), index=True)
+    frames_done: Mapped[int] = mapped_column(Integer, default=0)
+    frames_total: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    timings: Mapped[dict] = mapped_column(JSON, default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    result_id: Mapped[int | None] = mapped_column(ForeignKey("results.id", ondelete="SET NULL"))
+    postback_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    postback_delivered: Mapped[bool] = mapped_column(Boolean, default=False)
+    postback_gave_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    postback_last_error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    result: Mapped[Result | None] = relationship()
+
+
+class Snippet(Base):
+    __tablename__ = "snippets"
+    __table_args__ = (UniqueConstraint("name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(64))
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    max_score: Mapped[float] = mapped_column(Float)
+    path: Mapped[str | None] = mapped_column(String(4096))
+    phash: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | done | failed
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    video: Mapped[Video] = relationship()
+
+
+def default_url() -> str:
+    url = _config.env("CLOCKWORK_DATABASE_URL", str, "")
+    if url:
+        return url
+    path = _config.data_dir() / "catalog.sqlite"
+    return f"sqlite:///{path}"
+
+
+def make_engine(url: str | None = None) -> Engine:
+    url = url or default_url()
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn, _record):
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    return engine
+
+
+class Catalog:
+    """A thin unit-of-work wrapper: ``with catalog.session() as s: ...`` commits or rolls back."""
+
+    def __init__(self, url: str | None = None):
+        self.url = url or default_url()
+        self.engine = make_engine(self.url)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as s:
+            with s.begin():
+                yield s
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- videos and results ----------------------------------------------------------------------
+
+    def upsert_video(self, s: Session, path: str, **fields) -> Video:
+        video = s.scalar(select(Video).where(Video.path == path))
+        if video is None:
+            video = Video(path=path, **fields)
+            s.add(video)
+            s.flush()
+        else:
+            for k, v in fields.items():
+                setattr(video, k, v)
+        return video
+
+    def save_result(self, s: Session, path: str, document: dict, params: dict) -> Result:
+        """Store a result document and its segments; replaces an earlier result with the same params."""
+        video = self.upsert_video(s, path, width=document["width"], height=document["height"], fps=document["fps"],
+                                  duration_s=document["duration_s"], frames_total=document["frames_total"])
+        key = params_key(params)
+        result = s.scalar(select(Result).where(Result.video_id == video.id, Result.params_key == key))
+        if result is None:
+            result = Result(video_id=video.id, params_key=key, document=document)
+            s.add(result)
+        else:
+            result.document = document
+            result.segments.clear()
+        for seg in document["segments"]:
+            result.segments.append(SegmentRow(**{k: seg[k] for k in ("label", "start_s", "end_s", "start_frame",
+                                                                    "end_frame", "max_score", "frames")}))
+        s.flush()
+        return result
+
+    def latest_result(self, s: Session, video: Video) -> Result | None:
+        return s.scalar(select(Result).where(Result.video_id == video.id).order_by(Result.created_at.desc(), Result.id.desc()))
+
+    # -- jobs --------------------------------------------------------------------------------------
+
+    def claim(self, job_id: str, owner: str, lease_s: float) -> bool:
+        """Atomically take a job whose lease is free or expired. True when this owner now holds it."""
+        now = utcnow()
+        with self.session() as s:
+            res = s.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .where((Job.lease_owner.is_(None)) | (Job.lease_expires_at < now) | (Job.lease_owner == owner))
+                .values(lease_owner=owner, lease_expires_at=now + dt.timedelta(seconds=lease_s))
+            )
+            return res.rowcount == 1
+
+    def renew(self, job_id: str, owner: str, lease_s: float) -> None:
+        with self.session() as s:
+            s.execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner)
+                      .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_s)))
+
+    def release(self, job_id: str, owner: str) -> None:
+        with self.session() as s:
+            s.execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner)
+                      .values(lease_owner=None, lease_expires_at=None))
+
+    def orphaned_jobs(self, limit: int = 100) -> list[str]:
+        """Jobs with work left (detection or postback) whose lease is free or expired."""
+        now = utcnow()
+        with self.session() as s:
+            rows = s.scalars(
+                select(Job.id)
+                .where((Job.status.in_(("queued", "running"))) |
+                       ((Job.postback_delivered.is_(False)) & (Job.postback_gave_up.is_(False))))
+                .where((Job.lease_owner.is_(None)) | (Job.lease_expires_at < now))
+                .order_by(Job.created_at).limit(limit)
+            )
+            return list(rows)
+
+    def count_active(self) -> int:
+        with self.session() as s:
+            return s.scalar(select(func.count()).select_from(Job).where(Job.status.in_(("queued", "running")))) or 0
+
+    def counts_by_status(self) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+        counts = {status: 0 for status in JOB_STATUSES}
+        counts.update({status: n for status, n in rows})
+        return counts
+
+
+def params_key(params: dict) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:32]

@@ -1,0 +1,37 @@
+"""Media roots: where videos may be read from, and how a requested name is confined to them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".ts", ".mpg", ".mpeg")
+
+
+class PathNotAllowedError(ValueError):
+    """The requested file resolves outside every configured media root."""
+
+
+def resolve_in_roots(filename: str, roots: Iterable[str | Path]) -> Path:
+    """Resolve ``filename`` (relative to a root, or absolute) after following symlinks, and return it
+    only if it lies inside one of ``roots``. ``..`` tricks and symlinks that escape are refused."""
+    roots = [Path(r).resolve() for r in roots]
+    if not roots:
+        raise PathNotAllowedError("no media roots are configured")
+    if not filename or "\x00" in filename:
+        raise PathNotAllowedError(f"invalid filename {filename!r}")
+    candidates = [Path(filename)] if os.path.isabs(filename) else [root / filename for root in roots]
+    for cand in candidates:
+        real = cand.resolve()  # follows every symlink on the way
+        for root in roots:
+            if real == root or root in real.parents:
+                return real
+    raise PathNotAllowedError(f"filename {filename!r} resolves outside the media roots ({', '.join(map(str, roots))})")
+
+
+def list_videos(root: str | Path) -> Iterator[Path]:
+    """Video files under ``root``, sorted, by suffix."""
+    for path in sorted(Path(root).rglob("*")):
+        if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES and not path.name.startswith("."):
+            yield path
