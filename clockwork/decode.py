@@ -152,7 +152,12 @@ class VideoDecoder:
         except BaseException:
             self.close()
             raise
-        self.frames_decoded = 0
+        self.frames_decoded = self._index0  # absolute index one past the last frame decoded so far
+
+    @property
+    def frames_in_chunk(self) -> int:
+        """Frames decoded inside this decoder's time range (all of them when it has none)."""
+        return self.frames_decoded - self._index0
 
     def _count_frames_before(self, t_s: float) -> int:
         """Frames whose presentation time is before ``t_s``, by demuxing packets only (no decoding)."""

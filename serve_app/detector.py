@@ -1,0 +1,131 @@
+"""The Detector deployment: decodes its own chunk of a video and batches inference across requests.
+
+Video bytes and decoded frames never leave the replica: a call names a file and a time range, the
+replica decodes it (so no large arrays cross handles or the HTTP proxy), and small lists of frames
+from every in-flight chunk meet in one ``@serve.batch`` inference call. Results stream back as
+plain detection tuples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+import numpy as np
+from ray import serve
+
+from clockwork.boxes import Letterbox
+from clockwork.decode import VideoDecoder
+from clockwork.detector import Detector
+from clockwork.pipeline import prefetch
+from serve_app.config import DetectorArgs
+from serve_app.metrics import DetectorMetrics
+
+
+@dataclass
+class FramePack:
+    """Letterboxed frames of one chunk on their way to the batcher."""
+
+    images: np.ndarray  # uint8 [n, S, S, 3]
+    metas: list[Letterbox]
+    labels: list[str] | None
+    min_score: float | dict
+
+    @property
+    def n(self) -> int:
+        return len(self.metas)
+
+
+def _pack_frames(packs) -> int:
+    return sum(p.n for p in packs)
+
+
+@serve.deployment(
+    name="Detector",
+    # max_ongoing_requests must be >= the calls one batch can hold (max_batch_frames / frames_per_call),
+    # or batches never fill (Ray issue #43288); 64 also silences Serve's check, which counts calls as frames.
+    max_ongoing_requests=64,
+    ray_actor_options={"num_cpus": 1, "num_gpus": 0},
+    health_check_period_s=5,
+)
+class DetectorDeployment:
+    def __init__(self, args: dict | None = None):
+        self.args = DetectorArgs(**(args or {}))
+        self.detector = Detector(device=self.args.device, half=self.args.half)
+        self.device = str(self.detector.device)
+        self.metrics = DetectorMetrics()
+        self._tags = {"device": self.detector.device.type}
+        self._configure(self.args.max_batch_frames, self.args.batch_wait_timeout_s)
+
+    def _configure(self, max_batch_frames: int, wait_s: float) -> None:
+        self._infer_batch.set_max_batch_size(max_batch_frames)
+        self._infer_batch.set_batch_wait_timeout_s(wait_s)
+
+    def reconfigure(self, user_config: dict) -> None:
+        """Batch size and wait time change at run time through the Serve config's ``user_config``."""
+        self._configure(int(user_config.get("max_batch_frames", self.args.max_batch_frames)),
+                        float(user_config.get("batch_wait_timeout_s", self.args.batch_wait_timeout_s)))
+
+    def info(self) -> dict:
+        return {"device": self.device, "model": self.detector.model_info, "labels": self.detector.labels}
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.02, batch_size_fn=_pack_frames)
+    async def _infer_batch(self, packs: list[FramePack]) -> list[list]:
+        det = self.detector
+        images = np.concatenate([p.images for p in packs]) if len(packs) > 1 else packs[0].images
+        t = time.perf_counter()
+
+        def run():
+            import torch
+
+            batch = det.normalise(torch.from_numpy(images).to(det.device, non_blocking=True))
+            return det.infer(batch)
+
+        raw = await asyncio.to_thread(run)
+        out, offset = [], 0
+        for p in packs:
+            out.append(det.postprocess(raw[offset:offset + p.n], p.metas, min_score=p.min_score, labels=p.labels))
+            offset += p.n
+        self.metrics.stage_seconds.observe(time.perf_counter() - t, tags={"stage": "inference"})
+        self.metrics.frames_inferred.inc(len(images), tags=self._tags)
+        self.metrics.batch_frames.observe(len(images), tags=self._tags)
+        self.metrics.batch_requests.observe(len(packs), tags=self._tags)
+        return out
+
+    async def detect_chunk(self, path: str, start_s: float = 0.0, end_s: float | None = None, *,
+                           labels: list[str] | None, min_score: float | dict, sample_fps: float | None) -> AsyncIterator[dict]:
+        """Stream ``{"frames": [[frame_no, t, [[x, y, w, h, label, score], ...]], ...], "processed": n}``
+        per step, then ``{"done": True, "frames_decoded": n}``. Raises VideoError subclasses for bad files."""
+        self.detector.label_ids(labels)
+        step = self.args.frames_per_call
+        decoder = VideoDecoder(path, sample_fps=sample_fps, start_s=start_s, end_s=end_s)
+
+        def packs():
+            for frames in decoder.batches(step):
+                t = time.perf_counter()
+                images, metas = self.detector.letterbox_batch([f.image for f in frames])
+                yield [(f.index, f.timestamp_s) for f in frames], FramePack(images, metas, labels, min_score), time.perf_counter() - t
+
+        produced = prefetch(packs(), depth=3)
+        try:
+            while True:
+                t = time.perf_counter()
+                item = await asyncio.to_thread(next, produced, None)
+                if item is None:
+                    break
+                stamps, pack, prep_s = item
+                self.metrics.stage_seconds.observe(time.perf_counter() - t + prep_s, tags={"stage": "decode"})
+                self.metrics.frames_decoded.inc(pack.n, tags=self._tags)
+                dets = await self._infer_batch(pack)
+                yield {
+                    "frames": [[idx, ts, [[d.x, d.y, d.w, d.h, d.label, d.score] for d in found]]
+                               for (idx, ts), found in zip(stamps, dets) if found],
+                    "processed": pack.n,
+                    "last_frame": stamps[-1][0],
+                }
+            yield {"done": True, "frames_decoded": decoder.frames_in_chunk, "info": decoder.info.__dict__}
+        finally:
+            produced.close()
+            decoder.close()

@@ -1,0 +1,27 @@
+"""``clockwork serve``: a local Ray and the app, for people with no cluster."""
+
+from __future__ import annotations
+
+import time
+
+
+def serve_forever(*, media_roots: list[str], port: int = 8000, database_url: str | None = None) -> int:
+    import ray
+    from ray import serve
+
+    from serve_app.app import app_builder
+
+    args: dict = {"media_roots": media_roots or ["."]}
+    if database_url:
+        args["database_url"] = database_url
+    ray.init(include_dashboard=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(app_builder(args), name="clockwork", route_prefix="/")
+    print(f"clockwork API on http://127.0.0.1:{port} (media roots: {', '.join(args['media_roots'])}); Ctrl-C stops it")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        serve.shutdown()
+        ray.shutdown()
+    return 0

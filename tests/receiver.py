@@ -1,0 +1,69 @@
+"""A real postback receiver on loopback: records every POST (headers and raw body)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Receiver:
+    """Context manager. ``port`` may be fixed so a receiver can go down and come back on it."""
+
+    def __init__(self, port: int | None = None, status: int = 200):
+        self.port = port or free_port()
+        self.status = status
+        self.posts: list[dict] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def start(self) -> "Receiver":
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                outer.posts.append({"path": self.path, "headers": dict(self.headers), "body": body,
+                                    "json": json.loads(body)})
+                self.send_response(outer.status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def wait_for(self, n: int = 1, timeout: float = 120.0, job_id: str | None = None) -> list[dict]:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            got = [p for p in self.posts if job_id is None or p["json"].get("job_id") == job_id]
+            if len(got) >= n:
+                return got
+            time.sleep(0.1)
+        raise TimeoutError(f"expected {n} postback(s) for {job_id or 'any job'} within {timeout} s, got {len(self.posts)}")
