@@ -19,6 +19,9 @@ class VideoError(ClockworkError):
         self.reason = reason
         super().__init__(f"{self.kind}: {self.path}: {reason}")
 
+    def __reduce__(self):  # survives pickling across Ray processes with its fields
+        return (self.__class__, (self.path, self.reason))
+
 
 class VideoNotFoundError(VideoError):
     kind = "video not found"
@@ -44,6 +47,14 @@ class FFmpegError(ClockworkError):
     """ffmpeg or ffprobe is missing or failed. ``stderr`` holds the tail of its output."""
 
     def __init__(self, message: str, *, cmd: list[str] | None = None, stderr: str = ""):
+        self.message = message
         self.cmd = cmd or []
         self.stderr = stderr
         super().__init__(message + (f"\n{stderr.strip()[-800:]}" if stderr.strip() else ""))
+
+    def __reduce__(self):
+        return (_rebuild_ffmpeg_error, (self.__class__, self.message, self.cmd, self.stderr))
+
+
+def _rebuild_ffmpeg_error(cls, message, cmd, stderr):
+    return cls(message, cmd=cmd, stderr=stderr)

@@ -22,11 +22,19 @@ def resolve_in_roots(filename: str, roots: Iterable[str | Path]) -> Path:
     if not filename or "\x00" in filename:
         raise PathNotAllowedError(f"invalid filename {filename!r}")
     candidates = [Path(filename)] if os.path.isabs(filename) else [root / filename for root in roots]
+    fallback = None
     for cand in candidates:
         real = cand.resolve()  # follows every symlink on the way
-        for root in roots:
-            if real == root or root in real.parents:
+        inside = any(real == root or root in real.parents for root in roots)
+        if os.path.lexists(cand):  # the file (or a link) is there: it decides
+            if inside:
                 return real
+            break
+        if inside and fallback is None:
+            fallback = real  # not there in any root: the caller answers "not found"
+    else:
+        if fallback is not None:
+            return fallback
     raise PathNotAllowedError(f"filename {filename!r} resolves outside the media roots ({', '.join(map(str, roots))})")
 
 

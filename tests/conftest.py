@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,66 @@ def make_video(tmp_path):
         return out
 
     return make
+
+
+# -- Ray -------------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """A real local Ray cluster of two nodes (head + one worker node), started with `ray start`,
+    with token authentication, the dashboard (for `ray job submit`) and a metrics port."""
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    token_dir = tmp_path_factory.mktemp("ray-auth")
+    (token_dir / "token").write_text(__import__("secrets").token_hex(32))
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token_dir / "token")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    gcs, dash, metrics, metrics2 = _free_port(), _free_port(), _free_port(), _free_port()
+    common = ["--disable-usage-stats", "--object-store-memory=250000000"]
+    subprocess.run([ray_bin, "stop", "--force"], capture_output=True)
+    subprocess.run([ray_bin, "start", "--head", f"--port={gcs}", "--num-cpus=6", "--include-dashboard=true",
+                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--metrics-export-port={metrics}",
+                    *common], check=True, capture_output=True)
+    subprocess.run([ray_bin, "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=2", f"--metrics-export-port={metrics2}",
+                    '--resources={"second_node": 2}', *common], check=True, capture_output=True)
+    import ray
+
+    ray.init(address=f"127.0.0.1:{gcs}", log_to_driver=False)
+    info = {"address": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dash}", "metrics": [f"http://127.0.0.1:{m}/metrics" for m in (metrics, metrics2)]}
+    yield info
+    try:
+        from ray import serve
+
+        serve.shutdown()
+    except Exception:
+        pass
+    ray.shutdown()
+    subprocess.run([ray_bin, "stop", "--force"], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def serve_port(ray_cluster):
+    from ray import serve
+
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    return port
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server (``.ci/run`` installs and starts one and sets the URL)."""
+    url = os.environ.get("CLOCKWORK_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must provide CLOCKWORK_TEST_POSTGRES_URL (.ci/run starts PostgreSQL)")
+        pytest.skip("CLOCKWORK_TEST_POSTGRES_URL is not set (run through .ci/run for PostgreSQL)")
+    return url

@@ -1,0 +1,66 @@
+"""The catalog on SQLite and on a real PostgreSQL server."""
+
+import datetime as dt
+
+import pytest
+
+from clockwork.catalog import Base, Catalog, Job, utcnow
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def catalog(request, tmp_path):
+    if request.param == "sqlite":
+        cat = Catalog(f"sqlite:///{tmp_path}/catalog.sqlite")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        cat = Catalog(url)
+        Base.metadata.drop_all(cat.engine)
+        Base.metadata.create_all(cat.engine)
+    yield cat
+    cat.close()
+
+
+def new_job(catalog, **kw) -> str:
+    with catalog.session() as s:
+        job = Job(video_path="/m/a.mp4", params={}, postback_url="http://x/", body_hash="h", **kw)
+        s.add(job)
+        s.flush()
+        return job.id
+
+
+def test_sqlite_uses_wal(tmp_path):
+    cat = Catalog(f"sqlite:///{tmp_path}/c.sqlite")
+    with cat.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_lease_claim_is_exclusive_until_expiry(catalog):
+    job_id = new_job(catalog)
+    assert catalog.claim(job_id, "a", 60)
+    assert not catalog.claim(job_id, "b", 60)
+    assert catalog.orphaned_jobs() == []
+    with catalog.session() as s:
+        s.get(Job, job_id).lease_expires_at = utcnow() - dt.timedelta(seconds=1)
+    assert catalog.orphaned_jobs() == [job_id]
+    assert catalog.claim(job_id, "b", 60)
+
+
+def test_finished_job_with_pending_postback_is_still_work(catalog):
+    job_id = new_job(catalog, status="succeeded")
+    assert catalog.orphaned_jobs() == [job_id]
+    with catalog.session() as s:
+        s.get(Job, job_id).postback_delivered = True
+    assert catalog.orphaned_jobs() == []
+    assert catalog.counts_by_status()["succeeded"] == 1
+
+
+def test_results_replace_by_params(catalog):
+    doc = {"width": 10, "height": 10, "fps": 25.0, "duration_s": 1.0, "frames_total": 25,
+           "segments": [{"label": "clock", "start_s": 0.1, "end_s": 0.5, "start_frame": 2, "end_frame": 12,
+                         "max_score": 0.9, "frames": 10}]}
+    params = {"labels": ["clock"], "min_score": 0.5, "sample_fps": None}
+    with catalog.session() as s:
+        first = catalog.save_result(s, "/m/a.mp4", doc, params).id
+    with catalog.session() as s:
+        again = catalog.save_result(s, "/m/a.mp4", {**doc, "segments": []}, params)
+        assert again.id == first and again.segments == []

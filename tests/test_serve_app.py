@@ -1,0 +1,280 @@
+"""The Serve app against a real local Ray cluster, real HTTP on loopback and a real postback receiver."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import re
+import time
+import uuid
+
+import pytest
+import requests
+
+from clockwork import detect_video
+from clockwork.postback import verify_signature
+from tests.receiver import Receiver, free_port
+
+pytestmark = pytest.mark.slow
+
+SECRET = "test-signing-key"
+TOKEN = "test-api-token"
+
+
+class App:
+    """One deployed copy of the app under its own route prefix and its own catalog."""
+
+    def __init__(self, port: int, name: str, token: str | None):
+        self.name = name
+        self.base = f"http://127.0.0.1:{port}/{name}"
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def post(self, body, **kw):
+        headers = {**self.headers, **kw.pop("headers", {})}
+        if isinstance(body, (bytes, str)):
+            return requests.post(f"{self.base}/video-inference", data=body, headers=headers, timeout=30, **kw)
+        return requests.post(f"{self.base}/video-inference", json=body, headers=headers, timeout=30, **kw)
+
+    def get(self, path):
+        return requests.get(f"{self.base}{path}", headers=self.headers, timeout=30)
+
+    def wait(self, job_id, pred, timeout=180.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            status = self.get(f"/jobs/{job_id}").json()
+            if pred(status):
+                return status
+            time.sleep(0.2)
+        raise TimeoutError(f"job {job_id} never reached the condition; last status {status}")
+
+
+@pytest.fixture
+def deploy(serve_port, tmp_path, samples_dir):
+    from ray import serve
+
+    from serve_app.app import app_builder
+
+    names = []
+
+    def make(*, name=None, token=TOKEN, database_url=None, **args) -> App:
+        name = name or f"app{uuid.uuid4().hex[:8]}"
+        full = {"media_roots": [str(samples_dir), str(tmp_path / "media")],
+                "database_url": database_url or f"sqlite:///{tmp_path}/catalog.sqlite",
+                "postback_allow": ["127.0.0.0/8"], "postback_secret": SECRET, "api_token": token,
+                "postback_base_delay_s": 0.3, "postback_max_delay_s": 1.0, "lease_s": 4, "reaper_interval_s": 0.5,
+                **args}
+        (tmp_path / "media").mkdir(exist_ok=True)
+        serve.run(app_builder(full), name=name, route_prefix=f"/{name}")
+        names.append(name)
+        return App(serve_port, name, token)
+
+    yield make
+    for name in names:
+        serve.delete(name)
+
+
+def strip_job(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k not in ("job_id", "status")}
+
+
+def test_round_trip_equals_clockwork_detect(deploy, samples_dir, detector):
+    app = deploy()
+    names = ["clock_moving_360p25.mp4", "clock_portrait_2997.mp4", "distractor_life_25.mp4"]
+    with Receiver() as rx:
+        jobs = {}
+        for name in names:
+            t = time.perf_counter()
+            resp = app.post({"filename": name, "postback_url": rx.url})
+            assert resp.status_code == 202, resp.text
+            assert time.perf_counter() - t < 5
+            body = resp.json()
+            assert body["status_url"] == f"{app.base}/jobs/{body['job_id']}"
+            jobs[body["job_id"]] = name
+        posts = rx.wait_for(len(names))
+    for post in posts:
+        doc = post["json"]
+        name = jobs[doc["job_id"]]
+        assert doc["status"] == "succeeded"
+        # signed: HMAC-SHA256 over timestamp + raw body
+        assert verify_signature(SECRET, post["body"], post["headers"]["X-Clockwork-Signature"])
+        assert not verify_signature("wrong", post["body"], post["headers"]["X-Clockwork-Signature"])
+        expected = detect_video(samples_dir / name, detector=detector).to_json()
+        assert strip_job(doc) == json.loads(json.dumps(expected))
+        # GET /jobs/{id}/result is byte for byte what was posted back
+        assert app.get(f"/jobs/{doc['job_id']}/result").content == post["body"]
+        status = app.get(f"/jobs/{doc['job_id']}").json()
+        assert status["status"] == "succeeded"
+        assert status["progress"]["frames_done"] == status["progress"]["frames_total"] == doc["frames_total"]
+        assert status["postback"] == {"url": rx.url, "attempts": 1, "delivered": True, "gave_up": False, "last_error": None}
+        assert status["timings"]["started_at"] and status["timings"]["finished_at"]
+
+
+def test_round_trip_on_postgresql(deploy, postgres_url):
+    from clockwork.catalog import Base, Catalog
+
+    cat = Catalog(postgres_url)
+    Base.metadata.drop_all(cat.engine)
+    cat.close()
+    app = deploy(database_url=postgres_url)
+    with Receiver() as rx:
+        job_id = app.post({"filename": "clock_static_720p30.mp4", "postback_url": rx.url, "sample_fps": 5}).json()["job_id"]
+        doc = rx.wait_for(1)[0]["json"]
+    assert doc["job_id"] == job_id and doc["status"] == "succeeded" and len(doc["segments"]) == 1
+    cat = Catalog(postgres_url)
+    assert cat.counts_by_status()["succeeded"] == 1
+    cat.close()
+
+
+def scrape(urls: list[str], name: str) -> dict[str, float]:
+    """Series of ``name`` from every node's Ray metrics endpoint."""
+    text = "\n".join(requests.get(url, timeout=10).text for url in urls)
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name):
+            key, value = line.rsplit(" ", 1)
+            out[key] = float(value)
+    return out
+
+
+def test_concurrent_requests_are_batched_together(deploy, ray_cluster):
+    app = deploy()
+    names = ["clock_static_720p30.mp4", "clock_moving_360p25.mp4", "clock_60fps_480p.mp4", "distractor_fractal_30.mp4",
+             "clock_static_720p30_reupload.mp4", "distractor_life_25.mp4"]
+    with Receiver() as rx, cf.ThreadPoolExecutor(len(names)) as pool:
+        list(pool.map(lambda n: app.post({"filename": n, "postback_url": rx.url}), names))
+        rx.wait_for(len(names), timeout=300)
+    # Ray exports the replica's histogram on its Prometheus endpoint after its reporting interval.
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        series = scrape(ray_cluster["metrics"], "ray_clockwork_batch_requests")
+        count = sum(v for k, v in series.items() if k.startswith("ray_clockwork_batch_requests_count"))
+        single = sum(v for k, v in series.items() if 'le="1.0"' in k)
+        if count and count > single:
+            break
+        time.sleep(2)
+    assert count > single, f"no inference batch merged more than one request: {series}"
+
+
+def test_error_statuses(deploy, samples_dir, tmp_path):
+    app = deploy()
+    media = tmp_path / "media"
+    (media / "notes.mp4").write_text("this is not a video\n" * 10)
+    outside = tmp_path / "secret.mp4"
+    outside.write_bytes((samples_dir / "distractor_life_25.mp4").read_bytes())
+    (media / "escape.mp4").symlink_to(outside)
+    ok_url = "http://127.0.0.1:9/hook"
+
+    def check(resp, status, words):
+        assert resp.status_code == status, resp.text
+        body = resp.json()
+        assert body["status"] == status and re.search(words, body["error"]), body
+        return resp
+
+    check(requests.post(f"{app.base}/video-inference", json={"filename": "a.mp4", "postback_url": ok_url}), 401, "bearer token")
+    check(app.post("{not json"), 400, "malformed JSON")
+    check(app.post("[1, 2]"), 400, "JSON object")
+    check(app.post({"postback_url": ok_url}), 400, "filename: Field required")
+    check(app.post({"filename": "x.mp4", "postback_url": ok_url, "min_score": "high"}), 400, "min_score")
+    check(app.post({"filename": "x.mp4", "postback_url": ok_url, "labels": "clock"}), 400, "labels")
+    check(app.post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "labels": ["clok"]}), 400, "Unknown label")
+    check(app.post({"filename": "clock_moving_360p25.mp4", "postback_url": "ftp://127.0.0.1/x"}), 400, "scheme")
+    check(app.post({"filename": "clock_moving_360p25.mp4", "postback_url": "http://169.254.169.254/latest"}), 400, "not in the allowlist|refused")
+    check(app.post({"filename": "../../etc/passwd", "postback_url": ok_url}), 403, "outside the media roots")
+    check(app.post({"filename": "/etc/passwd", "postback_url": ok_url}), 403, "outside the media roots")
+    check(app.post({"filename": "escape.mp4", "postback_url": ok_url}), 403, "outside the media roots")
+    check(app.post({"filename": "missing.mp4", "postback_url": ok_url}), 404, "video not found")
+    check(app.get("/jobs/0123456789abcdef"), 404, "unknown job")
+    check(app.get("/jobs/0123456789abcdef/result"), 404, "unknown job")
+    check(app.post(json.dumps({"filename": "a" * 70000, "postback_url": ok_url})), 413, "over the limit")
+    resp = check(app.post({"filename": "notes.mp4", "postback_url": ok_url}), 422, "not a video file")
+    assert resp.json()["reason"]
+    assert requests.get(f"{app.base}/healthz", timeout=10).json() == {"status": "ok"}
+
+
+def test_default_policy_refuses_loopback_and_metadata(deploy):
+    app = deploy(postback_allow=[])
+    for url in ("http://127.0.0.1:8080/hook", "http://169.254.169.254/", "http://[::1]/x", "http://metadata.google.internal/"):
+        resp = app.post({"filename": "clock_moving_360p25.mp4", "postback_url": url})
+        assert resp.status_code == 400 and "refused" in resp.json()["error"] or "resolve" in resp.json()["error"], resp.text
+
+
+def test_corrupt_video_fails_the_job_and_posts_the_failure(deploy, samples_dir, tmp_path):
+    app = deploy()
+    data = (samples_dir / "clock_static_720p30.mp4").read_bytes()
+    (tmp_path / "media" / "cut.mp4").write_bytes(data[: len(data) // 2])  # opens, then runs out
+    with Receiver() as rx:
+        resp = app.post({"filename": "cut.mp4", "postback_url": rx.url, "sample_fps": 10})
+        assert resp.status_code == 202, resp.text
+        doc = rx.wait_for(1)[0]["json"]
+    assert doc["status"] == "failed" and "cut.mp4" in doc["error"] and "truncated" in doc["error"]
+    status = app.get(f"/jobs/{doc['job_id']}").json()
+    assert status["status"] == "failed" and status["error"] == doc["error"]
+
+
+def test_idempotency_and_queue_limit(deploy):
+    app = deploy(max_active_jobs=1)
+    with Receiver() as rx:
+        body = {"filename": "clock_static_720p30.mp4", "postback_url": rx.url}
+        first = app.post(body, headers={"Idempotency-Key": "k-1"})
+        assert first.status_code == 202
+        again = app.post(body, headers={"Idempotency-Key": "k-1"})
+        same_body = app.post(body)
+        assert again.json()["job_id"] == same_body.json()["job_id"] == first.json()["job_id"]
+        assert again.headers.get("Idempotent-Replayed") == "true"
+        busy = app.post({"filename": "clock_moving_360p25.mp4", "postback_url": rx.url})
+        assert busy.status_code == 429 and int(busy.headers["Retry-After"]) > 0
+        rx.wait_for(1, job_id=first.json()["job_id"])
+        assert len([p for p in rx.posts if p["json"]["job_id"] == first.json()["job_id"]]) == 1
+
+
+def test_dead_receiver_gets_the_postback_when_it_comes_back(deploy):
+    app = deploy()
+    rx = Receiver(port=free_port())  # not listening yet
+    job_id = app.post({"filename": "clock_moving_360p25.mp4", "postback_url": rx.url, "sample_fps": 5}).json()["job_id"]
+    status = app.wait(job_id, lambda s: s["postback"]["attempts"] >= 2)
+    assert status["status"] == "succeeded" and not status["postback"]["delivered"]
+    assert "ConnectionError" in status["postback"]["last_error"]
+    with rx:
+        rx.wait_for(1, job_id=job_id)
+        status = app.wait(job_id, lambda s: s["postback"]["delivered"])
+    assert status["postback"]["attempts"] >= 3 and status["postback"]["last_error"] is None
+
+
+def _detector_actors(app_name: str):
+    from ray.util.state import list_actors
+
+    return [a for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+            if a.class_name == f"ServeReplica:{app_name}:Detector"]
+
+
+def test_killed_detector_replica_mid_job(deploy):
+    import ray
+
+    app = deploy()
+    with Receiver() as rx:
+        job_id = app.post({"filename": "clock_static_720p30.mp4", "postback_url": rx.url}).json()["job_id"]
+        app.wait(job_id, lambda s: s["progress"]["frames_done"] > 0 or s["status"] != "queued")
+        actors = _detector_actors(app.name)
+        assert actors
+        for actor in actors:
+            ray.kill(ray.get_actor(actor.name, namespace="serve"), no_restart=False)
+        doc = rx.wait_for(1, job_id=job_id, timeout=240)[0]["json"]
+    assert doc["status"] == "succeeded", doc
+    assert doc["frames_processed"] == 180 and len(doc["segments"]) == 1
+
+
+def test_app_restart_with_job_in_flight(deploy, tmp_path):
+    from ray import serve
+
+    db = f"sqlite:///{tmp_path}/restart.sqlite"
+    app = deploy(name="restartapp", database_url=db)
+    with Receiver() as rx:
+        job_id = app.post({"filename": "clock_static_720p30.mp4", "postback_url": rx.url}).json()["job_id"]
+        app.wait(job_id, lambda s: s["status"] == "running")
+        serve.delete("restartapp")  # the whole app goes away with the job in flight
+        assert not rx.posts
+        app = deploy(name="restartapp", database_url=db)
+        doc = rx.wait_for(1, job_id=job_id, timeout=240)[0]["json"]
+        status = app.get(f"/jobs/{job_id}").json()
+    assert doc["status"] == "succeeded" and status["attempts"] == 2 and status["postback"]["delivered"]
+    assert len([p for p in rx.posts if p["json"]["job_id"] == job_id]) == 1
