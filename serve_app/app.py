@@ -29,11 +29,13 @@ def _default_gpu_fraction() -> float:
 
 def app_builder(args: dict | None = None) -> Application:
     """Build the app from typed arguments: AppArgs fields, plus ``detector`` (DetectorArgs fields),
-    ``detector_num_gpus`` and ``detector_replicas``."""
+    ``detector_num_gpus``, ``detector_num_cpus`` and ``detector_replicas``."""
     raw = dict(args or {})
     detector_args = DetectorArgs(**_maybe_json(raw.pop("detector", {})))
     num_gpus = raw.pop("detector_num_gpus", None)
     replicas = int(raw.pop("detector_replicas", 1))
+    # Ray sets OMP_NUM_THREADS to an actor's num_cpus, so this is also torch's thread count on the CPU.
+    num_cpus = float(raw.pop("detector_num_cpus", 2))
     for key in ("media_roots", "postback_allow", "postback_deny", "labels"):
         if isinstance(raw.get(key), str):
             raw[key] = _maybe_json(raw[key])
@@ -44,7 +46,7 @@ def app_builder(args: dict | None = None) -> Application:
         app_args = app_args.model_copy(update={"database_url": default_url()})
     num_gpus = _default_gpu_fraction() if num_gpus is None else float(num_gpus)
     detector = DetectorDeployment.options(
-        num_replicas=replicas, ray_actor_options={"num_cpus": 1, "num_gpus": num_gpus},
+        num_replicas=replicas, ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus},
     ).bind(detector_args.model_dump())
     return Ingress.bind(detector, app_args.model_dump())
 

@@ -1,0 +1,111 @@
+"""Join unique snippets into one remix with ffmpeg's concat demuxer. A Ray job:
+
+    ray job submit --working-dir . -- python -m jobs.join --label clock --per-source 1 --order random --seed 7 --out /media/out.mp4
+
+Picks at most --per-source snippets per source video, drops near-duplicates by perceptual hash,
+orders them reproducibly, writes videolist.txt, runs ``ffmpeg -f concat -safe 0 -i videolist.txt -c copy``,
+verifies the result with ffprobe, and writes out.html beside it (player, thumbnails, score timelines).
+
+Exit status: 0 done, 2 nothing could be done (no snippets, missing files, failed verification).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import ray
+from sqlalchemy import select
+
+from clockwork.catalog import Catalog, Snippet, Video
+from clockwork.clips import thumbnail_jpeg
+from clockwork.errors import ClockworkError
+from clockwork.pushmetrics import JobMetrics
+from clockwork.remix import DEFAULT_MAX_DISTANCE, ORDERS, Pick, concat, select as choose, verify, write_report, write_videolist
+from jobs._common import EXIT_OK, Fatal, connect, require_ffmpeg, run, setup_logging
+
+
+@ray.remote(num_cpus=1)
+def thumb_task(path: str, at_s: float) -> bytes:
+    return thumbnail_jpeg(Path(path), at_s)
+
+
+def parse(argv):
+    ap = argparse.ArgumentParser(prog="python -m jobs.join", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--label", default="clock")
+    ap.add_argument("--per-source", type=int, default=1)
+    ap.add_argument("--order", choices=ORDERS, default="random")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-duration", type=float, default=None, help="seconds; snippets past it are left out")
+    ap.add_argument("--max-distance", type=int, default=DEFAULT_MAX_DISTANCE, help="pHash bits under which two snippets are duplicates")
+    ap.add_argument("--out", required=True, help="the remix, e.g. out.mp4 (out.html and videolist.txt go beside it)")
+    ap.add_argument("--database-url", default=None)
+    ap.add_argument("-v", "--verbose", action="store_true")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    setup_logging(args.verbose)
+    require_ffmpeg()
+    out = Path(args.out).resolve()
+    if out.suffix.lower() != ".mp4":
+        raise Fatal(f"--out must name an .mp4 file, got {args.out!r}")
+    catalog = Catalog(args.database_url)
+    metrics = JobMetrics("join")
+    t0 = time.time()
+    with catalog.session() as s:
+        rows = s.execute(select(Snippet, Video).join(Video, Snippet.video_id == Video.id)
+                         .where(Snippet.label == args.label, Snippet.status == "done")).all()
+        picks = [Pick(sn.name, sn.path, v.path, sn.start_s, sn.end_s, sn.max_score, sn.phash) for sn, v in rows]
+        sources = {}
+        for _, video in rows:
+            if video.path not in sources:
+                doc = catalog.latest_result(s, video).document
+                sources[video.path] = {
+                    "duration_s": doc["duration_s"],
+                    "frames": [(f["timestamp_s"], max(d["score"] for d in f["detections"])) for f in doc["frame_data"]],
+                    "segments": [],
+                }
+        for sn, video in rows:
+            sources[video.path]["segments"].append((sn.start_s, sn.end_s))
+    if not picks:
+        raise Fatal(f"no {args.label!r} snippets in the catalog ({catalog.url}); run `python -m jobs.split` first")
+    missing = [p.path for p in picks if not p.path or not Path(p.path).is_file()]
+    if missing:
+        raise Fatal(f"{len(missing)} snippet file(s) registered in the catalog are gone, e.g. {missing[0]}; "
+                    "run `python -m jobs.split` again to recut them")
+    selection = choose(picks, per_source=args.per_source, order=args.order, seed=args.seed,
+                       max_duration_s=args.max_duration, max_distance=args.max_distance)
+    if not selection.chosen:
+        raise Fatal(f"no snippet fits --max-duration {args.max_duration}")
+    connect()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    videolist = write_videolist([p.path for p in selection.chosen], out.with_name("videolist.txt"))
+    thumbs_refs = {p.name: thumb_task.remote(p.path, p.duration_s / 2) for p in selection.chosen}
+    try:
+        concat(videolist, out)
+        expected = sum(p.duration_s for p in selection.chosen)
+        checked = verify(out, expected)
+    except ClockworkError as exc:
+        out.unlink(missing_ok=True)
+        raise Fatal(str(exc).splitlines()[0]) from None
+    thumbs = {name: ray.get(ref) for name, ref in thumbs_refs.items()}
+    report = write_report(out.with_suffix(".html"), remix=out, picks=selection.chosen, thumbs=thumbs, sources=sources,
+                          selection=selection)
+    metrics.count("snippet", "joined", len(selection.chosen))
+    metrics.count("snippet", "duplicate", len(selection.dropped_duplicates))
+    metrics.output_seconds.set(checked["duration_s"])
+    metrics.push(ok=True)
+    print(f"join: {len(selection.chosen)} snippet(s) from {len({p.source for p in selection.chosen})} source(s), "
+          f"{checked['duration_s']:.2f} s, in {time.time() - t0:.1f} s "
+          f"({len(selection.dropped_duplicates)} near-duplicate(s), {len(selection.dropped_per_source)} over the per-source "
+          f"limit, {len(selection.dropped_duration)} over the duration left out).\n"
+          f"  remix:  {out}\n  report: {report}\n  list:   {videolist}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, prog="jobs.join"))
