@@ -160,7 +160,8 @@ def main(argv=None) -> int:
                 except Exception as exc:
                     audio[source] = None
                     failures.append(f"{source}: {exc}")
-        refs = {cut_task.options(num_cpus=args.threads).remote(src, a, b, out, audio[src], profile, encoder): name
+        # SPREAD: ffmpeg tasks balance across nodes instead of filling the head first.
+        refs = {cut_task.options(num_cpus=args.threads, scheduling_strategy="SPREAD").remote(src, a, b, out, audio[src], profile, encoder): name
                 for name, src, a, b, out in plan if audio[src] is not None}
         pending = list(refs)
         with tqdm(total=len(refs), desc="cutting", unit="snippet", disable=not args.progress) as bar:

@@ -1,0 +1,169 @@
+"""The split and join jobs, submitted with `ray job submit` to a real two-node local Ray cluster."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clockwork.ffmpeg import probe_json
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def submit(cluster, *args: str) -> subprocess.CompletedProcess:
+    """`ray job submit` through Ray's own CLI; the job's stdout comes back in ours."""
+    return subprocess.run([RAY, "job", "submit", "--address", cluster["dashboard"], "--working-dir", str(REPO),
+                           "--", sys.executable, *args], capture_output=True, text=True, timeout=900)
+
+
+def local(cluster, *args: str, env=None) -> subprocess.CompletedProcess:
+    """The same entrypoint run directly against the cluster (for the failure cases)."""
+    env = {**os.environ, "RAY_ADDRESS": cluster["address"], **(env or {})}
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, samples_dir):
+    root = tmp_path_factory.mktemp("library")
+    media = root / "media"
+    media.mkdir()
+    for f in samples_dir.glob("*.mp4"):
+        shutil.copy(f, media / f.name)
+    return {"media": media, "slices": root / "slices", "db": f"sqlite:///{root}/catalog.sqlite", "root": root}
+
+
+@pytest.fixture(scope="module")
+def split_run(ray_cluster, library):
+    proc = submit(ray_cluster, "-m", "jobs.split", "--media-root", str(library["media"]), "--out", str(library["slices"]),
+                  "--database-url", library["db"], "--sample-fps", "10")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_split_cuts_one_snippet_per_ground_truth_interval(split_run, library, manifest):
+    from clockwork.catalog import Catalog, Snippet, Video
+    from sqlalchemy import select
+
+    cat = Catalog(library["db"])
+    with cat.session() as s:
+        rows = s.execute(select(Snippet, Video).join(Video)).all()
+    cat.close()
+    found: dict[str, list[tuple[float, float]]] = {}
+    for sn, video in rows:
+        assert sn.status == "done" and Path(sn.path).is_file() and sn.phash
+        found.setdefault(Path(video.path).name, []).append((sn.start_s, sn.end_s))
+    for name, entry in manifest["files"].items():
+        truth = entry["clock_intervals"]
+        got = sorted(found.get(name, []))
+        assert len(got) == len(truth), (name, got, truth)
+        for (a, b), (c, d) in zip(got, truth):
+            assert abs(a - c) <= 0.5 and abs(b - d) <= 0.5
+    assert len(list(library["slices"].glob("*.mp4"))) == len(rows) == 6
+    assert not list(library["slices"].glob(".*"))  # no temporary files left
+
+
+def test_every_snippet_has_the_profile(split_run, library):
+    for clip in library["slices"].glob("*.mp4"):
+        streams = probe_json(clip)["streams"]
+        v = [s for s in streams if s["codec_type"] == "video"]
+        a = [s for s in streams if s["codec_type"] == "audio"]
+        assert len(v) == 1 and len(a) == 1
+        assert (v[0]["codec_name"], v[0]["width"], v[0]["height"], v[0]["r_frame_rate"], v[0]["pix_fmt"]) == ("h264", 1280, 720, "30/1", "yuv420p")
+        assert (a[0]["codec_name"], a[0]["sample_rate"], a[0]["channels"]) == ("aac", "48000", 2)
+
+
+def test_tasks_spread_over_both_nodes(split_run):
+    assert re.search(r"cut this run on 2 node\(s\)", split_run.stdout), split_run.stdout[-2000:]
+
+
+def test_rerun_is_idempotent(split_run, ray_cluster, library):
+    before = {p.name: p.stat().st_mtime_ns for p in library["slices"].glob("*.mp4")}
+    proc = submit(ray_cluster, "-m", "jobs.split", "--media-root", str(library["media"]), "--out", str(library["slices"]),
+                  "--database-url", library["db"], "--sample-fps", "10")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "0 snippet(s) cut this run" in proc.stdout and "6 already done" in proc.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in library["slices"].glob("*.mp4")} == before
+
+
+def test_join_makes_a_verified_remix_without_the_duplicate(split_run, ray_cluster, library):
+    out = library["root"] / "remix" / "out.mp4"
+    proc = submit(ray_cluster, "-m", "jobs.join", "--out", str(out), "--database-url", library["db"], "--seed", "3")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "1 near-duplicate(s)" in proc.stdout
+    lines = (out.parent / "videolist.txt").read_text().splitlines()
+    assert lines[0] == "ffconcat version 1.0" and len(lines) == 1 + 4  # 5 clock sources, the reupload dropped
+    names = [re.match(r"file '(.*)'$", line).group(1) for line in lines[1:]]
+    expected = 0.0
+    for n in names:
+        expected += float(probe_json(n)["format"]["duration"])
+    info = probe_json(out)
+    assert sorted(s["codec_type"] for s in info["streams"]) == ["audio", "video"]
+    assert abs(float(info["format"]["duration"]) - expected) < 0.5
+    report = (out.parent / "out.html").read_text()
+    for n in names:
+        assert f'data-name="{Path(n).name}"' in report
+    assert report.count("<svg") == 5  # a timeline per source with snippets (the reupload too)
+    # the same seed gives the same remix order
+    again = submit(ray_cluster, "-m", "jobs.join", "--out", str(library["root"] / "again" / "out.mp4"),
+                   "--database-url", library["db"], "--seed", "3")
+    assert again.returncode == 0
+    assert (library["root"] / "again" / "videolist.txt").read_text() == (out.parent / "videolist.txt").read_text()
+
+
+def test_library_without_detections(ray_cluster, samples_dir, tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    shutil.copy(samples_dir / "distractor_life_25.mp4", media)
+    proc = local(ray_cluster, "jobs.split", "--media-root", str(media), "--out", str(tmp_path / "slices"),
+                 "--database-url", f"sqlite:///{tmp_path}/c.sqlite", "--sample-fps", "5")
+    assert proc.returncode == 2 and "no 'clock' segments" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "slices").exists()
+    proc = local(ray_cluster, "jobs.join", "--out", str(tmp_path / "out.mp4"), "--database-url", f"sqlite:///{tmp_path}/c.sqlite")
+    assert proc.returncode == 2 and "no 'clock' snippets" in proc.stderr
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_corrupt_source_is_reported_and_the_rest_continue(ray_cluster, samples_dir, tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    shutil.copy(samples_dir / "clock_moving_360p25.mp4", media)
+    data = (samples_dir / "clock_static_720p30.mp4").read_bytes()
+    (media / "broken.mp4").write_bytes(data[: len(data) // 3])
+    proc = local(ray_cluster, "jobs.split", "--media-root", str(media), "--out", str(tmp_path / "slices"),
+                 "--database-url", f"sqlite:///{tmp_path}/c.sqlite", "--sample-fps", "5")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "broken.mp4: detection failed: CorruptVideoError" in proc.stderr
+    assert len(list((tmp_path / "slices").glob("*.mp4"))) == 2
+
+
+def test_deleted_snippet_file(split_run, ray_cluster, library, tmp_path):
+    db_copy = tmp_path / "c.sqlite"
+    shutil.copy(library["db"].removeprefix("sqlite:///"), db_copy)
+    from clockwork.catalog import Catalog, Snippet
+    from sqlalchemy import select
+
+    cat = Catalog(f"sqlite:///{db_copy}")
+    with cat.session() as s:
+        row = s.scalars(select(Snippet)).first()
+        row.path = str(tmp_path / "gone.mp4")
+    cat.close()
+    proc = local(ray_cluster, "jobs.join", "--out", str(tmp_path / "out.mp4"), "--database-url", f"sqlite:///{db_copy}")
+    assert proc.returncode == 2 and "are gone" in proc.stderr and "gone.mp4" in proc.stderr
+    assert not (tmp_path / "out.mp4").exists() and not (tmp_path / "out.html").exists()
+
+
+def test_ffmpeg_missing(ray_cluster, tmp_path):
+    for job in ("jobs.split", "jobs.join"):
+        proc = local(ray_cluster, job, "--out", str(tmp_path / "x.mp4"), "--media-root", str(tmp_path),
+                     env={"CLOCKWORK_FFMPEG": "/nonexistent/ffmpeg"}) if job == "jobs.split" else \
+            local(ray_cluster, job, "--out", str(tmp_path / "x.mp4"), env={"CLOCKWORK_FFMPEG": "/nonexistent/ffmpeg"})
+        assert proc.returncode == 2 and "ffmpeg not found" in proc.stderr, proc.stderr[-1000:]
+        assert proc.stderr.strip().count("\n") == 0

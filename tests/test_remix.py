@@ -1,0 +1,77 @@
+"""Snippet choice, concat-list escaping, and a real ffmpeg concat of awkward file names."""
+
+import subprocess
+
+import pytest
+
+from clockwork.clips import Profile, cut, hash_distance, perceptual_hash
+from clockwork.ffmpeg import probe_json
+from clockwork.remix import Pick, concat, concat_line, select, verify, write_videolist
+
+
+def pick(name, source, start, score, phash=None, length=2.0):
+    return Pick(name, f"/s/{name}", source, start, start + length, score, phash)
+
+
+def test_per_source_limit_never_loops_with_few_sources():
+    picks = [pick(f"a{i}", "A", i * 3, 0.5 + i / 100) for i in range(5)] + [pick("b0", "B", 0, 0.9)]
+    sel = select(picks, per_source=1, order="score")
+    assert [p.name for p in sel.chosen] == ["b0", "a4"]
+    assert len(sel.dropped_per_source) == 4
+    assert [p.name for p in select(picks, per_source=2, order="score").chosen] == ["b0", "a4", "a3"]
+
+
+def test_near_duplicates_are_dropped():
+    h1, h2 = "0" * 64, "0" * 63 + "f"  # 4 bits apart
+    sel = select([pick("orig", "A", 1, 0.9, h1), pick("copy", "B", 1, 0.8, h2), pick("other", "C", 1, 0.7, "f" * 64)])
+    assert sorted(p.name for p in sel.chosen) == ["orig", "other"]
+    assert [(d.name, k.name) for d, k in sel.dropped_duplicates] == [("copy", "orig")]
+
+
+def test_seeded_order_is_reproducible_and_max_duration_applies():
+    picks = [pick(f"s{i}", f"S{i}", 0, 0.5) for i in range(8)]
+    a = [p.name for p in select(picks, seed=7).chosen]
+    assert a == [p.name for p in select(list(reversed(picks)), seed=7).chosen]
+    assert a != [p.name for p in select(picks, seed=8).chosen]
+    assert [p.name for p in select(picks, order="source-time").chosen] == [f"s{i}" for i in range(8)]
+    assert len(select(picks, max_duration_s=5).chosen) == 2
+    with pytest.raises(ValueError, match=r"Invalid order \('best'\)"):
+        select(picks, order="best")
+
+
+def test_concat_line_quotes_and_escapes(tmp_path):
+    assert concat_line(tmp_path / "it's here.mp4") == "file '" + str(tmp_path) + "/it'\\''s here.mp4'"
+    assert concat_line(tmp_path / "-dash.mp4").startswith(f"file '{tmp_path}/-dash.mp4")
+
+
+def test_concat_of_awkward_names_with_stream_copy(samples_dir, tmp_path):
+    """Snippets from sources of different formats, under names with spaces, quotes and a leading dash."""
+    a = cut(samples_dir / "clock_portrait_2997.mp4", 1.5, 3.0, tmp_path / "it's a clip.mp4", has_audio=True)
+    b = cut(samples_dir / "clock_moving_360p25.mp4", 0.5, 2.0, tmp_path / "-dash first.mp4", has_audio=False)
+    for clip in (a, b):
+        streams = probe_json(clip)["streams"]
+        v = next(s for s in streams if s["codec_type"] == "video")
+        au = next(s for s in streams if s["codec_type"] == "audio")
+        assert (v["codec_name"], v["width"], v["height"], v["r_frame_rate"], v["pix_fmt"]) == ("h264", 1280, 720, "30/1", "yuv420p")
+        assert (au["codec_name"], au["sample_rate"], au["channels"]) == ("aac", "48000", 2)
+    videolist = write_videolist([a, b], tmp_path / "videolist.txt")
+    out = concat(videolist, tmp_path / "out.mp4")
+    checked = verify(out, 3.0)
+    assert checked["streams"].count("video") == 1 and abs(checked["duration_s"] - 3.0) < 0.3
+    assert not list(tmp_path.glob(".*part*"))
+
+
+def test_cut_is_frame_accurate_and_hash_finds_reupload(samples_dir, tmp_path):
+    a = cut(samples_dir / "clock_static_720p30.mp4", 1.0, 4.0, tmp_path / "a.mp4", has_audio=True)
+    b = cut(samples_dir / "clock_static_720p30_reupload.mp4", 1.0, 4.0, tmp_path / "b.mp4", has_audio=True)
+    c = cut(samples_dir / "clock_60fps_480p.mp4", 0.5, 2.5, tmp_path / "c.mp4", has_audio=False)
+    frames = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                             "stream=nb_read_frames", "-of", "csv=p=0", str(a)], capture_output=True, text=True).stdout
+    assert int(frames) == 90  # 3.000 s at 30 fps, no frame more or less
+    assert hash_distance(perceptual_hash(a), perceptual_hash(b)) <= 40 < hash_distance(perceptual_hash(a), perceptual_hash(c))
+
+
+def test_verify_refuses_a_wrong_duration(samples_dir, tmp_path):
+    a = cut(samples_dir / "clock_moving_360p25.mp4", 0.5, 2.0, tmp_path / "a.mp4", has_audio=False)
+    with pytest.raises(Exception, match="differs from the snippets' sum"):
+        verify(a, 10.0)
