@@ -9,10 +9,11 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from clockwork import model_store
 from clockwork._logging import logger
-from clockwork.boxes import Letterbox, cxcywh_to_xywh, letterbox, nms, unletterbox
+from clockwork.boxes import LETTERBOX_FILL, Letterbox, cxcywh_to_xywh, letterbox, letterbox_params, nms, unletterbox
 from clockwork.darknet import Darknet
 from clockwork.errors import ModelError
 
@@ -140,6 +141,20 @@ class Detector:
         """RGB uint8 HxWx3 images -> a float batch [N,3,S,S] in 0..1 on the device."""
         batch, metas = self.letterbox_batch(images)
         return self.normalise(torch.from_numpy(batch).to(self.device, non_blocking=True)), metas
+
+    def letterbox_gpu(self, frames_u8_nhwc: torch.Tensor) -> tuple[torch.Tensor, list[Letterbox]]:
+        """Letterbox a batch of same-size frames already on the device: one resize, one pad, no host copy.
+        Returns the normalised [N,3,S,S] batch the model takes."""
+        n, h, w, _ = frames_u8_nhwc.shape
+        lb = letterbox_params(w, h, self.input_size)
+        new_w, new_h = int(round(w * lb.scale)), int(round(h * lb.scale))
+        x = frames_u8_nhwc.permute(0, 3, 1, 2).to(self.dtype)
+        if (new_w, new_h) != (w, h):
+            x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
+        out = torch.full((n, 3, self.input_size, self.input_size), float(LETTERBOX_FILL), dtype=self.dtype, device=x.device)
+        out[:, :, int(lb.pad_y):int(lb.pad_y) + new_h, int(lb.pad_x):int(lb.pad_x) + new_w] = x
+        out = out.div_(255.0).contiguous(memory_format=torch.channels_last)
+        return out, [lb] * n
 
     def normalise(self, batch_u8_nhwc: torch.Tensor) -> torch.Tensor:
         x = batch_u8_nhwc.permute(0, 3, 1, 2).to(self.dtype).div_(255.0)

@@ -14,7 +14,10 @@ def serve_forever(*, media_roots: list[str], port: int = 8000, database_url: str
     args: dict = {"media_roots": media_roots or ["."]}
     if database_url:
         args["database_url"] = database_url
-    ray.init(include_dashboard=False)
+    import os
+
+    # The detector asks for 2 CPUs and the ingress half of one: declare enough on small machines.
+    ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(app_builder(args), name="clockwork", route_prefix="/")
     print(f"clockwork API on http://127.0.0.1:{port} (media roots: {', '.join(args['media_roots'])}); Ctrl-C stops it")

@@ -1,0 +1,117 @@
+"""Decoding on the GPU with NVDEC (PyNvVideoCodec), frames straight into torch without a host copy.
+
+``GpuVideoDecoder`` wraps PyNvVideoCodec's ``ThreadedDecoder`` with ``use_device_memory=True`` and
+RGB output, so NV12->RGB runs on the GPU; each decoded frame reaches torch through DLPack. The
+letterbox resize runs on the GPU too (``Detector.letterbox_gpu``). Where NVDEC cannot serve a file
+(no GPU, no PyNvVideoCodec, a codec the card cannot decode in hardware such as AV1 on Hopper, a
+rotated file), :func:`gpu_decode_problem` names the reason and callers fall back to the CPU path,
+visibly (a log line and a metric label).
+
+Timestamps on this path are ``frame index / average fps``: exact for constant-frame-rate files.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from clockwork._logging import logger
+from clockwork.decode import VideoInfo
+
+# NVDEC on Hopper (H100/H200): H.264, HEVC, VP9, MPEG-2 ... but no AV1 in hardware.
+NVDEC_CODECS = {"h264", "hevc", "vp9", "mpeg2video", "mpeg4", "vc1", "vp8", "mjpeg"}
+
+
+def gpu_decode_problem(info: VideoInfo, device: torch.device) -> str | None:
+    """None when NVDEC can decode this file on ``device``, else a short reason (a metric label)."""
+    if device.type != "cuda":
+        return "no_cuda"
+    try:
+        import PyNvVideoCodec  # noqa: F401
+    except ImportError:
+        return "no_pynvvideocodec"
+    if info.codec not in NVDEC_CODECS:
+        return f"codec_{info.codec}"
+    if info.rotation:
+        return "rotation"
+    return None
+
+
+@dataclass
+class GpuBatch:
+    indexes: list[int]
+    timestamps: list[float]
+    frames: torch.Tensor  # uint8 [n, H, W, 3] on the GPU
+
+
+class GpuVideoDecoder:
+    """Decode ``[start_s, end_s)`` of a file on GPU ``gpu_id`` in batches of ``batch`` frames."""
+
+    def __init__(self, path: str | Path, info: VideoInfo, *, gpu_id: int = 0, batch: int = 32,
+                 sample_fps: float | None = None, start_s: float = 0.0, end_s: float | None = None):
+        import PyNvVideoCodec as nvc
+
+        self.info = info
+        self.fps = info.fps or 30.0
+        self.batch = batch
+        self.sample_fps = sample_fps
+        self.start_frame = int(math.ceil(start_s * self.fps - 1e-6))
+        self.end_frame = None if end_s is None else int(math.ceil(end_s * self.fps - 1e-6))
+        self._dec = nvc.ThreadedDecoder(str(path), buffer_size=batch * 2, gpu_id=gpu_id, use_device_memory=True,
+                                        output_color_type=nvc.OutputColorType.RGB, start_frame=self.start_frame)
+        self.frames_decoded = 0
+
+    def close(self) -> None:
+        dec, self._dec = getattr(self, "_dec", None), None
+        if dec is not None:
+            try:
+                dec.end()
+            except Exception:  # already ended
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def batches(self) -> Iterator[GpuBatch]:
+        """Yield batches; frames are copied out of the decoder's buffers before the next fetch."""
+        index = self.start_frame
+        step = 1.0 / self.sample_fps if self.sample_fps else None
+        next_t = math.ceil(index / self.fps / step - 1e-6) * step if step else None
+        while True:
+            frames = self._dec.get_batch_frames(self.batch)
+            if not frames:
+                return
+            keep_idx, keep_ts, tensors = [], [], []
+            for frame in frames:
+                if self.end_frame is not None and index >= self.end_frame:
+                    break
+                t = index / self.fps
+                take = True
+                if step is not None:
+                    if t + 1e-6 < next_t:
+                        take = False
+                    else:
+                        while next_t <= t + 1e-6:
+                            next_t += step
+                if take:
+                    keep_idx.append(index)
+                    keep_ts.append(round(t, 6))
+                    tensors.append(torch.from_dlpack(frame))
+                index += 1
+            self.frames_decoded = index - self.start_frame
+            if tensors:
+                # stack copies the frames out of the decoder's surfaces
+                yield GpuBatch(keep_idx, keep_ts, torch.stack(tensors))
+            if self.end_frame is not None and index >= self.end_frame:
+                return
+
+
+def log_fallback(path: str, reason: str) -> None:
+    logger.warning("decoding %s on the CPU instead of NVDEC: %s", path, reason)
