@@ -53,3 +53,5 @@ class DetectorArgs(BaseModel):
     max_batch_frames: int = Field(64, ge=1, description="frames per inference batch across requests")
     batch_wait_timeout_s: float = Field(0.02, ge=0)
     half: bool = Field(True, description="fp16 on CUDA; ignored on the CPU")
+    nvdec: bool = Field(True, description="decode with NVDEC where the file allows; the CPU otherwise")
+    memory_fraction: float | None = Field(None, gt=0, le=1, description="cap on this replica's PyTorch GPU memory")

@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from typing import AsyncIterator
 
 import numpy as np
+import torch
 from ray import serve
 
 from clockwork.boxes import Letterbox
 from clockwork.decode import VideoDecoder
 from clockwork.detector import Detector
+from clockwork.gpu_stats import GpuStats
+from clockwork.nvdec import GpuVideoDecoder, gpu_decode_problem, log_fallback
 from clockwork.pipeline import prefetch
 from serve_app.config import DetectorArgs
 from serve_app.metrics import DetectorMetrics
@@ -28,7 +31,7 @@ from serve_app.metrics import DetectorMetrics
 class FramePack:
     """Letterboxed frames of one chunk on their way to the batcher."""
 
-    images: np.ndarray  # uint8 [n, S, S, 3]
+    images: "np.ndarray | torch.Tensor"  # uint8 [n,S,S,3] letterboxed on the CPU, or a normalised [n,3,S,S] GPU batch
     metas: list[Letterbox]
     labels: list[str] | None
     min_score: float | dict
@@ -58,6 +61,30 @@ class DetectorDeployment:
         self.metrics = DetectorMetrics()
         self._tags = {"device": self.detector.device.type}
         self._configure(self.args.max_batch_frames, self.args.batch_wait_timeout_s)
+        self.gpu_id = (self.detector.device.index or 0) if self.detector.device.type == "cuda" else None
+        if self.gpu_id is not None:
+            # Bound this replica's share of the card for PyTorch's allocator; a Ray GPU fraction is only a
+            # scheduling hint (Ray issue #41432). NVDEC surfaces are outside this bound (see README).
+            if self.args.memory_fraction:
+                torch.cuda.set_per_process_memory_fraction(self.args.memory_fraction, self.gpu_id)
+            self.gpu_stats = GpuStats(self.gpu_id)
+            try:
+                asyncio.get_running_loop().create_task(self._export_gpu_stats())
+            except RuntimeError:
+                pass
+
+    async def _export_gpu_stats(self) -> None:
+        while True:
+            snap = await asyncio.to_thread(self.gpu_stats.read)
+            tags = {"gpu": str(self.gpu_id)}
+            self.metrics.gpu_util.set(snap["gpu_util"], tags=tags)
+            self.metrics.dec_util.set(snap["dec_util"], tags=tags)
+            self.metrics.mem_used.set(snap["mem_used"], tags=tags)
+            self.metrics.replica_mem.set(snap["process_mem"], tags=tags)
+            await asyncio.sleep(5)
+
+    def gpu_snapshot(self) -> dict:
+        return self.gpu_stats.read() if self.gpu_id is not None else {}
 
     def _configure(self, max_batch_frames: int, wait_s: float) -> None:
         self._infer_batch.set_max_batch_size(max_batch_frames)
@@ -74,13 +101,15 @@ class DetectorDeployment:
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.02, batch_size_fn=_pack_frames)
     async def _infer_batch(self, packs: list[FramePack]) -> list[list]:
         det = self.detector
-        images = np.concatenate([p.images for p in packs]) if len(packs) > 1 else packs[0].images
+        on_gpu = isinstance(packs[0].images, torch.Tensor)
+        if on_gpu:
+            images = torch.cat([p.images for p in packs]) if len(packs) > 1 else packs[0].images
+        else:
+            images = np.concatenate([p.images for p in packs]) if len(packs) > 1 else packs[0].images
         t = time.perf_counter()
 
         def run():
-            import torch
-
-            batch = det.normalise(torch.from_numpy(images).to(det.device, non_blocking=True))
+            batch = images if on_gpu else det.normalise(torch.from_numpy(images).to(det.device, non_blocking=True))
             return det.infer(batch)
 
         raw = await asyncio.to_thread(run)
@@ -101,8 +130,22 @@ class DetectorDeployment:
         self.detector.label_ids(labels)
         step = self.args.frames_per_call
         decoder = VideoDecoder(path, sample_fps=sample_fps, start_s=start_s, end_s=end_s)
+        problem = gpu_decode_problem(decoder.info, self.detector.device) if self.args.nvdec else "disabled"
+        if problem is None:
+            decoder.close()
+            decoder = GpuVideoDecoder(path, decoder.info, gpu_id=self.gpu_id, batch=step, sample_fps=sample_fps,
+                                      start_s=start_s, end_s=end_s)
+        elif self.detector.device.type == "cuda":
+            log_fallback(path, problem)  # visible, never silent
+            self.metrics.fallbacks.inc(tags={"reason": problem})
 
         def packs():
+            if problem is None:
+                for batch in decoder.batches():
+                    t = time.perf_counter()
+                    images, metas = self.detector.letterbox_gpu(batch.frames)
+                    yield list(zip(batch.indexes, batch.timestamps)), FramePack(images, metas, labels, min_score), time.perf_counter() - t
+                return
             for frames in decoder.batches(step):
                 t = time.perf_counter()
                 images, metas = self.detector.letterbox_batch([f.image for f in frames])
@@ -125,7 +168,8 @@ class DetectorDeployment:
                     "processed": pack.n,
                     "last_frame": stamps[-1][0],
                 }
-            yield {"done": True, "frames_decoded": decoder.frames_in_chunk, "info": decoder.info.__dict__}
+            yield {"done": True, "decoder": "cpu" if problem else "nvdec",
+                   "frames_decoded": decoder.frames_in_chunk if problem else decoder.frames_decoded}
         finally:
             produced.close()
             decoder.close()

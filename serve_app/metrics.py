@@ -20,6 +20,15 @@ class DetectorMetrics:
                                         boundaries=BATCH_BOUNDARIES, tag_keys=("device",))
         self.stage_seconds = Histogram("clockwork_stage_seconds", description="Seconds per stage call (decode, inference, postback).",
                                        boundaries=LATENCY_BOUNDARIES, tag_keys=("stage",))
+        # NVML gauges: named apart from the DCGM exporter's DCGM_FI_* so both can be scraped side by side.
+        self.gpu_util = Gauge("clockwork_gpu_utilization_percent", description="GPU utilisation seen by a replica (NVML).",
+                              tag_keys=("gpu",))
+        self.dec_util = Gauge("clockwork_gpu_decoder_utilization_percent", description="NVDEC utilisation seen by a replica (NVML).",
+                              tag_keys=("gpu",))
+        self.mem_used = Gauge("clockwork_gpu_memory_used_bytes", description="GPU memory used on the replica's card (NVML).",
+                              tag_keys=("gpu",))
+        self.replica_mem = Gauge("clockwork_replica_gpu_memory_bytes", description="GPU memory held by this replica's process (NVML).",
+                                 tag_keys=("gpu",))
         self.fallbacks = Counter("clockwork_decode_fallback_total", description="Chunks decoded on the CPU although a GPU decoder was wanted.",
                                  tag_keys=("reason",))
 

@@ -37,7 +37,11 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def samples_dir(tmp_path_factory) -> Path:
-    """The sample library, rendered by ffmpeg once per test session."""
+    """The sample library, rendered by ffmpeg once per test session. On the GPU machine, which has no
+    ffmpeg, CLOCKWORK_SAMPLES_DIR points at a library rendered elsewhere by the same generator."""
+    given = os.environ.get("CLOCKWORK_SAMPLES_DIR")
+    if given:
+        return Path(given)
     out = tmp_path_factory.mktemp("samples")
     write_samples(out)
     return out

@@ -1,0 +1,239 @@
+"""Four-way GPU benchmark, in one run on one card (run it on the GPU machine):
+
+    python bench/gpu.py --videos DIR [--copies 8] [--replicas 4] [--gpus 1] [--out FILE]
+
+On the same set of 1080p H.264 files (made with libx264 on a CPU machine; the GPU machine cannot encode):
+1. seed-style loop: cv2.VideoCapture, one frame at a time, same model on the GPU, fp32, batch 1;
+2. Ray Data: CPU decoding in tasks, then map_batches into a GPU actor pool (fp16, batch 64);
+3. ours: the Serve app through its HTTP API, all files posted at once, all frames, YOLOv3-tiny at 416;
+4. decode ceiling: NVDEC decoding alone (PyNvVideoCodec, RGB on the GPU) with 1, 7 and 14 sessions.
+Reports frames/s, mean GPU and decoder utilisation (NVML), and the ratios 3/1, 3/2 and 3/4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import requests  # noqa: E402
+import torch  # noqa: E402
+
+from bench._record import record  # noqa: E402
+from clockwork.detector import Detector  # noqa: E402
+from tests.receiver import Receiver, free_port  # noqa: E402
+
+
+class Sampler:
+    """Mean GPU and decoder utilisation over a stage (NVML, every 0.25 s)."""
+
+    def __init__(self, gpus: int):
+        from clockwork.gpu_stats import GpuStats
+
+        self.stats = [GpuStats(i) for i in range(gpus)]
+        self.samples: list[list[tuple[float, float]]] = [[] for _ in range(gpus)]
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        def loop():
+            while not self._stop.wait(0.25):
+                for i, s in enumerate(self.stats):
+                    r = s.read()
+                    self.samples[i].append((r["gpu_util"], r["dec_util"]))
+        self._t = threading.Thread(target=loop, daemon=True)
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+    def summary(self) -> str:
+        parts = []
+        for i, s in enumerate(self.samples):
+            if s:
+                a = np.array(s)
+                parts.append(f"gpu{i} util {a[:, 0].mean():.0f}%, dec {a[:, 1].mean():.0f}%")
+        return "; ".join(parts)
+
+
+def seed_style(path: Path, max_frames: int) -> tuple[int, float]:
+    import cv2
+
+    det = Detector(device="cuda", half=False, micro_batch=1)
+    cap = cv2.VideoCapture(str(path))
+    n, t = 0, time.perf_counter()
+    while n < max_frames:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        det.detect([cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)], min_score=0.5, labels=["clock"])
+        n += 1
+    torch.cuda.synchronize()
+    return n, time.perf_counter() - t
+
+
+def ray_data(files: list[Path], replicas: int) -> tuple[int, float]:
+    import cv2
+    import ray
+
+    def decode(row):
+        from clockwork.boxes import letterbox
+
+        cap = cv2.VideoCapture(row["path"])
+        out = []
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            out.append({"image": letterbox(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), 416)[0]})
+        return out
+
+    class GpuDetector:
+        def __init__(self):
+            self.det = Detector(device="cuda", half=True)
+
+        def __call__(self, batch):
+            x = self.det.normalise(torch.from_numpy(np.stack(batch["image"])).cuda(non_blocking=True))
+            raw = self.det.infer(x)
+            return {"n": np.full(len(raw), 1)}
+
+    t = time.perf_counter()
+    ds = ray.data.from_items([{"path": str(p)} for p in files]).flat_map(decode, num_cpus=1)
+    ds = ds.map_batches(GpuDetector, batch_size=64, num_gpus=1 / replicas, concurrency=replicas)
+    n = int(sum(b["n"].sum() for b in ds.iter_batches(batch_size=None)))
+    return n, time.perf_counter() - t
+
+
+def ours(files: list[Path], media: Path, replicas: int, gpus: int) -> tuple[int, float, str]:
+    from ray import serve
+
+    from serve_app.app import app_builder
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    tmp = Path(tempfile.mkdtemp())
+    serve.run(app_builder({"media_roots": [str(media)], "database_url": f"sqlite:///{tmp}/c.sqlite",
+                           "postback_allow": ["127.0.0.0/8"], "detector_num_gpus": 1 / replicas,
+                           "detector_replicas": replicas * gpus, "detector_num_cpus": 2, "chunk_s": 5,
+                           "max_chunks_in_flight": 16, "detector": {"frames_per_call": 32, "max_batch_frames": 256}}),
+              name="bench", route_prefix="/")
+    base = f"http://127.0.0.1:{port}"
+    with Receiver() as rx:
+        # warm-up: one short job per replica so model load and cuDNN autotune are not timed
+        warm = [requests.post(f"{base}/video-inference", json={"filename": files[0].name, "postback_url": rx.url,
+                                                               "sample_fps": 1 + i * 0.01}).json()["job_id"]
+                for i in range(replicas * gpus)]
+        for j in warm:
+            rx.wait_for(1, job_id=j, timeout=300)
+        rx.posts.clear()
+        t = time.perf_counter()
+        with cf.ThreadPoolExecutor(32) as pool:
+            list(pool.map(lambda p: requests.post(f"{base}/video-inference", json={"filename": p.name, "postback_url": rx.url}), files))
+        posts = rx.wait_for(len(files), timeout=1200)
+        dt = time.perf_counter() - t
+    n = sum(p["json"].get("frames_processed", 0) for p in posts)
+    failed = [p["json"].get("error") for p in posts if p["json"]["status"] != "succeeded"]
+    serve.delete("bench")
+    return n, dt, (f"{len(failed)} failed: {failed[:2]}" if failed else "all succeeded")
+
+
+def decode_ceiling(files: list[Path], sessions: int) -> tuple[int, float]:
+    from clockwork.decode import VideoInfo
+    from clockwork.nvdec import GpuVideoDecoder
+
+    def one(path):
+        info = VideoInfo(str(path), 1920, 1080, 30.0, 0, 0.0, "h264", 0, False)
+        n = 0
+        with GpuVideoDecoder(path, info, batch=32) as dec:
+            for b in dec.batches():
+                n += len(b.indexes)
+        return n
+
+    work = [files[i % len(files)] for i in range(sessions)]
+    t = time.perf_counter()
+    with cf.ThreadPoolExecutor(sessions) as pool:
+        n = sum(pool.map(one, work))
+    torch.cuda.synchronize()
+    return n, time.perf_counter() - t
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--videos", required=True)
+    ap.add_argument("--copies", type=int, default=8)
+    ap.add_argument("--replicas", type=int, default=4, help="detector replicas per GPU")
+    ap.add_argument("--gpus", type=int, default=1)
+    ap.add_argument("--seed-frames", type=int, default=600)
+    ap.add_argument("--out", default=None, help="also write the record here")
+    ap.add_argument("--stages", default="seed,raydata,ours,ceiling")
+    args = ap.parse_args()
+    import ray
+
+    stages = args.stages.split(",")
+    src = sorted(Path(args.videos).glob("*.mp4"))
+    media = Path(tempfile.mkdtemp(prefix="bench-media-"))
+    files = []
+    for c in range(args.copies):
+        for p in src:
+            dst = media / f"{p.stem}-{c}.mp4"
+            os.symlink(p.resolve(), dst) if hasattr(os, "symlink") else shutil.copy(p, dst)
+            files.append(dst)
+    ray.init(num_gpus=args.gpus, log_to_driver=False, include_dashboard=False)
+    res, util = {}, {}
+    if "seed" in stages:
+        with Sampler(args.gpus) as s:
+            res["1. seed-style loop (cv2, fp32, batch 1)"] = seed_style(src[0], args.seed_frames)
+        util["1"] = s.summary()
+    if "raydata" in stages:
+        with Sampler(args.gpus) as s:
+            res["2. Ray Data (CPU decode tasks -> GPU actor pool)"] = ray_data(files, args.replicas * args.gpus)
+        util["2"] = s.summary()
+    note = ""
+    if "ours" in stages:
+        with Sampler(args.gpus) as s:
+            n, dt, note = ours(files, media, args.replicas, args.gpus)
+            res["3. ours (Serve API, NVDEC, fp16)"] = (n, dt)
+        util["3"] = s.summary()
+    if "ceiling" in stages:
+        for k in (1, 7, 14):
+            with Sampler(args.gpus) as s:
+                res[f"4. NVDEC decode only, {k} sessions"] = decode_ceiling(files, k)
+            util[f"4.{k}"] = s.summary()
+    fps = {k: n / dt for k, (n, dt) in res.items()}
+    lines = [f"{len(src)} file(s) x {args.copies} copies, 1080p30 H.264 8 Mb/s; {args.replicas} detector replicas per GPU "
+             f"at {1 / args.replicas:.2f} GPU; {args.gpus} GPU(s); torch {torch.__version__}.", "",
+             "| stage | frames | seconds | frames/s | utilisation (NVML mean) |", "|---|---|---|---|---|"]
+    for k, (n, dt) in res.items():
+        key = k.split(".")[0] if not k.startswith("4.") else "4." + k.split(",")[1].split()[0]
+        lines.append(f"| {k} | {n} | {dt:.2f} | {fps[k]:.1f} | {util.get(key, '')} |")
+    o = next((v for k, v in fps.items() if k.startswith("3.")), None)
+    ceiling = max((v for k, v in fps.items() if k.startswith("4.")), default=None)
+    lines.append("")
+    if o and "1. seed-style loop (cv2, fp32, batch 1)" in fps:
+        lines.append(f"- ours / seed-style: {o / fps['1. seed-style loop (cv2, fp32, batch 1)']:.1f}x")
+    if o and "2. Ray Data (CPU decode tasks -> GPU actor pool)" in fps:
+        lines.append(f"- ours / Ray Data: {o / fps['2. Ray Data (CPU decode tasks -> GPU actor pool)']:.2f}x")
+    if o and ceiling:
+        lines.append(f"- ours / best decode ceiling: {o / ceiling:.2f}")
+    if note:
+        lines.append(f"- API jobs: {note}")
+    text = record("GPU: four-way benchmark (bench/gpu.py)", lines)
+    if args.out:
+        Path(args.out).write_text(text)
+    ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
