@@ -178,31 +178,30 @@ class Detector:
     ) -> list[list[Detection]]:
         """Raw [N, boxes, 5+C] outputs -> detections per image, in source pixels."""
         ids = self.label_ids(labels)
-        thresholds = self._thresholds(min_score)
-        raw = raw.float()
-        scores_all = raw[..., 5:] * raw[..., 4:5]
+        thresholds = self._thresholds(min_score).to(raw.device)
+        scores_all = raw[..., 5:].float() * raw[..., 4:5].float()
         if ids is not None:
             mask = torch.zeros(scores_all.shape[-1], dtype=torch.bool, device=raw.device)
             mask[ids] = True
             scores_all = scores_all.masked_fill(~mask, 0.0)
         best, cls = scores_all.max(dim=-1)
         floor = max(CANDIDATE_FLOOR, float(thresholds.min()))
-        out: list[list[Detection]] = []
-        thresholds = thresholds.to(raw.device)
-        for i, lb in enumerate(metas):
-            sel = (best[i] >= floor) & (best[i] >= thresholds[cls[i]])
-            if not bool(sel.any()):
-                out.append([])
-                continue
-            boxes = cxcywh_to_xywh(raw[i, sel, :4])
-            scores, classes = best[i, sel], cls[i, sel]
+        sel = (best >= floor) & (best >= thresholds[cls])
+        # One transfer for the whole batch: only candidate boxes leave the device.
+        img_idx, box_idx = sel.nonzero(as_tuple=True)
+        cand = torch.cat([raw[img_idx, box_idx, :4].float(), best[img_idx, box_idx, None],
+                          cls[img_idx, box_idx, None].float(), img_idx[:, None].float()], dim=1).cpu()
+        out: list[list[Detection]] = [[] for _ in metas]
+        if cand.numel() == 0:
+            return out
+        for i in cand[:, 6].unique().long().tolist():
+            rows = cand[cand[:, 6] == i]
+            boxes = cxcywh_to_xywh(rows[:, :4])
+            scores, classes = rows[:, 4], rows[:, 5].long()
             keep = nms(boxes, scores, classes, self.iou_threshold)
-            src = unletterbox(boxes[keep], lb, self.input_size).cpu().tolist()
-            dets = [
-                Detection(b[0], b[1], b[2], b[3], self.labels[c], min(1.0, float(s)))
-                for b, s, c in zip(src, scores[keep].cpu().tolist(), classes[keep].cpu().tolist())
-            ]
-            out.append(dets)
+            src = unletterbox(boxes[keep], metas[i], self.input_size).tolist()
+            out[i] = [Detection(b[0], b[1], b[2], b[3], self.labels[c], min(1.0, float(sc)))
+                      for b, sc, c in zip(src, scores[keep].tolist(), classes[keep].tolist())]
         return out
 
     def _thresholds(self, min_score: Thresholds) -> torch.Tensor:

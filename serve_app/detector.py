@@ -9,6 +9,7 @@ plain detection tuples.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass
 from typing import AsyncIterator
@@ -18,7 +19,7 @@ import torch
 from ray import serve
 
 from clockwork.boxes import Letterbox
-from clockwork.decode import VideoDecoder
+from clockwork.decode import VideoDecoder, VideoInfo, probe
 from clockwork.detector import Detector
 from clockwork.gpu_stats import GpuStats
 from clockwork.nvdec import GpuVideoDecoder, gpu_decode_problem, log_fallback
@@ -61,6 +62,7 @@ class DetectorDeployment:
         self.metrics = DetectorMetrics()
         self._tags = {"device": self.detector.device.type}
         self._configure(self.args.max_batch_frames, self.args.batch_wait_timeout_s)
+        self._probes: dict = {}
         self.gpu_id = (self.detector.device.index or 0) if self.detector.device.type == "cuda" else None
         if self.gpu_id is not None:
             # Bound this replica's share of the card for PyTorch's allocator; a Ray GPU fraction is only a
@@ -94,6 +96,17 @@ class DetectorDeployment:
         """Batch size and wait time change at run time through the Serve config's ``user_config``."""
         self._configure(int(user_config.get("max_batch_frames", self.args.max_batch_frames)),
                         float(user_config.get("batch_wait_timeout_s", self.args.batch_wait_timeout_s)))
+
+    def _probe(self, path: str) -> VideoInfo:
+        st = os.stat(path)
+        key = (path, st.st_mtime_ns, st.st_size)
+        info = self._probes.get(key)
+        if info is None:
+            info = probe(path)
+            if len(self._probes) > 1024:
+                self._probes.clear()
+            self._probes[key] = info
+        return info
 
     def info(self) -> dict:
         return {"device": self.device, "model": self.detector.model_info, "labels": self.detector.labels}
@@ -129,15 +142,18 @@ class DetectorDeployment:
         per step, then ``{"done": True, "frames_decoded": n}``. Raises VideoError subclasses for bad files."""
         self.detector.label_ids(labels)
         step = self.args.frames_per_call
-        decoder = VideoDecoder(path, sample_fps=sample_fps, start_s=start_s, end_s=end_s)
-        problem = gpu_decode_problem(decoder.info, self.detector.device) if self.args.nvdec else "disabled"
+        # The header and first frame say whether NVDEC can take the file; cached per file, as a chunk
+        # of a long video must not pay a CPU seek just to find that out.
+        info = await asyncio.to_thread(self._probe, path)
+        problem = gpu_decode_problem(info, self.detector.device) if self.args.nvdec else "disabled"
         if problem is None:
-            decoder.close()
-            decoder = GpuVideoDecoder(path, decoder.info, gpu_id=self.gpu_id, batch=step, sample_fps=sample_fps,
+            decoder = GpuVideoDecoder(path, info, gpu_id=self.gpu_id, batch=step, sample_fps=sample_fps,
                                       start_s=start_s, end_s=end_s)
-        elif self.detector.device.type == "cuda":
-            log_fallback(path, problem)  # visible, never silent
-            self.metrics.fallbacks.inc(tags={"reason": problem})
+        else:
+            decoder = VideoDecoder(path, sample_fps=sample_fps, start_s=start_s, end_s=end_s)
+            if self.detector.device.type == "cuda":
+                log_fallback(path, problem)  # visible, never silent
+                self.metrics.fallbacks.inc(tags={"reason": problem})
 
         def packs():
             if problem is None:

@@ -104,7 +104,7 @@ def test_fractional_replicas_share_one_card_and_fall_back(samples_dir, tmp_path)
         assert ray.available_resources().get("GPU", 0) == 0  # four quarters fill the one card
         handle = serve.get_deployment_handle("Detector", app_name="gpu")
         devices = {handle.info.remote().result()["device"] for _ in range(12)}
-        assert devices == {"cuda:0"}
+        assert len(devices) == 1 and next(iter(devices)).startswith("cuda")
         snap = handle.gpu_snapshot.remote().result()
         assert snap["mem_total"] > 0 and 0 <= snap["dec_util"] <= 100
         with Receiver() as rx:
