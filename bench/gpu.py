@@ -115,13 +115,11 @@ def ray_data(files: list[Path], replicas: int) -> tuple[int, float]:
     return n, time.perf_counter() - t
 
 
-def ours(files: list[Path], media: Path, replicas: int, gpus: int) -> tuple[int, float, str, str]:
+def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int) -> tuple[int, float, str, str]:
     from ray import serve
 
     from serve_app.app import app_builder
 
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
     tmp = Path(tempfile.mkdtemp())
     serve.run(app_builder({"media_roots": [str(media)], "database_url": f"sqlite:///{tmp}/c.sqlite",
                            "postback_allow": ["127.0.0.0/8"], "detector_num_gpus": 1 / replicas,
@@ -205,8 +203,12 @@ def main() -> int:
         util["2"] = s.summary()
     note = ""
     if "ours" in stages:
+        from ray import serve
+
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})  # one proxy for every replica count
         for r in replica_counts:
-            n, dt, note, summary = ours(files, media, r, args.gpus)
+            n, dt, note, summary = ours(files, media, r, args.gpus, port)
             res[f"3. ours (Serve API, NVDEC, fp16), {r} replicas/GPU"] = (n, dt)
             util[f"3.{r}"] = summary
     if "ceiling" in stages:
