@@ -6,7 +6,8 @@ On the same set of 1080p H.264 files (made with libx264 on a CPU machine; the GP
 1. seed-style loop: cv2.VideoCapture, one frame at a time, same model on the GPU, fp32, batch 1;
 2. Ray Data: CPU decoding in tasks, then map_batches into a GPU actor pool (fp16, batch 64);
 3. ours: the Serve app through its HTTP API, all files posted at once, all frames, YOLOv3-tiny at 416;
-4. decode ceiling: NVDEC decoding alone (PyNvVideoCodec, RGB on the GPU) with 1, 7 and 14 sessions.
+4. decode ceiling: NVDEC decoding alone (PyNvVideoCodec, RGB on the GPU) with 1, 7 and 14 sessions;
+5. (diagnostic) the core GPU pipeline without Serve: NVDEC + GPU letterbox + one shared model, in threads.
 Reports frames/s, mean GPU and decoder utilisation (NVML), and the ratios 3/1, 3/2 and 3/4.
 """
 
@@ -148,6 +149,35 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int) ->
     return n, dt, (f"{len(failed)} failed: {failed[:2]}" if failed else "all succeeded"), sampler.summary()
 
 
+def direct(files: list[Path], sessions: int) -> tuple[int, float]:
+    """The core GPU pipeline without Serve: NVDEC sessions in threads, GPU letterbox, one shared fp16 model.
+    Tells the cost of the pipeline itself from the cost of Serve around it."""
+    from clockwork.decode import VideoInfo
+    from clockwork.nvdec import GpuVideoDecoder
+
+    det = Detector(device="cuda", half=True)
+    lock = threading.Lock()
+
+    def one(path):
+        info = VideoInfo(str(path), 1920, 1080, 30.0, 0, 0.0, "h264", 0, False)
+        n = 0
+        with GpuVideoDecoder(path, info, batch=32) as dec:
+            for b in dec.batches():
+                x, metas = det.letterbox_gpu(b.frames)
+                with lock:
+                    raw = det.infer(x)
+                det.postprocess(raw, metas, labels=["clock"])
+                n += len(b.indexes)
+        return n
+
+    work = list(files)
+    t = time.perf_counter()
+    with cf.ThreadPoolExecutor(sessions) as pool:
+        n = sum(pool.map(one, work))
+    torch.cuda.synchronize()
+    return n, time.perf_counter() - t
+
+
 def decode_ceiling(files: list[Path], sessions: int) -> tuple[int, float]:
     from clockwork.decode import VideoInfo
     from clockwork.nvdec import GpuVideoDecoder
@@ -176,7 +206,7 @@ def main() -> int:
     ap.add_argument("--gpus", type=int, default=1)
     ap.add_argument("--seed-frames", type=int, default=600)
     ap.add_argument("--out", default=None, help="also write the record here")
-    ap.add_argument("--stages", default="seed,raydata,ours,ceiling")
+    ap.add_argument("--stages", default="seed,raydata,ours,direct,ceiling")
     args = ap.parse_args()
     import ray
 
@@ -211,6 +241,11 @@ def main() -> int:
             n, dt, note, summary = ours(files, media, r, args.gpus, port)
             res[f"3. ours (Serve API, NVDEC, fp16), {r} replicas/GPU"] = (n, dt)
             util[f"3.{r}"] = summary
+    if "direct" in stages:
+        for k in (7, 14):
+            with Sampler(args.gpus) as s:
+                res[f"5. core pipeline without Serve, {k} sessions"] = direct(files, k)
+            util[f"5.{k}"] = s.summary()
     if "ceiling" in stages:
         for k in (1, 7, 14):
             with Sampler(args.gpus) as s:
@@ -222,10 +257,8 @@ def main() -> int:
              "| stage | frames | seconds | frames/s | utilisation (NVML mean) |", "|---|---|---|---|---|"]
     for k, (n, dt) in res.items():
         key = k.split(".")[0]
-        if k.startswith("4."):
-            key = "4." + k.split(",")[1].split()[0]
-        elif k.startswith("3."):
-            key = "3." + k.split(",")[1].split()[0]
+        if k[0] in "345":
+            key = k[0] + "." + k.rsplit(",", 1)[1].split()[0]
         lines.append(f"| {k} | {n} | {dt:.2f} | {fps[k]:.1f} | {util.get(key, '')} |")
     o = max((v for k, v in fps.items() if k.startswith("3.")), default=None)
     ceiling = max((v for k, v in fps.items() if k.startswith("4.")), default=None)
