@@ -178,6 +178,40 @@ def direct(files: list[Path], sessions: int) -> tuple[int, float]:
     return n, time.perf_counter() - t
 
 
+def breakdown(path: Path) -> dict[str, float]:
+    """Milliseconds per frame of each stage of the core GPU pipeline, one session, synchronised after each."""
+    from clockwork.decode import VideoInfo
+    from clockwork.nvdec import GpuVideoDecoder
+
+    det = Detector(device="cuda", half=True)
+    info = VideoInfo(str(path), 1920, 1080, 30.0, 0, 0.0, "h264", 0, False)
+    acc = {"decode": 0.0, "letterbox": 0.0, "infer": 0.0, "postprocess": 0.0}
+    n = 0
+    for rep in range(2):  # the first pass warms up cuDNN; the second is measured
+        with GpuVideoDecoder(path, info, batch=32) as dec:
+            it = dec.batches()
+            while True:
+                t = time.perf_counter()
+                b = next(it, None)
+                torch.cuda.synchronize()
+                if b is None:
+                    break
+                t1 = time.perf_counter()
+                x, metas = det.letterbox_gpu(b.frames)
+                torch.cuda.synchronize()
+                t2 = time.perf_counter()
+                raw = det.infer(x)
+                torch.cuda.synchronize()
+                t3 = time.perf_counter()
+                det.postprocess(raw, metas, labels=["clock"])
+                t4 = time.perf_counter()
+                if rep:
+                    for k, dt in zip(acc, (t1 - t, t2 - t1, t3 - t2, t4 - t3)):
+                        acc[k] += dt
+                    n += len(b.indexes)
+    return {k: v * 1000 / n for k, v in acc.items()}
+
+
 def decode_ceiling(files: list[Path], sessions: int) -> tuple[int, float]:
     from clockwork.decode import VideoInfo
     from clockwork.nvdec import GpuVideoDecoder
@@ -206,7 +240,7 @@ def main() -> int:
     ap.add_argument("--gpus", type=int, default=1)
     ap.add_argument("--seed-frames", type=int, default=600)
     ap.add_argument("--out", default=None, help="also write the record here")
-    ap.add_argument("--stages", default="seed,raydata,ours,direct,ceiling")
+    ap.add_argument("--stages", default="seed,raydata,ours,direct,breakdown,ceiling")
     args = ap.parse_args()
     import ray
 
@@ -241,6 +275,11 @@ def main() -> int:
             n, dt, note, summary = ours(files, media, r, args.gpus, port)
             res[f"3. ours (Serve API, NVDEC, fp16), {r} replicas/GPU"] = (n, dt)
             util[f"3.{r}"] = summary
+    extra_lines = []
+    if "breakdown" in stages:
+        bd = breakdown(src[0])
+        extra_lines.append("- one session, ms per frame (batch 32, synchronised): " +
+                           ", ".join(f"{k} {v:.2f}" for k, v in bd.items()))
     if "direct" in stages:
         for k in (7, 14):
             with Sampler(args.gpus) as s:
@@ -271,6 +310,7 @@ def main() -> int:
         lines.append(f"- ours / best decode ceiling: {o / ceiling:.2f}")
     if note:
         lines.append(f"- API jobs: {note}")
+    lines += extra_lines
     text = record("GPU: four-way benchmark (bench/gpu.py)", lines)
     if args.out:
         Path(args.out).write_text(text)

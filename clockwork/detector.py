@@ -89,6 +89,8 @@ class Detector:
         self.device = resolve_device(device)
         self.model = Darknet.from_files(cfg, weights)
         self.input_size = int(input_size or self.model.width)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
         if self.input_size % 32:
             raise ValueError(f"Invalid input_size ({self.input_size}). Supported values are multiples of 32.")
         self.labels = self._load_names(names, self.model.classes)
