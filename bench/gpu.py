@@ -116,7 +116,7 @@ def ray_data(files: list[Path], replicas: int) -> tuple[int, float]:
     return n, time.perf_counter() - t
 
 
-def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int) -> tuple[int, float, str, str]:
+def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, chunk_s: float) -> tuple[int, float, str, str]:
     from ray import serve
 
     from serve_app.app import app_builder
@@ -125,7 +125,7 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int) ->
     serve.run(app_builder({"media_roots": [str(media)], "database_url": f"sqlite:///{tmp}/c.sqlite",
                            "postback_allow": ["127.0.0.0/8"], "detector_num_gpus": 1 / replicas,
                            "detector_replicas": replicas * gpus,
-                           "detector_num_cpus": max(1, min(2, ((os.cpu_count() or 4) - 2) // (replicas * gpus))), "chunk_s": 5,
+                           "detector_num_cpus": max(1, min(2, ((os.cpu_count() or 4) - 2) // (replicas * gpus))), "chunk_s": chunk_s,
                            "max_chunks_in_flight": 16, "detector": {"frames_per_call": 32, "max_batch_frames": 256}}),
               name="bench", route_prefix="/")
     base = f"http://127.0.0.1:{port}"
@@ -238,6 +238,7 @@ def main() -> int:
     ap.add_argument("--copies", type=int, default=8)
     ap.add_argument("--replicas", default="4", help="detector replicas per GPU; a comma list runs stage 3 for each")
     ap.add_argument("--gpus", type=int, default=1)
+    ap.add_argument("--chunk-s", type=float, default=5.0, help="the app's chunk length: smaller spreads one file over more replicas")
     ap.add_argument("--seed-frames", type=int, default=600)
     ap.add_argument("--out", default=None, help="also write the record here")
     ap.add_argument("--stages", default="seed,raydata,ours,direct,breakdown,ceiling")
@@ -272,7 +273,7 @@ def main() -> int:
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})  # one proxy for every replica count
         for r in replica_counts:
-            n, dt, note, summary = ours(files, media, r, args.gpus, port)
+            n, dt, note, summary = ours(files, media, r, args.gpus, port, args.chunk_s)
             res[f"3. ours (Serve API, NVDEC, fp16), {r} replicas/GPU"] = (n, dt)
             util[f"3.{r}"] = summary
     extra_lines = []
@@ -292,7 +293,7 @@ def main() -> int:
             util[f"4.{k}"] = s.summary()
     fps = {k: n / dt for k, (n, dt) in res.items()}
     lines = [f"{len(src)} file(s) x {args.copies} copies, 1080p30 H.264 8 Mb/s; detector replicas per GPU {args.replicas} "
-             f"(each 1/N of a GPU; Ray Data pool {pool_size} actors); {args.gpus} GPU(s); torch {torch.__version__}.", "",
+             f"(each 1/N of a GPU; Ray Data pool {pool_size} actors); chunk_s {args.chunk_s:g}; {args.gpus} GPU(s); torch {torch.__version__}.", "",
              "| stage | frames | seconds | frames/s | utilisation (NVML mean) |", "|---|---|---|---|---|"]
     for k, (n, dt) in res.items():
         key = k.split(".")[0]
