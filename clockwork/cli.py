@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example: clockwork serve --media-root samples/ --port 8000")
     p.add_argument("--media-root", action="append", default=[], help="directory videos may be read from (repeatable)")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface (containers)")
     p.add_argument("--database-url", default=None)
     p.set_defaults(func=cmd_serve)
     return parser
@@ -151,7 +152,7 @@ def cmd_serve(args) -> int:
         local = importlib.import_module("serve_app.local")
     except ImportError as exc:
         raise ClockworkError(f"the Serve app is not installed ({exc})") from None
-    return local.serve_forever(media_roots=args.media_root, port=args.port, database_url=args.database_url)
+    return local.serve_forever(media_roots=args.media_root, host=args.host, port=args.port, database_url=args.database_url)
 
 
 def main(argv: list[str] | None = None) -> int:

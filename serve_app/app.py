@@ -30,7 +30,7 @@ def _default_gpu_fraction() -> float:
 def app_builder(args: dict | None = None) -> Application:
     """Build the app from typed arguments: AppArgs fields, plus ``detector`` (DetectorArgs fields),
     ``detector_num_gpus``, ``detector_num_cpus`` and ``detector_replicas``."""
-    raw = dict(args or {})
+    raw = {**_env_args(), **(args or {})}  # explicit arguments win over the environment
     detector_args = DetectorArgs(**_maybe_json(raw.pop("detector", {})))
     num_gpus = raw.pop("detector_num_gpus", None)
     replicas = int(raw.pop("detector_replicas", 1))
@@ -61,8 +61,9 @@ def _maybe_json(value):
 
 
 def _env_args() -> dict:
+    """Secrets and roots from the environment (KubeRay passes the Secret's keys this way)."""
     roots = _config.env("CLOCKWORK_MEDIA_ROOTS", str, "")
-    out: dict = {"media_roots": [r for r in roots.split(":") if r]}
+    out: dict = {"media_roots": [r for r in roots.split(":") if r]} if roots else {}
     for key, env_key in (("postback_secret", "CLOCKWORK_POSTBACK_SECRET"), ("api_token", "CLOCKWORK_API_TOKEN"),
                          ("database_url", "CLOCKWORK_DATABASE_URL")):
         value = _config.env(env_key, str, "")
@@ -71,4 +72,4 @@ def _env_args() -> dict:
     return out
 
 
-app = app_builder(_env_args())
+app = app_builder()

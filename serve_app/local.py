@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 
-def serve_forever(*, media_roots: list[str], port: int = 8000, database_url: str | None = None) -> int:
+def serve_forever(*, media_roots: list[str], host: str = "127.0.0.1", port: int = 8000, database_url: str | None = None) -> int:
     import ray
     from ray import serve
 
@@ -18,9 +18,9 @@ def serve_forever(*, media_roots: list[str], port: int = 8000, database_url: str
 
     # The detector asks for 2 CPUs and the ingress half of one: declare enough on small machines.
     ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.start(http_options={"host": host, "port": port})
     serve.run(app_builder(args), name="clockwork", route_prefix="/")
-    print(f"clockwork API on http://127.0.0.1:{port} (media roots: {', '.join(args['media_roots'])}); Ctrl-C stops it")
+    print(f"clockwork API on http://{host}:{port} (media roots: {', '.join(args['media_roots'])}); Ctrl-C stops it")
     try:
         while True:
             time.sleep(3600)
