@@ -23,6 +23,24 @@ from clockwork.errors import CorruptVideoError, NotAVideoError, NoVideoStreamErr
 _SIGNATURES = ((4, b"ftyp"), (0, b"\x1a\x45\xdf\xa3"), (0, b"RIFF"), (0, b"\x47"), (4, b"moov"), (4, b"mdat"))
 
 
+class SampleGrid:
+    """Frame sampling: keeps the first frame at or after each tick of a ``sample_fps`` grid anchored
+    at 0 s, so chunks of one video sample exactly as the whole video would. No rate keeps everything."""
+
+    def __init__(self, sample_fps: float | None, start_s: float = 0.0):
+        self.step = 1.0 / sample_fps if sample_fps else None
+        self.next_t = math.ceil(start_s / self.step - 1e-6) * self.step if self.step else None
+
+    def keep(self, t: float) -> bool:
+        if self.step is None:
+            return True
+        if t + 1e-6 < self.next_t:
+            return False
+        while self.next_t <= t + 1e-6:
+            self.next_t += self.step
+        return True
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What a video is, as displayed: ``width``/``height`` are after rotation."""
@@ -193,10 +211,7 @@ class VideoDecoder:
         if self._container is None:
             raise ValueError(f"VideoDecoder for {self.path} is closed")
         k = self.info.rotation // 90
-        # Sampling keeps the first frame at or after each tick of a grid anchored at 0 s, so chunks
-        # of one video sample exactly as the whole video would.
-        step = 1.0 / self.sample_fps if self.sample_fps else None
-        next_t = math.ceil(self.start_s / step - 1e-6) * step if step else None
+        grid = SampleGrid(self.sample_fps, self.start_s)
         raw, self._first = self._first, None
         if raw is None:
             raise ValueError(f"VideoDecoder for {self.path} can be iterated only once")
@@ -208,14 +223,7 @@ class VideoDecoder:
                 continue
             if self.end_s is not None and t >= self.end_s - 1e-6:
                 break
-            keep = True
-            if step is not None:
-                if t + 1e-6 < next_t:
-                    keep = False
-                else:
-                    while next_t <= t + 1e-6:
-                        next_t += step
-            if keep:
+            if grid.keep(t):
                 image = raw.to_ndarray(format="rgb24")
                 if k:
                     image = np.ascontiguousarray(np.rot90(image, k))

@@ -20,7 +20,7 @@ from typing import Iterator
 import torch
 
 from clockwork._logging import logger
-from clockwork.decode import VideoInfo
+from clockwork.decode import SampleGrid, VideoInfo
 
 # NVDEC on Hopper (H100/H200): H.264, HEVC, VP9, MPEG-2 ... but no AV1 in hardware.
 NVDEC_CODECS = {"h264", "hevc", "vp9", "mpeg2video", "mpeg4", "vc1", "vp8", "mjpeg"}
@@ -82,8 +82,7 @@ class GpuVideoDecoder:
     def batches(self) -> Iterator[GpuBatch]:
         """Yield batches; frames are copied out of the decoder's buffers before the next fetch."""
         index = self.start_frame
-        step = 1.0 / self.sample_fps if self.sample_fps else None
-        next_t = math.ceil(index / self.fps / step - 1e-6) * step if step else None
+        grid = SampleGrid(self.sample_fps, index / self.fps)
         while True:
             frames = self._dec.get_batch_frames(self.batch)
             if not frames:
@@ -93,14 +92,7 @@ class GpuVideoDecoder:
                 if self.end_frame is not None and index >= self.end_frame:
                     break
                 t = index / self.fps
-                take = True
-                if step is not None:
-                    if t + 1e-6 < next_t:
-                        take = False
-                    else:
-                        while next_t <= t + 1e-6:
-                            next_t += step
-                if take:
+                if grid.keep(t):
                     keep_idx.append(index)
                     keep_ts.append(round(t, 6))
                     tensors.append(torch.from_dlpack(frame))

@@ -109,7 +109,10 @@ class DetectorDeployment:
         return info
 
     def info(self) -> dict:
-        return {"device": self.device, "model": self.detector.model_info, "labels": self.detector.labels}
+        import ray
+
+        return {"device": self.device, "model": self.detector.model_info, "labels": self.detector.labels,
+                "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "node_id": ray.get_runtime_context().get_node_id()}
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.02, batch_size_fn=_pack_frames)
     async def _infer_batch(self, packs: list[FramePack]) -> list[list]:

@@ -89,7 +89,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
     """A real local Ray cluster of two nodes (head + one worker node), started with `ray start`,
-    with token authentication, the dashboard (for `ray job submit`) and a metrics port."""
+    with token authentication, the dashboard (for `ray job submit`), a metrics port per node, and two
+    declared GPUs on the head (no real ones: Ray schedules by count, torch still sees no CUDA)."""
     ray_bin = str(Path(sys.executable).with_name("ray"))
     token_dir = tmp_path_factory.mktemp("ray-auth")
     (token_dir / "token").write_text(__import__("secrets").token_hex(32))
@@ -99,7 +100,8 @@ def ray_cluster(tmp_path_factory):
     gcs, dash, metrics, metrics2 = _free_port(), _free_port(), _free_port(), _free_port()
     common = ["--disable-usage-stats", "--object-store-memory=250000000"]
     subprocess.run([ray_bin, "stop", "--force"], capture_output=True)
-    subprocess.run([ray_bin, "start", "--head", f"--port={gcs}", "--num-cpus=6", "--include-dashboard=true",
+    # Two fake GPUs on the head (Ray only counts them) let tests check how fractional replicas are placed.
+    subprocess.run([ray_bin, "start", "--head", f"--port={gcs}", "--num-cpus=6", "--num-gpus=2", "--include-dashboard=true",
                     "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--metrics-export-port={metrics}",
                     *common], check=True, capture_output=True)
     subprocess.run([ray_bin, "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=2", f"--metrics-export-port={metrics2}",

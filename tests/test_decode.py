@@ -108,3 +108,21 @@ def test_truncated_before_index(make_video, tmp_path):
 
 def test_all_video_errors_share_a_base(tmp_path):
     assert issubclass(CorruptVideoError, VideoError) and issubclass(NotAVideoError, VideoError)
+
+
+@pytest.mark.parametrize("sample_fps", [None, 3])
+def test_chunks_decode_exactly_like_the_whole_file(samples_dir, sample_fps):
+    """Frame numbers and times of time-range chunks (seek + demux count) match one whole pass."""
+    path = samples_dir / "clock_moving_360p25.mp4"
+    with VideoDecoder(path, sample_fps=sample_fps) as dec:
+        whole = [(f.index, f.timestamp_s) for f in dec]
+    parts = []
+    for a, b in [(0, 2.5), (2.5, 5.0), (5.0, None)]:
+        with VideoDecoder(path, sample_fps=sample_fps, start_s=a, end_s=b) as dec:
+            parts += [(f.index, f.timestamp_s) for f in dec]
+    assert parts == whole
+
+
+def test_bad_chunk_is_refused():
+    with pytest.raises(ValueError, match=r"Invalid chunk \(2.0, 1.0\)"):
+        VideoDecoder("x.mp4", start_s=2.0, end_s=1.0)
