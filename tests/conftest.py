@@ -24,6 +24,19 @@ def _has_cuda() -> bool:
         return False
 
 
+def pytest_configure(config):
+    """Ray reads RAY_AUTH_MODE when it is first imported, which may be before any fixture runs (a test
+    module importing ray.serve.schema), so the test cluster's token is set up here, first."""
+    import secrets
+    import tempfile
+
+    token_dir = Path(tempfile.mkdtemp(prefix="clockwork-ray-auth-"))
+    (token_dir / "token").write_text(secrets.token_hex(32))
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token_dir / "token")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
 def pytest_collection_modifyitems(config, items):
     if _has_cuda():
         return
@@ -91,12 +104,7 @@ def ray_cluster(tmp_path_factory):
     """A real local Ray cluster of two nodes (head + one worker node), started with `ray start`,
     with token authentication, the dashboard (for `ray job submit`), a metrics port per node, and two
     declared GPUs on the head (no real ones: Ray schedules by count, torch still sees no CUDA)."""
-    ray_bin = str(Path(sys.executable).with_name("ray"))
-    token_dir = tmp_path_factory.mktemp("ray-auth")
-    (token_dir / "token").write_text(__import__("secrets").token_hex(32))
-    os.environ["RAY_AUTH_MODE"] = "token"
-    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token_dir / "token")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    ray_bin = str(Path(sys.executable).with_name("ray"))  # token auth: see pytest_configure
     gcs, dash, metrics, metrics2 = _free_port(), _free_port(), _free_port(), _free_port()
     common = ["--disable-usage-stats", "--object-store-memory=250000000"]
     subprocess.run([ray_bin, "stop", "--force"], capture_output=True)
