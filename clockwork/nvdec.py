@@ -63,7 +63,7 @@ class GpuVideoDecoder:
         self.end_frame = None if end_s is None else int(math.ceil(end_s * self.fps - 1e-6))
         self._dec = nvc.ThreadedDecoder(str(path), buffer_size=batch * 2, gpu_id=gpu_id, use_device_memory=True,
                                         output_color_type=nvc.OutputColorType.RGB, start_frame=self.start_frame)
-        self.frames_decoded = 0
+        self.frames_in_chunk = 0  # frames decoded inside the chunk so far (the CPU decoder names it the same)
 
     def close(self) -> None:
         dec, self._dec = getattr(self, "_dec", None), None
@@ -97,7 +97,7 @@ class GpuVideoDecoder:
                     keep_ts.append(round(t, 6))
                     tensors.append(torch.from_dlpack(frame))
                 index += 1
-            self.frames_decoded = index - self.start_frame
+            self.frames_in_chunk = index - self.start_frame
             if tensors:
                 # stack copies the frames out of the decoder's surfaces
                 yield GpuBatch(keep_idx, keep_ts, torch.stack(tensors))

@@ -188,7 +188,7 @@ class DetectorDeployment:
                     "last_frame": stamps[-1][0],
                 }
             yield {"done": True, "decoder": "cpu" if problem else "nvdec",
-                   "frames_decoded": decoder.frames_in_chunk if problem else decoder.frames_decoded}
+                   "frames_decoded": decoder.frames_in_chunk}
         finally:
             produced.close()
             decoder.close()

@@ -24,7 +24,7 @@ def run_cpu(path, detector):
     with VideoDecoder(path) as dec:
         for frames in dec.batches(16):
             b.add(frames, detector.detect([f.image for f in frames], labels=["clock"]))
-    return b.build(dec.frames_decoded)
+    return b.build(dec.frames_in_chunk)
 
 
 def run_gpu(path, detector):
@@ -39,7 +39,7 @@ def run_gpu(path, detector):
             dets = detector.postprocess(detector.infer(x), metas, labels=["clock"])
             for i, t, d in zip(batch.indexes, batch.timestamps, dets):
                 b.add_frame(i, t, d)
-    return b.build(dec.frames_decoded)
+    return b.build(dec.frames_in_chunk)
 
 
 @pytest.fixture(scope="module")
