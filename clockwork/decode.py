@@ -9,7 +9,7 @@ explicitly; and it raises FFmpeg's own errors, which we turn into typed ones.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -165,8 +165,8 @@ class VideoDecoder:
                 raise CorruptVideoError(self.path, "no frame could be decoded")
             rotation = int(round((self._first.rotation or 0) / 90.0)) % 4 * 90
             if rotation in (90, 270):
-                info = VideoInfo(**{**info.__dict__, "width": info.height, "height": info.width})
-            self.info = VideoInfo(**{**info.__dict__, "rotation": rotation})
+                info = replace(info, width=info.height, height=info.width)
+            self.info = replace(info, rotation=rotation)
         except BaseException:
             self.close()
             raise

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -220,7 +219,7 @@ class Detector:
                     t[self.label_ids([label])[0]] = float(value)
         else:
             t = torch.full((len(self.labels),), float(min_score))
-        if not bool(((t >= 0) & (t <= 1)).all()) or any(math.isnan(v) for v in t.tolist()):
+        if not bool(((t >= 0) & (t <= 1)).all()):  # NaN fails both comparisons too
             raise ValueError(f"Invalid min_score ({min_score!r}). Supported values are numbers in [0, 1], or a mapping of label to such a number.")
         return t
 

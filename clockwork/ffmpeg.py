@@ -62,7 +62,3 @@ def encoders(binary: str | None = None) -> frozenset[str]:
         if len(parts) >= 2 and len(parts[0]) == 6 and parts[0][0] in "VAS":
             names.add(parts[1])
     return frozenset(names)
-
-
-def which_or_none(name: str) -> str | None:
-    return shutil.which(name)

@@ -72,4 +72,8 @@ def _env_args() -> dict:
     return out
 
 
-app = app_builder()
+def __getattr__(name: str):
+    """``serve run serve_app.app:app`` builds the default app on first access, not at import time."""
+    if name == "app":
+        return app_builder()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -50,6 +50,7 @@ class JobRunner:
         self.retry = RetryPolicy(args.postback_max_attempts, args.postback_base_delay_s, args.postback_max_delay_s,
                                  args.postback_timeout_s)
         self.tasks: dict[str, asyncio.Task] = {}
+        self._model: dict | None = None
 
     # -- scheduling ------------------------------------------------------------------------------
 
@@ -179,9 +180,9 @@ class JobRunner:
         return result.to_json(), {"detect_s": round(time.perf_counter() - t, 3), "chunks": len(chunks)}
 
     async def _model_info(self) -> dict:
-        if not hasattr(self, "_model_cache"):
-            self._model_cache = (await self.detector.options(stream=False).info.remote())["model"]
-        return self._model_cache
+        if self._model is None:
+            self._model = (await self.detector.options(stream=False).info.remote())["model"]
+        return self._model
 
     async def _progress(self, job_id: str, progress: dict) -> None:
         now = time.monotonic()

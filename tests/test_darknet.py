@@ -106,7 +106,7 @@ def test_detections_agree_with_opencv4_after_nms(default_model, detector, tmp_pa
         h, w = image.shape[:2]
         scale = min(416 / w, 416 / h)
         pad_x, pad_y = (416 - round(w * scale)) // 2, (416 - round(h * scale)) // 2
-        for c, s, (x, y, bw, bh) in expected:
+        for c, s, (x, y, _w, _h) in expected:
             match = [d for d in got if d.label == detector.labels[c] and abs(d.score - s) < 1e-3]
             assert match, (detector.labels[c], s, got)
             d = match[0]

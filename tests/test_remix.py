@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from clockwork.clips import Profile, cut, hash_distance, perceptual_hash
+from clockwork.clips import cut, hash_distance, perceptual_hash
 from clockwork.ffmpeg import probe_json
 from clockwork.remix import Pick, concat, concat_line, select, verify, write_videolist
 
