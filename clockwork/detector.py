@@ -93,10 +93,9 @@ class Detector:
         self.labels = self._load_names(names, self.model.classes)
         self.half = bool(half and self.device.type == "cuda")
         self.dtype = torch.float16 if self.half else torch.float32
-        # Channels-last helps on both: 1.5x on this project's CPU machine (bench/cpu.py).
+        # Channels-last, and on the CPU one frame at a time: a big batch is cache-bound there (bench/cpu.py,
+        # docs/BENCHMARKS.md: batch 16 at 19.7 frames/s, then 40.6 this way). GPUs take the batch whole.
         self.model.to(self.device, dtype=self.dtype, memory_format=torch.channels_last)
-        # On the CPU a large batch is slower per frame than batch 1 (cache-bound; measured 50 vs 25
-        # frames/s on 2 cores), so the CPU runs a big batch one frame at a time. GPUs take it whole.
         self.micro_batch = micro_batch or (1 if self.device.type == "cpu" else None)
         self.iou_threshold = iou_threshold
         self.weights_sha256 = model_store.sha256_of(Path(weights))
