@@ -8,6 +8,8 @@ import platform
 import sys
 from pathlib import Path
 
+from clockwork import settings
+
 DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 
 
@@ -42,6 +44,14 @@ def versions(*modules: str) -> str:
     return ", ".join(out)
 
 
+def command() -> str:
+    """The command as typed: ``python -m bench.NAME ARGS`` (benchmarks run as modules from the repo root)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    head = f"python -m {spec.name}" if spec and spec.name else Path(sys.argv[0]).as_posix()
+    return " ".join([head, *sys.argv[1:]])
+
+
 def record(title: str, lines: list[str], *, modules=("torch", "av", "cv2", "ray")) -> str:
     block = [
         f"### {title}",
@@ -49,13 +59,13 @@ def record(title: str, lines: list[str], *, modules=("torch", "av", "cv2", "ray"
         f"- date: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {machine()}",
         f"- versions: {versions(*modules)}",
-        f"- command: `{' '.join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])}`",
+        f"- command: `{command()}`",
         "",
         *lines,
         "",
     ]
     text = "\n".join(block) + "\n"
-    if os.environ.get("CLOCKWORK_BENCH_NO_RECORD") != "1":
+    if not settings.env("CLOCKWORK_BENCH_NO_RECORD", bool, False):
         DOC.parent.mkdir(parents=True, exist_ok=True)
         if not DOC.exists():
             DOC.write_text("# Benchmarks\n\nEvery run of a script in `bench/` appends itself here. Compare ratios within one run:\n"

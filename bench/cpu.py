@@ -17,17 +17,16 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import cv2  # noqa: E402
-import torch  # noqa: E402
+import cv2
+import torch
 
-from bench._record import record  # noqa: E402
-from clockwork import ffmpeg  # noqa: E402
-from clockwork.decode import VideoDecoder  # noqa: E402
-from clockwork.detector import Detector  # noqa: E402
-from clockwork.pipeline import detect_video  # noqa: E402
-from clockwork.samples import draw_clock  # noqa: E402
+from bench._record import record
+from clockwork import ffmpeg
+from clockwork.decode import VideoDecoder
+from clockwork.detector import Detector
+from clockwork.pipeline import detect_video
+from clockwork.samples import draw_clock
 
 
 def make_video(path: Path, seconds: float, size: str) -> None:

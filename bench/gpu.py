@@ -23,15 +23,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import requests  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import requests
+import torch
 
-from bench._record import record  # noqa: E402
-from clockwork.detector import Detector  # noqa: E402
-from tests.receiver import Receiver, free_port  # noqa: E402
+from bench._record import record
+from clockwork.detector import Detector
+from clockwork.testing import Receiver, free_port
 
 
 class Sampler:
@@ -148,25 +147,30 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, ch
     return n, dt, (f"{len(failed)} failed: {failed[:2]}" if failed else "all succeeded"), sampler.summary()
 
 
-def direct(files: list[Path], sessions: int) -> tuple[int, float]:
-    """The core GPU pipeline without Serve: NVDEC sessions in threads, GPU letterbox, one shared fp16 model.
-    Tells the cost of the pipeline itself from the cost of Serve around it."""
+def _reader(path: Path):
+    """Frames of a 1080p30 H.264 bench file on the GPU, through the one frame path (no probe needed)."""
     from clockwork.decode import VideoInfo
-    from clockwork.nvdec import GpuVideoDecoder
+    from clockwork.frames import FrameReader
 
+    info = VideoInfo(str(path), 1920, 1080, 30.0, 0, 0.0, "h264", 0, False)
+    return FrameReader(path, device="cuda", info=info, batch_size=32)
+
+
+def direct(files: list[Path], sessions: int) -> tuple[int, float]:
+    """The core GPU pipeline without Serve: NVDEC sessions in threads, one shared fp16 model.
+    Tells the cost of the pipeline itself from the cost of Serve around it."""
     det = Detector(device="cuda", half=True)
     lock = threading.Lock()
 
     def one(path):
-        info = VideoInfo(str(path), 1920, 1080, 30.0, 0, 0.0, "h264", 0, False)
         n = 0
-        with GpuVideoDecoder(path, info, batch=32) as dec:
-            for b in dec.batches():
-                x, metas = det.letterbox_gpu(b.frames)
+        with _reader(path) as reader:
+            for batch in reader:
+                prepared = det.prepare(batch)
                 with lock:
-                    raw = det.infer(x)
-                det.postprocess(raw, metas, labels=["clock"])
-                n += len(b.indexes)
+                    raw = det.infer(det.model_input(prepared))
+                det.postprocess(raw, prepared.metas, labels=["clock"])
+                n += len(batch)
         return n
 
     work = list(files)
@@ -179,49 +183,38 @@ def direct(files: list[Path], sessions: int) -> tuple[int, float]:
 
 def breakdown(path: Path) -> dict[str, float]:
     """Milliseconds per frame of each stage of the core GPU pipeline, one session, synchronised after each."""
-    from clockwork.decode import VideoInfo
-    from clockwork.nvdec import GpuVideoDecoder
-
     det = Detector(device="cuda", half=True)
-    info = VideoInfo(str(path), 1920, 1080, 30.0, 0, 0.0, "h264", 0, False)
     acc = {"decode": 0.0, "letterbox": 0.0, "infer": 0.0, "postprocess": 0.0}
     n = 0
     for rep in range(2):  # the first pass warms up cuDNN; the second is measured
-        with GpuVideoDecoder(path, info, batch=32) as dec:
-            it = dec.batches()
+        with _reader(path) as reader:
+            it = iter(reader)
             while True:
                 t = time.perf_counter()
-                b = next(it, None)
+                batch = next(it, None)
                 torch.cuda.synchronize()
-                if b is None:
+                if batch is None:
                     break
                 t1 = time.perf_counter()
-                x, metas = det.letterbox_gpu(b.frames)
+                prepared = det.prepare(batch)
                 torch.cuda.synchronize()
                 t2 = time.perf_counter()
-                raw = det.infer(x)
+                raw = det.infer(det.model_input(prepared))
                 torch.cuda.synchronize()
                 t3 = time.perf_counter()
-                det.postprocess(raw, metas, labels=["clock"])
+                det.postprocess(raw, prepared.metas, labels=["clock"])
                 t4 = time.perf_counter()
                 if rep:
                     for k, dt in zip(acc, (t1 - t, t2 - t1, t3 - t2, t4 - t3)):
                         acc[k] += dt
-                    n += len(b.indexes)
+                    n += len(batch)
     return {k: v * 1000 / n for k, v in acc.items()}
 
 
 def decode_ceiling(files: list[Path], sessions: int) -> tuple[int, float]:
-    from clockwork.decode import VideoInfo
-    from clockwork.nvdec import GpuVideoDecoder
-
     def one(path):
-        info = VideoInfo(str(path), 1920, 1080, 30.0, 0, 0.0, "h264", 0, False)
-        n = 0
-        with GpuVideoDecoder(path, info, batch=32) as dec:
-            for b in dec.batches():
-                n += len(b.indexes)
-        return n
+        with _reader(path) as reader:
+            return sum(len(batch) for batch in reader)
 
     work = [files[i % len(files)] for i in range(sessions)]
     t = time.perf_counter()

@@ -19,15 +19,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import requests  # noqa: E402
+import requests
 
-from bench._record import record  # noqa: E402
-from clockwork import detect_video  # noqa: E402
-from clockwork.detector import Detector  # noqa: E402
-from clockwork.samples import load_manifest, write_samples  # noqa: E402
-from tests.receiver import Receiver, free_port  # noqa: E402
+from bench._record import record
+from clockwork import detect_video
+from clockwork.detector import Detector
+from clockwork.samples import load_manifest, write_samples
+from clockwork.testing import Receiver, free_port
 
 
 def percentile(values, q):

@@ -14,11 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._record import record  # noqa: E402
-from clockwork import ffmpeg  # noqa: E402
-from clockwork.clips import Profile, cut_command, seek_after_input_command  # noqa: E402
+from bench._record import record
+from clockwork import ffmpeg
+from clockwork.clips import Profile, cut_command, seek_after_input_command
 
 
 def main() -> int:

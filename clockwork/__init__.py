@@ -5,27 +5,44 @@ The public surface::
     from clockwork import detect_video, Detector
     result = detect_video("film.mp4", labels=["clock"], min_score=0.5)
     result.to_json()
+
+Where things happen, in order: ``frames.py`` (a video becomes batches of frames, NVDEC or CPU),
+``detector.py`` (frames become detections), ``result.py`` (the detection types and the result JSON),
+``segments.py`` (detections become segments), ``clips.py`` and ``remix.py`` (segments become clips,
+clips a remix). ``settings.py`` holds every default and every environment variable.
+
+Names are imported on first use (PEP 562), so ``import clockwork.errors`` or a job that needs no model
+does not load torch.
 """
 
-from clockwork.decode import Frame, VideoDecoder, VideoInfo, probe
-from clockwork.detector import Detection, Detector
-from clockwork.errors import (
-    ClockworkError,
-    CorruptVideoError,
-    FFmpegError,
-    ModelError,
-    NoVideoStreamError,
-    NotAVideoError,
-    VideoError,
-    VideoNotFoundError,
-)
-from clockwork.pipeline import ResultBuilder, detect_video
-from clockwork.result import FrameDetections, VideoResult
-from clockwork.segments import Segment, SegmentRules, build_segments
+from __future__ import annotations
 
-__all__ = [
-    "ClockworkError", "CorruptVideoError", "Detection", "Detector", "FFmpegError", "Frame", "FrameDetections",
-    "ModelError", "NoVideoStreamError", "NotAVideoError", "ResultBuilder", "Segment", "SegmentRules",
-    "VideoDecoder", "VideoError", "VideoInfo", "VideoNotFoundError", "VideoResult", "build_segments",
-    "detect_video", "probe",
-]
+import importlib
+
+_EXPORTS = {
+    "ClockworkError": "clockwork.errors", "CorruptVideoError": "clockwork.errors", "FFmpegError": "clockwork.errors",
+    "ModelError": "clockwork.errors", "NoVideoStreamError": "clockwork.errors", "NotAVideoError": "clockwork.errors",
+    "VideoError": "clockwork.errors", "VideoNotFoundError": "clockwork.errors",
+    "Frame": "clockwork.decode", "VideoDecoder": "clockwork.decode", "VideoInfo": "clockwork.decode",
+    "probe": "clockwork.decode",
+    "FrameBatch": "clockwork.frames", "FrameReader": "clockwork.frames",
+    "Detector": "clockwork.detector",
+    "Detection": "clockwork.result", "FrameDetections": "clockwork.result", "VideoResult": "clockwork.result",
+    "ResultBuilder": "clockwork.pipeline", "detect_video": "clockwork.pipeline",
+    "Segment": "clockwork.segments", "SegmentRules": "clockwork.segments", "build_segments": "clockwork.segments",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'clockwork' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

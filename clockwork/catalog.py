@@ -8,6 +8,7 @@ Ray jobs share it: the API writes results, the splitter reads them and writes sn
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import hashlib
 import json
 import uuid
@@ -20,10 +21,26 @@ from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, Str
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
-from clockwork import _config
+from clockwork import settings
+from clockwork.result import VideoResult
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed")
-FINAL = ("succeeded", "failed")
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def active(self) -> bool:
+        return self in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+    @property
+    def final(self) -> bool:
+        return not self.active
+
+
+ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 
 def utcnow() -> dt.datetime:
@@ -64,6 +81,9 @@ class Result(Base):
     video: Mapped[Video] = relationship(back_populates="results")
     segments: Mapped[list["SegmentRow"]] = relationship(back_populates="result", cascade="all, delete-orphan")
 
+    def video_result(self) -> VideoResult:
+        return VideoResult.from_json(self.document)
+
 
 class SegmentRow(Base):
     __tablename__ = "segments"
@@ -82,7 +102,7 @@ class SegmentRow(Base):
 class Job(Base):
     __tablename__ = "jobs"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: uuid.uuid4().hex)
-    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value, index=True)
     video_path: Mapped[str] = mapped_column(String(4096))
     params: Mapped[dict] = mapped_column(JSON)
     postback_url: Mapped[str] = mapped_column(String(2048))
@@ -125,10 +145,10 @@ class Snippet(Base):
 
 
 def default_url() -> str:
-    url = _config.env("CLOCKWORK_DATABASE_URL", str, "")
+    url = settings.database_url()
     if url:
         return url
-    path = _config.data_dir() / "catalog.sqlite"
+    path = settings.data_dir() / "catalog.sqlite"
     return f"sqlite:///{path}"
 
 
@@ -182,10 +202,12 @@ class Catalog:
                 setattr(video, k, v)
         return video
 
-    def save_result(self, s: Session, path: str, document: dict, params: dict) -> Result:
-        """Store a result document and its segments; replaces an earlier result with the same params."""
-        video = self.upsert_video(s, path, width=document["width"], height=document["height"], fps=document["fps"],
-                                  duration_s=document["duration_s"], frames_total=document["frames_total"])
+    def save_result(self, s: Session, path: str, result_: VideoResult | dict, params: dict) -> Result:
+        """Store a result and its segments; replaces an earlier result with the same params."""
+        vr = result_ if isinstance(result_, VideoResult) else VideoResult.from_json(result_)
+        document = vr.to_json()
+        video = self.upsert_video(s, path, width=vr.width, height=vr.height, fps=vr.fps,
+                                  duration_s=vr.duration_s, frames_total=vr.frames_total)
         key = params_key(params)
         result = s.scalar(select(Result).where(Result.video_id == video.id, Result.params_key == key))
         if result is None:
@@ -194,9 +216,10 @@ class Catalog:
         else:
             result.document = document
             result.segments.clear()
-        for seg in document["segments"]:
-            result.segments.append(SegmentRow(**{k: seg[k] for k in ("label", "start_s", "end_s", "start_frame",
-                                                                    "end_frame", "max_score", "frames")}))
+        for seg in vr.segments:
+            result.segments.append(SegmentRow(label=seg.label, start_s=seg.start_s, end_s=seg.end_s,
+                                              start_frame=seg.start_frame, end_frame=seg.end_frame,
+                                              max_score=seg.max_score, frames=seg.frames))
         s.flush()
         return result
 
@@ -233,7 +256,7 @@ class Catalog:
         with self.session() as s:
             rows = s.scalars(
                 select(Job.id)
-                .where((Job.status.in_(("queued", "running"))) |
+                .where((Job.status.in_(ACTIVE)) |
                        ((Job.postback_delivered.is_(False)) & (Job.postback_gave_up.is_(False))))
                 .where((Job.lease_owner.is_(None)) | (Job.lease_expires_at < now))
                 .order_by(Job.created_at).limit(limit)
@@ -242,12 +265,12 @@ class Catalog:
 
     def count_active(self) -> int:
         with self.session() as s:
-            return s.scalar(select(func.count()).select_from(Job).where(Job.status.in_(("queued", "running")))) or 0
+            return s.scalar(select(func.count()).select_from(Job).where(Job.status.in_(ACTIVE))) or 0
 
     def counts_by_status(self) -> dict[str, int]:
         with self.session() as s:
             rows = s.execute(select(Job.status, func.count()).group_by(Job.status)).all()
-        counts = {status: 0 for status in JOB_STATUSES}
+        counts = {status.value: 0 for status in JobStatus}
         counts.update({status: n for status, n in rows})
         return counts
 

@@ -14,9 +14,15 @@ import argparse
 import json
 import logging
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from clockwork.errors import ClockworkError
+from clockwork.settings import DETECT
+
+# Other installed packages add subcommands through this entry-point group (the Serve app adds
+# ``clockwork serve``), so the core never imports the layers built on it.
+COMMANDS_GROUP = "clockwork.commands"
 
 LONG_VIDEO_FRAMES = 300
 
@@ -116,9 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("detect", help="find objects in one video",
                        epilog="example: clockwork detect film.mp4 --labels clock --min-score 0.5 --json -")
     p.add_argument("video")
-    p.add_argument("--labels", nargs="+", default=["clock"], help="class names to keep (default: clock); 'all' keeps every class")
-    p.add_argument("--min-score", type=_score, default=0.5)
-    p.add_argument("--sample-fps", type=_positive_float, default=None, help="decode every frame but detect only N a second")
+    p.add_argument("--labels", nargs="+", default=list(DETECT.labels),
+                   help=f"class names to keep (default: {' '.join(DETECT.labels)}); 'all' keeps every class")
+    p.add_argument("--min-score", type=_score, default=DETECT.min_score, help=f"default: {DETECT.min_score}")
+    p.add_argument("--sample-fps", type=_positive_float, default=DETECT.sample_fps,
+                   help="decode every frame but detect only N a second (default: every frame)")
     p.add_argument("--json", metavar="OUT|-", help="write the result JSON to OUT, or to stdout with -")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--cfg", help="darknet cfg of another model (default: embedded YOLOv3-tiny)")
@@ -135,24 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", help="default: $CLOCKWORK_MODEL_DIR or ~/.cache/clockwork/models")
     p.set_defaults(func=cmd_fetch_model)
 
-    p = sub.add_parser("serve", help="start a local Ray and the Serve app (no cluster needed)",
-                       epilog="example: clockwork serve --media-root samples/ --port 8000")
-    p.add_argument("--media-root", action="append", default=[], help="directory videos may be read from (repeatable)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface (containers)")
-    p.add_argument("--database-url", default=None)
-    p.set_defaults(func=cmd_serve)
+    for entry in entry_points(group=COMMANDS_GROUP):
+        entry.load()(sub)
     return parser
-
-
-def cmd_serve(args) -> int:
-    import importlib
-
-    try:
-        local = importlib.import_module("serve_app.local")
-    except ImportError as exc:
-        raise ClockworkError(f"the Serve app is not installed ({exc})") from None
-    return local.serve_forever(media_roots=args.media_root, host=args.host, port=args.port, database_url=args.database_url)
 
 
 def main(argv: list[str] | None = None) -> int:

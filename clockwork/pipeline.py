@@ -1,7 +1,8 @@
-"""Where a video becomes a result: decode -> batch -> detect -> segments.
+"""Where a video becomes a result: frames (``FrameReader``) -> detections (``Detector``) -> segments.
 
-``detect_video`` is the in-process path. The Serve app and the Ray jobs reuse the same pieces
-(:class:`ResultBuilder`, :func:`prefetch`) around their own batching.
+``detect_video`` is the in-process path; ``jobs.split`` calls it, on the GPU where the task has one.
+The Serve detector reuses the same pieces (:class:`~clockwork.frames.FrameReader`,
+:class:`ResultBuilder`, :func:`prefetch`) around its batching across requests.
 """
 
 from __future__ import annotations
@@ -9,18 +10,17 @@ from __future__ import annotations
 import queue
 import threading
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence, TypeVar
 
-from clockwork.decode import Frame, VideoDecoder, VideoInfo
-from clockwork.detector import Detection, Detector, Thresholds
-from clockwork.result import FrameDetections, VideoResult
-from clockwork.segments import SegmentRules, build_segments
+from clockwork.decode import VideoInfo
+from clockwork.result import Detection, FrameDetections, VideoResult
+from clockwork.segments import SegmentRules, build_segments, segment_fps
+from clockwork.settings import DETECT
+
+if TYPE_CHECKING:
+    from clockwork.detector import Detector, Thresholds
 
 T = TypeVar("T")
-
-DEFAULT_LABELS = ("clock",)
-DEFAULT_MIN_SCORE = 0.5
-DEFAULT_BATCH = 16
 
 ProgressFn = Callable[[int, int], None]  # (frames_done, frames_total)
 
@@ -40,9 +40,9 @@ class ResultBuilder:
         self.processed = 0
         self.frames_decoded = 0
 
-    def add(self, frames: Sequence[Frame], detections: Sequence[list[Detection]]) -> None:
-        for frame, dets in zip(frames, detections, strict=True):
-            self.add_frame(frame.index, frame.timestamp_s, dets)
+    def add(self, frames: Iterable[FrameDetections]) -> None:
+        for f in frames:
+            self.add_frame(f.frame_no, f.timestamp_s, f.detections)
 
     def add_frame(self, frame_no: int, timestamp_s: float, detections: Sequence[Detection]) -> None:
         self.processed += 1
@@ -53,9 +53,8 @@ class ResultBuilder:
         info = self.info
         frames_total = frames_decoded or info.frames_total
         hits = [h for f in self.frames for h in f.hits()]
-        # A sampled frame stands for the whole sampling interval.
-        fps = min(info.fps, self.sample_fps) if self.sample_fps and info.fps else info.fps
-        segments = build_segments(hits, fps=fps, duration_s=info.duration_s, rules=self.rules)
+        segments = build_segments(hits, fps=segment_fps(info.fps, self.sample_fps), duration_s=info.duration_s,
+                                  rules=self.rules)
         return VideoResult(
             video_file=Path(info.path).name, fps=info.fps, width=info.width, height=info.height,
             duration_s=info.duration_s, frames_total=frames_total, frames_processed=self.processed,
@@ -102,24 +101,28 @@ def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
 def detect_video(
     path: str | Path,
     *,
-    labels: Sequence[str] | None = DEFAULT_LABELS,
-    min_score: Thresholds = DEFAULT_MIN_SCORE,
-    sample_fps: float | None = None,
+    labels: Sequence[str] | None = DETECT.labels,
+    min_score: Thresholds = DETECT.min_score,
+    sample_fps: float | None = DETECT.sample_fps,
     detector: Detector | None = None,
-    batch_size: int = DEFAULT_BATCH,
+    batch_size: int | None = None,
     rules: SegmentRules = SegmentRules(),
     progress: ProgressFn | None = None,
 ) -> VideoResult:
-    """Find ``labels`` (all classes when None) in every frame of ``path`` (or ``sample_fps`` frames a second)."""
+    """Find ``labels`` (all classes when None) in every frame of ``path`` (or ``sample_fps`` frames a second).
+
+    Frames are decoded where the detector runs: with NVDEC on a GPU where the file allows it."""
+    from clockwork.detector import Detector
+    from clockwork.frames import FrameReader
+
     detector = detector or Detector()
     detector.label_ids(labels)  # reject unknown labels before decoding anything
-    with VideoDecoder(path, sample_fps=sample_fps) as decoder:
-        builder = ResultBuilder(decoder.info, model=detector.model_info, labels=labels, min_score=min_score,
+    with FrameReader(path, device=detector.device, sample_fps=sample_fps, batch_size=batch_size) as reader:
+        builder = ResultBuilder(reader.info, model=detector.model_info, labels=labels, min_score=min_score,
                                 sample_fps=sample_fps, rules=rules)
-        total = decoder.info.frames_total
-        for batch in prefetch(decoder.batches(batch_size)):
-            dets = detector.detect([f.image for f in batch], min_score=min_score, labels=labels)
-            builder.add(batch, dets)
+        total = reader.info.frames_total
+        for batch in prefetch(reader):
+            builder.add(detector.detect_batch(batch, min_score=min_score, labels=labels))
             if progress:
-                progress(batch[-1].index + 1, total)
-        return builder.build(decoder.frames_decoded)
+                progress(batch.indexes[-1] + 1, total)
+        return builder.build(reader.frames_decoded)

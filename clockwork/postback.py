@@ -10,14 +10,15 @@ reject old timestamps (``verify_signature`` does all three).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
 import random
 import socket
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
 
 import requests
@@ -132,15 +133,6 @@ class Attempt:
     seconds: float
 
 
-@dataclass
-class Delivery:
-    attempts: list[Attempt] = field(default_factory=list)
-
-    @property
-    def delivered(self) -> bool:
-        return bool(self.attempts) and self.attempts[-1].ok
-
-
 def post_once(url: str, body: bytes, *, secret: str | None, timeout_s: float, job_id: str | None = None) -> Attempt:
     headers = {"Content-Type": "application/json", "User-Agent": "clockwork-postback/1"}
     if job_id:
@@ -154,3 +146,41 @@ def post_once(url: str, body: bytes, *, secret: str | None, timeout_s: float, jo
         return Attempt(False, None, f"{type(exc).__name__}: {exc}"[:500], time.perf_counter() - t)
     ok = 200 <= resp.status_code < 300
     return Attempt(ok, resp.status_code, None if ok else f"HTTP {resp.status_code}", time.perf_counter() - t)
+
+
+@dataclass(frozen=True)
+class DeliveryState:
+    """Where a delivery stands after an attempt: what the catalog records."""
+
+    attempts: int
+    delivered: bool
+    gave_up: bool
+    last_error: str | None
+
+
+async def deliver(url: str, body: bytes, *, policy: HostPolicy, retry: RetryPolicy, secret: str | None,
+                  job_id: str | None = None, attempts_so_far: int = 0,
+                  record: Callable[[DeliveryState, Attempt | None], Awaitable[None]]) -> DeliveryState:
+    """POST ``body`` to ``url`` until a 2xx, the attempts run out, or the URL is refused.
+
+    The URL is checked again before every attempt (DNS may have changed since the request was taken).
+    ``record`` is awaited after each attempt with the new state, so a crash loses at most the attempt
+    in flight; ``attempts_so_far`` resumes the count of an earlier runner.
+    """
+    attempts = attempts_so_far
+    while attempts < retry.max_attempts:
+        try:
+            await asyncio.to_thread(policy.check, url)
+        except PostbackURLError as exc:
+            state = DeliveryState(attempts, False, True, str(exc))
+            await record(state, None)
+            return state
+        attempt = await asyncio.to_thread(post_once, url, body, secret=secret, timeout_s=retry.timeout_s, job_id=job_id)
+        attempts += 1
+        state = DeliveryState(attempts, attempt.ok, not attempt.ok and attempts >= retry.max_attempts,
+                              None if attempt.ok else attempt.error)
+        await record(state, attempt)
+        if attempt.ok or state.gave_up:
+            return state
+        await asyncio.sleep(retry.delay(attempts))
+    return DeliveryState(attempts, False, True, "no attempts left")

@@ -10,14 +10,14 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, push_to_gateway
 
-from clockwork import _config
+from clockwork import settings
 from clockwork._logging import logger
 
 
 class JobMetrics:
     def __init__(self, job: str):
         self.job = job
-        self.url = _config.env("PUSHGATEWAY_URL", str, "")
+        self.url = settings.pushgateway_url() or ""
         self.registry = CollectorRegistry()
         self.items = Counter("clockwork_job_items_total", "Items a batch job handled, by kind and outcome.",
                              ("kind", "outcome"), registry=self.registry)

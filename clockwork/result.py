@@ -1,4 +1,8 @@
-"""The detection result: one JSON document, returned by ``detect_video`` and posted back by the API.
+"""The detection types: one :class:`Detection`, the detections of one frame, and the result of one video.
+
+These are the only shapes a detection takes, from the model's output to the wire between Ray
+processes, the catalog and the jobs; they hold no torch. The result is one JSON document, returned
+by ``detect_video`` and posted back by the API, and ``from_json`` reads it back.
 
 It keeps the original inference API's fields (``video_file``, ``fps``, ``has_clock``,
 ``clock_frames``, ``frame_data``) with corrected meanings (``x, y`` top-left, ``w, h`` width and
@@ -9,14 +13,44 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from clockwork.detector import Detection
-from clockwork.segments import Hit, Segment
+from clockwork.settings import CLOCK_LABEL
+from clockwork.segments import Hit, Segment, SegmentRules, build_segments, segment_fps
 
 SCHEMA_VERSION = 1
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One detected object. ``x, y`` is the top-left corner; ``w, h`` the width and height, in source pixels."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    label: str
+    score: float
+
+    def __post_init__(self):
+        if self.w < 0 or self.h < 0:
+            raise ValueError(f"Detection width and height must be >= 0, got w={self.w}, h={self.h}")
+        if not 0.0 <= self.score <= 1.0:
+            raise ValueError(f"Detection score must be in [0, 1], got {self.score}")
+
+    def to_json(self) -> dict:
+        return {
+            "x": round(self.x, 1), "y": round(self.y, 1), "w": round(self.w, 1), "h": round(self.h, 1),
+            "type": self.label, "label": self.label, "score": round(self.score, 4),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Detection":
+        return cls(float(d["x"]), float(d["y"]), float(d["w"]), float(d["h"]), str(d["label"]), float(d["score"]))
+
+
+@dataclass(slots=True)
 class FrameDetections:
+    """The detections of one frame; ``frame_no`` counts every decoded frame from 0."""
+
     frame_no: int
     timestamp_s: float
     detections: list[Detection]
@@ -24,6 +58,13 @@ class FrameDetections:
     def to_json(self) -> dict:
         return {"frame_no": self.frame_no, "timestamp_s": round(self.timestamp_s, 6),
                 "detections": [d.to_json() for d in self.detections]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "FrameDetections":
+        return cls(int(d["frame_no"]), float(d["timestamp_s"]), [Detection.from_json(x) for x in d["detections"]])
+
+    def best_score(self, label: str | None = None) -> float:
+        return max((d.score for d in self.detections if label is None or d.label == label), default=0.0)
 
     def hits(self) -> list[Hit]:
         best: dict[str, float] = {}
@@ -52,11 +93,35 @@ class VideoResult:
 
     @property
     def clock_frames(self) -> int:
-        return sum(1 for f in self.frame_data if any(d.label == "clock" for d in f.detections))
+        return sum(1 for f in self.frame_data if any(d.label == CLOCK_LABEL for d in f.detections))
 
     @property
     def has_clock(self) -> bool:
         return self.clock_frames > 0
+
+    @property
+    def segment_fps(self) -> float:
+        return segment_fps(self.fps, self.sample_fps)
+
+    def build_segments(self, rules: SegmentRules = SegmentRules(), *, label: str | None = None,
+                       min_score: float = 0.0) -> list[Segment]:
+        """Segments from this result's frames under ``rules``: the same rule the detection run used."""
+        hits = [h for f in self.frame_data for h in f.hits()
+                if (label is None or h.label == label) and h.score >= min_score]
+        return build_segments(hits, fps=self.segment_fps, duration_s=self.duration_s, rules=rules)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "VideoResult":
+        if d.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+            raise ValueError(f"result schema_version {d.get('schema_version')!r} is not {SCHEMA_VERSION}")
+        return cls(
+            video_file=d["video_file"], fps=float(d["fps"]), width=int(d["width"]), height=int(d["height"]),
+            duration_s=float(d["duration_s"]), frames_total=int(d["frames_total"]),
+            frames_processed=int(d["frames_processed"]), model=d.get("model") or {}, labels=d.get("labels"),
+            min_score=d.get("min_score"), sample_fps=d.get("sample_fps"),
+            frame_data=[FrameDetections.from_json(f) for f in d.get("frame_data", [])],
+            segments=[Segment.from_json(s) for s in d.get("segments", [])],
+        )
 
     def to_json(self) -> dict:
         return {

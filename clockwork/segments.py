@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Iterable
 
+from clockwork.settings import SEGMENTS
+
 
 @dataclass(frozen=True)
 class SegmentRules:
@@ -17,10 +19,10 @@ class SegmentRules:
     are dropped. ``padding_s``: added at both ends, clipped to the video. ``max_length_s``: longer
     segments are split into consecutive pieces no longer than this (None: no limit)."""
 
-    gap_s: float = 0.5
-    min_length_s: float = 0.2
-    padding_s: float = 0.0
-    max_length_s: float | None = None
+    gap_s: float = SEGMENTS.gap_s
+    min_length_s: float = SEGMENTS.min_length_s
+    padding_s: float = SEGMENTS.padding_s
+    max_length_s: float | None = SEGMENTS.max_length_s
 
     def __post_init__(self):
         for name in ("gap_s", "min_length_s", "padding_s"):
@@ -66,6 +68,11 @@ class Segment:
     def from_json(cls, d: dict) -> "Segment":
         return cls(d["label"], float(d["start_s"]), float(d["end_s"]), int(d["start_frame"]), int(d["end_frame"]),
                    float(d["max_score"]), int(d["frames"]))
+
+
+def segment_fps(fps: float, sample_fps: float | None) -> float:
+    """The rate at which detections were taken: a sampled frame stands for the whole sampling interval."""
+    return min(fps, sample_fps) if sample_fps and fps else fps
 
 
 def build_segments(

@@ -23,6 +23,7 @@ from clockwork.catalog import Catalog, Snippet, Video
 from clockwork.clips import thumbnail_jpeg
 from clockwork.errors import ClockworkError
 from clockwork.pushmetrics import JobMetrics
+from clockwork.settings import DETECT
 from clockwork.remix import DEFAULT_MAX_DISTANCE, ORDERS, Pick, concat, select as choose, verify, write_report, write_videolist
 from jobs._common import EXIT_OK, Fatal, connect, require_ffmpeg, run, setup_logging
 
@@ -34,7 +35,7 @@ def thumb_task(path: str, at_s: float) -> bytes:
 
 def parse(argv):
     ap = argparse.ArgumentParser(prog="python -m jobs.join", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--label", default="clock")
+    ap.add_argument("--label", default=DETECT.labels[0])
     ap.add_argument("--per-source", type=int, default=1)
     ap.add_argument("--order", choices=ORDERS, default="random")
     ap.add_argument("--seed", type=int, default=0)
@@ -63,10 +64,10 @@ def main(argv=None) -> int:
         sources = {}
         for _, video in rows:
             if video.path not in sources:
-                doc = catalog.latest_result(s, video).document
+                result = catalog.latest_result(s, video).video_result()
                 sources[video.path] = {
-                    "duration_s": doc["duration_s"],
-                    "frames": [(f["timestamp_s"], max(d["score"] for d in f["detections"])) for f in doc["frame_data"]],
+                    "duration_s": result.duration_s,
+                    "frames": [(f.timestamp_s, f.best_score(args.label)) for f in result.frame_data],
                     "segments": [],
                 }
         for sn, video in rows:

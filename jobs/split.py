@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ray
@@ -25,17 +26,20 @@ from tqdm import tqdm
 from clockwork.catalog import Catalog, Snippet, Video
 from clockwork.clips import Profile, choose_encoder, cut, perceptual_hash
 from clockwork.media import list_videos
-from clockwork.pipeline import detect_video
 from clockwork.pushmetrics import JobMetrics
-from clockwork.segments import Hit, SegmentRules, build_segments
+from clockwork.result import VideoResult
+from clockwork.segments import SegmentRules
+from clockwork.settings import CLIPS, DETECT, SEGMENTS
 from jobs._common import EXIT_OK, EXIT_PARTIAL, Fatal, cluster_gpus, connect, require_ffmpeg, run, setup_logging
 
 
 @ray.remote
 def detect_task(path: str, label: str, min_score: float, sample_fps: float | None) -> dict:
+    """Detect one video; on a GPU task the frames come from NVDEC (``detect_video`` reads through FrameReader)."""
+    from clockwork.pipeline import detect_video
+
     try:
-        doc = detect_video(path, labels=[label], min_score=min_score, sample_fps=sample_fps).to_json()
-        return {"path": path, "doc": doc}
+        return {"path": path, "result": detect_video(path, labels=[label], min_score=min_score, sample_fps=sample_fps)}
     except Exception as exc:  # recorded per video; the others go on
         return {"path": path, "error": f"{type(exc).__name__}: {exc}"}
 
@@ -54,35 +58,147 @@ def snippet_name(video: Video, label: str, start_s: float, end_s: float) -> str:
     return f"{video.source_id}-{label}-{round(start_s * 1000):08d}-{round(end_s * 1000):08d}.mp4"
 
 
-def segments_of(doc: dict, label: str, min_score: float, rules: SegmentRules):
-    hits = [Hit(f["frame_no"], f["timestamp_s"], label, max(d["score"] for d in f["detections"] if d["label"] == label))
-            for f in doc["frame_data"]
-            if any(d["label"] == label and d["score"] >= min_score for d in f["detections"])]
-    fps = doc["fps"]
-    if doc.get("sample_fps"):
-        fps = min(fps, doc["sample_fps"])
-    return build_segments(hits, fps=fps, duration_s=doc["duration_s"], rules=rules)
-
-
 def parse(argv):
     ap = argparse.ArgumentParser(prog="python -m jobs.split", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--label", default="clock")
+    ap.add_argument("--label", default=DETECT.labels[0])
     ap.add_argument("--media-root", action="append", default=[], help="also take every video under DIR (repeatable)")
     ap.add_argument("--out", required=True, help="directory for the snippets")
     ap.add_argument("--database-url", default=None, help="catalog URL (default: $CLOCKWORK_DATABASE_URL or var/catalog.sqlite)")
-    ap.add_argument("--min-score", type=float, default=0.5)
-    ap.add_argument("--sample-fps", type=float, default=None, help="detection sampling for videos without results")
-    ap.add_argument("--gap", type=float, default=0.5, help="seconds between detections that still join one segment")
-    ap.add_argument("--min-length", type=float, default=0.5)
-    ap.add_argument("--padding", type=float, default=0.0)
-    ap.add_argument("--max-length", type=float, default=None)
-    ap.add_argument("--width", type=int, default=1280)
-    ap.add_argument("--height", type=int, default=720)
-    ap.add_argument("--fps", type=int, default=30)
-    ap.add_argument("--threads", type=int, default=2, help="ffmpeg threads per snippet (the task's num_cpus)")
+    ap.add_argument("--min-score", type=float, default=DETECT.min_score)
+    ap.add_argument("--sample-fps", type=float, default=DETECT.sample_fps, help="detection sampling for videos without results")
+    ap.add_argument("--gap", type=float, default=SEGMENTS.gap_s, help="seconds between detections that still join one segment")
+    ap.add_argument("--min-length", type=float, default=SEGMENTS.min_length_s)
+    ap.add_argument("--padding", type=float, default=SEGMENTS.padding_s)
+    ap.add_argument("--max-length", type=float, default=SEGMENTS.max_length_s)
+    ap.add_argument("--width", type=int, default=CLIPS.width)
+    ap.add_argument("--height", type=int, default=CLIPS.height)
+    ap.add_argument("--fps", type=int, default=CLIPS.fps)
+    ap.add_argument("--threads", type=int, default=CLIPS.threads, help="ffmpeg threads per snippet (the task's num_cpus)")
     ap.add_argument("--progress", action="store_true", default=sys.stderr.isatty())
     ap.add_argument("-v", "--verbose", action="store_true")
     return ap.parse_args(argv)
+
+
+@dataclass
+class Run:
+    """What one run of the job has done so far."""
+
+    args: argparse.Namespace
+    catalog: Catalog
+    metrics: JobMetrics
+    failures: list[str] = field(default_factory=list)
+    plan: list[tuple[str, str, float, float, str]] = field(default_factory=list)  # name, source, start, end, out
+    skipped: int = 0
+    videos: int = 0
+    nodes: set[str] = field(default_factory=set)
+
+
+def videos_to_detect(run_: Run) -> list[str]:
+    """Every file under the media roots without a result in the catalog (our own snippets excluded)."""
+    args = run_.args
+    with run_.catalog.session() as s:
+        known = {v.path: bool(v.results) for v in s.scalars(select(Video))}
+    out_dir = Path(args.out).resolve()
+    found = {str(p.resolve()) for root in args.media_root for p in list_videos(root)
+             if out_dir not in p.resolve().parents}
+    todo = sorted(found - {p for p, has in known.items() if has})
+    if not known and not todo:
+        raise Fatal("no videos: the catalog has none and no --media-root holds any")
+    return todo
+
+
+def detect_missing(run_: Run, todo: list[str]) -> None:
+    """Detect the videos without results as Ray tasks (a GPU each where the cluster has one)."""
+    args = run_.args
+    gpus = 1 if cluster_gpus() >= 1 else 0
+    refs = [detect_task.options(num_cpus=2, num_gpus=gpus).remote(p, args.label, args.min_score, args.sample_fps) for p in todo]
+    for ref in tqdm(refs, desc="detecting", unit="video", disable=not args.progress):
+        out = ray.get(ref)
+        if "error" in out:
+            run_.failures.append(f"{out['path']}: detection failed: {out['error']}")
+            run_.metrics.count("video", "failed")
+            continue
+        with run_.catalog.session() as s:
+            run_.catalog.save_result(s, out["path"], out["result"], {"labels": [args.label], "min_score": args.min_score,
+                                                                     "sample_fps": args.sample_fps})
+        run_.metrics.count("video", "detected")
+
+
+def plan_snippets(run_: Run, rules: SegmentRules) -> None:
+    """Segments of every video with results -> snippets to cut, skipping those already done."""
+    args = run_.args
+    with run_.catalog.session() as s:
+        videos = list(s.scalars(select(Video).where(Video.results.any())))
+        run_.videos = len(videos)
+        for video in videos:
+            result: VideoResult = run_.catalog.latest_result(s, video).video_result()
+            for seg in result.build_segments(rules, label=args.label, min_score=args.min_score):
+                name = snippet_name(video, args.label, seg.start_s, seg.end_s)
+                row = s.scalar(select(Snippet).where(Snippet.name == name))
+                path = Path(args.out).resolve() / name
+                if row is not None and row.status == "done" and row.path and Path(row.path).is_file():
+                    run_.skipped += 1
+                    continue
+                if row is None:
+                    row = Snippet(name=name, video_id=video.id, label=args.label, start_s=seg.start_s, end_s=seg.end_s,
+                                  max_score=seg.max_score)
+                    s.add(row)
+                row.status, row.error, row.path = "pending", None, str(path)
+                run_.plan.append((name, video.path, seg.start_s, seg.end_s, str(path)))
+    if not run_.plan and not run_.skipped:
+        raise Fatal(f"no {args.label!r} segments in {run_.videos} video(s) with results: nothing to cut"
+                    + (f" ({len(run_.failures)} video(s) failed: {run_.failures[0]})" if run_.failures else ""))
+
+
+def cut_snippets(run_: Run, profile: Profile, encoder: str) -> None:
+    """One ffmpeg per Ray task, spread over the nodes; each result is recorded as it lands."""
+    from clockwork.decode import probe
+
+    args = run_.args
+    audio: dict[str, bool | None] = {}
+    for _, source, *_rest in run_.plan:
+        if source not in audio:
+            try:
+                audio[source] = probe(source).has_audio
+            except Exception as exc:
+                audio[source] = None
+                run_.failures.append(f"{source}: {exc}")
+    # SPREAD: ffmpeg tasks balance across nodes instead of filling the head first.
+    refs = {cut_task.options(num_cpus=args.threads, scheduling_strategy="SPREAD").remote(src, a, b, out, audio[src], profile, encoder): name
+            for name, src, a, b, out in run_.plan if audio[src] is not None}
+    pending = list(refs)
+    with tqdm(total=len(refs), desc="cutting", unit="snippet", disable=not args.progress) as bar:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            out = ray.get(done[0])
+            with run_.catalog.session() as s:
+                row = s.scalar(select(Snippet).where(Snippet.name == refs[done[0]]))
+                if "error" in out:
+                    row.status, row.error = "failed", out["error"]
+                    run_.failures.append(f"{row.name}: {out['error']}")
+                    run_.metrics.count("snippet", "failed")
+                else:
+                    row.status, row.phash = "done", out["phash"]
+                    run_.nodes.add(out["node"])
+                    run_.metrics.count("snippet", "cut")
+            bar.update(1)
+    run_.metrics.output_seconds.set(sum(b - a for _, _, a, b, _ in run_.plan))
+
+
+def report(run_: Run, t0: float, encoder: str | None) -> int:
+    args = run_.args
+    run_.metrics.count("snippet", "skipped", run_.skipped)
+    with run_.catalog.session() as s:
+        ready = len(s.scalars(select(Snippet).where(Snippet.label == args.label, Snippet.status == "done")).all())
+    ok = not run_.failures
+    run_.metrics.push(ok=ok)
+    print(f"split: {len(run_.plan)} snippet(s) cut this run on {len(run_.nodes)} node(s), {run_.skipped} already done, "
+          f"{ready} {args.label!r} snippet(s) ready in {args.out} "
+          f"from {run_.videos} video(s) in {time.time() - t0:.1f} s; {len(run_.failures)} failure(s)."
+          + (f" Encoder: {encoder}." if encoder else " Nothing new to cut: every snippet was already done."))
+    for line in run_.failures:
+        print(f"  failed: {line}", file=sys.stderr)
+    return EXIT_OK if ok else EXIT_PARTIAL
 
 
 def main(argv=None) -> int:
@@ -94,104 +210,18 @@ def main(argv=None) -> int:
     for root in args.media_root:
         if not Path(root).is_dir():
             raise Fatal(f"media root {root!r} is not a directory")
-    catalog = Catalog(args.database_url)
-    metrics = JobMetrics("split")
+    run_ = Run(args, Catalog(args.database_url), JobMetrics("split"))
     t0 = time.time()
     connect()
-    failures: list[str] = []
-
-    # 1. videos: catalog entries with results, plus every file under the media roots
-    with catalog.session() as s:
-        known = {v.path: bool(v.results) for v in s.scalars(select(Video))}
-    out_dir = Path(args.out).resolve()
-    found = {str(p.resolve()) for root in args.media_root for p in list_videos(root)
-             if out_dir not in p.resolve().parents}  # our own snippets are not sources
-    todo = sorted(found - {p for p, has in known.items() if has})
-    if not known and not todo:
-        raise Fatal("no videos: the catalog has none and no --media-root holds any")
+    todo = videos_to_detect(run_)
     if todo:
-        gpus = 1 if cluster_gpus() >= 1 else 0
-        refs = [detect_task.options(num_cpus=2, num_gpus=gpus).remote(p, args.label, args.min_score, args.sample_fps) for p in todo]
-        for ref in tqdm(refs, desc="detecting", unit="video", disable=not args.progress):
-            out = ray.get(ref)
-            if "error" in out:
-                failures.append(f"{out['path']}: detection failed: {out['error']}")
-                metrics.count("video", "failed")
-                continue
-            with catalog.session() as s:
-                catalog.save_result(s, out["path"], out["doc"], {"labels": [args.label], "min_score": args.min_score,
-                                                                 "sample_fps": args.sample_fps})
-            metrics.count("video", "detected")
-
-    # 2. segments -> snippets to cut (skipping finished ones)
-    plan, skipped = [], 0
-    with catalog.session() as s:
-        videos = list(s.scalars(select(Video).where(Video.results.any())))
-        for video in videos:
-            doc = catalog.latest_result(s, video).document
-            for seg in segments_of(doc, args.label, args.min_score, rules):
-                name = snippet_name(video, args.label, seg.start_s, seg.end_s)
-                row = s.scalar(select(Snippet).where(Snippet.name == name))
-                path = Path(args.out).resolve() / name
-                if row is not None and row.status == "done" and row.path and Path(row.path).is_file():
-                    skipped += 1
-                    continue
-                if row is None:
-                    row = Snippet(name=name, video_id=video.id, label=args.label, start_s=seg.start_s, end_s=seg.end_s,
-                                  max_score=seg.max_score)
-                    s.add(row)
-                row.status, row.error, row.path = "pending", None, str(path)
-                plan.append((name, video.path, seg.start_s, seg.end_s, str(path)))
-    if not plan and not skipped:
-        raise Fatal(f"no {args.label!r} segments in {len(videos)} video(s) with results: nothing to cut"
-                    + (f" ({len(failures)} video(s) failed: {failures[0]})" if failures else ""))
-
-    # 3. cut, one ffmpeg per Ray task
-    audio: dict[str, bool | None] = {}
-    nodes: set[str] = set()
-    if plan:
-        from clockwork.decode import probe
-
+        detect_missing(run_, todo)
+    plan_snippets(run_, rules)
+    encoder = None
+    if run_.plan:
         encoder = choose_encoder()
-        for _, source, *_rest in plan:
-            if source not in audio:
-                try:
-                    audio[source] = probe(source).has_audio
-                except Exception as exc:
-                    audio[source] = None
-                    failures.append(f"{source}: {exc}")
-        # SPREAD: ffmpeg tasks balance across nodes instead of filling the head first.
-        refs = {cut_task.options(num_cpus=args.threads, scheduling_strategy="SPREAD").remote(src, a, b, out, audio[src], profile, encoder): name
-                for name, src, a, b, out in plan if audio[src] is not None}
-        pending = list(refs)
-        with tqdm(total=len(refs), desc="cutting", unit="snippet", disable=not args.progress) as bar:
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                out = ray.get(done[0])
-                with catalog.session() as s:
-                    row = s.scalar(select(Snippet).where(Snippet.name == refs[done[0]]))
-                    if "error" in out:
-                        row.status, row.error = "failed", out["error"]
-                        failures.append(f"{row.name}: {out['error']}")
-                        metrics.count("snippet", "failed")
-                    else:
-                        row.status, row.phash = "done", out["phash"]
-                        nodes.add(out["node"])
-                        metrics.count("snippet", "cut")
-                bar.update(1)
-        metrics.output_seconds.set(sum(b - a for _, _, a, b, _ in plan))
-    metrics.count("snippet", "skipped", skipped)
-    with catalog.session() as s:
-        done_rows = s.scalars(select(Snippet).where(Snippet.label == args.label, Snippet.status == "done")).all()
-    ok = not failures
-    metrics.push(ok=ok)
-    print(f"split: {len(plan)} snippet(s) cut this run on {len(nodes)} node(s), {skipped} already done, "
-          f"{len(done_rows)} {args.label!r} snippet(s) ready in {args.out} "
-          f"from {len(videos)} video(s) in {time.time() - t0:.1f} s; {len(failures)} failure(s)."
-          + (f" Encoder: {choose_encoder()}." if plan else " Nothing new to cut: every snippet was already done."))
-    for line in failures:
-        print(f"  failed: {line}", file=sys.stderr)
-    return EXIT_OK if ok else EXIT_PARTIAL
+        cut_snippets(run_, profile, encoder)
+    return report(run_, t0, encoder)
 
 
 if __name__ == "__main__":

@@ -16,14 +16,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import requests  # noqa: E402
+import requests
 
-from clockwork.cli import hms  # noqa: E402
-from clockwork.postback import verify_signature  # noqa: E402
-from clockwork.samples import load_manifest, write_samples  # noqa: E402
-from tests.receiver import Receiver, free_port  # noqa: E402
+from clockwork.cli import hms
+from clockwork.postback import verify_signature
+from clockwork.samples import load_manifest, write_samples
+from clockwork.testing import Receiver, free_port
 
 VAR = ROOT / "var"
 SAMPLES = VAR / "samples"

@@ -1,10 +1,17 @@
-"""Typed builder arguments for the Serve app (``app_builder(args)``), validated by pydantic."""
+"""Typed builder arguments for the Serve app (``app_builder(args)``), validated by pydantic.
+
+Every default comes from ``clockwork.settings``; the environment is read there too (``from_env``).
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import json
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from clockwork import settings
 from clockwork.postback import DEFAULT_DENY
+from clockwork.settings import DETECT, SERVE_BATCH
 
 
 class AppArgs(BaseModel):
@@ -14,8 +21,8 @@ class AppArgs(BaseModel):
 
     media_roots: list[str] = Field(default_factory=list, description="directories videos may be read from")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite in $CLOCKWORK_DATA_DIR")
-    labels: list[str] = Field(default_factory=lambda: ["clock"], description="default labels when a request names none")
-    min_score: float = Field(0.5, ge=0, le=1)
+    labels: list[str] = Field(default_factory=lambda: list(DETECT.labels), description="default labels when a request names none")
+    min_score: float = Field(DETECT.min_score, ge=0, le=1)
     postback_secret: str | None = Field(None, description="HMAC-SHA256 key for postback signatures")
     api_token: str | None = Field(None, description="bearer token required on every route but /healthz")
     postback_allow: list[str] = Field(default_factory=list, description="CIDRs or host names; if set, only these")
@@ -34,6 +41,18 @@ class AppArgs(BaseModel):
     lease_s: float = Field(20.0, gt=1, description="a job whose runner stops renewing for this long is resumed elsewhere")
     reaper_interval_s: float = Field(2.0, gt=0)
 
+    @field_validator("media_roots", "postback_allow", "postback_deny", "labels", mode="before")
+    @classmethod
+    def _lists_from_strings(cls, value):
+        """Builder arguments from the CLI (``serve run ... media_roots=a,b``) arrive as strings."""
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError:
+                parsed = [v for v in value.split(",") if v]
+            return parsed if isinstance(parsed, list) else [parsed]
+        return value
+
     @field_validator("media_roots")
     @classmethod
     def _roots_exist(cls, roots: list[str]) -> list[str]:
@@ -49,9 +68,36 @@ class DetectorArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     device: str = "auto"
-    frames_per_call: int = Field(8, ge=1, description="frames a chunk sends to the batcher at a time")
-    max_batch_frames: int = Field(64, ge=1, description="frames per inference batch across requests")
-    batch_wait_timeout_s: float = Field(0.02, ge=0)
-    half: bool = Field(True, description="fp16 on CUDA; ignored on the CPU")
-    nvdec: bool = Field(True, description="decode with NVDEC where the file allows; the CPU otherwise")
+    frames_per_call: int = Field(SERVE_BATCH.frames_per_call, ge=1, description="frames a chunk sends to the batcher at a time")
+    max_batch_frames: int = Field(SERVE_BATCH.max_batch_frames, ge=1, description="frames per inference batch across requests")
+    batch_wait_timeout_s: float = Field(SERVE_BATCH.batch_wait_timeout_s, ge=0)
+    half: bool = Field(DETECT.half, description="fp16 on CUDA; ignored on the CPU")
+    nvdec: bool = Field(DETECT.nvdec, description="decode with NVDEC where the file allows; the CPU otherwise")
     memory_fraction: float | None = Field(None, gt=0, le=1, description="cap on this replica's PyTorch GPU memory")
+
+
+class BuilderArgs(AppArgs):
+    """``app_builder``'s typed argument (Ray Serve's typed application builder pattern): the app's
+    arguments plus the detector's and its placement."""
+
+    detector: DetectorArgs = Field(default_factory=DetectorArgs)
+    detector_num_gpus: float | None = Field(None, ge=0, description="GPU per replica; default 0.25 with a GPU, else 0")
+    detector_num_cpus: float = Field(2, gt=0, description="also torch's thread count on the CPU (Ray sets OMP_NUM_THREADS)")
+    detector_replicas: int = Field(1, ge=1)
+
+    @field_validator("detector", mode="before")
+    @classmethod
+    def _detector_from_string(cls, value):
+        return json.loads(value) if isinstance(value, str) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment_under_explicit(cls, data):
+        """Secrets and roots from the environment (KubeRay passes a Secret's keys this way); explicit
+        arguments win."""
+        env = {"media_roots": settings.media_roots(), "postback_secret": settings.postback_secret(),
+               "api_token": settings.api_token(), "database_url": settings.database_url()}
+        return {**{k: v for k, v in env.items() if v}, **(data or {})}
+
+    def app_args(self) -> AppArgs:
+        return AppArgs(**self.model_dump(include=set(AppArgs.model_fields)))

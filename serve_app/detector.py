@@ -1,9 +1,9 @@
 """The Detector deployment: decodes its own chunk of a video and batches inference across requests.
 
 Video bytes and decoded frames never leave the replica: a call names a file and a time range, the
-replica decodes it (so no large arrays cross handles or the HTTP proxy), and small lists of frames
-from every in-flight chunk meet in one ``@serve.batch`` inference call. Results stream back as
-plain detection tuples.
+replica reads it through ``clockwork.frames.FrameReader`` (NVDEC where it can, the CPU otherwise),
+letterboxes where the frames are, and small packs of frames from every in-flight chunk meet in one
+``@serve.batch`` inference call. Results stream back as ``FrameDetections``.
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ import time
 from dataclasses import dataclass
 from typing import AsyncIterator
 
-import numpy as np
 import torch
 from ray import serve
 
-from clockwork.boxes import Letterbox
-from clockwork.decode import VideoDecoder, VideoInfo, probe
-from clockwork.detector import Detector
+from clockwork.decode import VideoInfo, probe
+from clockwork.detector import Detector, Prepared
+from clockwork.frames import FrameReader
 from clockwork.gpu_stats import GpuStats
-from clockwork.nvdec import GpuVideoDecoder, gpu_decode_problem, log_fallback
 from clockwork.pipeline import prefetch
+from clockwork.settings import SERVE_BATCH
 from serve_app.config import DetectorArgs
 from serve_app.metrics import DetectorMetrics
 
@@ -32,14 +31,13 @@ from serve_app.metrics import DetectorMetrics
 class FramePack:
     """Letterboxed frames of one chunk on their way to the batcher."""
 
-    images: "np.ndarray | torch.Tensor"  # uint8 [n,S,S,3] letterboxed on the CPU, or a normalised [n,3,S,S] GPU batch
-    metas: list[Letterbox]
+    prepared: Prepared
     labels: list[str] | None
     min_score: float | dict
 
     @property
     def n(self) -> int:
-        return len(self.metas)
+        return len(self.prepared)
 
 
 def _pack_frames(packs) -> int:
@@ -98,6 +96,7 @@ class DetectorDeployment:
                         float(user_config.get("batch_wait_timeout_s", self.args.batch_wait_timeout_s)))
 
     def _probe(self, path: str) -> VideoInfo:
+        """The header and first frame, cached per file: a chunk of a long video must not pay a CPU seek."""
         st = os.stat(path)
         key = (path, st.st_mtime_ns, st.st_size)
         info = self._probes.get(key)
@@ -114,61 +113,42 @@ class DetectorDeployment:
         return {"device": self.device, "model": self.detector.model_info, "labels": self.detector.labels,
                 "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "node_id": ray.get_runtime_context().get_node_id()}
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.02, batch_size_fn=_pack_frames)
+    @serve.batch(max_batch_size=SERVE_BATCH.max_batch_frames, batch_wait_timeout_s=SERVE_BATCH.batch_wait_timeout_s,
+                 batch_size_fn=_pack_frames)
     async def _infer_batch(self, packs: list[FramePack]) -> list[list]:
         det = self.detector
-        on_gpu = isinstance(packs[0].images, torch.Tensor)
-        if on_gpu:
-            images = torch.cat([p.images for p in packs]) if len(packs) > 1 else packs[0].images
-        else:
-            images = np.concatenate([p.images for p in packs]) if len(packs) > 1 else packs[0].images
+        merged = Prepared.concat([p.prepared for p in packs])
         t = time.perf_counter()
-
-        def run():
-            batch = images if on_gpu else det.normalise(torch.from_numpy(images).to(det.device, non_blocking=True))
-            return det.infer(batch)
-
-        raw = await asyncio.to_thread(run)
+        raw = await asyncio.to_thread(lambda: det.infer(det.model_input(merged)))
         out, offset = [], 0
         for p in packs:
-            out.append(det.postprocess(raw[offset:offset + p.n], p.metas, min_score=p.min_score, labels=p.labels))
+            out.append(det.postprocess(raw[offset:offset + p.n], p.prepared.metas, min_score=p.min_score, labels=p.labels))
             offset += p.n
         self.metrics.stage_seconds.observe(time.perf_counter() - t, tags={"stage": "inference"})
-        self.metrics.frames_inferred.inc(len(images), tags=self._tags)
-        self.metrics.batch_frames.observe(len(images), tags=self._tags)
+        self.metrics.frames_inferred.inc(len(merged), tags=self._tags)
+        self.metrics.batch_frames.observe(len(merged), tags=self._tags)
         self.metrics.batch_requests.observe(len(packs), tags=self._tags)
         return out
 
     async def detect_chunk(self, path: str, start_s: float = 0.0, end_s: float | None = None, *,
                            labels: list[str] | None, min_score: float | dict, sample_fps: float | None) -> AsyncIterator[dict]:
-        """Stream ``{"frames": [[frame_no, t, [[x, y, w, h, label, score], ...]], ...], "processed": n}``
-        per step, then ``{"done": True, "frames_decoded": n}``. Raises VideoError subclasses for bad files."""
+        """Stream ``{"frames": [FrameDetections, ...], "processed": n}`` per pack (frames with detections
+        only), then ``{"done": True, "decoder": ..., "frames_decoded": n}``. Raises VideoError subclasses
+        for bad files."""
+        from clockwork.result import FrameDetections
+
         self.detector.label_ids(labels)
-        step = self.args.frames_per_call
-        # The header and first frame say whether NVDEC can take the file; cached per file, as a chunk
-        # of a long video must not pay a CPU seek just to find that out.
         info = await asyncio.to_thread(self._probe, path)
-        problem = gpu_decode_problem(info, self.detector.device) if self.args.nvdec else "disabled"
-        if problem is None:
-            decoder = GpuVideoDecoder(path, info, gpu_id=self.gpu_id, batch=step, sample_fps=sample_fps,
-                                      start_s=start_s, end_s=end_s)
-        else:
-            decoder = VideoDecoder(path, sample_fps=sample_fps, start_s=start_s, end_s=end_s)
-            if self.detector.device.type == "cuda":
-                log_fallback(path, problem)  # visible, never silent
-                self.metrics.fallbacks.inc(tags={"reason": problem})
+        reader = await asyncio.to_thread(FrameReader, path, device=self.detector.device, sample_fps=sample_fps,
+                                         start_s=start_s, end_s=end_s, batch_size=self.args.frames_per_call,
+                                         nvdec=self.args.nvdec, info=info)
+        if reader.fallback_reason:
+            self.metrics.fallbacks.inc(tags={"reason": reader.fallback_reason})
 
         def packs():
-            if problem is None:
-                for batch in decoder.batches():
-                    t = time.perf_counter()
-                    images, metas = self.detector.letterbox_gpu(batch.frames)
-                    yield list(zip(batch.indexes, batch.timestamps)), FramePack(images, metas, labels, min_score), time.perf_counter() - t
-                return
-            for frames in decoder.batches(step):
+            for batch in reader:
                 t = time.perf_counter()
-                images, metas = self.detector.letterbox_batch([f.image for f in frames])
-                yield [(f.index, f.timestamp_s) for f in frames], FramePack(images, metas, labels, min_score), time.perf_counter() - t
+                yield batch, FramePack(self.detector.prepare(batch), labels, min_score), time.perf_counter() - t
 
         produced = prefetch(packs(), depth=3)
         try:
@@ -177,18 +157,13 @@ class DetectorDeployment:
                 item = await asyncio.to_thread(next, produced, None)
                 if item is None:
                     break
-                stamps, pack, prep_s = item
+                batch, pack, prep_s = item
                 self.metrics.stage_seconds.observe(time.perf_counter() - t + prep_s, tags={"stage": "decode"})
                 self.metrics.frames_decoded.inc(pack.n, tags=self._tags)
-                dets = await self._infer_batch(pack)
-                yield {
-                    "frames": [[idx, ts, [[d.x, d.y, d.w, d.h, d.label, d.score] for d in found]]
-                               for (idx, ts), found in zip(stamps, dets) if found],
-                    "processed": pack.n,
-                    "last_frame": stamps[-1][0],
-                }
-            yield {"done": True, "decoder": "cpu" if problem else "nvdec",
-                   "frames_decoded": decoder.frames_in_chunk}
+                found = await self._infer_batch(pack)
+                yield {"frames": [FrameDetections(i, ts, d) for i, ts, d in zip(batch.indexes, batch.timestamps, found) if d],
+                       "processed": pack.n}
+            yield {"done": True, "decoder": reader.decoder, "frames_decoded": reader.frames_decoded}
         finally:
             produced.close()
-            decoder.close()
+            reader.close()

@@ -5,6 +5,8 @@ import datetime as dt
 import pytest
 
 from clockwork.catalog import Base, Catalog, Job, utcnow
+from clockwork.result import Detection, FrameDetections, VideoResult
+from clockwork.segments import Segment
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -54,13 +56,23 @@ def test_finished_job_with_pending_postback_is_still_work(catalog):
     assert catalog.counts_by_status()["succeeded"] == 1
 
 
+def a_result(segments) -> VideoResult:
+    frames = [FrameDetections(i, i / 25, [Detection(1, 2, 3, 4, "clock", 0.9)]) for i in range(2, 13)]
+    return VideoResult("a.mp4", 25.0, 10, 10, 1.0, 25, 25, {"name": "m"}, ["clock"], 0.5, None, frames, segments)
+
+
 def test_results_replace_by_params(catalog):
-    doc = {"width": 10, "height": 10, "fps": 25.0, "duration_s": 1.0, "frames_total": 25,
-           "segments": [{"label": "clock", "start_s": 0.1, "end_s": 0.5, "start_frame": 2, "end_frame": 12,
-                         "max_score": 0.9, "frames": 10}]}
+    segment = Segment("clock", 0.1, 0.5, 2, 12, 0.9, 10)
     params = {"labels": ["clock"], "min_score": 0.5, "sample_fps": None}
     with catalog.session() as s:
-        first = catalog.save_result(s, "/m/a.mp4", doc, params).id
+        first = catalog.save_result(s, "/m/a.mp4", a_result([segment]), params).id
     with catalog.session() as s:
-        again = catalog.save_result(s, "/m/a.mp4", {**doc, "segments": []}, params)
+        again = catalog.save_result(s, "/m/a.mp4", a_result([]).to_json(), params)
         assert again.id == first and again.segments == []
+        # the stored document reads back as the same result: one type from model to catalog
+        assert again.video_result() == a_result([])
+
+
+def test_a_document_that_is_not_a_result_is_refused(catalog):
+    with catalog.session() as s, pytest.raises(KeyError, match="video_file"):
+        catalog.save_result(s, "/m/a.mp4", {"width": 10, "height": 10}, {"labels": None})

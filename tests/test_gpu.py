@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from clockwork.decode import VideoDecoder, VideoInfo, probe
+from clockwork.decode import VideoInfo, probe
+from clockwork.frames import FrameReader
 from clockwork.pipeline import ResultBuilder
 
 pytestmark = pytest.mark.needs_cuda
@@ -18,28 +19,14 @@ pytestmark = pytest.mark.needs_cuda
 AGREE = ["clock_static_720p30.mp4", "clock_moving_360p25.mp4", "clock_60fps_480p.mp4", "distractor_fractal_30.mp4"]
 
 
-def run_cpu(path, detector):
-    info = probe(path)
-    b = ResultBuilder(info, model={}, labels=["clock"], min_score=0.5, sample_fps=None)
-    with VideoDecoder(path) as dec:
-        for frames in dec.batches(16):
-            b.add(frames, detector.detect([f.image for f in frames], labels=["clock"]))
-    return b.build(dec.frames_in_chunk)
-
-
-def run_gpu(path, detector):
-    from clockwork.nvdec import GpuVideoDecoder, gpu_decode_problem
-
-    info = probe(path)
-    assert gpu_decode_problem(info, detector.device) is None
-    b = ResultBuilder(info, model={}, labels=["clock"], min_score=0.5, sample_fps=None)
-    with GpuVideoDecoder(path, info, batch=32) as dec:
-        for batch in dec.batches():
-            x, metas = detector.letterbox_gpu(batch.frames)
-            dets = detector.postprocess(detector.infer(x), metas, labels=["clock"])
-            for i, t, d in zip(batch.indexes, batch.timestamps, dets):
-                b.add_frame(i, t, d)
-    return b.build(dec.frames_in_chunk)
+def run(path, detector, device):
+    """The one frame path: FrameReader decides NVDEC or the CPU, the detector takes either batch."""
+    with FrameReader(path, device=device) as reader:
+        assert reader.decoder == ("nvdec" if device == "cuda" else "cpu")
+        b = ResultBuilder(reader.info, model={}, labels=["clock"], min_score=0.5, sample_fps=None)
+        for batch in reader:
+            b.add(detector.detect_batch(batch, labels=["clock"]))
+        return b.build(reader.frames_decoded)
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +38,8 @@ def gpu_detector():
 
 @pytest.mark.parametrize("name", AGREE)
 def test_gpu_path_agrees_with_cpu_path(name, samples_dir, detector, gpu_detector):
-    cpu = run_cpu(samples_dir / name, detector)
-    gpu = run_gpu(samples_dir / name, gpu_detector)
+    cpu = run(samples_dir / name, detector, "cpu")
+    gpu = run(samples_dir / name, gpu_detector, "cuda")
     assert gpu.frames_total == cpu.frames_total
     assert len(gpu.segments) == len(cpu.segments)
     for a, b in zip(cpu.segments, gpu.segments):
@@ -74,14 +61,12 @@ def test_gpu_path_agrees_with_cpu_path(name, samples_dir, detector, gpu_detector
 
 
 def test_fallback_reasons(samples_dir, gpu_detector):
-    import torch
-
-    from clockwork.nvdec import gpu_decode_problem
-
-    assert gpu_decode_problem(probe(samples_dir / "clock_portrait_2997.mp4"), gpu_detector.device) == "rotation"
+    assert FrameReader.nvdec_problem(probe(samples_dir / "clock_portrait_2997.mp4"), "cuda") == "rotation"
     av1 = VideoInfo("x.mkv", 1920, 1080, 30.0, 300, 10.0, "av1", 0, False)
-    assert gpu_decode_problem(av1, gpu_detector.device) == "codec_av1"
-    assert gpu_decode_problem(probe(samples_dir / "clock_static_720p30.mp4"), torch.device("cpu")) == "no_cuda"
+    assert FrameReader.nvdec_problem(av1, "cuda") == "codec_av1"
+    assert FrameReader.nvdec_problem(probe(samples_dir / "clock_static_720p30.mp4"), "cpu") == "no_cuda"
+    with FrameReader(samples_dir / "clock_portrait_2997.mp4", device="cuda") as reader:
+        assert reader.decoder == "cpu" and reader.fallback_reason == "rotation"
 
 
 def test_fractional_replicas_share_one_card_and_fall_back(samples_dir, tmp_path):
@@ -90,7 +75,7 @@ def test_fractional_replicas_share_one_card_and_fall_back(samples_dir, tmp_path)
     from ray import serve
 
     from serve_app.app import app_builder
-    from tests.receiver import Receiver, free_port
+    from clockwork.testing import Receiver, free_port
 
     ray.init(num_gpus=1, log_to_driver=False, include_dashboard=False)
     try:

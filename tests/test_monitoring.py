@@ -14,7 +14,7 @@ import pytest
 import requests
 import yaml
 
-from tests.receiver import Receiver, free_port
+from clockwork.testing import Receiver, free_port
 from tests.test_deploy import REPO, dashboard_metric_names
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ import requests
 
 from clockwork import detect_video
 from clockwork.postback import verify_signature
-from tests.receiver import Receiver, free_port
+from clockwork.testing import Receiver, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,5 @@
-"""A real postback receiver on loopback: records every POST (headers and raw body)."""
+"""Test helpers shipped with the package (as Starlette ships its TestClient): a real postback receiver on
+loopback that records every POST (headers and raw body)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,162 @@
+"""Every default and every environment variable of the project, defined once.
+
+The CLI's argparse defaults, the Serve app's pydantic arguments, the Ray jobs and the benchmarks read
+their defaults from the dataclasses here; nothing else in the project reads ``os.environ``.
+
+Environment variables are read through :func:`env`, modelled on Starlette's ``Config``: a value that
+does not parse raises at once with the variable's name, so a typo never becomes a silent default.
+:data:`ENVIRONMENT` lists every variable (the README's table is checked against it by a test).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+_MISSING = object()
+
+
+# -- defaults --------------------------------------------------------------------------------------
+
+CLOCK_LABEL = "clock"  # the first target; the result's legacy fields has_clock/clock_frames count it
+
+@dataclass(frozen=True)
+class DetectDefaults:
+    """What a detection run does when the caller says nothing."""
+
+    labels: tuple[str, ...] = (CLOCK_LABEL,)
+    min_score: float = 0.5
+    sample_fps: float | None = None
+    iou_threshold: float = 0.45
+    # Frames per decode batch: the CPU path feeds the model one frame at a time inside the batch
+    # (docs/BENCHMARKS.md, bench/cpu.py); the NVDEC path hands the whole batch to the model.
+    cpu_batch: int = 16
+    gpu_batch: int = 32
+    half: bool = True  # fp16 on CUDA; ignored on the CPU
+    nvdec: bool = True  # decode with NVDEC where the file allows it
+
+
+@dataclass(frozen=True)
+class ServeBatchDefaults:
+    """How the Serve detector batches frames across requests (config.yaml's user_config may change it)."""
+
+    frames_per_call: int = 8
+    max_batch_frames: int = 64
+    batch_wait_timeout_s: float = 0.02
+
+
+@dataclass(frozen=True)
+class SegmentDefaults:
+    """How detections become segments (``clockwork.segments.SegmentRules`` takes these)."""
+
+    gap_s: float = 0.5
+    min_length_s: float = 0.5
+    padding_s: float = 0.0
+    max_length_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ClipDefaults:
+    """The one profile every snippet is normalised to."""
+
+    width: int = 1280
+    height: int = 720
+    fps: int = 30
+    threads: int = 2
+
+
+DETECT = DetectDefaults()
+SERVE_BATCH = ServeBatchDefaults()
+SEGMENTS = SegmentDefaults()
+CLIPS = ClipDefaults()
+
+
+# -- environment -----------------------------------------------------------------------------------
+
+ENVIRONMENT: dict[str, str] = {
+    "CLOCKWORK_MODEL_DIR": "where the default model is kept (default ~/.cache/clockwork/models)",
+    "CLOCKWORK_DATA_DIR": "where the catalog and other state live (default ./var)",
+    "CLOCKWORK_DATABASE_URL": "SQLAlchemy URL of the catalog (default sqlite in CLOCKWORK_DATA_DIR)",
+    "CLOCKWORK_MEDIA_ROOTS": "colon-separated directories the API may read videos from",
+    "CLOCKWORK_POSTBACK_SECRET": "HMAC-SHA256 key that signs postbacks",
+    "CLOCKWORK_API_TOKEN": "bearer token the API requires on every route but /healthz",
+    "CLOCKWORK_FFMPEG": "the ffmpeg binary (default: ffmpeg on PATH)",
+    "CLOCKWORK_FFPROBE": "the ffprobe binary (default: ffprobe on PATH)",
+    "PUSHGATEWAY_URL": "Prometheus Pushgateway the Ray jobs push their metrics to (unset: no push)",
+    "CLOCKWORK_BENCH_NO_RECORD": "1: benchmarks print their figures without appending to docs/BENCHMARKS.md",
+    "CUDA_VISIBLE_DEVICES": "read, never set: maps a Ray worker's GPU index to NVML's physical index",
+}
+
+
+class ConfigError(ValueError):
+    """An environment variable is missing or does not parse."""
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected one of 1/0/true/false/yes/no/on/off, got {raw!r}")
+
+
+def env(key: str, cast: Callable[[str], T] = str, default: object = _MISSING) -> T:
+    """Read ``key`` from the environment and cast it; fail loudly on a bad value."""
+    if key not in ENVIRONMENT:
+        raise ConfigError(f"{key} is not a documented environment variable; add it to settings.ENVIRONMENT")
+    raw = os.environ.get(key)
+    if raw is None or raw == "":
+        if default is _MISSING:
+            raise ConfigError(f"Config '{key}' is missing, and has no default.")
+        return default  # type: ignore[return-value]
+    if cast is bool:
+        cast = _parse_bool  # type: ignore[assignment]
+    try:
+        return cast(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Config '{key}' has value {raw!r}, which is not a valid {getattr(cast, '__name__', cast)}: {exc}") from exc
+
+
+def model_dir() -> Path:
+    return env("CLOCKWORK_MODEL_DIR", Path, Path.home() / ".cache" / "clockwork" / "models")
+
+
+def data_dir() -> Path:
+    return env("CLOCKWORK_DATA_DIR", Path, Path.cwd() / "var")
+
+
+def database_url() -> str | None:
+    return env("CLOCKWORK_DATABASE_URL", str, None)
+
+
+def media_roots() -> list[str]:
+    return [r for r in env("CLOCKWORK_MEDIA_ROOTS", str, "").split(":") if r]
+
+
+def postback_secret() -> str | None:
+    return env("CLOCKWORK_POSTBACK_SECRET", str, None)
+
+
+def api_token() -> str | None:
+    return env("CLOCKWORK_API_TOKEN", str, None)
+
+
+def ffmpeg_name() -> str:
+    return env("CLOCKWORK_FFMPEG", str, "ffmpeg")
+
+
+def ffprobe_name() -> str:
+    return env("CLOCKWORK_FFPROBE", str, "ffprobe")
+
+
+def pushgateway_url() -> str | None:
+    return env("PUSHGATEWAY_URL", str, None)
+
+
+def visible_cuda_devices() -> list[str]:
+    return [v.strip() for v in env("CUDA_VISIBLE_DEVICES", str, "").split(",") if v.strip()]

@@ -1,0 +1,266 @@
+"""The HTTP contract, on Starlette, with no Ray inside: ``build_app(Api(args, detector)) -> Starlette``.
+
+    POST /video-inference   {"filename", "postback_url", "labels"?, "min_score"?, "sample_fps"?} -> 202
+    GET  /jobs/{id}         status, progress, timings, error, postback state
+    GET  /jobs/{id}/result  the result document, byte for byte what is posted back
+    GET  /healthz
+
+The Serve Ingress deployment builds this app around a Ray handle to the detector
+(``serve_app.ingress``); tests build it around an in-process detector and call it with Starlette's
+TestClient. Validation raises :class:`ApiError`; one exception handler turns it into the JSON error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import math
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
+from sqlalchemy.exc import IntegrityError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from clockwork.catalog import Catalog, Job, JobStatus
+from clockwork.decode import probe
+from clockwork.errors import VideoError, VideoNotFoundError
+from clockwork.media import PathNotAllowedError, resolve_in_roots
+from clockwork.postback import PostbackURLError
+from serve_app.client import DetectorClient
+from serve_app.config import AppArgs
+from serve_app.metrics import IngressMetrics
+from serve_app.runner import JobRunner, find_job, job_status
+
+logger = logging.getLogger("clockwork.serve")
+
+RETRY_AFTER_S = 5
+
+
+class ApiError(Exception):
+    """An HTTP error with a JSON body ``{"error", "status", **fields}``."""
+
+    def __init__(self, status: int, message: str, **fields):
+        super().__init__(message)
+        self.status, self.message, self.fields = status, message, fields
+
+    def response(self) -> JSONResponse:
+        fields = dict(self.fields)
+        headers = {"Retry-After": str(fields.pop("retry_after"))} if "retry_after" in fields else None
+        return JSONResponse({"error": self.message, "status": self.status, **fields}, status_code=self.status,
+                            headers=headers)
+
+
+class InferenceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    filename: StrictStr = Field(min_length=1, max_length=4096)
+    postback_url: StrictStr = Field(min_length=1, max_length=2048)
+    labels: list[StrictStr] | None = Field(None, min_length=1, max_length=80)
+    min_score: StrictFloat | StrictInt | None = Field(None, ge=0, le=1)
+    sample_fps: StrictFloat | StrictInt | None = Field(None, gt=0, le=1000)
+
+
+class Api:
+    """The handlers and the job runner behind them."""
+
+    def __init__(self, args: AppArgs, detector: DetectorClient, metrics: IngressMetrics | None = None):
+        self.args = args
+        self.catalog = Catalog(args.database_url)
+        self.metrics = metrics or IngressMetrics()
+        self.detector = detector
+        self.runner = JobRunner(args, self.catalog, detector, self.metrics)
+        self._reaper: asyncio.Task | None = None
+        self._labels: list[str] | None = None
+
+    def ensure_reaper(self) -> None:
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.get_running_loop().create_task(self.runner.reap_forever())
+
+    def authorise(self, request: Request) -> None:
+        token = self.args.api_token
+        if not token:
+            return
+        given = request.headers.get("authorization", "")
+        if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())):
+            raise ApiError(401, "missing or wrong bearer token")
+
+    # -- routes ----------------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        self.ensure_reaper()
+        try:
+            await asyncio.to_thread(self.catalog.count_active)
+        except Exception as exc:
+            raise ApiError(503, f"catalog unavailable: {type(exc).__name__}") from None
+        return JSONResponse({"status": "ok"})
+
+    async def submit(self, request: Request) -> Response:
+        self.ensure_reaper()
+        self.authorise(request)
+        req = self._validate(await self._json_object(request))
+        params = {"labels": await self._labels_of(req), "min_score": self._min_score(req), "sample_fps": self._sample_fps(req)}
+        path = self._path_of(req.filename)
+        await self._check_postback(req.postback_url)
+        await self._check_video(path, req.filename)
+        body_hash = hashlib.sha256(json.dumps({"path": str(path), "postback_url": req.postback_url, **params},
+                                              sort_keys=True).encode()).hexdigest()
+        key = request.headers.get("idempotency-key") or None
+        existing = await asyncio.to_thread(find_job, self.catalog, key=key, body_hash=body_hash,
+                                           window_s=self.args.idempotency_window_s)
+        if existing is not None:
+            return self._accepted(request, existing, replayed=True)
+        active = await asyncio.to_thread(self.catalog.count_active)
+        if active >= self.args.max_active_jobs:
+            raise ApiError(429, f"queue is full ({active} jobs queued or running, limit {self.args.max_active_jobs})",
+                           retry_after=RETRY_AFTER_S)
+        job = Job(video_path=str(path), params=params, postback_url=req.postback_url, idempotency_key=key,
+                  body_hash=body_hash)
+        try:
+            await asyncio.to_thread(self._insert, job)
+        except IntegrityError:  # a concurrent request with the same Idempotency-Key won the race
+            existing = await asyncio.to_thread(find_job, self.catalog, key=key, body_hash=body_hash, window_s=0)
+            return self._accepted(request, existing, replayed=True)
+        self.runner.start(job.id)
+        return self._accepted(request, job, replayed=False)
+
+    async def status(self, request: Request) -> Response:
+        self.authorise(request)
+        job = await self._job(request.path_params["job_id"])
+        return JSONResponse(job_status(job, _base(request)))
+
+    async def result(self, request: Request) -> Response:
+        self.authorise(request)
+        job = await self._job(request.path_params["job_id"])
+        if not JobStatus(job.status).final:
+            raise ApiError(409, f"job {job.id} is {job.status}; no result yet", job_status=job.status)
+        body = await asyncio.to_thread(self.runner.postback_body, job.id)
+        return Response(body, media_type="application/json")
+
+    # -- the steps of a submission ----------------------------------------------------------------
+
+    async def _json_object(self, request: Request) -> dict:
+        limit = self.args.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise ApiError(413, f"request body of {declared} bytes is over the limit of {limit} bytes", limit=limit)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise ApiError(413, f"request body is over the limit of {limit} bytes", limit=limit)
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ApiError(400, f"malformed JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise ApiError(400, f"the body must be a JSON object, got {type(payload).__name__}")
+        return payload
+
+    @staticmethod
+    def _validate(payload: dict) -> InferenceRequest:
+        try:
+            return InferenceRequest(**payload)
+        except ValidationError as exc:
+            problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()]
+            raise ApiError(400, "invalid request: " + "; ".join(problems), problems=problems) from None
+
+    async def _labels_of(self, req: InferenceRequest) -> list[str]:
+        labels = req.labels or self.args.labels
+        if self._labels is None:
+            self._labels = await self.detector.labels()
+        unknown = [label for label in labels if label not in self._labels]
+        if unknown:
+            raise ApiError(400, f"Unknown label(s) {unknown}. Supported values are the model's class names, "
+                                f"e.g. {', '.join(self._labels[:5])}, ...")
+        return list(labels)
+
+    def _min_score(self, req: InferenceRequest) -> float:
+        return float(req.min_score if req.min_score is not None else self.args.min_score)
+
+    @staticmethod
+    def _sample_fps(req: InferenceRequest) -> float | None:
+        if req.sample_fps is None:
+            return None
+        if not math.isfinite(float(req.sample_fps)):
+            raise ApiError(400, "invalid request: sample_fps must be finite")
+        return float(req.sample_fps)
+
+    def _path_of(self, filename: str) -> Path:
+        try:
+            path = resolve_in_roots(filename, self.args.media_roots)
+        except PathNotAllowedError as exc:
+            raise ApiError(403, str(exc), filename=filename) from None
+        if not path.is_file():
+            raise ApiError(404, f"video not found: {filename}", filename=filename)
+        return path
+
+    async def _check_postback(self, url: str) -> None:
+        try:
+            await asyncio.to_thread(self.runner.policy.check, url)
+        except PostbackURLError as exc:
+            raise ApiError(400, str(exc), postback_url=url) from None
+
+    @staticmethod
+    async def _check_video(path: Path, filename: str) -> None:
+        try:
+            await asyncio.to_thread(probe, path)  # cheap: header and one frame
+        except VideoNotFoundError as exc:
+            raise ApiError(404, str(exc), filename=filename) from None
+        except VideoError as exc:
+            raise ApiError(422, str(exc), filename=filename, reason=exc.reason) from None
+
+    def _insert(self, job: Job) -> None:
+        with self.catalog.session() as s:
+            s.add(job)
+            s.flush()
+            s.expunge(job)
+
+    async def _job(self, job_id: str) -> Job:
+        job = await asyncio.to_thread(self.runner.load, job_id)
+        if job is None:
+            raise ApiError(404, f"unknown job {job_id!r}")
+        return job
+
+    @staticmethod
+    def _accepted(request: Request, job: Job, *, replayed: bool) -> JSONResponse:
+        status_url = f"{_base(request)}/jobs/{job.id}"
+        headers = {"Location": status_url, **({"Idempotent-Replayed": "true"} if replayed else {})}
+        return JSONResponse({"job_id": job.id, "status_url": status_url, "status": job.status or JobStatus.QUEUED.value},
+                            status_code=202, headers=headers)
+
+
+def build_app(api: Api) -> Starlette:
+    """The Starlette app: routes, one handler for :class:`ApiError`, JSON 404/405, a request counter."""
+    routes = [
+        ("/video-inference", api.submit, "POST"),
+        ("/jobs/{job_id}", api.status, "GET"),
+        ("/jobs/{job_id}/result", api.result, "GET"),
+        ("/healthz", api.healthz, "GET"),
+    ]
+
+    def counted(path: str, handler):
+        async def endpoint(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except ApiError as exc:
+                response = exc.response()
+            api.metrics.requests.inc(tags={"route": path.replace("{job_id}", "{id}"), "status": str(response.status_code)})
+            return response
+        return endpoint
+
+    app = Starlette(routes=[Route(path, counted(path, handler), methods=[method]) for path, handler, method in routes])
+    app.add_exception_handler(ApiError, lambda request, exc: exc.response())
+    app.add_exception_handler(404, lambda req, exc: ApiError(404, f"no route {req.method} {req.url.path}").response())
+    app.add_exception_handler(405, lambda req, exc: ApiError(405, f"method {req.method} not allowed on {req.url.path}").response())
+    return app
+
+
+def _base(request: Request) -> str:
+    root = request.scope.get("root_path", "")
+    return f"{request.url.scheme}://{request.url.netloc}{root}".rstrip("/")

@@ -1,0 +1,93 @@
+"""How the API talks to a detector: over a Ray Serve handle, or in-process without Ray.
+
+Both clients stream the same items for a chunk of a video::
+
+    {"frames": [FrameDetections, ...], "processed": n}   # per batch; frames with detections only
+    {"done": True, "decoder": "nvdec" | "cpu", "frames_decoded": n}
+
+The in-process client lets ``serve_app.api.build_app`` run without Ray (the contract tests use it):
+the same HTTP contract, with the real detector on this machine and no cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, AsyncIterator, Protocol
+
+from clockwork.errors import VideoError
+
+
+class DetectorClient(Protocol):
+    async def labels(self) -> list[str]: ...
+
+    async def model_info(self) -> dict: ...
+
+    def detect_chunk(self, path: str, start_s: float, end_s: float | None, *, labels: list[str] | None,
+                     min_score: float | dict, sample_fps: float | None) -> AsyncIterator[dict]: ...
+
+
+class RayDetectorClient:
+    """The Detector deployment behind a Serve handle; results stream back."""
+
+    def __init__(self, handle: Any):
+        self.handle = handle
+        self._info: dict | None = None
+
+    async def _information(self) -> dict:
+        if self._info is None:
+            self._info = await self.handle.options(stream=False).info.remote()
+        return self._info
+
+    async def labels(self) -> list[str]:
+        return (await self._information())["labels"]
+
+    async def model_info(self) -> dict:
+        return (await self._information())["model"]
+
+    def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps) -> AsyncIterator[dict]:
+        return self.handle.options(stream=True).detect_chunk.remote(
+            path, start_s, end_s, labels=labels, min_score=min_score, sample_fps=sample_fps)
+
+
+class LocalDetectorClient:
+    """A :class:`~clockwork.detector.Detector` in this process; one chunk runs through the model at a time."""
+
+    def __init__(self, detector: Any):
+        self.detector = detector
+        self._lock = threading.Lock()
+
+    async def labels(self) -> list[str]:
+        return list(self.detector.labels)
+
+    async def model_info(self) -> dict:
+        return self.detector.model_info
+
+    async def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps) -> AsyncIterator[dict]:
+        from clockwork.frames import FrameReader
+        from clockwork.pipeline import prefetch
+
+        self.detector.label_ids(labels)
+        reader = await asyncio.to_thread(FrameReader, path, device=self.detector.device, sample_fps=sample_fps,
+                                         start_s=start_s, end_s=end_s)
+        batches = prefetch(reader)
+        try:
+            while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+                found = await asyncio.to_thread(self._detect, batch, labels, min_score)
+                yield {"frames": [f for f in found if f.detections], "processed": len(batch)}
+            yield {"done": True, "decoder": reader.decoder, "frames_decoded": reader.frames_decoded}
+        finally:
+            batches.close()
+            reader.close()
+
+    def _detect(self, batch, labels, min_score):
+        with self._lock:
+            return self.detector.detect_batch(batch, labels=labels, min_score=min_score)
+
+
+def is_video_error(exc: BaseException) -> bool:
+    """Ray wraps a replica's exception; its cause or class name still tells a bad video from a dead replica."""
+    if isinstance(exc, VideoError) or isinstance(getattr(exc, "cause", None), VideoError):
+        return True
+    return any(name in type(exc).__name__ for name in ("VideoError", "NotAVideoError", "CorruptVideoError",
+                                                        "NoVideoStreamError", "VideoNotFoundError"))
