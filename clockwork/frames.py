@@ -48,17 +48,11 @@ class FrameBatch:
         return list(data)
 
 
-def _device_type(device: "str | torch.device | None") -> str:
-    if device is None:
-        return "cpu"
-    return device if isinstance(device, str) and ":" not in device else str(getattr(device, "type", device)).split(":")[0]
-
-
-def _device_index(device: "str | torch.device | None") -> int:
-    index = getattr(device, "index", None)
-    if index is None and isinstance(device, str) and ":" in device:
-        index = int(device.split(":", 1)[1])
-    return int(index or 0)
+def _parse_device(device: "str | torch.device | None") -> tuple[str, int]:
+    """``"cuda:1"`` or ``torch.device("cuda", 1)`` -> ("cuda", 1); without torch for CPU callers."""
+    text = "cpu" if device is None else str(device)
+    kind, _, index = text.partition(":")
+    return kind, int(index or 0)
 
 
 class FrameReader:
@@ -74,7 +68,7 @@ class FrameReader:
                  sample_fps: float | None = None, start_s: float = 0.0, end_s: float | None = None,
                  batch_size: int | None = None, nvdec: bool = DETECT.nvdec, info: VideoInfo | None = None):
         self.path = str(path)
-        self.device_type = _device_type(device)
+        self.device_type, self.device_index = _parse_device(device)
         self.sample_fps = sample_fps
         self.start_s, self.end_s = start_s, end_s
         self.info = info or probe(path)
@@ -91,7 +85,7 @@ class FrameReader:
         if self.decoder == "nvdec":
             from clockwork.nvdec import GpuVideoDecoder
 
-            self._dec = GpuVideoDecoder(path, self.info, gpu_id=_device_index(device), batch=self.batch_size,
+            self._dec = GpuVideoDecoder(path, self.info, gpu_id=self.device_index, batch=self.batch_size,
                                         sample_fps=sample_fps, start_s=start_s, end_s=end_s)
         else:
             self._dec = VideoDecoder(path, sample_fps=sample_fps, start_s=start_s, end_s=end_s)

@@ -50,14 +50,25 @@ def test_gpu_path_agrees_with_cpu_path(name, samples_dir, detector, gpu_detector
         g = gpu_frames.get(f.frame_no)
         if g is None or not f.detections or not g.detections:
             continue
-        a, b = f.detections[0], g.detections[0]
         assert abs(f.timestamp_s - g.timestamp_s) < 1e-3
-        for u, v in ((a.x, b.x), (a.y, b.y), (a.w, b.w), (a.h, b.h)):
-            assert abs(u - v) <= max(4.0, 0.03 * max(cpu.width, cpu.height)), (name, f.frame_no, a, b)
-        assert abs(a.score - b.score) < 0.05
+        # Pair each box with the same object on the other path, not with the same list position: the
+        # model often gives one clock two boxes (the whole clock and its dial) whose scores differ in
+        # the third decimal, so fp16 can swap their order (bench/agreement.py, docs/BENCHMARKS.md).
+        for a in f.detections:
+            b = max(g.detections, key=lambda d: iou(a, d))
+            for u, v in ((a.x, b.x), (a.y, b.y), (a.w, b.w), (a.h, b.h)):
+                assert abs(u - v) <= max(4.0, 0.03 * max(cpu.width, cpu.height)), (name, f.frame_no, a, b)
+            assert abs(a.score - b.score) < 0.05
         compared += 1
     if cpu.frame_data:
         assert compared >= 0.9 * len(cpu.frame_data)
+
+
+def iou(a, b) -> float:
+    w = max(0.0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
+    h = max(0.0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
+    inter = w * h
+    return inter / (a.w * a.h + b.w * b.h - inter + 1e-9)
 
 
 def test_fallback_reasons(samples_dir, gpu_detector):
