@@ -1,4 +1,6 @@
 # Two commands do all the set-up on a fresh machine: `make test` and `make demo`.
+# `make test` is the fast tier (about a minute: no Ray cluster, no GPU); `make test-all` runs every tier
+# (what CI runs, after `make lint`).
 # Each creates .venv, installs the pinned requirements, installs ffmpeg when missing and fetches the
 # model; each step is skipped when already in place.
 SHELL := /bin/bash
@@ -8,7 +10,7 @@ PY := $(VENV)/bin/python
 OPENCV4 := opencv-python-headless==4.12.0.88
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup venv ffmpeg model test demo bench clean
+.PHONY: setup venv ffmpeg model test test-all lint demo bench clean
 
 setup: venv ffmpeg model
 
@@ -32,13 +34,19 @@ model: venv
 	$(PY) -m clockwork.cli fetch-model
 
 test: setup
+	$(PY) -m pytest -m "not slow and not needs_cuda" $(PYTEST_ARGS)
+
+test-all: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
 
 demo: setup
 	$(PY) scripts/demo.py
 
 bench: setup
-	$(PY) bench/cpu.py
+	$(PY) -m bench.cpu
 
 clean:
 	rm -rf $(VENV) var out samples .pytest_cache

@@ -56,7 +56,7 @@ def record(title: str, lines: list[str], *, modules=("torch", "av", "cv2", "ray"
     block = [
         f"### {title}",
         "",
-        f"- date: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {machine()}",
         f"- versions: {versions(*modules)}",
         f"- command: `{command()}`",

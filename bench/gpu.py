@@ -22,8 +22,6 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 import numpy as np
 import requests
 import torch
@@ -205,7 +203,7 @@ def breakdown(path: Path) -> dict[str, float]:
                 det.postprocess(raw, prepared.metas, labels=["clock"])
                 t4 = time.perf_counter()
                 if rep:
-                    for k, dt in zip(acc, (t1 - t, t2 - t1, t3 - t2, t4 - t3)):
+                    for k, dt in zip(acc, (t1 - t, t2 - t1, t3 - t2, t4 - t3), strict=True):
                         acc[k] += dt
                     n += len(batch)
     return {k: v * 1000 / n for k, v in acc.items()}

@@ -14,7 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from bench._record import record
 from clockwork import ffmpeg
 from clockwork.clips import Profile, cut_command, seek_after_input_command

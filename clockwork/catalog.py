@@ -12,12 +12,26 @@ import enum
 import hashlib
 import json
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint,
-                        create_engine, event, func, select, update)
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
@@ -44,7 +58,7 @@ ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
@@ -62,7 +76,7 @@ class Video(Base):
     frames_total: Mapped[int | None] = mapped_column(Integer)
     has_audio: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    results: Mapped[list["Result"]] = relationship(back_populates="video", cascade="all, delete-orphan")
+    results: Mapped[list[Result]] = relationship(back_populates="video", cascade="all, delete-orphan")
 
     @property
     def source_id(self) -> str:
@@ -79,7 +93,7 @@ class Result(Base):
     document: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     video: Mapped[Video] = relationship(back_populates="results")
-    segments: Mapped[list["SegmentRow"]] = relationship(back_populates="result", cascade="all, delete-orphan")
+    segments: Mapped[list[SegmentRow]] = relationship(back_populates="result", cascade="all, delete-orphan")
 
     def video_result(self) -> VideoResult:
         return VideoResult.from_json(self.document)

@@ -131,7 +131,7 @@ def hash_distance(a: str, b: str) -> int:
     """Hamming distance between two concatenated hashes of equal length."""
     if len(a) != len(b):
         return 1 << 16
-    return sum(bin(int(x, 16) ^ int(y, 16)).count("1") for x, y in zip(a, b))
+    return sum(bin(int(x, 16) ^ int(y, 16)).count("1") for x, y in zip(a, b, strict=True))
 
 
 def thumbnail_jpeg(path: Path, at_s: float, width: int = 320) -> bytes:

@@ -240,10 +240,10 @@ class Darknet(nn.Module):
             out_channels.append(ch)
         if "yolo" not in self.kinds:
             raise ModelError(f"{source}: no [yolo] layer; only YOLO detectors are supported")
-        self.classes = next(l.classes for l in self.layers if isinstance(l, YoloHead))
+        self.classes = next(layer.classes for layer in self.layers if isinstance(layer, YoloHead))
 
     @classmethod
-    def from_files(cls, cfg: str | Path, weights: str | Path | None = None) -> "Darknet":
+    def from_files(cls, cfg: str | Path, weights: str | Path | None = None) -> Darknet:
         model = cls(parse_cfg(cfg), source=str(cfg))
         if weights is not None:
             model.load_weights(weights)
@@ -274,7 +274,7 @@ class Darknet(nn.Module):
         outputs: list[torch.Tensor | None] = []
         heads = []
         keep = {r for refs in self.refs for r in refs}
-        for i, (kind, layer) in enumerate(zip(self.kinds, self.layers)):
+        for i, (kind, layer) in enumerate(zip(self.kinds, self.layers, strict=True)):
             if kind == "route":
                 groups, gid = self.groups[i]
                 parts = []

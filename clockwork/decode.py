@@ -9,9 +9,9 @@ explicitly; and it raises FFmpeg's own errors, which we turn into typed ones.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np
@@ -196,7 +196,7 @@ class VideoDecoder:
         except av.error.FFmpegError as exc:
             raise CorruptVideoError(self.path, f"decoding failed ({exc.strerror or exc})") from None
 
-    def __enter__(self) -> "VideoDecoder":
+    def __enter__(self) -> VideoDecoder:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -31,14 +31,14 @@ class Prepared:
     """Frames ready for the model: uint8 [n,S,S,3] letterboxed on the host, or a normalised [n,3,S,S]
     tensor on the device; ``metas`` map each row's boxes back to its source frame."""
 
-    images: "np.ndarray | torch.Tensor"
+    images: np.ndarray | torch.Tensor
     metas: list[Letterbox]
 
     def __len__(self) -> int:
         return len(self.metas)
 
     @staticmethod
-    def concat(parts: Sequence["Prepared"]) -> "Prepared":
+    def concat(parts: Sequence[Prepared]) -> Prepared:
         if len(parts) == 1:
             return parts[0]
         on_host = isinstance(parts[0].images, np.ndarray)
@@ -223,7 +223,7 @@ class Detector:
         for i in images.unique().tolist():
             rows = images == i
             src[rows] = unletterbox(boxes[rows], metas[i], self.input_size)
-        for b, sc, c, i in zip(src.tolist(), scores.tolist(), classes.tolist(), images.tolist()):
+        for b, sc, c, i in zip(src.tolist(), scores.tolist(), classes.tolist(), images.tolist(), strict=True):
             out[i].append(Detection(b[0], b[1], b[2], b[3], self.labels[c], min(1.0, sc)))
         return out
 

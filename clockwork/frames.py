@@ -13,9 +13,10 @@ GPU was asked for, the reason is logged and kept in ``fallback_reason`` (a metri
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class FrameBatch:
         return list(data)
 
 
-def _parse_device(device: "str | torch.device | None") -> tuple[str, int]:
+def _parse_device(device: str | torch.device | None) -> tuple[str, int]:
     """``"cuda:1"`` or ``torch.device("cuda", 1)`` -> ("cuda", 1); without torch for CPU callers."""
     text = "cpu" if device is None else str(device)
     kind, _, index = text.partition(":")
@@ -64,7 +65,7 @@ class FrameReader:
     counts the frames decoded inside the range, sampled or not.
     """
 
-    def __init__(self, path: str | Path, *, device: "str | torch.device | None" = "cpu",
+    def __init__(self, path: str | Path, *, device: str | torch.device | None = "cpu",
                  sample_fps: float | None = None, start_s: float = 0.0, end_s: float | None = None,
                  batch_size: int | None = None, nvdec: bool = DETECT.nvdec, info: VideoInfo | None = None):
         self.path = str(path)
@@ -116,7 +117,7 @@ class FrameReader:
     def close(self) -> None:
         self._dec.close()
 
-    def __enter__(self) -> "FrameReader":
+    def __enter__(self) -> FrameReader:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -6,6 +6,7 @@ import os
 
 from clockwork import settings
 
+
 class GpuStats:
     def __init__(self, index: int = 0):
         import pynvml

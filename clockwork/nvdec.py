@@ -14,9 +14,9 @@ Timestamps on this path are ``frame index / average fps``: exact for constant-fr
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 

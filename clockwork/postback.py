@@ -17,8 +17,8 @@ import ipaddress
 import random
 import socket
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
 
 import requests

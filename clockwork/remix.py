@@ -10,9 +10,9 @@ from __future__ import annotations
 import base64
 import html
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from clockwork import ffmpeg
 from clockwork.clips import hash_distance

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from clockwork.settings import CLOCK_LABEL
 from clockwork.segments import Hit, Segment, SegmentRules, build_segments, segment_fps
+from clockwork.settings import CLOCK_LABEL
 
 SCHEMA_VERSION = 1
 
@@ -43,7 +43,7 @@ class Detection:
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "Detection":
+    def from_json(cls, d: dict) -> Detection:
         return cls(float(d["x"]), float(d["y"]), float(d["w"]), float(d["h"]), str(d["label"]), float(d["score"]))
 
 
@@ -60,7 +60,7 @@ class FrameDetections:
                 "detections": [d.to_json() for d in self.detections]}
 
     @classmethod
-    def from_json(cls, d: dict) -> "FrameDetections":
+    def from_json(cls, d: dict) -> FrameDetections:
         return cls(int(d["frame_no"]), float(d["timestamp_s"]), [Detection.from_json(x) for x in d["detections"]])
 
     def best_score(self, label: str | None = None) -> float:
@@ -111,7 +111,7 @@ class VideoResult:
         return build_segments(hits, fps=self.segment_fps, duration_s=self.duration_s, rules=rules)
 
     @classmethod
-    def from_json(cls, d: dict) -> "VideoResult":
+    def from_json(cls, d: dict) -> VideoResult:
         if d.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
             raise ValueError(f"result schema_version {d.get('schema_version')!r} is not {SCHEMA_VERSION}")
         return cls(

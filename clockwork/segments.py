@@ -7,8 +7,8 @@ bug, which also truncated times to whole seconds).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from clockwork.settings import SEGMENTS
 
@@ -65,7 +65,7 @@ class Segment:
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "Segment":
+    def from_json(cls, d: dict) -> Segment:
         return cls(d["label"], float(d["start_s"]), float(d["end_s"]), int(d["start_frame"]), int(d["end_frame"]),
                    float(d["max_score"]), int(d["frames"]))
 

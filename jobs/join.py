@@ -23,8 +23,9 @@ from clockwork.catalog import Catalog, Snippet, Video
 from clockwork.clips import thumbnail_jpeg
 from clockwork.errors import ClockworkError
 from clockwork.pushmetrics import JobMetrics
+from clockwork.remix import DEFAULT_MAX_DISTANCE, ORDERS, Pick, concat, verify, write_report, write_videolist
+from clockwork.remix import select as choose
 from clockwork.settings import DETECT
-from clockwork.remix import DEFAULT_MAX_DISTANCE, ORDERS, Pick, concat, select as choose, verify, write_report, write_videolist
 from jobs._common import EXIT_OK, Fatal, connect, require_ffmpeg, run, setup_logging
 
 

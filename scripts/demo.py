@@ -15,8 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 import requests
 
 from clockwork.cli import hms
@@ -24,6 +22,7 @@ from clockwork.postback import verify_signature
 from clockwork.samples import load_manifest, write_samples
 from clockwork.testing import Receiver, free_port
 
+ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
 SAMPLES = VAR / "samples"
 TOLERANCE_S = 0.5
@@ -67,7 +66,7 @@ def main() -> int:
         found = [(s["start_s"], s["end_s"]) for s in doc.get("segments", []) if s["label"] == "clock"]
         truth = manifest["files"][name]["clock_intervals"]
         ok = doc["status"] == "succeeded" and len(found) == len(truth) and all(
-            abs(a - c) <= TOLERANCE_S and abs(b - d) <= TOLERANCE_S for (a, b), (c, d) in zip(found, truth))
+            abs(a - c) <= TOLERANCE_S and abs(b - d) <= TOLERANCE_S for (a, b), (c, d) in zip(found, truth, strict=True))
         failures += not ok
         print(f"{'ok  ' if ok else 'MISS'} {name}")
         print(f"     truth: {', '.join(f'{hms(a)}-{hms(b)}' for a, b in truth) or 'no clock'}")

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, AsyncIterator, Protocol
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 from clockwork.errors import VideoError
 
@@ -85,9 +86,10 @@ class LocalDetectorClient:
             return self.detector.detect_batch(batch, labels=labels, min_score=min_score)
 
 
-def is_video_error(exc: BaseException) -> bool:
-    """Ray wraps a replica's exception; its cause or class name still tells a bad video from a dead replica."""
-    if isinstance(exc, VideoError) or isinstance(getattr(exc, "cause", None), VideoError):
-        return True
-    return any(name in type(exc).__name__ for name in ("VideoError", "NotAVideoError", "CorruptVideoError",
-                                                        "NoVideoStreamError", "VideoNotFoundError"))
+def video_error_of(exc: BaseException) -> VideoError | None:
+    """The VideoError behind ``exc``: itself, or the cause Ray wraps a replica's exception around
+    (whose own text is the whole remote traceback)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, VideoError):
+        return cause
+    return exc if isinstance(exc, VideoError) else None

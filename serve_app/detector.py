@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator
 
 import torch
 from ray import serve
@@ -161,7 +161,7 @@ class DetectorDeployment:
                 self.metrics.stage_seconds.observe(time.perf_counter() - t + prep_s, tags={"stage": "decode"})
                 self.metrics.frames_decoded.inc(pack.n, tags=self._tags)
                 found = await self._infer_batch(pack)
-                yield {"frames": [FrameDetections(i, ts, d) for i, ts, d in zip(batch.indexes, batch.timestamps, found) if d],
+                yield {"frames": [FrameDetections(i, ts, d) for i, ts, d in zip(batch.indexes, batch.timestamps, found, strict=True) if d],
                        "processed": pack.n}
             yield {"done": True, "decoder": reader.decoder, "frames_decoded": reader.frames_decoded}
         finally:

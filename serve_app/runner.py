@@ -16,16 +16,15 @@ import json
 import logging
 import time
 import uuid
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import select
 
 from clockwork.catalog import Catalog, Job, JobStatus, utcnow
 from clockwork.decode import VideoInfo, probe
-from clockwork.errors import VideoError
 from clockwork.pipeline import ResultBuilder
 from clockwork.postback import Attempt, DeliveryState, HostPolicy, RetryPolicy, deliver
-from serve_app.client import DetectorClient, is_video_error
+from serve_app.client import DetectorClient, video_error_of
 from serve_app.config import AppArgs
 from serve_app.metrics import IngressMetrics
 
@@ -86,7 +85,7 @@ class ChunkFanout:
                     builder.processed += processed - len(frames)
                     return
                 except Exception as exc:
-                    if isinstance(exc, VideoError) or is_video_error(exc):
+                    if video_error_of(exc) is not None:
                         raise
                     self.done -= processed
                     if attempt == self.retries:
@@ -192,7 +191,8 @@ class JobRunner:
             await asyncio.to_thread(self._update, job.id, frames_total=info.frames_total)
             document, timings = await fanout.run(job.video_path, info, job.params, await self.detector.model_info())
         except Exception as exc:  # a bad video, or a chunk that kept failing after its retries
-            message = str(exc) if isinstance(exc, VideoError) else f"detection failed: {type(exc).__name__}: {exc}"
+            bad_video = video_error_of(exc)
+            message = str(bad_video) if bad_video else f"detection failed: {type(exc).__name__}: {exc}"
             await asyncio.to_thread(self._finish, job, None, message[:2000])
             return
         timings["total_s"] = round(time.perf_counter() - t0, 3)
@@ -208,8 +208,8 @@ class JobRunner:
                 result = self.catalog.save_result(s, job.video_path, document, _result_params(job.params))
                 row.result_id = result.id
                 row.status = JobStatus.SUCCEEDED.value
-                row.frames_done = document["frames_processed"]
-                row.frames_total = document["frames_total"]
+                # every frame has been gone through, sampled or not: progress ends at 100%
+                row.frames_done = row.frames_total = document["frames_total"]
             else:
                 row.status = JobStatus.FAILED.value
                 row.error = error

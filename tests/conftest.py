@@ -48,16 +48,36 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def _samples_key() -> str:
+    """The rendered library depends on the renderer's code and on the ffmpeg that runs it."""
+    import hashlib
+
+    from clockwork import ffmpeg as ff
+    from clockwork import samples
+
+    version = subprocess.run([ff.ffmpeg_bin(), "-version"], capture_output=True, text=True).stdout.splitlines()[:1]
+    return hashlib.sha256(Path(samples.__file__).read_bytes() + "".join(version).encode()).hexdigest()[:16]
+
+
 @pytest.fixture(scope="session")
 def samples_dir(tmp_path_factory) -> Path:
-    """The sample library, rendered by ffmpeg once per test session. On the GPU machine, which has no
+    """The sample library, rendered by ffmpeg once and cached under ~/.cache/clockwork/samples/<hash of
+    the renderer and ffmpeg>, so a change to the renderer renders again. On the GPU machine, which has no
     ffmpeg, CLOCKWORK_SAMPLES_DIR points at a library rendered elsewhere by the same generator."""
     given = os.environ.get("CLOCKWORK_SAMPLES_DIR")
     if given:
         return Path(given)
-    out = tmp_path_factory.mktemp("samples")
-    write_samples(out)
-    return out
+    cache = Path.home() / ".cache" / "clockwork" / "samples" / _samples_key()
+    if not (cache / "manifest.json").is_file():
+        fresh = tmp_path_factory.mktemp("samples")
+        write_samples(fresh)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copytree(fresh, cache.with_suffix(".part"), dirs_exist_ok=True)
+            os.replace(cache.with_suffix(".part"), cache)
+        except OSError:  # another test run finished the same library first
+            shutil.rmtree(cache.with_suffix(".part"), ignore_errors=True)
+    return cache
 
 
 @pytest.fixture(scope="session")
@@ -117,7 +137,8 @@ def ray_cluster(tmp_path_factory):
     import ray
 
     ray.init(address=f"127.0.0.1:{gcs}", log_to_driver=False)
-    info = {"address": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dash}", "metrics": [f"http://127.0.0.1:{m}/metrics" for m in (metrics, metrics2)]}
+    info = {"address": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dash}",
+            "metrics": [f"http://127.0.0.1:{m}/metrics" for m in (metrics, metrics2)]}
     yield info
     try:
         from ray import serve

@@ -1,5 +1,7 @@
 """Property tests for box conversion, letterboxing and NMS."""
 
+from itertools import pairwise
+
 import numpy as np
 import torch
 from hypothesis import given, settings
@@ -48,7 +50,7 @@ def test_nms_properties(items, thr):
     classes = torch.tensor([i[5] for i in items])
     keep = nms(boxes, scores, classes, thr).tolist()
     assert len(set(keep)) == len(keep)
-    assert all(scores[a] >= scores[b] for a, b in zip(keep, keep[1:]))
+    assert all(scores[a] >= scores[b] for a, b in pairwise(keep))
     iou = iou_matrix(boxes, boxes)
     for a in keep:  # kept boxes of one class never overlap more than the threshold
         for b in keep:

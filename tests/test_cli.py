@@ -1,34 +1,44 @@
+"""The command line. Most tests call ``clockwork.cli.main`` in-process (a subprocess pays a cold start
+of torch each time); one runs the installed command for real, exit status and stderr included."""
+
 import json
 import subprocess
 import sys
 
+import pytest
 
-def clockwork(*args):
-    return subprocess.run([sys.executable, "-m", "clockwork.cli", *args], capture_output=True, text=True)
-
-
-def test_detect_prints_segments_as_hms(samples_dir):
-    proc = clockwork("detect", str(samples_dir / "clock_moving_360p25.mp4"), "--sample-fps", "5")
-    assert proc.returncode == 0, proc.stderr
-    assert "2 segment(s)" in proc.stdout and "00:00:05.000 -> 00:00:07." in proc.stdout
+from clockwork.cli import main
 
 
-def test_detect_json_to_stdout(samples_dir):
-    proc = clockwork("detect", str(samples_dir / "distractor_life_25.mp4"), "--json", "-", "--sample-fps", "5")
-    assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)
+def test_detect_prints_segments_as_hms(samples_dir, capsys):
+    assert main(["detect", str(samples_dir / "clock_moving_360p25.mp4"), "--sample-fps", "5", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "2 segment(s)" in out and "00:00:05.000 -> 00:00:07." in out
+
+
+def test_detect_json_to_stdout(samples_dir, capsys):
+    assert main(["detect", str(samples_dir / "distractor_life_25.mp4"), "--json", "-", "--sample-fps", "5", "--device", "cpu"]) == 0
+    doc = json.loads(capsys.readouterr().out)
     assert doc["has_clock"] is False and doc["video_file"] == "distractor_life_25.mp4"
 
 
 def test_bad_input_exits_nonzero_with_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("not a video\n" * 20)
     for target, words in [(tmp_path / "missing.mp4", "video not found"), (tmp_path / "notes.txt", "not a video file")]:
-        proc = clockwork("detect", str(target))
+        proc = subprocess.run([sys.executable, "-m", "clockwork.cli", "detect", str(target)], capture_output=True, text=True)
         assert proc.returncode == 2
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("clockwork: error: ") and words in lines[0], proc.stderr
 
 
-def test_bad_flag_value_is_refused():
-    proc = clockwork("detect", "x.mp4", "--min-score", "2")
-    assert proc.returncode == 2 and "must be in [0, 1]" in proc.stderr
+def test_bad_flag_value_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["detect", "x.mp4", "--min-score", "2"])
+    assert exc.value.code == 2 and "must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_serve_is_a_plugin_of_the_installed_package(capsys):
+    """The core CLI never imports serve_app; the Serve layer adds `clockwork serve` by entry point."""
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    assert "--media-root" in capsys.readouterr().out

@@ -3,6 +3,7 @@ the Dockerfile, the Prometheus config and the Grafana dashboard."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import re
@@ -21,7 +22,8 @@ KUBERAY_SCHEMAS = REPO.parent / "shared" / "schemas" / "kuberay-v1.7.0"
 K8S_VERSION = "1.33"
 CORE_KINDS = {"Namespace", "Secret", "PersistentVolumeClaim", "Service", "StatefulSet", "DaemonSet"}
 KUBERAY_KINDS = {"RayService": "ray.io_rayservices.yaml", "RayJob": "ray.io_rayjobs.yaml", "RayCluster": "ray.io_rayclusters.yaml"}
-RAY_VERSION = next(l.split("==")[1].strip() for l in (REPO / "requirements.txt").read_text().splitlines() if l.startswith("ray["))
+RAY_VERSION = next(line.split("==")[1].strip() for line in (REPO / "requirements.txt").read_text().splitlines()
+                   if line.startswith("ray["))
 
 
 def manifests():
@@ -52,18 +54,24 @@ def test_core_kinds_validate_offline(name, doc):
         assert c["resources"]["requests"] == c["resources"]["limits"]
 
 
-def crd_schema(kind: str) -> dict:
+@functools.cache
+def crd_validator(kind: str):
+    """One validator per CRD, built once: jsonschema.validate would re-parse and re-check the (large,
+    trusted) schema on every call."""
     path = KUBERAY_SCHEMAS / KUBERAY_KINDS[kind]
     if not path.is_file():
-        pytest.skip(f"KubeRay v1.7.0 CRD schemas not found at {KUBERAY_SCHEMAS}")
-    crd = yaml.safe_load(path.read_text())
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
-    return version["schema"]["openAPIV3Schema"]
+        return None
+    crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    schema = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")["schema"]["openAPIV3Schema"]
+    return jsonschema.validators.validator_for(schema)(schema)
 
 
 @pytest.mark.parametrize("name,doc", [(n, d) for n, d in ALL if d["kind"] in KUBERAY_KINDS], ids=lambda v: v if isinstance(v, str) else v["kind"])
 def test_kuberay_resources_match_the_crds(name, doc):
-    jsonschema.validate(doc, crd_schema(doc["kind"]))
+    validator = crd_validator(doc["kind"])
+    if validator is None:
+        pytest.skip(f"KubeRay v1.7.0 CRD schemas not found at {KUBERAY_SCHEMAS}")
+    validator.validate(doc)
     cluster = doc["spec"].get("rayClusterConfig") or doc["spec"].get("rayClusterSpec")
     assert cluster["rayVersion"] == RAY_VERSION
     groups = {g["groupName"]: g for g in cluster["workerGroupSpecs"]}

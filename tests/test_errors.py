@@ -2,7 +2,7 @@ import pickle
 
 import pytest
 
-from clockwork.errors import CorruptVideoError, FFmpegError, NoVideoStreamError, NotAVideoError, VideoNotFoundError
+from clockwork.errors import CorruptVideoError, FFmpegError, NotAVideoError, NoVideoStreamError, VideoNotFoundError
 
 
 @pytest.mark.parametrize("cls", [CorruptVideoError, NotAVideoError, NoVideoStreamError, VideoNotFoundError])

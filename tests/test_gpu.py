@@ -42,7 +42,7 @@ def test_gpu_path_agrees_with_cpu_path(name, samples_dir, detector, gpu_detector
     gpu = run(samples_dir / name, gpu_detector, "cuda")
     assert gpu.frames_total == cpu.frames_total
     assert len(gpu.segments) == len(cpu.segments)
-    for a, b in zip(cpu.segments, gpu.segments):
+    for a, b in zip(cpu.segments, gpu.segments, strict=True):
         assert abs(a.start_s - b.start_s) <= 2 / cpu.fps and abs(a.end_s - b.end_s) <= 2 / cpu.fps
     gpu_frames = {f.frame_no: f for f in gpu.frame_data}
     compared = 0
@@ -85,8 +85,8 @@ def test_fractional_replicas_share_one_card_and_fall_back(samples_dir, tmp_path)
     import requests
     from ray import serve
 
-    from serve_app.app import app_builder
     from clockwork.testing import Receiver, free_port
+    from serve_app.app import app_builder
 
     ray.init(num_gpus=1, log_to_driver=False, include_dashboard=False)
     try:
@@ -111,7 +111,8 @@ def test_fractional_replicas_share_one_card_and_fall_back(samples_dir, tmp_path)
             posts = rx.wait_for(2, timeout=300)
         docs = {p["json"]["video_file"]: p["json"] for p in posts}
         assert all(d["status"] == "succeeded" for d in docs.values()), docs
-        assert len(docs["clock_portrait_2997.mp4"]["segments"]) == 1 and (docs["clock_portrait_2997.mp4"]["width"], docs["clock_portrait_2997.mp4"]["height"]) == (360, 640)
+        portrait = docs["clock_portrait_2997.mp4"]
+        assert len(portrait["segments"]) == 1 and (portrait["width"], portrait["height"]) == (360, 640)
         assert len(docs["clock_static_720p30.mp4"]["segments"]) == 1
     finally:
         serve.shutdown()

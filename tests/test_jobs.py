@@ -43,14 +43,15 @@ def library(tmp_path_factory, samples_dir):
 @pytest.fixture(scope="module")
 def split_run(ray_cluster, library):
     proc = submit(ray_cluster, "-m", "jobs.split", "--media-root", str(library["media"]), "--out", str(library["slices"]),
-                  "--database-url", library["db"], "--sample-fps", "10")
+                  "--database-url", library["db"], "--sample-fps", "5")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
 
 def test_split_cuts_one_snippet_per_ground_truth_interval(split_run, library, manifest):
-    from clockwork.catalog import Catalog, Snippet, Video
     from sqlalchemy import select
+
+    from clockwork.catalog import Catalog, Snippet, Video
 
     cat = Catalog(library["db"])
     with cat.session() as s:
@@ -64,7 +65,7 @@ def test_split_cuts_one_snippet_per_ground_truth_interval(split_run, library, ma
         truth = entry["clock_intervals"]
         got = sorted(found.get(name, []))
         assert len(got) == len(truth), (name, got, truth)
-        for (a, b), (c, d) in zip(got, truth):
+        for (a, b), (c, d) in zip(got, truth, strict=True):
             assert abs(a - c) <= 0.5 and abs(b - d) <= 0.5
     assert len(list(library["slices"].glob("*.mp4"))) == len(rows) == 6
     assert not list(library["slices"].glob(".*"))  # no temporary files left
@@ -87,7 +88,7 @@ def test_tasks_spread_over_both_nodes(split_run):
 def test_rerun_is_idempotent(split_run, ray_cluster, library):
     before = {p.name: p.stat().st_mtime_ns for p in library["slices"].glob("*.mp4")}
     proc = submit(ray_cluster, "-m", "jobs.split", "--media-root", str(library["media"]), "--out", str(library["slices"]),
-                  "--database-url", library["db"], "--sample-fps", "10")
+                  "--database-url", library["db"], "--sample-fps", "5")
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "0 snippet(s) cut this run" in proc.stdout and "6 already done" in proc.stdout
     assert {p.name: p.stat().st_mtime_ns for p in library["slices"].glob("*.mp4")} == before
@@ -147,8 +148,9 @@ def test_corrupt_source_is_reported_and_the_rest_continue(ray_cluster, samples_d
 def test_deleted_snippet_file(split_run, ray_cluster, library, tmp_path):
     db_copy = tmp_path / "c.sqlite"
     shutil.copy(library["db"].removeprefix("sqlite:///"), db_copy)
-    from clockwork.catalog import Catalog, Snippet
     from sqlalchemy import select
+
+    from clockwork.catalog import Catalog, Snippet
 
     cat = Catalog(f"sqlite:///{db_copy}")
     with cat.session() as s:

@@ -20,7 +20,7 @@ def test_every_ground_truth_interval_found(results, manifest):
         segs = [s for s in results[name].segments if s.label == "clock"]
         truth = entry["clock_intervals"]
         assert len(segs) == len(truth), (name, segs, truth)
-        for seg, (start, end) in zip(segs, truth):
+        for seg, (start, end) in zip(segs, truth, strict=True):
             assert abs(seg.start_s - start) <= TOLERANCE_S and abs(seg.end_s - end) <= TOLERANCE_S, (name, seg, start, end)
 
 

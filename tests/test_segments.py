@@ -1,3 +1,5 @@
+from itertools import pairwise
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -60,4 +62,4 @@ def test_segment_invariants(times, gap, pad, max_len):
         assert 0 <= s.start_s < s.end_s <= 61
         if max_len is not None:
             assert s.end_s - s.start_s <= max_len + 2 * pad + 1e-6
-    assert all(a.start_s <= b.start_s for a, b in zip(segs, segs[1:]))
+    assert all(a.start_s <= b.start_s for a, b in pairwise(segs))

@@ -1,0 +1,185 @@
+"""The HTTP contract in-process: ``build_app`` with the real detector on this machine and no Ray, called
+through Starlette's TestClient, with a real postback receiver on loopback and a real SQLite catalog.
+
+What needs Ray itself (handles, batching across requests, replica kills, app restarts) is in
+test_serve_app.py, the slow tier.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from starlette.testclient import TestClient
+
+from clockwork import detect_video
+from clockwork.postback import verify_signature
+from clockwork.testing import Receiver
+from serve_app.api import Api, build_app
+from serve_app.client import LocalDetectorClient
+from serve_app.config import AppArgs
+
+SECRET = "test-signing-key"
+TOKEN = "test-api-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def make_client(tmp_path, samples_dir, detector):
+    clients = []
+
+    def make(**overrides) -> TestClient:
+        (tmp_path / "media").mkdir(exist_ok=True)
+        args = AppArgs(**{"media_roots": [str(samples_dir), str(tmp_path / "media")],
+                          "database_url": f"sqlite:///{tmp_path}/catalog.sqlite", "postback_allow": ["127.0.0.0/8"],
+                          "postback_secret": SECRET, "api_token": TOKEN, "postback_base_delay_s": 0.2,
+                          "postback_max_delay_s": 0.5, **overrides})
+        client = TestClient(build_app(Api(args, LocalDetectorClient(detector))), headers=AUTH)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def wait(client, job_id, pred, timeout=120.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = client.get(f"/jobs/{job_id}").json()
+        if pred(status):
+            return status
+        time.sleep(0.1)
+    raise TimeoutError(f"job {job_id}: last status {status}")
+
+
+def test_round_trip_equals_detect_video(make_client, samples_dir, detector):
+    client = make_client()
+    with Receiver() as rx:
+        resp = client.post("/video-inference", json={"filename": "clock_moving_360p25.mp4", "postback_url": rx.url,
+                                                     "sample_fps": 5})
+        assert resp.status_code == 202, resp.text
+        job_id = resp.json()["job_id"]
+        assert resp.json()["status_url"].endswith(f"/jobs/{job_id}") and resp.headers["Location"] == resp.json()["status_url"]
+        post = rx.wait_for(1)[0]
+    doc = post["json"]
+    assert doc["status"] == "succeeded" and doc["job_id"] == job_id
+    assert verify_signature(SECRET, post["body"], post["headers"]["X-Clockwork-Signature"])
+    expected = detect_video(samples_dir / "clock_moving_360p25.mp4", detector=detector, sample_fps=5).to_json()
+    assert {k: v for k, v in doc.items() if k not in ("job_id", "status")} == json.loads(json.dumps(expected))
+    assert client.get(f"/jobs/{job_id}/result").content == post["body"]
+    status = wait(client, job_id, lambda s: s["postback"]["delivered"])
+    assert status["progress"]["frames_done"] == status["progress"]["frames_total"] == doc["frames_total"]
+
+
+def check(resp, status, words):
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert body["status"] == status and re.search(words, body["error"]), body
+    return resp
+
+
+def test_error_statuses(make_client, samples_dir, tmp_path):
+    client = make_client()
+    media = tmp_path / "media"
+    (media / "notes.mp4").write_text("this is not a video\n" * 10)
+    outside = tmp_path / "secret.mp4"
+    outside.write_bytes((samples_dir / "distractor_life_25.mp4").read_bytes())
+    (media / "escape.mp4").symlink_to(outside)
+    ok_url = "http://127.0.0.1:9/hook"
+
+    def post(body):
+        return client.post("/video-inference", content=body if isinstance(body, str) else json.dumps(body))
+
+    check(client.post("/video-inference", json={"filename": "a.mp4", "postback_url": ok_url}, headers={"Authorization": ""}),
+          401, "bearer token")
+    check(client.get("/jobs/x", headers={"Authorization": "Bearer wrong"}), 401, "bearer token")
+    check(post("{not json"), 400, "malformed JSON")
+    check(post("[1, 2]"), 400, "JSON object")
+    check(post({"postback_url": ok_url}), 400, "filename: Field required")
+    check(post({"filename": "x.mp4", "postback_url": ok_url, "min_score": "high"}), 400, "min_score")
+    check(post({"filename": "x.mp4", "postback_url": ok_url, "labels": "clock"}), 400, "labels")
+    check(post({"filename": "x.mp4", "postback_url": ok_url, "extra": 1}), 400, "extra")
+    check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "labels": ["clok"]}), 400, "Unknown label")
+    check(post({"filename": "clock_moving_360p25.mp4", "postback_url": "ftp://127.0.0.1/x"}), 400, "scheme")
+    check(post({"filename": "clock_moving_360p25.mp4", "postback_url": "http://169.254.169.254/latest"}), 400,
+          "not in the allowlist|refused")
+    check(post({"filename": "../../etc/passwd", "postback_url": ok_url}), 403, "outside the media roots")
+    check(post({"filename": "/etc/passwd", "postback_url": ok_url}), 403, "outside the media roots")
+    check(post({"filename": "escape.mp4", "postback_url": ok_url}), 403, "outside the media roots")
+    check(post({"filename": "missing.mp4", "postback_url": ok_url}), 404, "video not found")
+    check(client.get("/jobs/0123456789abcdef"), 404, "unknown job")
+    check(client.get("/jobs/0123456789abcdef/result"), 404, "unknown job")
+    check(client.get("/no/such/route"), 404, "no route")
+    check(client.delete("/video-inference"), 405, "not allowed")
+    check(post(json.dumps({"filename": "a" * 70000, "postback_url": ok_url})), 413, "over the limit")
+    resp = check(post({"filename": "notes.mp4", "postback_url": ok_url}), 422, "not a video file")
+    assert resp.json()["reason"]
+    assert client.get("/healthz", headers={"Authorization": ""}).json() == {"status": "ok"}
+
+
+def test_default_policy_refuses_loopback_and_metadata(make_client):
+    client = make_client(postback_allow=[])
+    for url in ("http://127.0.0.1:8080/hook", "http://169.254.169.254/", "http://[::1]/x", "http://metadata.google.internal/"):
+        resp = client.post("/video-inference", json={"filename": "clock_moving_360p25.mp4", "postback_url": url})
+        assert resp.status_code == 400 and ("refused" in resp.json()["error"] or "resolve" in resp.json()["error"]), resp.text
+
+
+def test_corrupt_video_fails_the_job_and_posts_the_failure(make_client, samples_dir, tmp_path):
+    client = make_client()
+    data = (samples_dir / "clock_static_720p30.mp4").read_bytes()
+    (tmp_path / "media" / "cut.mp4").write_bytes(data[: len(data) // 2])  # opens, then runs out
+    with Receiver() as rx:
+        resp = client.post("/video-inference", json={"filename": "cut.mp4", "postback_url": rx.url, "sample_fps": 10})
+        assert resp.status_code == 202, resp.text
+        doc = rx.wait_for(1)[0]["json"]
+    assert doc["status"] == "failed" and "cut.mp4" in doc["error"] and "truncated" in doc["error"]
+    status = client.get(f"/jobs/{doc['job_id']}").json()
+    assert status["status"] == "failed" and status["error"] == doc["error"]
+    assert client.get(f"/jobs/{doc['job_id']}/result").json()["error"] == doc["error"]
+
+
+def test_idempotency_and_queue_limit(make_client):
+    client = make_client(max_active_jobs=1)
+    with Receiver() as rx:
+        body = {"filename": "clock_static_720p30.mp4", "postback_url": rx.url, "sample_fps": 2}
+        first = client.post("/video-inference", json=body, headers={"Idempotency-Key": "k-1"})
+        assert first.status_code == 202
+        again = client.post("/video-inference", json=body, headers={"Idempotency-Key": "k-1"})
+        same_body = client.post("/video-inference", json=body)
+        assert again.json()["job_id"] == same_body.json()["job_id"] == first.json()["job_id"]
+        assert again.headers.get("Idempotent-Replayed") == "true"
+        busy = client.post("/video-inference", json={"filename": "clock_moving_360p25.mp4", "postback_url": rx.url})
+        assert busy.status_code == 429 and int(busy.headers["Retry-After"]) > 0
+        rx.wait_for(1, job_id=first.json()["job_id"])
+        assert len([p for p in rx.posts if p["json"]["job_id"] == first.json()["job_id"]]) == 1
+
+
+def test_result_before_the_job_ends_is_409(make_client):
+    client = make_client()
+    with Receiver() as rx:
+        body = {"filename": "clock_static_720p30.mp4", "postback_url": rx.url, "sample_fps": 5}
+        job_id = client.post("/video-inference", json=body).json()["job_id"]
+        # decoding 150 frames of 720p takes most of a second on the CPU: the job is not done when this GET lands
+        check(client.get(f"/jobs/{job_id}/result"), 409, "no result yet")
+        rx.wait_for(1, job_id=job_id)
+        assert client.get(f"/jobs/{job_id}/result").status_code == 200
+
+
+def test_dead_receiver_gets_the_postback_when_it_comes_back(make_client):
+    from clockwork.testing import free_port
+
+    client = make_client()
+    rx = Receiver(port=free_port())  # not listening yet
+    job_id = client.post("/video-inference", json={"filename": "clock_moving_360p25.mp4", "postback_url": rx.url,
+                                                   "sample_fps": 2}).json()["job_id"]
+    status = wait(client, job_id, lambda s: s["postback"]["attempts"] >= 2)
+    assert status["status"] == "succeeded" and not status["postback"]["delivered"]
+    assert "ConnectionError" in status["postback"]["last_error"]
+    with rx:
+        rx.wait_for(1, job_id=job_id)
+        status = wait(client, job_id, lambda s: s["postback"]["delivered"])
+    assert status["postback"]["attempts"] >= 3 and status["postback"]["last_error"] is None
