@@ -24,10 +24,11 @@ from clockwork.pipeline import detect_video
 from clockwork.settings import DETECT
 
 CONFIGS = {
-    "full@every": {"views": ("full",), "sample_fps": None, "refine": False},
+    "full@every": {"views": ("full",), "sample_fps": None},  # what main did before views
     "default": {},
-    "full+zoomout@every": {"views": ("full", "zoomout"), "sample_fps": None, "refine": False},
-    "all@every": {"views": ("full", "zoomout", "tiles"), "sample_fps": None, "refine": False},
+    "full+zoomout@every": {"views": ("full", "zoomout"), "sample_fps": None},
+    "all@every": {"views": ("full", "zoomout", "tiles"), "sample_fps": None},
+    "all@5fps": {"views": ("full", "zoomout", "tiles"), "sample_fps": 5},
 }
 
 
@@ -69,8 +70,7 @@ def main() -> int:
     results = {name: run_config(items, data, detector, CONFIGS[name]) for name in args.configs}
     lines = [f"{len(items)} clips of 1280x720 at 10 frames/s, 2 s each: {args.per_scale} clocks per scale "
              f"(eval styles), scikit-image's clock photograph per scale, 3 distractors per scale; seed {args.seed}; "
-             f"device {args.device}. Default settings: views {','.join(DETECT.views)}, sample_fps {DETECT.sample_fps}, "
-             f"refine {DETECT.refine}.", "",
+             f"device {args.device}. Default settings: views {','.join(DETECT.views)}, sample_fps {DETECT.sample_fps}.", "",
              "| config | " + " | ".join(f"recall {s}" for s in SCALES) + " | photo found | false segments/min | "
              "video s per wall s |", "|---" * (len(SCALES) + 4) + "|"]
     for name, r in results.items():

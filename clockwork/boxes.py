@@ -16,13 +16,37 @@ LETTERBOX_FILL = 127  # darknet pads with 0.5 grey
 
 @dataclass(frozen=True)
 class Letterbox:
-    """How a source image was fitted into the square network input."""
+    """How a region of a source frame was fitted into the square network input: the region of
+    ``src_w`` x ``src_h`` pixels whose top-left is (``off_x``, ``off_y``) in the frame (the whole frame
+    by default) was scaled by ``scale`` and placed at (``pad_x``, ``pad_y``)."""
 
     scale: float
     pad_x: float
     pad_y: float
     src_w: int
     src_h: int
+    off_x: float = 0.0
+    off_y: float = 0.0
+
+
+def view_letterbox(x0: int, y0: int, w: int, h: int, size: int, zoom: float = 1.0) -> Letterbox:
+    """The letterbox of the region (x0, y0, w, h), shrunk further by ``zoom`` (< 1 leaves a grey margin)."""
+    scale = min(size / w, size / h) * zoom
+    new_w, new_h = int(round(w * scale)), int(round(h * scale))
+    return Letterbox(scale, (size - new_w) // 2, (size - new_h) // 2, w, h, x0, y0)
+
+
+def letterbox_region(image: np.ndarray, lb: Letterbox, size: int, *, area: bool = False) -> np.ndarray:
+    """Cut ``lb``'s region out of ``image`` and letterbox it: bilinear, or area interpolation with
+    ``area`` (the zoomed-out view, shrunk far); the GPU path does the same. Returns uint8 HxWx3."""
+    x0, y0 = int(lb.off_x), int(lb.off_y)
+    region = image[y0:y0 + lb.src_h, x0:x0 + lb.src_w]
+    new_w, new_h = int(round(lb.src_w * lb.scale)), int(round(lb.src_h * lb.scale))
+    if (new_w, new_h) != (lb.src_w, lb.src_h):
+        region = cv2.resize(region, (new_w, new_h), interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
+    out = np.full((size, size, 3), LETTERBOX_FILL, dtype=np.uint8)
+    out[int(lb.pad_y) : int(lb.pad_y) + new_h, int(lb.pad_x) : int(lb.pad_x) + new_w] = region
+    return out
 
 
 def letterbox_params(src_w: int, src_h: int, size: int) -> Letterbox:
@@ -57,7 +81,7 @@ def unletterbox(boxes_xywh: torch.Tensor, lb: Letterbox, size: int) -> torch.Ten
     y0 = ((px[:, 1] - lb.pad_y) / lb.scale).clamp(0, lb.src_h)
     x1 = ((px[:, 0] + px[:, 2] - lb.pad_x) / lb.scale).clamp(0, lb.src_w)
     y1 = ((px[:, 1] + px[:, 3] - lb.pad_y) / lb.scale).clamp(0, lb.src_h)
-    return torch.stack([x0, y0, x1 - x0, y1 - y0], dim=1)
+    return torch.stack([x0 + lb.off_x, y0 + lb.off_y, x1 - x0, y1 - y0], dim=1)
 
 
 def iou_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -71,15 +95,32 @@ def iou_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / union.clamp(min=1e-9)
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Greedy per-class NMS on top-left/size boxes. Returns kept indexes, highest score first."""
+def inside_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise share of each box of ``b`` that lies inside each box of ``a``: [N, M]."""
+    ax1, ay1 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
+    bx1, by1 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    iw = (torch.minimum(ax1[:, None], bx1[None]) - torch.maximum(a[:, None, 0], b[None, :, 0])).clamp(min=0)
+    ih = (torch.minimum(ay1[:, None], by1[None]) - torch.maximum(a[:, None, 1], b[None, :, 1])).clamp(min=0)
+    return iw * ih / (b[:, 2] * b[:, 3])[None].clamp(min=1e-9)
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, iou_threshold: float,
+        contain_threshold: float | None = None) -> torch.Tensor:
+    """Greedy per-class NMS on top-left/size boxes. Returns kept indexes, highest score first.
+
+    With ``contain_threshold``, a box is also suppressed when at least that share of it lies inside a
+    higher-scoring box of its class: the merge of views (a tile's cut-off half of a clock, or the dial
+    the model boxes again inside the whole clock)."""
     if boxes.numel() == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     order = torch.argsort(scores, descending=True)
     boxes, classes = boxes[order], classes[order]
     iou = iou_matrix(boxes, boxes)
     same = classes[:, None] == classes[None, :]
-    suppress = ((iou > iou_threshold) & same).triu(diagonal=1).cpu()
+    overlap = iou > iou_threshold
+    if contain_threshold is not None:
+        overlap |= inside_matrix(boxes, boxes) >= contain_threshold
+    suppress = (overlap & same).triu(diagonal=1).cpu()
     n = boxes.shape[0]
     keep = torch.ones(n, dtype=torch.bool)
     for i in range(n):

@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from clockwork.errors import ClockworkError
 from clockwork.settings import DETECT
+from clockwork.views import VIEW_NAMES, parse_views
 
 # Other installed packages add subcommands through this entry-point group (the Serve app adds
 # ``clockwork serve``), so the core never imports the layers built on it.
@@ -36,11 +38,11 @@ def hms(seconds: float) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
 
 
-def _positive_float(text: str) -> float:
+def _rate(text: str) -> float | None:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value or None
 
 
 def _score(text: str) -> float:
@@ -79,7 +81,7 @@ def cmd_detect(args) -> int:
 
     try:
         result = detect_video(args.video, labels=args.labels or None, min_score=args.min_score,
-                              sample_fps=args.sample_fps, detector=detector, progress=progress)
+                              sample_fps=args.sample_fps, views=parse_views(args.views), detector=detector, progress=progress)
     finally:
         if bar is not None:
             bar.close()
@@ -125,8 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", nargs="+", default=list(DETECT.labels),
                    help=f"class names to keep (default: {' '.join(DETECT.labels)}); 'all' keeps every class")
     p.add_argument("--min-score", type=_score, default=DETECT.min_score, help=f"default: {DETECT.min_score}")
-    p.add_argument("--sample-fps", type=_positive_float, default=DETECT.sample_fps,
-                   help="decode every frame but detect only N a second (default: every frame)")
+    p.add_argument("--sample-fps", type=_rate, default=DETECT.sample_fps,
+                   help=f"decode every frame but detect only N a second; 0: every frame (default: {DETECT.sample_fps or 0:g})")
+    p.add_argument("--views", default=",".join(DETECT.views),
+                   help=f"views of each frame the model sees, comma-separated from {', '.join(VIEW_NAMES)} "
+                        f"(default: {','.join(DETECT.views)})")
     p.add_argument("--json", metavar="OUT|-", help="write the result JSON to OUT, or to stdout with -")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--cfg", help="darknet cfg of another model (default: embedded YOLOv3-tiny)")

@@ -12,12 +12,13 @@ from torch.nn import functional as F
 
 from clockwork import model_store
 from clockwork._logging import logger
-from clockwork.boxes import LETTERBOX_FILL, Letterbox, cxcywh_to_xywh, letterbox, letterbox_params, nms, unletterbox
+from clockwork.boxes import LETTERBOX_FILL, Letterbox, cxcywh_to_xywh, letterbox_region, nms, view_letterbox
 from clockwork.darknet import Darknet
 from clockwork.errors import ModelError
 from clockwork.frames import FrameBatch
 from clockwork.result import Detection, FrameDetections
 from clockwork.settings import DETECT
+from clockwork.views import plan_views
 
 # Boxes under this objectness x class probability never reach NMS, whatever the caller's threshold.
 CANDIDATE_FLOOR = 0.01
@@ -28,11 +29,14 @@ Thresholds = float | Mapping[str, float]
 
 @dataclass
 class Prepared:
-    """Frames ready for the model: uint8 [n,S,S,3] letterboxed on the host, or a normalised [n,3,S,S]
-    tensor on the device; ``metas`` map each row's boxes back to its source frame."""
+    """Frames ready for the model, one row per view of a frame: uint8 [R,S,S,3] letterboxed on the host,
+    or a normalised [R,3,S,S] tensor on the device. ``metas[r]`` maps row r's boxes back to source pixels
+    and ``frame_of[r]`` names its frame (0 .. ``n_frames`` - 1)."""
 
     images: np.ndarray | torch.Tensor
     metas: list[Letterbox]
+    frame_of: list[int]
+    n_frames: int
 
     def __len__(self) -> int:
         return len(self.metas)
@@ -43,7 +47,11 @@ class Prepared:
             return parts[0]
         on_host = isinstance(parts[0].images, np.ndarray)
         images = np.concatenate([p.images for p in parts]) if on_host else torch.cat([p.images for p in parts])
-        return Prepared(images, [m for p in parts for m in p.metas])
+        frame_of, offset = [], 0
+        for p in parts:
+            frame_of += [f + offset for f in p.frame_of]
+            offset += p.n_frames
+        return Prepared(images, [m for p in parts for m in p.metas], frame_of, offset)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -125,17 +133,27 @@ class Detector:
     # -- one batch of frames -> detections ---------------------------------------------------------
 
     def detect_batch(self, batch: FrameBatch, *, min_score: Thresholds = DETECT.min_score,
-                     labels: Iterable[str] | None = DETECT.labels) -> list[FrameDetections]:
-        """The detections of every frame in ``batch`` (frames without any included), CPU or GPU frames alike."""
-        prepared = self.prepare(batch)
-        found = self.postprocess(self.infer(self.model_input(prepared)), prepared.metas, min_score=min_score, labels=labels)
+                     labels: Iterable[str] | None = DETECT.labels, views: Sequence[str] = DETECT.views) -> list[FrameDetections]:
+        """The detections of every frame in ``batch`` (frames without any included), CPU or GPU frames alike,
+        with every view of ``views`` merged."""
+        prepared = self.prepare(batch, views)
+        found = self.postprocess(self.infer(self.model_input(prepared)), prepared, min_score=min_score, labels=labels)
         return [FrameDetections(i, t, d) for i, t, d in zip(batch.indexes, batch.timestamps, found, strict=True)]
 
-    def prepare(self, batch: FrameBatch) -> Prepared:
-        """Letterbox where the frames are: on the GPU for NVDEC frames, on the host for CPU frames."""
+    def prepare(self, batch: FrameBatch, views: Sequence[str] = DETECT.views) -> Prepared:
+        """One row per view of each frame, letterboxed where the frames are: on the GPU for NVDEC frames,
+        on the host for CPU frames."""
+        n, h, w = len(batch), batch.data.shape[1], batch.data.shape[2]
+        plan = plan_views(views, w, h)
+        metas = [view_letterbox(v.x0, v.y0, v.w, v.h, self.input_size, v.zoom) for v in plan]
+        frame_of = [i for _ in plan for i in range(n)]
+        rows = [m for m in metas for _ in range(n)]
         if batch.on_gpu:
-            return Prepared(*self.letterbox_gpu(batch.data))
-        return Prepared(*self.letterbox_batch(list(batch.data)))
+            images = torch.cat([self._letterbox_gpu_view(batch.data, m, area=v.zoom < 1) for v, m in zip(plan, metas, strict=True)])
+        else:
+            images = np.stack([letterbox_region(image, m, self.input_size, area=v.zoom < 1)
+                               for v, m in zip(plan, metas, strict=True) for image in batch.data])
+        return Prepared(images, rows, frame_of, n)
 
     def model_input(self, prepared: Prepared) -> torch.Tensor:
         if isinstance(prepared.images, np.ndarray):
@@ -144,33 +162,19 @@ class Detector:
 
     # -- the three stages -------------------------------------------------------------------------
 
-    def letterbox_batch(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
-        """RGB uint8 HxWx3 images -> uint8 [N,S,S,3] letterboxed on the CPU (cheap to ship, 4x smaller than float)."""
-        boxes, metas = [], []
-        for image in images:
-            out, lb = letterbox(image, self.input_size)
-            boxes.append(out)
-            metas.append(lb)
-        return np.stack(boxes), metas
-
-    def preprocess(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[Letterbox]]:
-        """RGB uint8 HxWx3 images -> a float batch [N,3,S,S] in 0..1 on the device."""
-        batch, metas = self.letterbox_batch(images)
-        return self.normalise(torch.from_numpy(batch).to(self.device, non_blocking=True)), metas
-
-    def letterbox_gpu(self, frames_u8_nhwc: torch.Tensor) -> tuple[torch.Tensor, list[Letterbox]]:
-        """Letterbox a batch of same-size frames already on the device: one resize, one pad, no host copy.
-        Returns the normalised [N,3,S,S] batch the model takes."""
-        n, h, w, _ = frames_u8_nhwc.shape
-        lb = letterbox_params(w, h, self.input_size)
-        new_w, new_h = int(round(w * lb.scale)), int(round(h * lb.scale))
-        x = frames_u8_nhwc.permute(0, 3, 1, 2).to(self.dtype)
-        if (new_w, new_h) != (w, h):
-            x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
+    def _letterbox_gpu_view(self, frames_u8_nhwc: torch.Tensor, lb: Letterbox, *, area: bool) -> torch.Tensor:
+        """One view of a batch of same-size frames already on the device: crop, one resize, one pad, no
+        host copy. Returns the normalised [N,3,S,S] rows the model takes."""
+        n = frames_u8_nhwc.shape[0]
+        x0, y0 = int(lb.off_x), int(lb.off_y)
+        x = frames_u8_nhwc[:, y0:y0 + lb.src_h, x0:x0 + lb.src_w].permute(0, 3, 1, 2).to(self.dtype)
+        new_w, new_h = int(round(lb.src_w * lb.scale)), int(round(lb.src_h * lb.scale))
+        if (new_w, new_h) != (lb.src_w, lb.src_h):
+            x = F.interpolate(x, size=(new_h, new_w), mode="area") if area else \
+                F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
         out = torch.full((n, 3, self.input_size, self.input_size), float(LETTERBOX_FILL), dtype=self.dtype, device=x.device)
         out[:, :, int(lb.pad_y):int(lb.pad_y) + new_h, int(lb.pad_x):int(lb.pad_x) + new_w] = x
-        out = out.div_(255.0).contiguous(memory_format=torch.channels_last)
-        return out, [lb] * n
+        return out.div_(255.0).contiguous(memory_format=torch.channels_last)
 
     def normalise(self, batch_u8_nhwc: torch.Tensor) -> torch.Tensor:
         x = batch_u8_nhwc.permute(0, 3, 1, 2).to(self.dtype).div_(255.0)
@@ -187,12 +191,17 @@ class Detector:
     def postprocess(
         self,
         raw: torch.Tensor,
-        metas: Sequence[Letterbox],
+        prepared: Prepared,
         *,
         min_score: Thresholds = DETECT.min_score,
         labels: Iterable[str] | None = None,
+        merge: bool = True,
     ) -> list[list[Detection]]:
-        """Raw [N, boxes, 5+C] outputs -> detections per image, in source pixels."""
+        """Raw [R, boxes, 5+C] outputs -> detections per frame, in source pixels, highest score first.
+
+        The boxes of every view of a frame meet in one class-aware NMS in source pixels; with ``merge`` a
+        box mostly inside a higher-scoring box of its class is dropped too (``DETECT.contain_threshold``).
+        Only candidate boxes leave the device, in one transfer for the whole batch."""
         ids = self.label_ids(labels)
         thresholds = self._thresholds(min_score).to(raw.device)
         obj = raw[..., 4:5].float()
@@ -204,27 +213,33 @@ class Detector:
             best, cls = (raw[..., 5:].float() * obj).max(dim=-1)
         floor = max(CANDIDATE_FLOOR, float(thresholds.min()))
         sel = (best >= floor) & (best >= thresholds[cls])
-        # One transfer for the whole batch: only candidate boxes leave the device.
-        img_idx, box_idx = sel.nonzero(as_tuple=True)
-        cand = torch.cat([raw[img_idx, box_idx, :4].float(), best[img_idx, box_idx, None],
-                          cls[img_idx, box_idx, None].float(), img_idx[:, None].float()], dim=1).cpu()
-        out: list[list[Detection]] = [[] for _ in metas]
+        row_idx, box_idx = sel.nonzero(as_tuple=True)
+        cand = torch.cat([raw[row_idx, box_idx, :4].float(), best[row_idx, box_idx, None],
+                          cls[row_idx, box_idx, None].float(), row_idx[:, None].float()], dim=1).cpu().double()
+        out: list[list[Detection]] = [[] for _ in range(prepared.n_frames)]
         if cand.numel() == 0:
             return out
-        # One NMS for the whole batch: images never suppress each other because their boxes are
-        # shifted apart (the "batched NMS" offset trick), so per-image Python work is only the output.
-        boxes = cxcywh_to_xywh(cand[:, :4])
-        scores, classes, images = cand[:, 4], cand[:, 5].long(), cand[:, 6].long()
+        rows = cand[:, 6].long()
+        # every view's letterbox, one row each, gathered per candidate: source pixels in one vectorised step
+        lb = torch.tensor([[m.scale, m.pad_x, m.pad_y, m.src_w, m.src_h, m.off_x, m.off_y] for m in prepared.metas],
+                          dtype=torch.float64)[rows]
+        px = cxcywh_to_xywh(cand[:, :4]) * self.input_size
+        x0 = ((px[:, 0] - lb[:, 1]) / lb[:, 0]).clamp(min=0).minimum(lb[:, 3])
+        y0 = ((px[:, 1] - lb[:, 2]) / lb[:, 0]).clamp(min=0).minimum(lb[:, 4])
+        x1 = ((px[:, 0] + px[:, 2] - lb[:, 1]) / lb[:, 0]).clamp(min=0).minimum(lb[:, 3])
+        y1 = ((px[:, 1] + px[:, 3] - lb[:, 2]) / lb[:, 0]).clamp(min=0).minimum(lb[:, 4])
+        boxes = torch.stack([x0 + lb[:, 5], y0 + lb[:, 6], x1 - x0, y1 - y0], dim=1)
+        frames = torch.tensor(prepared.frame_of, dtype=torch.long)[rows]
+        scores, classes = cand[:, 4], cand[:, 5].long()
+        # One NMS for the whole batch: frames never suppress each other because their boxes are shifted
+        # apart (the "batched NMS" offset trick; float64 keeps pixels exact at the offsets).
         shifted = boxes.clone()
-        shifted[:, 0] += images.to(boxes.dtype) * 4.0  # normalised coordinates span at most 0..~2
-        keep = nms(shifted, scores, classes, self.iou_threshold)
-        boxes, scores, classes, images = boxes[keep], scores[keep], classes[keep], images[keep]
-        src = torch.empty_like(boxes)
-        for i in images.unique().tolist():
-            rows = images == i
-            src[rows] = unletterbox(boxes[rows], metas[i], self.input_size)
-        for b, sc, c, i in zip(src.tolist(), scores.tolist(), classes.tolist(), images.tolist(), strict=True):
-            out[i].append(Detection(b[0], b[1], b[2], b[3], self.labels[c], min(1.0, sc)))
+        shifted[:, 0] += frames.double() * 1e6
+        keep = nms(shifted, scores, classes, self.iou_threshold, DETECT.contain_threshold if merge else None)
+        for b, sc, c, f in zip(boxes[keep].tolist(), scores[keep].tolist(), classes[keep].tolist(), frames[keep].tolist(),
+                               strict=True):
+            if b[2] >= 1 and b[3] >= 1:
+                out[f].append(Detection(b[0], b[1], b[2], b[3], self.labels[c], min(1.0, sc)))
         return out
 
     def _thresholds(self, min_score: Thresholds) -> torch.Tensor:
@@ -241,9 +256,13 @@ class Detector:
         return t
 
     def detect(self, images: Sequence[np.ndarray], *, min_score: Thresholds = DETECT.min_score,
-               labels: Iterable[str] | None = None) -> list[list[Detection]]:
-        """Detect objects in a batch of RGB images."""
-        if not images:
-            return []
-        batch, metas = self.preprocess(images)
-        return self.postprocess(self.infer(batch), metas, min_score=min_score, labels=labels)
+               labels: Iterable[str] | None = None, views: Sequence[str] = ("full",), merge: bool = False) -> list[list[Detection]]:
+        """Detect objects in RGB images of any sizes. By default what the model itself gives, as darknet
+        would: the whole image, plain NMS (the reference tests compare this with OpenCV's importer)."""
+        out = []
+        for image in images:
+            batch = FrameBatch([0], [0.0], image[None])
+            prepared = self.prepare(batch, views)
+            out += self.postprocess(self.infer(self.model_input(prepared)), prepared, min_score=min_score, labels=labels,
+                                    merge=merge)
+        return out

@@ -2,7 +2,7 @@
 
 ``GpuVideoDecoder`` wraps PyNvVideoCodec's ``ThreadedDecoder`` with ``use_device_memory=True`` and
 RGB output, so NV12->RGB runs on the GPU; each decoded frame reaches torch through DLPack. The
-letterbox resize runs on the GPU too (``Detector.letterbox_gpu``). Where NVDEC cannot serve a file
+letterbox of every view runs on the GPU too (``Detector.prepare``). Where NVDEC cannot serve a file
 (no GPU, no PyNvVideoCodec, a codec the card cannot decode in hardware such as AV1 on Hopper, a
 rotated file), :func:`gpu_decode_problem` names the reason and ``clockwork.frames.FrameReader``
 falls back to the CPU path, visibly (a log line and a metric label). Use ``FrameReader``; this module

@@ -17,6 +17,7 @@ from clockwork.decode import VideoInfo
 from clockwork.result import Detection, FrameDetections, VideoResult
 from clockwork.segments import SegmentRules, build_segments, segment_fps
 from clockwork.settings import DETECT
+from clockwork.views import parse_views
 
 if TYPE_CHECKING:
     from clockwork.detector import Detector, Thresholds
@@ -30,13 +31,14 @@ class ResultBuilder:
     """Accumulates per-frame detections of one video and builds its :class:`VideoResult`."""
 
     def __init__(self, info: VideoInfo, *, model: dict, labels: Sequence[str] | None, min_score: Thresholds,
-                 sample_fps: float | None, rules: SegmentRules = SegmentRules()):
+                 sample_fps: float | None, rules: SegmentRules = SegmentRules(), views: Sequence[str] = DETECT.views):
         self.info = info
         self.model = model
         self.labels = list(labels) if labels is not None else None
         self.min_score = dict(min_score) if isinstance(min_score, dict) else float(min_score)
         self.sample_fps = sample_fps
         self.rules = rules
+        self.views = list(views)
         self.frames: list[FrameDetections] = []
         self.processed = 0
         self.frames_decoded = 0
@@ -59,7 +61,7 @@ class ResultBuilder:
         return VideoResult(
             video_file=Path(info.path).name, fps=info.fps, width=info.width, height=info.height,
             duration_s=info.duration_s, frames_total=frames_total, frames_processed=self.processed,
-            model=self.model, labels=self.labels, min_score=self.min_score, sample_fps=self.sample_fps,
+            model=self.model, labels=self.labels, min_score=self.min_score, sample_fps=self.sample_fps, views=self.views,
             frame_data=sorted(self.frames, key=lambda f: f.frame_no), segments=segments,
         )
 
@@ -108,22 +110,25 @@ def detect_video(
     detector: Detector | None = None,
     batch_size: int | None = None,
     rules: SegmentRules = SegmentRules(),
+    views: Sequence[str] = DETECT.views,
     progress: ProgressFn | None = None,
 ) -> VideoResult:
     """Find ``labels`` (all classes when None) in every frame of ``path`` (or ``sample_fps`` frames a second).
 
-    Frames are decoded where the detector runs: with NVDEC on a GPU where the file allows it."""
+    Frames are decoded where the detector runs: with NVDEC on a GPU where the file allows it. Each frame is
+    seen through ``views`` (``clockwork.views``) and their boxes are merged."""
     from clockwork.detector import Detector
     from clockwork.frames import FrameReader
 
     detector = detector or Detector()
-    detector.label_ids(labels)  # reject unknown labels before decoding anything
+    detector.label_ids(labels)  # reject bad arguments before decoding anything
+    views = parse_views(views)
     with FrameReader(path, device=detector.device, sample_fps=sample_fps, batch_size=batch_size) as reader:
         builder = ResultBuilder(reader.info, model=detector.model_info, labels=labels, min_score=min_score,
-                                sample_fps=sample_fps, rules=rules)
+                                sample_fps=sample_fps, rules=rules, views=views)
         total = reader.info.frames_total
         for batch in prefetch(reader):
-            builder.add(detector.detect_batch(batch, min_score=min_score, labels=labels))
+            builder.add(detector.detect_batch(batch, min_score=min_score, labels=labels, views=views))
             if progress:
                 progress(batch.indexes[-1] + 1, total)
         return builder.build(reader.frames_decoded)

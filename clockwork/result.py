@@ -90,6 +90,7 @@ class VideoResult:
     sample_fps: float | None
     frame_data: list[FrameDetections] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
+    views: list[str] = field(default_factory=lambda: ["full"])  # which views of each frame the model saw
 
     @property
     def clock_frames(self) -> int:
@@ -121,6 +122,7 @@ class VideoResult:
             min_score=d.get("min_score"), sample_fps=d.get("sample_fps"),
             frame_data=[FrameDetections.from_json(f) for f in d.get("frame_data", [])],
             segments=[Segment.from_json(s) for s in d.get("segments", [])],
+            views=list(d.get("views", ["full"])),
         )
 
     def to_json(self) -> dict:
@@ -139,6 +141,7 @@ class VideoResult:
             "labels": self.labels,
             "min_score": self.min_score,
             "sample_fps": self.sample_fps,
+            "views": list(self.views),
             "segments": [s.to_json() for s in self.segments],
             "frame_data": [f.to_json() for f in self.frame_data],
         }

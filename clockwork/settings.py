@@ -33,6 +33,10 @@ class DetectDefaults:
     min_score: float = 0.5
     sample_fps: float | None = None
     iou_threshold: float = 0.45
+    # Which views of each frame the model sees (clockwork.views) and, in the merge, the share of a box
+    # inside a higher-scoring box of its class above which it is dropped.
+    views: tuple[str, ...] = ("full", "zoomout", "tiles")
+    contain_threshold: float = 0.8
     # Frames per decode batch: the CPU path feeds the model one frame at a time inside the batch
     # (docs/BENCHMARKS.md, bench/cpu.py); the NVDEC path hands the whole batch to the model.
     cpu_batch: int = 16

@@ -18,8 +18,8 @@ the letterbox that maps boxes back.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 VIEW_NAMES = ("full", "zoomout", "tiles")
 ZOOM_OUT = 0.5

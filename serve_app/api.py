@@ -1,6 +1,6 @@
 """The HTTP contract, on Starlette, with no Ray inside: ``build_app(Api(args, detector)) -> Starlette``.
 
-    POST /video-inference   {"filename", "postback_url", "labels"?, "min_score"?, "sample_fps"?} -> 202
+    POST /video-inference   {"filename", "postback_url", "labels"?, "min_score"?, "sample_fps"?, "views"?} -> 202
     GET  /jobs/{id}         status, progress, timings, error, postback state
     GET  /jobs/{id}/result  the result document, byte for byte what is posted back
     GET  /healthz
@@ -32,6 +32,7 @@ from clockwork.decode import probe
 from clockwork.errors import VideoError, VideoNotFoundError
 from clockwork.media import PathNotAllowedError, resolve_in_roots
 from clockwork.postback import PostbackURLError
+from clockwork.views import parse_views
 from serve_app.client import DetectorClient
 from serve_app.config import AppArgs
 from serve_app.metrics import IngressMetrics
@@ -63,7 +64,8 @@ class InferenceRequest(BaseModel):
     postback_url: StrictStr = Field(min_length=1, max_length=2048)
     labels: list[StrictStr] | None = Field(None, min_length=1, max_length=80)
     min_score: StrictFloat | StrictInt | None = Field(None, ge=0, le=1)
-    sample_fps: StrictFloat | StrictInt | None = Field(None, gt=0, le=1000)
+    sample_fps: StrictFloat | StrictInt | None = Field(None, ge=0, le=1000)
+    views: list[StrictStr] | None = Field(None, min_length=1, max_length=3)
 
 
 class Api:
@@ -104,7 +106,8 @@ class Api:
         self.ensure_reaper()
         self.authorise(request)
         req = self._validate(await self._json_object(request))
-        params = {"labels": await self._labels_of(req), "min_score": self._min_score(req), "sample_fps": self._sample_fps(req)}
+        params = {"labels": await self._labels_of(req), "min_score": self._min_score(req), "sample_fps": self._sample_fps(req),
+                  "views": self._views(req)}
         path = self._path_of(req.filename)
         await self._check_postback(req.postback_url)
         await self._check_video(path, req.filename)
@@ -183,13 +186,19 @@ class Api:
     def _min_score(self, req: InferenceRequest) -> float:
         return float(req.min_score if req.min_score is not None else self.args.min_score)
 
-    @staticmethod
-    def _sample_fps(req: InferenceRequest) -> float | None:
+    def _sample_fps(self, req: InferenceRequest) -> float | None:
+        """Absent: the app's default; 0: every frame."""
         if req.sample_fps is None:
-            return None
+            return self.args.sample_fps or None
         if not math.isfinite(float(req.sample_fps)):
             raise ApiError(400, "invalid request: sample_fps must be finite")
-        return float(req.sample_fps)
+        return float(req.sample_fps) or None
+
+    def _views(self, req: InferenceRequest) -> list[str]:
+        try:
+            return list(parse_views(req.views if req.views is not None else self.args.views))
+        except ValueError as exc:
+            raise ApiError(400, f"invalid request: {exc}") from None
 
     def _path_of(self, filename: str) -> Path:
         try:

@@ -25,7 +25,7 @@ class DetectorClient(Protocol):
     async def model_info(self) -> dict: ...
 
     def detect_chunk(self, path: str, start_s: float, end_s: float | None, *, labels: list[str] | None,
-                     min_score: float | dict, sample_fps: float | None) -> AsyncIterator[dict]: ...
+                     min_score: float | dict, sample_fps: float | None, views: list[str]) -> AsyncIterator[dict]: ...
 
 
 class RayDetectorClient:
@@ -46,9 +46,9 @@ class RayDetectorClient:
     async def model_info(self) -> dict:
         return (await self._information())["model"]
 
-    def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps) -> AsyncIterator[dict]:
+    def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views) -> AsyncIterator[dict]:
         return self.handle.options(stream=True).detect_chunk.remote(
-            path, start_s, end_s, labels=labels, min_score=min_score, sample_fps=sample_fps)
+            path, start_s, end_s, labels=labels, min_score=min_score, sample_fps=sample_fps, views=views)
 
 
 class LocalDetectorClient:
@@ -64,7 +64,7 @@ class LocalDetectorClient:
     async def model_info(self) -> dict:
         return self.detector.model_info
 
-    async def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps) -> AsyncIterator[dict]:
+    async def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views) -> AsyncIterator[dict]:
         from clockwork.frames import FrameReader
         from clockwork.pipeline import prefetch
 
@@ -74,16 +74,16 @@ class LocalDetectorClient:
         batches = prefetch(reader)
         try:
             while (batch := await asyncio.to_thread(next, batches, None)) is not None:
-                found = await asyncio.to_thread(self._detect, batch, labels, min_score)
+                found = await asyncio.to_thread(self._detect, batch, labels, min_score, views)
                 yield {"frames": [f for f in found if f.detections], "processed": len(batch)}
             yield {"done": True, "decoder": reader.decoder, "frames_decoded": reader.frames_decoded}
         finally:
             batches.close()
             reader.close()
 
-    def _detect(self, batch, labels, min_score):
+    def _detect(self, batch, labels, min_score, views):
         with self._lock:
-            return self.detector.detect_batch(batch, labels=labels, min_score=min_score)
+            return self.detector.detect_batch(batch, labels=labels, min_score=min_score, views=views)
 
 
 def video_error_of(exc: BaseException) -> VideoError | None:

@@ -23,6 +23,8 @@ class AppArgs(BaseModel):
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite in $CLOCKWORK_DATA_DIR")
     labels: list[str] = Field(default_factory=lambda: list(DETECT.labels), description="default labels when a request names none")
     min_score: float = Field(DETECT.min_score, ge=0, le=1)
+    sample_fps: float | None = Field(DETECT.sample_fps, ge=0, description="default detection rate; 0 or None: every frame")
+    views: list[str] = Field(default_factory=lambda: list(DETECT.views), description="default views of each frame")
     postback_secret: str | None = Field(None, description="HMAC-SHA256 key for postback signatures")
     api_token: str | None = Field(None, description="bearer token required on every route but /healthz")
     postback_allow: list[str] = Field(default_factory=list, description="CIDRs or host names; if set, only these")

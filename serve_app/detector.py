@@ -22,7 +22,8 @@ from clockwork.detector import Detector, Prepared
 from clockwork.frames import FrameReader
 from clockwork.gpu_stats import GpuStats
 from clockwork.pipeline import prefetch
-from clockwork.settings import SERVE_BATCH
+from clockwork.settings import DETECT, SERVE_BATCH
+from clockwork.views import parse_views
 from serve_app.config import DetectorArgs
 from serve_app.metrics import DetectorMetrics
 
@@ -31,12 +32,13 @@ from serve_app.metrics import DetectorMetrics
 class FramePack:
     """Letterboxed frames of one chunk on their way to the batcher."""
 
-    prepared: Prepared
+    prepared: Prepared  # one row per view of each frame
     labels: list[str] | None
     min_score: float | dict
 
     @property
     def n(self) -> int:
+        """Model inputs: the batcher counts these, so views and frames share one batch budget."""
         return len(self.prepared)
 
 
@@ -122,7 +124,7 @@ class DetectorDeployment:
         raw = await asyncio.to_thread(lambda: det.infer(det.model_input(merged)))
         out, offset = [], 0
         for p in packs:
-            out.append(det.postprocess(raw[offset:offset + p.n], p.prepared.metas, min_score=p.min_score, labels=p.labels))
+            out.append(det.postprocess(raw[offset:offset + p.n], p.prepared, min_score=p.min_score, labels=p.labels))
             offset += p.n
         self.metrics.stage_seconds.observe(time.perf_counter() - t, tags={"stage": "inference"})
         self.metrics.frames_inferred.inc(len(merged), tags=self._tags)
@@ -131,13 +133,15 @@ class DetectorDeployment:
         return out
 
     async def detect_chunk(self, path: str, start_s: float = 0.0, end_s: float | None = None, *,
-                           labels: list[str] | None, min_score: float | dict, sample_fps: float | None) -> AsyncIterator[dict]:
+                           labels: list[str] | None, min_score: float | dict, sample_fps: float | None,
+                           views: list[str] | None = None) -> AsyncIterator[dict]:
         """Stream ``{"frames": [FrameDetections, ...], "processed": n}`` per pack (frames with detections
         only), then ``{"done": True, "decoder": ..., "frames_decoded": n}``. Raises VideoError subclasses
         for bad files."""
         from clockwork.result import FrameDetections
 
         self.detector.label_ids(labels)
+        views = parse_views(views or DETECT.views)
         info = await asyncio.to_thread(self._probe, path)
         reader = await asyncio.to_thread(FrameReader, path, device=self.detector.device, sample_fps=sample_fps,
                                          start_s=start_s, end_s=end_s, batch_size=self.args.frames_per_call,
@@ -148,7 +152,7 @@ class DetectorDeployment:
         def packs():
             for batch in reader:
                 t = time.perf_counter()
-                yield batch, FramePack(self.detector.prepare(batch), labels, min_score), time.perf_counter() - t
+                yield batch, FramePack(self.detector.prepare(batch, views), labels, min_score), time.perf_counter() - t
 
         produced = prefetch(packs(), depth=3)
         try:
@@ -159,10 +163,10 @@ class DetectorDeployment:
                     break
                 batch, pack, prep_s = item
                 self.metrics.stage_seconds.observe(time.perf_counter() - t + prep_s, tags={"stage": "decode"})
-                self.metrics.frames_decoded.inc(pack.n, tags=self._tags)
+                self.metrics.frames_decoded.inc(len(batch), tags=self._tags)
                 found = await self._infer_batch(pack)
                 yield {"frames": [FrameDetections(i, ts, d) for i, ts, d in zip(batch.indexes, batch.timestamps, found, strict=True) if d],
-                       "processed": pack.n}
+                       "processed": len(batch)}
             yield {"done": True, "decoder": reader.decoder, "frames_decoded": reader.frames_decoded}
         finally:
             produced.close()

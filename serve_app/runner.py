@@ -60,7 +60,7 @@ class ChunkFanout:
 
     async def run(self, path: str, info: VideoInfo, params: dict, model: dict) -> tuple[dict, dict]:
         builder = ResultBuilder(info, model=model, labels=params["labels"], min_score=params["min_score"],
-                                sample_fps=params["sample_fps"])
+                                sample_fps=params["sample_fps"], views=params["views"])
         chunks = plan_chunks(info.duration_s, self.chunk_s)
         t = time.perf_counter()
         await asyncio.gather(*(self._chunk(path, params, builder, a, b) for a, b in chunks))
@@ -189,7 +189,8 @@ class JobRunner:
         try:
             info = await asyncio.to_thread(probe, job.video_path)
             await asyncio.to_thread(self._update, job.id, frames_total=info.frames_total)
-            document, timings = await fanout.run(job.video_path, info, job.params, await self.detector.model_info())
+            params = {"views": ["full"], **job.params}  # a job queued before views existed ran the full view
+            document, timings = await fanout.run(job.video_path, info, params, await self.detector.model_info())
         except Exception as exc:  # a bad video, or a chunk that kept failing after its retries
             bad_video = video_error_of(exc)
             message = str(bad_video) if bad_video else f"detection failed: {type(exc).__name__}: {exc}"
@@ -247,7 +248,7 @@ class JobRunner:
 
 
 def _result_params(params: dict) -> dict:
-    return {k: params[k] for k in ("labels", "min_score", "sample_fps")}
+    return {"views": ["full"], **{k: params[k] for k in ("labels", "min_score", "sample_fps", "views") if k in params}}
 
 
 def job_status(job: Job, base_url: str = "") -> dict:
