@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from clockwork.decode import VideoInfo
 from clockwork.result import Detection, FrameDetections, VideoResult
-from clockwork.segments import SegmentRules, build_segments, segment_fps
+from clockwork.segments import Hit, Segment, SegmentRules, build_segments, segment_fps
 from clockwork.settings import DETECT
 from clockwork.views import parse_views
 
@@ -27,21 +28,42 @@ T = TypeVar("T")
 ProgressFn = Callable[[int, int], None]  # (frames_done, frames_total)
 
 
+def hold_thresholds(min_score: Thresholds) -> Thresholds:
+    """The lower, hysteresis threshold the detector is run at: ``DETECT.hold_ratio`` x ``min_score``."""
+    if isinstance(min_score, Mapping):
+        return {label: float(v) * DETECT.hold_ratio for label, v in min_score.items()}
+    return float(min_score) * DETECT.hold_ratio
+
+
 class ResultBuilder:
-    """Accumulates per-frame detections of one video and builds its :class:`VideoResult`."""
+    """Accumulates per-frame detections of one video and builds its :class:`VideoResult`.
+
+    Detectors run at :attr:`detect_threshold` (the lower, hysteresis threshold). Detections at or above
+    ``min_score`` are the result's ``frame_data``; the weaker ones only carry a segment on (hysteresis).
+    ``build`` links detections across frames into tracks by IoU and names each segment's track.
+    """
 
     def __init__(self, info: VideoInfo, *, model: dict, labels: Sequence[str] | None, min_score: Thresholds,
                  sample_fps: float | None, rules: SegmentRules = SegmentRules(), views: Sequence[str] = DETECT.views):
         self.info = info
         self.model = model
         self.labels = list(labels) if labels is not None else None
-        self.min_score = dict(min_score) if isinstance(min_score, dict) else float(min_score)
+        self.min_score = dict(min_score) if isinstance(min_score, Mapping) else float(min_score)
         self.sample_fps = sample_fps
         self.rules = rules
         self.views = list(views)
         self.frames: list[FrameDetections] = []
+        self.weak: list[Hit] = []
         self.processed = 0
-        self.frames_decoded = 0
+
+    @property
+    def detect_threshold(self) -> Thresholds:
+        return hold_thresholds(self.min_score)
+
+    def _threshold(self, label: str) -> float:
+        if isinstance(self.min_score, dict):
+            return float(self.min_score.get(label, self.min_score.get("*", DETECT.min_score)))
+        return self.min_score
 
     def add(self, frames: Iterable[FrameDetections]) -> None:
         for f in frames:
@@ -49,21 +71,77 @@ class ResultBuilder:
 
     def add_frame(self, frame_no: int, timestamp_s: float, detections: Sequence[Detection]) -> None:
         self.processed += 1
-        if detections:
-            self.frames.append(FrameDetections(frame_no, timestamp_s, list(detections)))
+        strong = [d for d in detections if d.score >= self._threshold(d.label)]
+        if strong:
+            self.frames.append(FrameDetections(frame_no, timestamp_s, strong))
+        weak: dict[str, float] = {}
+        for d in detections:
+            if d.score < self._threshold(d.label):
+                weak[d.label] = max(weak.get(d.label, 0.0), d.score)
+        self.weak += [Hit(frame_no, timestamp_s, label, score, strong=False) for label, score in weak.items()
+                      if not any(x.label == label for x in strong)]
 
     def build(self, frames_decoded: int | None = None) -> VideoResult:
         info = self.info
         frames_total = frames_decoded or info.frames_total
-        hits = [h for f in self.frames for h in f.hits()]
+        frames = link_tracks(sorted(self.frames, key=lambda f: f.frame_no))
+        hits = [h for f in frames for h in f.hits()] + self.weak
         segments = build_segments(hits, fps=segment_fps(info.fps, self.sample_fps), duration_s=info.duration_s,
                                   rules=self.rules)
+        segments = [replace(seg, track=_main_track(frames, seg)) for seg in segments]
         return VideoResult(
             video_file=Path(info.path).name, fps=info.fps, width=info.width, height=info.height,
             duration_s=info.duration_s, frames_total=frames_total, frames_processed=self.processed,
             model=self.model, labels=self.labels, min_score=self.min_score, sample_fps=self.sample_fps, views=self.views,
-            frame_data=sorted(self.frames, key=lambda f: f.frame_no), segments=segments,
+            frame_data=frames, segments=segments,
         )
+
+
+def link_tracks(frames: list[FrameDetections], *, min_iou: float = DETECT.track_iou,
+                max_gap_frames: int | None = None) -> list[FrameDetections]:
+    """Give every detection a track id: in frame order, a detection joins the live track of its label whose
+    last box overlaps it most (IoU >= ``min_iou``; one detection per track and frame), or starts a new one.
+    A track is live for ``max_gap_frames`` after its last detection (default: any gap)."""
+    tracks: list[tuple[int, str, Detection, int]] = []  # id, label, last box, last frame
+    out = []
+    for f in frames:
+        taken: set[int] = set()
+        linked = []
+        for d in sorted(f.detections, key=lambda d: -d.score):
+            best, best_iou = None, min_iou
+            for k, (tid, label, last, last_frame) in enumerate(tracks):
+                if tid in taken or label != d.label or (max_gap_frames is not None and f.frame_no - last_frame > max_gap_frames):
+                    continue
+                iou = _iou(last, d)
+                if iou >= best_iou:
+                    best, best_iou = k, iou
+            if best is None:
+                tid = len(tracks)
+                tracks.append((tid, d.label, d, f.frame_no))
+            else:
+                tid = tracks[best][0]
+                tracks[best] = (tid, d.label, d, f.frame_no)
+            taken.add(tid)
+            linked.append(replace(d, track=tid))
+        out.append(FrameDetections(f.frame_no, f.timestamp_s, linked))
+    return out
+
+
+def _iou(a: Detection, b: Detection) -> float:
+    iw = max(0.0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
+    ih = max(0.0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
+    inter = iw * ih
+    return inter / (a.w * a.h + b.w * b.h - inter + 1e-9)
+
+
+def _main_track(frames: list[FrameDetections], seg: Segment) -> int | None:
+    counts: dict[int, int] = {}
+    for f in frames:
+        if seg.start_frame <= f.frame_no <= seg.end_frame:
+            for d in f.detections:
+                if d.label == seg.label and d.track is not None:
+                    counts[d.track] = counts.get(d.track, 0) + 1
+    return max(counts, key=lambda t: (counts[t], -t)) if counts else None
 
 
 def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
@@ -128,7 +206,7 @@ def detect_video(
                                 sample_fps=sample_fps, rules=rules, views=views)
         total = reader.info.frames_total
         for batch in prefetch(reader):
-            builder.add(detector.detect_batch(batch, min_score=min_score, labels=labels, views=views))
+            builder.add(detector.detect_batch(batch, min_score=builder.detect_threshold, labels=labels, views=views))
             if progress:
                 progress(batch.indexes[-1] + 1, total)
         return builder.build(reader.frames_decoded)

@@ -29,6 +29,7 @@ class Detection:
     h: float
     label: str
     score: float
+    track: int | None = None  # which clock: detections linked across frames by IoU share a track
 
     def __post_init__(self):
         if self.w < 0 or self.h < 0:
@@ -39,12 +40,13 @@ class Detection:
     def to_json(self) -> dict:
         return {
             "x": round(self.x, 1), "y": round(self.y, 1), "w": round(self.w, 1), "h": round(self.h, 1),
-            "type": self.label, "label": self.label, "score": round(self.score, 4),
+            "type": self.label, "label": self.label, "score": round(self.score, 4), "track": self.track,
         }
 
     @classmethod
     def from_json(cls, d: dict) -> Detection:
-        return cls(float(d["x"]), float(d["y"]), float(d["w"]), float(d["h"]), str(d["label"]), float(d["score"]))
+        return cls(float(d["x"]), float(d["y"]), float(d["w"]), float(d["h"]), str(d["label"]), float(d["score"]),
+                   d.get("track"))
 
 
 @dataclass(slots=True)

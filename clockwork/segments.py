@@ -41,6 +41,7 @@ class Hit:
     timestamp_s: float
     label: str
     score: float
+    strong: bool = True  # at or above the start threshold; a weak hit only continues a segment (hysteresis)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Segment:
     end_frame: int  # last frame with a detection
     max_score: float
     frames: int  # frames with a detection inside the segment
+    track: int | None = None  # the clock it follows: the track (``Detection.track``) seen most inside it
 
     @property
     def duration_s(self) -> float:
@@ -61,13 +63,13 @@ class Segment:
         return {
             "label": self.label, "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
             "start_frame": self.start_frame, "end_frame": self.end_frame,
-            "max_score": round(self.max_score, 4), "frames": self.frames,
+            "max_score": round(self.max_score, 4), "frames": self.frames, "track": self.track,
         }
 
     @classmethod
     def from_json(cls, d: dict) -> Segment:
         return cls(d["label"], float(d["start_s"]), float(d["end_s"]), int(d["start_frame"]), int(d["end_frame"]),
-                   float(d["max_score"]), int(d["frames"]))
+                   float(d["max_score"]), int(d["frames"]), d.get("track"))
 
 
 def segment_fps(fps: float, sample_fps: float | None) -> float:
@@ -85,7 +87,10 @@ def build_segments(
     """Group per-frame hits into segments per label, sorted by start time then label.
 
     A hit at time t covers [t, t + frame interval). Two hits of a label join when the time between
-    the end of one and the start of the next is at most ``gap_s``.
+    the end of one and the start of the next is at most ``gap_s``. Hysteresis: a segment starts at a
+    strong hit (at or above the threshold) and continues over weak ones (above the lower hold
+    threshold), so a clock that dips for a few frames neither splits nor shortens its segment; a run of
+    weak hits alone is no segment.
     """
     frame_s = 1.0 / fps if fps and fps > 0 else 0.0
     by_label: dict[str, list[Hit]] = {}
@@ -101,6 +106,10 @@ def build_segments(
             else:
                 runs.append([hit])
         for run in runs:
+            first_strong = next((i for i, h in enumerate(run) if h.strong), None)
+            if first_strong is None:
+                continue
+            run = run[first_strong:]
             start = run[0].timestamp_s
             end = run[-1].timestamp_s + frame_s
             if duration_s > 0:

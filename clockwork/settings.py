@@ -36,6 +36,10 @@ class DetectDefaults:
     # Which views of each frame the model sees (clockwork.views) and, in the merge, the share of a box
     # inside a higher-scoring box of its class above which it is dropped.
     views: tuple[str, ...] = ("full", "zoomout", "tiles")
+    # Hysteresis: a segment goes on through frames whose best score is at least hold_ratio x min_score.
+    hold_ratio: float = 0.6
+    # Tracks: a detection joins the track whose last box overlaps it at least this much (IoU).
+    track_iou: float = 0.3
     contain_threshold: float = 0.8
     # Frames per decode batch: the CPU path feeds the model one frame at a time inside the batch
     # (docs/BENCHMARKS.md, bench/cpu.py); the NVDEC path hands the whole batch to the model.

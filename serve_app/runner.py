@@ -72,7 +72,8 @@ class ChunkFanout:
             for attempt in range(self.retries + 1):
                 frames, processed = [], 0
                 try:
-                    async for item in self.detector.detect_chunk(path, start, end, **params):
+                    # the detector runs at the hysteresis threshold; the builder keeps what reaches min_score
+                    async for item in self.detector.detect_chunk(path, start, end, **{**params, "min_score": builder.detect_threshold}):
                         if item.get("done"):
                             self.decoded += item["frames_decoded"]
                             break

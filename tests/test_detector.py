@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 
+from clockwork.clockface import ClockStyle, composite, draw_clock_face
+from clockwork.frames import FrameBatch
 from clockwork.samples import draw_clock
 
 
@@ -53,3 +55,39 @@ def test_explicit_cuda_without_gpu_is_an_error():
     with pytest.raises(ValueError, match="no CUDA device"):
         resolve_device("cuda")
     assert resolve_device(None).type == "cpu"
+
+
+# Two eval-family styles, written out so the test does not depend on a random stream.
+PLAIN_ROUND = ClockStyle(shape="round", face=(208, 203, 208), ink=(20, 50, 30), rim=(161, 73, 250), rim_width=0.058,
+                         markers="arabic", font=3, hands="line", hand_color=(20, 50, 30), hour_len=0.44, minute_len=0.79,
+                         hand_width=0.069)
+ROMAN_OCTAGON = ClockStyle(shape="octagon", face=(255, 249, 247), ink=(120, 20, 20), rim=(173, 102, 53), rim_width=0.076,
+                           double_rim=True, markers="roman", font=5, minute_ticks=False, hands="arrow",
+                           hand_color=(120, 20, 20), hour_len=0.44, minute_len=0.83, hand_width=0.03)
+
+
+def scene(style, size, x) -> FrameBatch:
+    frame = composite(np.full((720, 1280, 3), 110, np.uint8), draw_clock_face(style, 10, 10, None, size), x, (720 - size) // 2)
+    return FrameBatch([0], [0.0], frame[None])
+
+
+def test_zoomed_out_view_finds_an_extreme_close_up(detector):
+    batch = scene(PLAIN_ROUND, 1000, 140)  # the dial overflows the frame top and bottom
+    full = detector.detect_batch(batch, views=("full",), min_score=0.1)[0].detections
+    views = detector.detect_batch(batch, views=("full", "zoomout", "tiles"), min_score=0.1)[0].detections
+    assert max((d.score for d in full), default=0) < 0.5
+    assert len(views) == 1 and views[0].score > 0.9 and views[0].h == 720 and views[0].w > 800
+
+
+def test_tiles_find_a_small_clock_and_map_it_back(detector):
+    batch = scene(ROMAN_OCTAGON, 110, 940)
+    assert detector.detect_batch(batch, views=("full",), min_score=0.1)[0].detections == []
+    found = detector.detect_batch(batch, views=("full", "zoomout", "tiles"), min_score=0.5)[0].detections
+    assert len(found) == 1
+    d = found[0]  # in source pixels, inside where the clock was drawn
+    assert 930 <= d.x and d.x + d.w <= 1060 and 300 <= d.y and d.y + d.h <= 420
+
+
+def test_views_are_validated(detector):
+    with pytest.raises(ValueError, match="Supported values are one or more of full, zoomout, tiles"):
+        detector.detect_batch(scene(PLAIN_ROUND, 300, 100), views=("full", "zoom"))

@@ -25,7 +25,7 @@ def run(path, detector, device):
         assert reader.decoder == ("nvdec" if device == "cuda" else "cpu")
         b = ResultBuilder(reader.info, model={}, labels=["clock"], min_score=0.5, sample_fps=None)
         for batch in reader:
-            b.add(detector.detect_batch(batch, labels=["clock"]))
+            b.add(detector.detect_batch(batch, labels=["clock"], min_score=b.detect_threshold))
         return b.build(reader.frames_decoded)
 
 

@@ -70,3 +70,25 @@ def test_sampled_detection(samples_dir, detector):
 def test_missing_video_fails_before_work(tmp_path, detector):
     with pytest.raises(VideoNotFoundError):
         detect_video(tmp_path / "missing.mp4", detector=detector)
+
+
+def test_tracks_follow_each_clock_and_segments_name_theirs():
+    from clockwork.decode import VideoInfo
+    from clockwork.pipeline import ResultBuilder
+    from clockwork.result import Detection
+
+    info = VideoInfo("two.mp4", 640, 360, 10.0, 30, 3.0, "h264", 0, False)
+    b = ResultBuilder(info, model={}, labels=["clock"], min_score=0.5, sample_fps=None)
+    for i in range(30):
+        left = Detection(10 + i, 10, 100, 100, "clock", 0.9)  # drifts right
+        right = Detection(500, 200 - i, 80, 80, "clock", 0.95 if i < 20 else 0.4)  # drifts up, weak after frame 19
+        b.add_frame(i, i / 10, [right, left] if i % 2 else [left, right])
+    result = b.build()
+    tracks = {d.track for f in result.frame_data for d in f.detections if d.x < 300}
+    others = {d.track for f in result.frame_data for d in f.detections if d.x >= 300}
+    assert len(tracks) == 1 and len(others) == 1 and tracks != others
+    assert all(d.score >= 0.5 for f in result.frame_data for d in f.detections)  # weak ones are not in frame_data
+    [seg] = result.segments  # both clocks overlap in time: one clock segment, following the longer track
+    assert seg.track == next(iter(tracks)) and seg.end_s == 3.0
+    doc = result.to_json()
+    assert doc["segments"][0]["track"] == seg.track and doc["frame_data"][0]["detections"][0]["track"] in tracks | others

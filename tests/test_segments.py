@@ -63,3 +63,22 @@ def test_segment_invariants(times, gap, pad, max_len):
         if max_len is not None:
             assert s.end_s - s.start_s <= max_len + 2 * pad + 1e-6
     assert all(a.start_s <= b.start_s for a, b in pairwise(segs))
+
+
+def test_hysteresis_a_dip_below_the_threshold_neither_splits_nor_shortens():
+    strong = [Hit(i, i / 10, "clock", 0.9) for i in range(0, 10)] + [Hit(i, i / 10, "clock", 0.9) for i in range(20, 25)]
+    weak = [Hit(i, i / 10, "clock", 0.35, strong=False) for i in range(10, 20)] + \
+           [Hit(i, i / 10, "clock", 0.35, strong=False) for i in range(25, 30)]
+    segs = build_segments(strong + weak, fps=10, duration_s=10, rules=SegmentRules(gap_s=0, min_length_s=0))
+    assert [(s.start_s, s.end_s, s.frames) for s in segs] == [(0.0, 3.0, 30)]
+    # without the weak hits the same detections split in two and end early
+    segs = build_segments(strong, fps=10, duration_s=10, rules=SegmentRules(gap_s=0, min_length_s=0))
+    assert [(s.start_s, s.end_s) for s in segs] == [(0.0, 1.0), (2.0, 2.5)]
+
+
+def test_weak_hits_alone_make_no_segment_and_do_not_start_one():
+    weak = [Hit(i, i / 10, "clock", 0.35, strong=False) for i in range(0, 10)]
+    assert build_segments(weak, fps=10, duration_s=10, rules=SegmentRules(gap_s=0, min_length_s=0)) == []
+    strong = [Hit(i, i / 10, "clock", 0.9) for i in range(10, 15)]
+    segs = build_segments(weak + strong, fps=10, duration_s=10, rules=SegmentRules(gap_s=0, min_length_s=0))
+    assert [(s.start_s, s.start_frame) for s in segs] == [(1.0, 10)]  # starts at the threshold, not before
