@@ -26,6 +26,7 @@ from clockwork.decode import VideoDecoder
 from clockwork.detector import Detector
 from clockwork.pipeline import detect_video
 from clockwork.samples import draw_clock
+from clockwork.settings import DETECT
 
 
 def make_video(path: Path, seconds: float, size: str) -> None:
@@ -44,7 +45,7 @@ def seed_style(path: Path, detector: Detector) -> int:
         ok, bgr = cap.read()
         if not ok:
             break
-        detector.detect([cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)], min_score=0.5, labels=["clock"])
+        detector.detect([cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)], min_score=DETECT.min_score, labels=list(DETECT.labels))
         n += 1
     cap.release()
     return n

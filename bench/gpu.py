@@ -28,6 +28,7 @@ import torch
 
 from bench._record import record
 from clockwork.detector import Detector
+from clockwork.settings import DETECT
 from clockwork.testing import Receiver, free_port
 
 
@@ -74,7 +75,7 @@ def seed_style(path: Path, max_frames: int) -> tuple[int, float]:
         ok, bgr = cap.read()
         if not ok:
             break
-        det.detect([cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)], min_score=0.5, labels=["clock"])
+        det.detect([cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)], min_score=DETECT.min_score, labels=list(DETECT.labels))
         n += 1
     torch.cuda.synchronize()
     return n, time.perf_counter() - t
@@ -167,7 +168,7 @@ def direct(files: list[Path], sessions: int) -> tuple[int, float]:
                 prepared = det.prepare(batch)
                 with lock:
                     raw = det.infer(det.model_input(prepared))
-                det.postprocess(raw, prepared.metas, labels=["clock"])
+                det.postprocess(raw, prepared, labels=["clock"])
                 n += len(batch)
         return n
 
@@ -200,7 +201,7 @@ def breakdown(path: Path) -> dict[str, float]:
                 raw = det.infer(det.model_input(prepared))
                 torch.cuda.synchronize()
                 t3 = time.perf_counter()
-                det.postprocess(raw, prepared.metas, labels=["clock"])
+                det.postprocess(raw, prepared, labels=["clock"])
                 t4 = time.perf_counter()
                 if rep:
                     for k, dt in zip(acc, (t1 - t, t2 - t1, t3 - t2, t4 - t3), strict=True):

@@ -3,7 +3,7 @@
 The public surface::
 
     from clockwork import detect_video, Detector
-    result = detect_video("film.mp4", labels=["clock"], min_score=0.5)
+    result = detect_video("film.mp4")  # clocks, at the defaults of clockwork.settings
     result.to_json()
 
 Where things happen, in order: ``frames.py`` (a video becomes batches of frames, NVDEC or CPU),

@@ -71,6 +71,41 @@ def iou(a, b) -> float:
     return inter / (a.w * a.h + b.w * b.h - inter + 1e-9)
 
 
+@pytest.fixture(scope="module")
+def evalset(tmp_path_factory):
+    """The evaluation set (clockwork.evalset); the GPU machine has no ffmpeg, so CLOCKWORK_EVALSET_DIR
+    points at one rendered elsewhere by the same generator."""
+    import json
+    import os
+    from pathlib import Path
+
+    from clockwork.evalset import EvalItem, write_evalset
+
+    given = os.environ.get("CLOCKWORK_EVALSET_DIR")
+    if given:
+        doc = json.loads((Path(given) / "manifest.json").read_text())
+        return Path(given), [EvalItem(**item) for item in doc["items"]]
+    out = tmp_path_factory.mktemp("evalset")
+    return out, write_evalset(out, per_scale=3, distractors_per_scale=1)
+
+
+def test_cpu_and_gpu_agree_on_the_evaluation_set(evalset, detector, gpu_detector):
+    """Every view, on both paths, at the default settings: the same clips found, the same false segments."""
+    from clockwork.evalset import score_clip
+    from clockwork.pipeline import detect_video
+
+    data, items = evalset
+    same, lines = 0, []
+    for item in items:
+        cpu = score_clip(item, detect_video(data / item.name, detector=detector))
+        gpu = score_clip(item, detect_video(data / item.name, detector=gpu_detector))
+        key = "false_segments" if item.kind == "distractor" else "found"
+        same += cpu[key] == gpu[key]
+        lines.append(f"{item.name}: cpu {cpu} gpu {gpu}")
+    print("\n".join(lines))
+    assert same >= 0.95 * len(items), "\n".join(lines)
+
+
 def test_fallback_reasons(samples_dir, gpu_detector):
     assert FrameReader.nvdec_problem(probe(samples_dir / "clock_portrait_2997.mp4"), "cuda") == "rotation"
     av1 = VideoInfo("x.mkv", 1920, 1080, 30.0, 300, 10.0, "av1", 0, False)
