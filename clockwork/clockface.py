@@ -7,15 +7,15 @@ training the time reader.
 A style is a point in a small design space: dial shape (round, square, octagon), face and rim colours,
 single or double rim, markers (Arabic or Roman numerals, bars, dots, ticks or nothing) in one of
 OpenCV's Hershey typefaces, minute ticks, hand shape (line, tapered, arrow), hand colours and lengths, a
-second hand or not, and a wrist-watch strap. ``split`` keeps styles apart: the "train" and "eval"
-families use different typefaces and different colour palettes, so an evaluation never sees a style
-that training used. Drawing supersamples 2x and downscales with area interpolation (anti-aliased).
+second hand or not, and a wrist-watch strap. ``split`` keeps styles apart (``random_style``): what
+training draws never uses the typefaces, palettes, arrow hands or octagonal dials of the test sets.
+Drawing supersamples 2x and downscales with area interpolation (anti-aliased).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -50,19 +50,34 @@ class ClockStyle:
     second_hand: bool = False
     second_color: tuple[int, int, int] = (200, 30, 30)
     strap: bool = False  # a wrist watch: a strap above and below the case
+    show_hands: bool = True  # False: a dial whose hands are hidden (unreadable)
+
+
+SPLITS = ("train", "eval", "heldout")
 
 
 def random_style(rng: np.random.Generator, split: str = "train") -> ClockStyle:
-    """A random style from the ``split`` family ("train" or "eval")."""
-    if split not in ("train", "eval"):
-        raise ValueError(f"Invalid split ({split!r}). Supported values are 'train' and 'eval'.")
+    """A random style from the ``split`` family.
+
+    - "train": training typefaces and palettes, round and square dials, line and tapered hands;
+    - "eval": the detector's evaluation set (clockwork.evalset): other typefaces and palettes, any dial and hands;
+    - "heldout": the time reader's test set: eval typefaces and palettes, octagonal or double-rimmed round
+      dials, arrow hands, Roman or Arabic numerals; no typeface, palette, hand shape or octagon of it
+      is ever used in training.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"Invalid split ({split!r}). Supported values are {', '.join(SPLITS)}.")
+    if split == "heldout":
+        base = random_style(rng, "eval")
+        return replace(base, shape=str(rng.choice(["round", "octagon"])), double_rim=True, hands="arrow",
+                       markers=str(rng.choice(["roman", "arabic"])), strap=False)
     palettes = PALETTES_TRAIN if split == "train" else PALETTES_EVAL
     fonts = HERSHEY_TRAIN if split == "train" else HERSHEY_EVAL
     face, ink = palettes[rng.integers(len(palettes))]
     jitter = rng.integers(-12, 13, size=3)
     face = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(face, jitter, strict=True))
     rim = ink if rng.random() < 0.5 else tuple(int(v) for v in rng.integers(0, 256, size=3))
-    return ClockStyle(
+    style = ClockStyle(
         shape=str(rng.choice(["round", "round", "round", "square", "octagon"])),
         face=face, ink=ink, rim=rim, rim_width=float(rng.uniform(0.02, 0.12)), double_rim=bool(rng.random() < 0.3),
         markers=str(rng.choice(["arabic", "arabic", "roman", "bars", "dots", "ticks", "none"])),
@@ -74,6 +89,10 @@ def random_style(rng: np.random.Generator, split: str = "train") -> ClockStyle:
         second_color=tuple(int(v) for v in rng.integers(0, 256, size=3)) if rng.random() < 0.3 else (200, 30, 30),
         strap=bool(rng.random() < 0.12),
     )
+    if split == "train":  # arrow hands and octagons are held out of training
+        style = replace(style, shape="square" if style.shape == "octagon" else style.shape,
+                        hands="taper" if style.hands == "arrow" else style.hands)
+    return style
 
 
 def hand_angles(hour: int, minute: int, second: float | None = None) -> tuple[float, float, float | None]:
@@ -162,11 +181,12 @@ def draw_clock_face(style: ClockStyle, hour: int, minute: int, second: float | N
             cv2.putText(img, text, _pt((tx - tw / 2, ty + th / 2)), style.font, scale, ink, thick, cv2.LINE_AA)
     ha, ma, sa = hand_angles(hour, minute, second)
     width = r * style.hand_width
-    _hand(img, c, ha, ring * style.hour_len, width * 1.3, style.hands, style.hand_color)
-    _hand(img, c, ma, ring * style.minute_len, width, style.hands, style.hand_color)
-    if style.second_hand and sa is not None:
-        _hand(img, c, sa, ring * 0.88, max(1.0, width * 0.3), "line", style.second_color)
-    cv2.circle(img, _pt((c, c)), max(2, int(width * 0.9)), (*style.hand_color, 255), -1, cv2.LINE_AA)
+    if style.show_hands:
+        _hand(img, c, ha, ring * style.hour_len, width * 1.3, style.hands, style.hand_color)
+        _hand(img, c, ma, ring * style.minute_len, width, style.hands, style.hand_color)
+        if style.second_hand and sa is not None:
+            _hand(img, c, sa, ring * 0.88, max(1.0, width * 0.3), "line", style.second_color)
+        cv2.circle(img, _pt((c, c)), max(2, int(width * 0.9)), (*style.hand_color, 255), -1, cv2.LINE_AA)
     # premultiply so the area downscale does not bleed black into anti-aliased edges
     rgb = img[..., :3].astype(np.float32) * (img[..., 3:4] / 255.0)
     small_rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)

@@ -1,0 +1,190 @@
+"""Where a clock becomes a time: read the time an analog clock shows, from its detected box.
+
+    reader = ClockReader()                        # the embedded weights, sha256-checked
+    readings = reader.read_boxes(frame, [det])    # -> [Reading(minutes=610, hhmm="10:10", confidence=.., readable=..)]
+
+The model (``ReaderNet``) is a small convolutional network that looks at a square crop around the
+clock (``crop_box``: the box grown by ``MARGIN`` and squared, resized to ``INPUT`` pixels) and gives
+scores over the 720 minutes of a 12-hour dial plus a "readable" score. A blurred, hidden or
+back-facing dial, or something that is not a dial, scores low on "readable"; callers keep readings at
+or above ``READABLE_THRESHOLD``. It is trained on clocks rendered on the fly (``clockwork.train_reader``;
+docs/READER.md has the record) in the spirit of Yang, Xie and Zisserman, "It's About Time" (CVPR 2022),
+without their alignment network: perspective is left to the classifier, which sees it in training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from clockwork.errors import ModelError
+
+INPUT = 96
+MARGIN = 1.15  # the crop is the box's longer side times this, centred on the box
+MINUTES = 720
+READABLE_THRESHOLD = 0.5
+WEIGHTS = Path(__file__).with_name("models") / "clock_reader.pt"
+# Pinned like the detector's weights: a different file is refused with both hashes named.
+WEIGHTS_SHA256 = "unset"
+
+
+class ReaderNet(nn.Module):
+    """96x96 RGB -> (720 minute logits, 1 readable logit). About 1.6 M parameters."""
+
+    def __init__(self):
+        super().__init__()
+
+        def block(cin, cout, stride):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+        self.features = nn.Sequential(
+            block(3, 32, 2), block(32, 32, 1),      # 48
+            block(32, 64, 2), block(64, 64, 1),     # 24
+            block(64, 128, 2), block(128, 128, 1),  # 12
+            block(128, 192, 2), block(192, 192, 1),  # 6
+            nn.Conv2d(192, 48, 1), nn.ReLU(inplace=True),
+        )
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(48 * 6 * 6, 384), nn.ReLU(inplace=True), nn.Dropout(0.1))
+        self.minutes = nn.Linear(384, MINUTES)
+        self.readable = nn.Linear(384, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.fc(self.features(x))
+        return self.minutes(h), self.readable(h).squeeze(-1)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A time on a 12-hour dial: ``minutes`` 0..719 after 12:00; ``hhmm`` as "H:MM" (12 for 0)."""
+
+    minutes: int
+    confidence: float  # the probability of the best minute, summed over +-1 minute
+    readable: float  # the probability that the dial can be read at all
+
+    @property
+    def hhmm(self) -> str:
+        return hhmm(self.minutes)
+
+    def to_json(self) -> dict:
+        return {"minutes": self.minutes, "hhmm": self.hhmm, "confidence": round(self.confidence, 4),
+                "readable": round(self.readable, 4)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Reading:
+        return cls(int(d["minutes"]), float(d["confidence"]), float(d.get("readable", 1.0)))
+
+
+def hhmm(minutes: int) -> str:
+    h, m = divmod(int(minutes) % MINUTES, 60)
+    return f"{h or 12}:{m:02d}"
+
+
+def parse_hhmm(text: str) -> int:
+    """"H:MM" or "HH:MM" (24-hour accepted) -> minutes 0..719 on a 12-hour dial."""
+    try:
+        h, m = (int(v) for v in text.strip().split(":"))
+    except ValueError:
+        raise ValueError(f"Invalid time ({text!r}). Supported values look like 10:10 or 22:10.") from None
+    if not (0 <= h <= 24 and 0 <= m < 60):
+        raise ValueError(f"Invalid time ({text!r}). Supported values look like 10:10 or 22:10.")
+    return (h % 12) * 60 + m
+
+
+def circular_error(a: int, b: int) -> int:
+    """Minutes between two readings on a 12-hour dial (0..360)."""
+    d = abs(int(a) - int(b)) % MINUTES
+    return min(d, MINUTES - d)
+
+
+def crop_box(image: np.ndarray, box: Sequence[float], size: int = INPUT) -> np.ndarray:
+    """The square crop around ``box`` (x, y, w, h in pixels), grown by MARGIN, resized to ``size``;
+    parts outside the image repeat its edge."""
+    x, y, w, h = (float(v) for v in box)
+    side = max(w, h) * MARGIN
+    cx, cy = x + w / 2, y + h / 2
+    scale = size / max(side, 1.0)
+    m = np.float32([[scale, 0, size / 2 - cx * scale], [0, scale, size / 2 - cy * scale]])
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.warpAffine(image, m, (size, size), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+
+
+def to_tensor(crops: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(np.stack(list(crops)))).permute(0, 3, 1, 2).float().div_(255.0)
+    return (x - 0.5) / 0.25
+
+
+def decode(minute_logits: torch.Tensor, readable_logit: torch.Tensor) -> list[Reading]:
+    p = minute_logits.float().softmax(-1)
+    best = p.argmax(-1)
+    idx = torch.stack([(best - 1) % MINUTES, best, (best + 1) % MINUTES], -1)
+    conf = p.gather(-1, idx).sum(-1)
+    readable = readable_logit.float().sigmoid()
+    return [Reading(int(b), float(c), float(r)) for b, c, r in zip(best.tolist(), conf.tolist(), readable.tolist(), strict=True)]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ClockReader:
+    """The time reader, ready for batched reading on the CPU or a GPU."""
+
+    def __init__(self, weights: str | Path | None = None, *, device: str | torch.device = "cpu"):
+        path = Path(weights) if weights else WEIGHTS
+        if not path.is_file():
+            raise ModelError(f"clock reader weights not found: {path} (train them with python -m clockwork.train_reader)")
+        if weights is None and _sha256(path) != WEIGHTS_SHA256:
+            raise ModelError(f"{path}: sha256 {_sha256(path)} is not the pinned {WEIGHTS_SHA256}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.net = ReaderNet()
+        self.net.load_state_dict({k: v.float() for k, v in state["model"].items()})
+        self.device = torch.device(device)
+        self.net.to(self.device).eval()
+        self.sha256 = _sha256(path)
+
+    @property
+    def info(self) -> dict:
+        return {"name": "clock-reader", "input_size": INPUT, "weights_sha256": self.sha256}
+
+    @torch.inference_mode()
+    def read(self, crops: Sequence[np.ndarray]) -> list[Reading]:
+        """Read square RGB crops of ``INPUT`` pixels (``crop_box`` makes them)."""
+        if len(crops) == 0:
+            return []
+        minute_logits, readable = self.net(to_tensor(crops).to(self.device))
+        return decode(minute_logits, readable)
+
+    def read_boxes(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> list[Reading]:
+        """Read the clocks at ``boxes`` (x, y, w, h) in one RGB frame."""
+        return self.read([crop_box(image, b) for b in boxes])
+
+
+def fuse(readings: Sequence[tuple[float, Reading]], *, threshold: float = READABLE_THRESHOLD) -> Reading | None:
+    """One reading for a clock seen at several times ``(t_seconds, reading)`` while the clip plays.
+
+    Each readable reading votes for the time at t = 0 (its minutes minus the seconds elapsed, as a clock
+    advances with the film); the vote is weighted by confidence and taken on the circle, so 11:59 and
+    12:00 agree. Returns the fused time at the first reading's moment, or None when nothing is readable."""
+    good = [(t, r) for t, r in readings if r.readable >= threshold]
+    if not good:
+        return None
+    t0 = good[0][0]
+    angles = [(2 * math.pi * ((r.minutes - (t - t0) / 60.0) % MINUTES) / MINUTES, r.confidence * r.readable) for t, r in good]
+    sx = sum(w * math.cos(a) for a, w in angles)
+    sy = sum(w * math.sin(a) for a, w in angles)
+    minutes = int(round((math.atan2(sy, sx) % (2 * math.pi)) / (2 * math.pi) * MINUTES)) % MINUTES
+    agree = [r for t, r in good if circular_error(minutes, round(r.minutes - (t - t0) / 60.0)) <= 1]
+    confidence = sum(r.confidence for r in agree) / len(good)
+    return Reading(minutes, confidence, max(r.readable for r in good))

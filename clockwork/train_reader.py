@@ -1,0 +1,279 @@
+"""Train the clock reader on clocks rendered on the fly. Reproduces clockwork/models/clock_reader.pt.
+
+    python -m clockwork.train_reader --out ckpt/ --minutes 8              # a first run (GPU machine)
+    python -m clockwork.train_reader --out ckpt/ --resume ckpt/last.pt --minutes 8   # go on
+    python -m clockwork.train_reader --export ckpt/last.pt                # small fp16 weights into the package
+
+Each sample is drawn by ``render_sample``: a random "train" style (``clockwork.clockface``) at a random
+time, with a second hand or not, warped in perspective and rolled a little, composited on a photograph
+or texture, cropped around the dial with the box jittered as a detector's would be, then degraded:
+lighting, a shadow gradient, glare, motion or Gaussian blur, downscaling to 16-96 px and back, JPEG,
+noise and stray lines. 15% are unreadable (blurred past reading, hands hidden, a blank dial, or no
+clock at all) and teach the "readable" head. The minute target is soft: a Gaussian over +-2 minutes on
+the circle. Rendering runs in DataLoader workers (the GPU machine has 16 cores); the step runs in bf16.
+Each command stops cleanly after --minutes, writing ``last.pt`` (model and step) and ``opt.pt`` (the
+optimiser) to --out; the learning rate follows a cosine over each command's --minutes after a short
+warm-up, so a resumed command is a warm restart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from clockwork.clockface import ClockStyle, composite, draw_clock_face, random_style
+from clockwork.reader import INPUT, MINUTES, WEIGHTS, ReaderNet, circular_error, crop_box, decode, to_tensor
+
+UNREADABLE = 0.15
+_TEXTURES: list[np.ndarray] = []
+
+
+def _textures() -> list[np.ndarray]:
+    if not _TEXTURES:
+        import skimage.data
+
+        for name in ("astronaut", "coffee", "chelsea", "rocket", "brick", "gravel", "grass", "camera", "coins", "moon",
+                     "text", "page", "immunohistochemistry", "colorwheel"):
+            img = getattr(skimage.data, name)()
+            if img.ndim == 2:
+                img = np.dstack([img] * 3)
+            _TEXTURES.append(np.ascontiguousarray(img[..., :3]))
+    return _TEXTURES
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    if rng.random() < 0.25:
+        bg = np.full((size, size, 3), rng.integers(0, 256, size=3), np.uint8)
+        return np.clip(bg + rng.normal(0, rng.uniform(0, 20), bg.shape), 0, 255).astype(np.uint8)
+    tex = _textures()[rng.integers(len(_textures()))]
+    scale = size / min(tex.shape[:2]) * rng.uniform(1.0, 2.5)
+    tex = cv2.resize(tex, (max(size, int(tex.shape[1] * scale)), max(size, int(tex.shape[0] * scale))))
+    y, x = rng.integers(0, tex.shape[0] - size + 1), rng.integers(0, tex.shape[1] - size + 1)
+    return np.ascontiguousarray(tex[y:y + size, x:x + size])
+
+
+def _warp(rgba: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    s = rgba.shape[0]
+    src = np.float32([[0, 0], [s, 0], [s, s], [0, s]])
+    dst = src + rng.uniform(-0.15, 0.15, size=(4, 2)).astype(np.float32) * s
+    roll = math.radians(rng.uniform(-12, 12))
+    c = s / 2
+    rot = np.float32([[math.cos(roll), -math.sin(roll)], [math.sin(roll), math.cos(roll)]])
+    dst = (dst - c) @ rot.T + c
+    dst -= dst.min(axis=0)
+    out = int(math.ceil(dst.max())) + 1
+    m = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
+    return cv2.warpPerspective(rgba, m, (out, out), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0, 0))
+
+
+def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    x = img.astype(np.float32)
+    x = x * rng.uniform(0.55, 1.3) + rng.uniform(-25, 25)
+    x *= rng.uniform(0.85, 1.15, size=3)
+    if rng.random() < 0.35:  # a shadow across the dial
+        a = rng.uniform(0, 2 * math.pi)
+        yy, xx = np.mgrid[0:INPUT, 0:INPUT] / INPUT - 0.5
+        g = np.clip(0.5 + (np.cos(a) * xx + np.sin(a) * yy) * rng.uniform(1, 4), 0, 1)
+        x *= (1 - rng.uniform(0.3, 0.7) * g)[..., None]
+    if rng.random() < 0.2:  # glare
+        glare = np.zeros((INPUT, INPUT), np.float32)
+        cv2.ellipse(glare, (int(rng.integers(INPUT)), int(rng.integers(INPUT))), (int(rng.integers(8, 40)), int(rng.integers(4, 20))),
+                    float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
+        glare = cv2.GaussianBlur(glare, (0, 0), 6)
+        x += glare[..., None] * rng.uniform(60, 200)
+    if rng.random() < 0.2:  # stray lines
+        for _ in range(int(rng.integers(1, 4))):
+            p1, p2 = rng.integers(0, INPUT, size=2), rng.integers(0, INPUT, size=2)
+            cv2.line(x, tuple(int(v) for v in p1), tuple(int(v) for v in p2), tuple(float(v) for v in rng.uniform(0, 255, 3)),
+                     int(rng.integers(1, 3)), cv2.LINE_AA)
+    x = np.clip(x, 0, 255).astype(np.uint8)
+    if rng.random() < 0.2:  # motion blur
+        k = int(rng.integers(3, 8))
+        kernel = np.zeros((k, k), np.float32)
+        kernel[k // 2] = 1.0 / k
+        kernel = cv2.warpAffine(kernel, cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), float(rng.uniform(0, 180)), 1.0), (k, k))
+        x = cv2.filter2D(x, -1, kernel / max(kernel.sum(), 1e-6))
+    elif rng.random() < 0.3:
+        x = cv2.GaussianBlur(x, (0, 0), float(rng.uniform(0.3, 1.3)))
+    if rng.random() < 0.5:  # a small clock: down to 16-96 px and back up
+        s = int(rng.integers(16, 97))
+        x = cv2.resize(cv2.resize(x, (s, s), interpolation=cv2.INTER_AREA), (INPUT, INPUT), interpolation=cv2.INTER_LINEAR)
+    if rng.random() < 0.5:
+        ok, enc = cv2.imencode(".jpg", x, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 92))])
+        x = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED)
+    noise = rng.normal(0, rng.uniform(0, 8), x.shape)
+    return np.clip(x + noise, 0, 255).astype(np.uint8)
+
+
+def render_sample(rng: np.random.Generator, split: str = "train", unreadable: float = UNREADABLE) -> tuple[np.ndarray, int, int]:
+    """One training or test crop: (uint8 INPUT x INPUT x 3 RGB, minutes 0..719, readable 0/1)."""
+    style = random_style(rng, split)
+    hour, minute = int(rng.integers(12)), int(rng.integers(60))
+    second = float(rng.uniform(0, 60)) if style.second_hand else None
+    kind = "clock"
+    if rng.random() < unreadable:
+        kind = str(rng.choice(["blur", "nohands", "blank", "none"]))
+        if kind == "nohands":
+            style = ClockStyle(**{**style.__dict__, "show_hands": False})
+        elif kind == "blank":
+            style = ClockStyle(**{**style.__dict__, "show_hands": False, "markers": "none", "minute_ticks": False,
+                                  "double_rim": False})
+    canvas = 224
+    bg = _background(rng, canvas)
+    if kind == "none":
+        box = [float(v) for v in rng.uniform(20, 120, size=2)] + [float(rng.uniform(40, 100))] * 2
+        crop = crop_box(bg, box)
+    else:
+        face = _warp(draw_clock_face(style, hour, minute, second, int(rng.integers(110, 170))), rng)
+        x, y = int(rng.integers(0, max(1, canvas - face.shape[1]))), int(rng.integers(0, max(1, canvas - face.shape[0])))
+        scene = composite(bg, face, x, y)
+        ys, xs = np.nonzero(face[..., 3] > 128)
+        bw, bh = xs.max() - xs.min(), ys.max() - ys.min()
+        jitter = rng.uniform(-0.08, 0.08, size=4) * max(bw, bh)
+        box = [x + xs.min() + jitter[0], y + ys.min() + jitter[1], bw * rng.uniform(0.92, 1.12) + jitter[2],
+               bh * rng.uniform(0.92, 1.12) + jitter[3]]
+        crop = crop_box(scene, box)
+    crop = _degrade(crop, rng)
+    if kind == "blur":
+        crop = cv2.GaussianBlur(crop, (0, 0), float(rng.uniform(5, 9)))
+    return crop, hour * 60 + minute, int(kind == "clock")
+
+
+class RenderedClocks(torch.utils.data.IterableDataset):
+    def __init__(self, seed: int, split: str = "train"):
+        self.seed, self.split = seed, split
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, info.id if info else 0])
+        while True:
+            crop, minutes, readable = render_sample(rng, self.split)
+            yield torch.from_numpy(crop), minutes, readable
+
+
+def soft_targets(minutes: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    grid = torch.arange(MINUTES, device=minutes.device)[None]
+    d = (grid - minutes[:, None]).remainder(MINUTES)
+    d = torch.minimum(d, MINUTES - d).float()
+    w = torch.exp(-0.5 * (d / sigma) ** 2) * (d <= 2)
+    return w / w.sum(-1, keepdim=True)
+
+
+def heldout_set(n: int, seed: int = 12345, split: str = "heldout") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    crops, minutes, readable = zip(*(render_sample(rng, split) for _ in range(n)), strict=True)
+    return np.stack(crops), np.array(minutes), np.array(readable)
+
+
+@torch.inference_mode()
+def evaluate(net: ReaderNet, crops: np.ndarray, minutes: np.ndarray, readable: np.ndarray, device) -> dict:
+    net.eval()
+    out = []
+    for i in range(0, len(crops), 512):
+        logits, r = net(to_tensor(crops[i:i + 512]).to(device))
+        out += decode(logits, r)
+    net.train()
+    ok = readable == 1
+    err = np.array([circular_error(o.minutes, m) for o, m in zip(out, minutes, strict=True)])[ok]
+    pred_readable = np.array([o.readable >= 0.5 for o in out])
+    return {"exact": float((err == 0).mean()), "within_1": float((err <= 1).mean()), "within_5": float((err <= 5).mean()),
+            "mean_error_min": float(err.mean()), "readable_accuracy": float((pred_readable == ok).mean())}
+
+
+def train(args) -> int:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(args.seed)
+    net = ReaderNet().to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.05)
+    step = 0
+    if args.resume:
+        ck = torch.load(args.resume, map_location=device, weights_only=False)
+        net.load_state_dict(ck["model"])
+        step = ck["step"]
+        opt_path = Path(args.resume).with_name("opt.pt")
+        if opt_path.is_file():
+            opt.load_state_dict(torch.load(opt_path, map_location=device, weights_only=False))
+        print(f"resumed from {args.resume} at step {step}", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    loader = torch.utils.data.DataLoader(RenderedClocks(args.seed + step, "train"), batch_size=args.batch,
+                                         num_workers=args.workers, pin_memory=device.type == "cuda", persistent_workers=args.workers > 0,
+                                         prefetch_factor=4 if args.workers else None)
+    held = heldout_set(args.eval_n)
+    t0 = time.time()
+    deadline = t0 + args.minutes * 60
+    first = step
+    for crops, minutes, readable in loader:
+        # a cosine over this command's time budget, after a short warm-up (a resumed run is a warm restart)
+        done = min((time.time() - t0) / (args.minutes * 60), 1.0)
+        lr = args.lr * min(1.0, (step - first + 1) / 300) * max(0.5 * (1 + math.cos(math.pi * done)), 0.02)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x = to_tensor(crops.numpy()).to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        minutes, readable = minutes.to(device), readable.to(device).float()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits, r = net(x)
+        logits, r = logits.float(), r.float()
+        minute_loss = -(soft_targets(minutes) * logits.log_softmax(-1)).sum(-1)
+        loss = (minute_loss * readable).sum() / readable.sum().clamp(min=1) + F.binary_cross_entropy_with_logits(r, readable)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 200 == 0:
+            rate = (step - first) / (time.time() - t0)
+            print(f"step {step} loss {loss.item():.3f} lr {lr:.2e} {time.time() - t0:.0f}s {rate:.1f} it/s", flush=True)
+        stop = time.time() > deadline or step >= args.total_steps
+        if step % 1000 == 0 or stop:
+            print(f"step {step} heldout {evaluate(net, *held, device)}", flush=True)
+            # two files, each under the 16 MiB that comes back from the GPU machine
+            torch.save({"model": net.state_dict(), "step": step}, out / "last.pt")
+            torch.save(opt.state_dict(), out / "opt.pt")
+        if stop:
+            break
+    print(f"stopped at step {step} after {time.time() - t0:.0f} s; checkpoint {out / 'last.pt'}", flush=True)
+    return 0
+
+
+def export(checkpoint: str, dest: Path = WEIGHTS) -> str:
+    import hashlib
+
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": {k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()}, "step": ck["step"]}, dest)
+    digest = hashlib.sha256(dest.read_bytes()).hexdigest()
+    print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB), step {ck['step']}, sha256 {digest}")
+    return digest
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m clockwork.train_reader", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="var/reader", help="checkpoint directory")
+    ap.add_argument("--resume", help="a last.pt to go on from")
+    ap.add_argument("--minutes", type=float, default=8.0, help="stop and checkpoint after this long")
+    ap.add_argument("--total-steps", type=int, default=1_000_000, help="stop after this many steps in all")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    ap.add_argument("--eval-n", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--export", metavar="CHECKPOINT", help="write the small fp16 weights of CHECKPOINT into the package")
+    args = ap.parse_args(argv)
+    if args.export:
+        export(args.export)
+        return 0
+    return train(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
