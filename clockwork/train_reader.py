@@ -127,13 +127,13 @@ def render_sample(rng: np.random.Generator, split: str = "train", unreadable: fl
         elif kind == "blank":
             style = ClockStyle(**{**style.__dict__, "show_hands": False, "markers": "none", "minute_ticks": False,
                                   "double_rim": False})
-    canvas = 224
+    canvas = 192
     bg = _background(rng, canvas)
     if kind == "none":
         box = [float(v) for v in rng.uniform(20, 120, size=2)] + [float(rng.uniform(40, 100))] * 2
         crop = crop_box(bg, box)
     else:
-        face = _warp(draw_clock_face(style, hour, minute, second, int(rng.integers(110, 170))), rng)
+        face = _warp(draw_clock_face(style, hour, minute, second, int(rng.integers(96, 140))), rng)
         x, y = int(rng.integers(0, max(1, canvas - face.shape[1]))), int(rng.integers(0, max(1, canvas - face.shape[0])))
         scene = composite(bg, face, x, y)
         ys, xs = np.nonzero(face[..., 3] > 128)
