@@ -27,13 +27,17 @@ class Letterbox:
     src_h: int
     off_x: float = 0.0
     off_y: float = 0.0
+    frame_w: int | None = None  # the whole frame, when the region is a crop of it (a tile)
+    frame_h: int | None = None
 
 
-def view_letterbox(x0: int, y0: int, w: int, h: int, size: int, zoom: float = 1.0) -> Letterbox:
-    """The letterbox of the region (x0, y0, w, h), shrunk further by ``zoom`` (< 1 leaves a grey margin)."""
+def view_letterbox(x0: int, y0: int, w: int, h: int, size: int, zoom: float = 1.0, *,
+                   frame_w: int | None = None, frame_h: int | None = None) -> Letterbox:
+    """The letterbox of the region (x0, y0, w, h) of a ``frame_w`` x ``frame_h`` frame, shrunk further by
+    ``zoom`` (< 1 leaves a grey margin)."""
     scale = min(size / w, size / h) * zoom
     new_w, new_h = int(round(w * scale)), int(round(h * scale))
-    return Letterbox(scale, (size - new_w) // 2, (size - new_h) // 2, w, h, x0, y0)
+    return Letterbox(scale, (size - new_w) // 2, (size - new_h) // 2, w, h, x0, y0, frame_w or w + x0, frame_h or h + y0)
 
 
 def letterbox_region(image: np.ndarray, lb: Letterbox, size: int, *, area: bool = False) -> np.ndarray:
@@ -104,23 +108,39 @@ def inside_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return iw * ih / (b[:, 2] * b[:, 3])[None].clamp(min=1e-9)
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, iou_threshold: float,
-        contain_threshold: float | None = None) -> torch.Tensor:
-    """Greedy per-class NMS on top-left/size boxes. Returns kept indexes, highest score first.
+def merge_contained(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, keep: torch.Tensor,
+                    threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """After NMS: a kept box with at least ``threshold`` of itself inside a larger kept box of its class is
+    part of that object (the dial the model boxes again inside the whole clock, or what one view saw of
+    it) and is dropped; the larger box takes the higher of the two scores. Returns (keep, scores), keep
+    ordered by score."""
+    if keep.numel() < 2:
+        return keep, scores
+    scores = scores.clone()
+    b, c = boxes[keep], classes[keep]
+    inside = inside_matrix(b, b)  # [i, j]: share of j inside i
+    area = b[:, 2] * b[:, 3]
+    alive = torch.ones(len(keep), dtype=torch.bool)
+    for j in torch.argsort(area).tolist():  # smallest first
+        holders = [i for i in range(len(keep)) if i != j and alive[i] and c[i] == c[j] and area[i] > area[j]
+                   and inside[i, j] >= threshold]
+        if holders:
+            i = max(holders, key=lambda k: float(area[k]))
+            scores[keep[i]] = torch.maximum(scores[keep[i]], scores[keep[j]])
+            alive[j] = False
+    keep = keep[alive]
+    return keep[torch.argsort(scores[keep], descending=True)], scores
 
-    With ``contain_threshold``, a box is also suppressed when at least that share of it lies inside a
-    higher-scoring box of its class: the merge of views (a tile's cut-off half of a clock, or the dial
-    the model boxes again inside the whole clock)."""
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Greedy per-class NMS on top-left/size boxes. Returns kept indexes, highest score first."""
     if boxes.numel() == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     order = torch.argsort(scores, descending=True)
     boxes, classes = boxes[order], classes[order]
     iou = iou_matrix(boxes, boxes)
     same = classes[:, None] == classes[None, :]
-    overlap = iou > iou_threshold
-    if contain_threshold is not None:
-        overlap |= inside_matrix(boxes, boxes) >= contain_threshold
-    suppress = (overlap & same).triu(diagonal=1).cpu()
+    suppress = ((iou > iou_threshold) & same).triu(diagonal=1).cpu()
     n = boxes.shape[0]
     keep = torch.ones(n, dtype=torch.bool)
     for i in range(n):

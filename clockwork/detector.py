@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from clockwork import model_store
 from clockwork._logging import logger
-from clockwork.boxes import LETTERBOX_FILL, Letterbox, cxcywh_to_xywh, letterbox_region, nms, view_letterbox
+from clockwork.boxes import LETTERBOX_FILL, Letterbox, cxcywh_to_xywh, letterbox_region, merge_contained, nms, view_letterbox
 from clockwork.darknet import Darknet
 from clockwork.errors import ModelError
 from clockwork.frames import FrameBatch
@@ -145,7 +145,7 @@ class Detector:
         on the host for CPU frames."""
         n, h, w = len(batch), batch.data.shape[1], batch.data.shape[2]
         plan = plan_views(views, w, h)
-        metas = [view_letterbox(v.x0, v.y0, v.w, v.h, self.input_size, v.zoom) for v in plan]
+        metas = [view_letterbox(v.x0, v.y0, v.w, v.h, self.input_size, v.zoom, frame_w=w, frame_h=h) for v in plan]
         frame_of = [i for _ in plan for i in range(n)]
         rows = [m for m in metas for _ in range(n)]
         if batch.on_gpu:
@@ -199,8 +199,9 @@ class Detector:
     ) -> list[list[Detection]]:
         """Raw [R, boxes, 5+C] outputs -> detections per frame, in source pixels, highest score first.
 
-        The boxes of every view of a frame meet in one class-aware NMS in source pixels; with ``merge`` a
-        box mostly inside a higher-scoring box of its class is dropped too (``DETECT.contain_threshold``).
+        Boxes cut by a tile's inner edge are dropped; the boxes of every view of a frame then meet in one
+        class-aware NMS in source pixels; with ``merge`` a box mostly inside a larger box of its class is
+        merged into it (``boxes.merge_contained``, ``DETECT.contain_threshold``).
         Only candidate boxes leave the device, in one transfer for the whole batch."""
         ids = self.label_ids(labels)
         thresholds = self._thresholds(min_score).to(raw.device)
@@ -221,13 +222,23 @@ class Detector:
             return out
         rows = cand[:, 6].long()
         # every view's letterbox, one row each, gathered per candidate: source pixels in one vectorised step
-        lb = torch.tensor([[m.scale, m.pad_x, m.pad_y, m.src_w, m.src_h, m.off_x, m.off_y] for m in prepared.metas],
+        lb = torch.tensor([[m.scale, m.pad_x, m.pad_y, m.src_w, m.src_h, m.off_x, m.off_y,
+                            m.frame_w or m.src_w + m.off_x, m.frame_h or m.src_h + m.off_y] for m in prepared.metas],
                           dtype=torch.float64)[rows]
         px = cxcywh_to_xywh(cand[:, :4]) * self.input_size
         x0 = ((px[:, 0] - lb[:, 1]) / lb[:, 0]).clamp(min=0).minimum(lb[:, 3])
         y0 = ((px[:, 1] - lb[:, 2]) / lb[:, 0]).clamp(min=0).minimum(lb[:, 4])
         x1 = ((px[:, 0] + px[:, 2] - lb[:, 1]) / lb[:, 0]).clamp(min=0).minimum(lb[:, 3])
         y1 = ((px[:, 1] + px[:, 3] - lb[:, 2]) / lb[:, 0]).clamp(min=0).minimum(lb[:, 4])
+        # A box cut by a tile's edge inside the frame is half an object: the clock is whole in the
+        # overlapping tile or in the full view, so the cut box is dropped (the tiled-inference rule).
+        edge = 2.0 / lb[:, 0]  # two network pixels, in source pixels
+        cut = (((x0 <= edge) & (lb[:, 5] > 0)) | ((x1 >= lb[:, 3] - edge) & (lb[:, 5] + lb[:, 3] < lb[:, 7] - 0.5))
+               | ((y0 <= edge) & (lb[:, 6] > 0)) | ((y1 >= lb[:, 4] - edge) & (lb[:, 6] + lb[:, 4] < lb[:, 8] - 0.5)))
+        whole = ~cut
+        x0, y0, x1, y1, lb, cand, rows = x0[whole], y0[whole], x1[whole], y1[whole], lb[whole], cand[whole], rows[whole]
+        if cand.numel() == 0:
+            return out
         boxes = torch.stack([x0 + lb[:, 5], y0 + lb[:, 6], x1 - x0, y1 - y0], dim=1)
         frames = torch.tensor(prepared.frame_of, dtype=torch.long)[rows]
         scores, classes = cand[:, 4], cand[:, 5].long()
@@ -235,7 +246,9 @@ class Detector:
         # apart (the "batched NMS" offset trick; float64 keeps pixels exact at the offsets).
         shifted = boxes.clone()
         shifted[:, 0] += frames.double() * 1e6
-        keep = nms(shifted, scores, classes, self.iou_threshold, DETECT.contain_threshold if merge else None)
+        keep = nms(shifted, scores, classes, self.iou_threshold)
+        if merge:
+            keep, scores = merge_contained(shifted, scores, classes, keep, DETECT.contain_threshold)
         for b, sc, c, f in zip(boxes[keep].tolist(), scores[keep].tolist(), classes[keep].tolist(), frames[keep].tolist(),
                                strict=True):
             if b[2] >= 1 and b[3] >= 1:

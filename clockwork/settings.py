@@ -31,7 +31,9 @@ class DetectDefaults:
 
     labels: tuple[str, ...] = (CLOCK_LABEL,)
     min_score: float = 0.5
-    sample_fps: float | None = None
+    # Frames a second that are detected (None: every frame). 5 pays for the six views of each frame:
+    # 30 model inputs per second of 30 fps video, what one view of every frame cost (docs/BENCHMARKS.md).
+    sample_fps: float | None = 5.0
     iou_threshold: float = 0.45
     # Which views of each frame the model sees (clockwork.views) and, in the merge, the share of a box
     # inside a higher-scoring box of its class above which it is dropped.

@@ -54,7 +54,9 @@ def test_gpu_path_agrees_with_cpu_path(name, samples_dir, detector, gpu_detector
         # Pair each box with the same object on the other path, not with the same list position: the
         # model often gives one clock two boxes (the whole clock and its dial) whose scores differ in
         # the third decimal, so fp16 can swap their order (bench/agreement.py, docs/BENCHMARKS.md).
-        for a in f.detections:
+        # A box within 0.1 of the threshold may appear on one path only (fp16 and interpolation move scores
+        # by a few hundredths); the confident ones must be on both, in the same place.
+        for a in (d for d in f.detections if d.score >= 0.6):
             b = max(g.detections, key=lambda d: iou(a, d))
             for u, v in ((a.x, b.x), (a.y, b.y), (a.w, b.w), (a.h, b.h)):
                 assert abs(u - v) <= max(4.0, 0.03 * max(cpu.width, cpu.height)), (name, f.frame_no, a, b)

@@ -10,15 +10,10 @@ from clockwork.errors import VideoNotFoundError
 TOLERANCE_S = 0.5
 
 
-EVERY_FRAME = "clock_moving_360p25.mp4"  # the JSON contract is checked on an every-frame run
-
-
 @pytest.fixture(scope="module")
 def results(samples_dir, manifest, detector):
-    """Every frame of one file; the rest sampled at 10 frames/s, which keeps the ground-truth tolerance
-    (0.5 s) and the fast tier fast. `make demo` checks the whole library at every frame, through the API."""
-    return {name: detect_video(samples_dir / name, detector=detector, sample_fps=None if name == EVERY_FRAME else 10)
-            for name in manifest["files"]}
+    """The whole library at the default settings (every view, 5 frames/s), as a user gets it."""
+    return {name: detect_video(samples_dir / name, detector=detector) for name in manifest["files"]}
 
 
 def test_every_ground_truth_interval_found(results, manifest):
@@ -47,9 +42,10 @@ def test_result_json_contract(results, manifest):
     assert set(frame) == {"frame_no", "timestamp_s", "detections"}
     assert frame["timestamp_s"] == pytest.approx(frame["frame_no"] / 25)
     det = frame["detections"][0]
-    assert set(det) == {"x", "y", "w", "h", "type", "label", "score"} and det["type"] == "clock"
+    assert set(det) == {"x", "y", "w", "h", "type", "label", "score", "track"} and det["type"] == "clock"
     assert 0 <= det["x"] and det["x"] + det["w"] <= 640 and det["y"] + det["h"] <= 360
-    assert set(doc["segments"][0]) == {"label", "start_s", "end_s", "start_frame", "end_frame", "max_score", "frames"}
+    assert set(doc["segments"][0]) == {"label", "start_s", "end_s", "start_frame", "end_frame", "max_score", "frames", "track"}
+    assert doc["views"] == ["full", "zoomout", "tiles"] and doc["sample_fps"] == 5 and doc["frames_processed"] == 40
     assert doc["model"]["name"] == "yolov3-tiny"
 
 

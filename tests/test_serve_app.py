@@ -206,7 +206,8 @@ def test_killed_detector_replica_mid_job(deploy):
 
     app = deploy()
     with Receiver() as rx:
-        job_id = app.post({"filename": "clock_static_720p30.mp4", "postback_url": rx.url}).json()["job_id"]
+        body = {"filename": "clock_static_720p30.mp4", "postback_url": rx.url, "sample_fps": 0}  # 0: every frame
+        job_id = app.post(body).json()["job_id"]
         app.wait(job_id, lambda s: s["progress"]["frames_done"] > 0 or s["status"] != "queued")
         actors = _detector_actors(app.name)
         assert actors
