@@ -91,3 +91,24 @@ def test_tiles_find_a_small_clock_and_map_it_back(detector):
 def test_views_are_validated(detector):
     with pytest.raises(ValueError, match="Supported values are one or more of full, zoomout, tiles"):
         detector.detect_batch(scene(PLAIN_ROUND, 300, 100), views=("full", "zoom"))
+
+
+def test_the_gpu_letterbox_path_agrees_with_the_cpu_one(samples_dir, detector):
+    """NVDEC frames are letterboxed with torch (crop, interpolate, pad) and CPU frames with OpenCV. The torch
+    code runs on CPU tensors too, so the two preprocessings of every view are compared here, without a GPU
+    (tests/test_gpu.py compares the whole paths on a card)."""
+    import torch
+
+    from clockwork.frames import FrameReader
+
+    with FrameReader(samples_dir / "clock_60fps_480p.mp4", sample_fps=5) as reader:
+        for batch in reader:
+            on_host = detector.detect_batch(batch, min_score=0.3)
+            as_torch = detector.detect_batch(FrameBatch(batch.indexes, batch.timestamps, torch.from_numpy(batch.data)),
+                                             min_score=0.3)
+            for a, b in zip(on_host, as_torch, strict=True):
+                confident_a = [d for d in a.detections if d.score >= 0.6]
+                confident_b = [d for d in b.detections if d.score >= 0.6]
+                assert len(confident_a) == len(confident_b), (a, b)
+                for u, v in zip(confident_a, confident_b, strict=True):
+                    assert max(abs(u.x - v.x), abs(u.y - v.y), abs(u.w - v.w), abs(u.h - v.h)) <= 8 and abs(u.score - v.score) < 0.05
