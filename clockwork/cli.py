@@ -57,8 +57,9 @@ def summary(result) -> str:
              f"{result.duration_s:.2f} s, {result.frames_processed}/{result.frames_total} frames processed, "
              f"{len(result.segments)} segment(s)"]
     for seg in result.segments:
+        shows = f", shows {seg.clock_time.hhmm} (confidence {seg.clock_time.confidence:.2f})" if seg.clock_time else ""
         lines.append(f"  {seg.label:<10} {hms(seg.start_s)} -> {hms(seg.end_s)}  "
-                     f"({seg.duration_s:.2f} s, {seg.frames} frames, max score {seg.max_score:.2f})")
+                     f"({seg.duration_s:.2f} s, {seg.frames} frames, max score {seg.max_score:.2f}{shows})")
     return "\n".join(lines)
 
 
@@ -81,7 +82,8 @@ def cmd_detect(args) -> int:
 
     try:
         result = detect_video(args.video, labels=args.labels or None, min_score=args.min_score,
-                              sample_fps=args.sample_fps, views=parse_views(args.views), detector=detector, progress=progress)
+                              sample_fps=args.sample_fps, views=parse_views(args.views), read_time=args.read_time,
+                              detector=detector, progress=progress)
     finally:
         if bar is not None:
             bar.close()
@@ -132,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--views", default=",".join(DETECT.views),
                    help=f"views of each frame the model sees, comma-separated from {', '.join(VIEW_NAMES)} "
                         f"(default: {','.join(DETECT.views)})")
+    p.add_argument("--read-time", action="store_true",
+                   help=f"read the time each clock shows, {DETECT.read_fps:g} times a second of a segment, and fuse one reading per segment")
     p.add_argument("--json", metavar="OUT|-", help="write the result JSON to OUT, or to stdout with -")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--cfg", help="darknet cfg of another model (default: embedded YOLOv3-tiny)")

@@ -14,14 +14,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from clockwork.decode import VideoInfo
+from clockwork.clocktime import MINUTES, ClockTime, fuse
+from clockwork.decode import SampleGrid, VideoInfo
 from clockwork.result import Detection, FrameDetections, VideoResult
 from clockwork.segments import Hit, Segment, SegmentRules, build_segments, segment_fps
-from clockwork.settings import DETECT
+from clockwork.settings import CLOCK_LABEL, DETECT
 from clockwork.views import parse_views
 
 if TYPE_CHECKING:
     from clockwork.detector import Detector, Thresholds
+    from clockwork.reader import ClockReader
 
 T = TypeVar("T")
 
@@ -88,13 +90,40 @@ class ResultBuilder:
         hits = [h for f in frames for h in f.hits()] + self.weak
         segments = build_segments(hits, fps=segment_fps(info.fps, self.sample_fps), duration_s=info.duration_s,
                                   rules=self.rules)
-        segments = [replace(seg, track=_main_track(frames, seg)) for seg in segments]
+        segments = [_with_reading(replace(seg, track=_main_track(frames, seg)), frames) for seg in segments]
         return VideoResult(
             video_file=Path(info.path).name, fps=info.fps, width=info.width, height=info.height,
             duration_s=info.duration_s, frames_total=frames_total, frames_processed=self.processed,
             model=self.model, labels=self.labels, min_score=self.min_score, sample_fps=self.sample_fps, views=self.views,
             frame_data=frames, segments=segments,
         )
+
+
+def read_clocks(reader: ClockReader, batch, found: list[FrameDetections], grid: SampleGrid, *,
+                min_score: Thresholds = DETECT.min_score) -> list[FrameDetections]:
+    """Read the dial of every clock detection (at or above ``min_score``) in the frames that pass ``grid``
+    (the first frame with a clock at or after each tick), in one batch; the others pass through."""
+    from clockwork.reader import crop_box
+
+    todo = [(k, f) for k, f in enumerate(found)
+            if any(d.label == CLOCK_LABEL for d in f.detections) and grid.keep(f.timestamp_s)]
+    if not todo:
+        return found
+    threshold = min_score.get(CLOCK_LABEL, DETECT.min_score) if isinstance(min_score, Mapping) else min_score
+    crops, where = [], []
+    for k, f in todo:
+        image = batch.data[k] if not batch.on_gpu else batch.data[k].cpu().numpy()
+        for j, d in enumerate(f.detections):
+            if d.label == CLOCK_LABEL and d.score >= threshold:
+                crops.append(crop_box(image, (d.x, d.y, d.w, d.h)))
+                where.append((k, j))
+    readings = reader.read(crops)
+    out = list(found)
+    for (k, j), reading in zip(where, readings, strict=True):
+        dets = list(out[k].detections)
+        dets[j] = replace(dets[j], clock_time=reading)
+        out[k] = FrameDetections(out[k].frame_no, out[k].timestamp_s, dets)
+    return out
 
 
 def link_tracks(frames: list[FrameDetections], *, min_iou: float = DETECT.track_iou,
@@ -132,6 +161,19 @@ def _iou(a: Detection, b: Detection) -> float:
     ih = max(0.0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
     inter = iw * ih
     return inter / (a.w * a.h + b.w * b.h - inter + 1e-9)
+
+
+def _with_reading(seg: Segment, frames: list[FrameDetections]) -> Segment:
+    """The segment's clock read once: every reading of its track, fused (``clocktime.fuse``: the hand moves
+    on while the clip plays), moved back to the segment's start."""
+    readings = [(f.timestamp_s, d.clock_time) for f in frames if seg.start_frame <= f.frame_no <= seg.end_frame
+                for d in f.detections if d.clock_time is not None and d.track == seg.track]
+    fused = fuse(readings)
+    if fused is None:
+        return seg
+    first = next(t for t, r in readings if r.readable >= DETECT.readable_threshold)
+    at_start = int(round(fused.minutes - (first - seg.start_s) / 60.0)) % MINUTES
+    return replace(seg, clock_time=ClockTime(at_start, fused.confidence, fused.readable))
 
 
 def _main_track(frames: list[FrameDetections], seg: Segment) -> int | None:
@@ -189,16 +231,25 @@ def detect_video(
     batch_size: int | None = None,
     rules: SegmentRules = SegmentRules(),
     views: Sequence[str] = DETECT.views,
+    read_time: bool = False,
+    clock_reader: ClockReader | None = None,
     progress: ProgressFn | None = None,
 ) -> VideoResult:
     """Find ``labels`` (all classes when None) in every frame of ``path`` (or ``sample_fps`` frames a second).
 
     Frames are decoded where the detector runs: with NVDEC on a GPU where the file allows it. Each frame is
-    seen through ``views`` (``clockwork.views``) and their boxes are merged."""
+    seen through ``views`` (``clockwork.views``) and their boxes are merged. With ``read_time`` the clocks'
+    dials are read ``DETECT.read_fps`` times a second (``clockwork.reader``) and each segment gets one
+    fused reading of its tracked clock."""
     from clockwork.detector import Detector
     from clockwork.frames import FrameReader
 
     detector = detector or Detector()
+    if read_time and clock_reader is None:
+        from clockwork.reader import ClockReader
+
+        clock_reader = ClockReader(device=detector.device)
+    read_grid = SampleGrid(DETECT.read_fps) if read_time else None
     detector.label_ids(labels)  # reject bad arguments before decoding anything
     views = parse_views(views)
     with FrameReader(path, device=detector.device, sample_fps=sample_fps, batch_size=batch_size) as reader:
@@ -206,7 +257,10 @@ def detect_video(
                                 sample_fps=sample_fps, rules=rules, views=views)
         total = reader.info.frames_total
         for batch in prefetch(reader):
-            builder.add(detector.detect_batch(batch, min_score=builder.detect_threshold, labels=labels, views=views))
+            found = detector.detect_batch(batch, min_score=builder.detect_threshold, labels=labels, views=views)
+            if read_grid is not None:
+                found = read_clocks(clock_reader, batch, found, read_grid, min_score=builder.min_score)
+            builder.add(found)
             if progress:
                 progress(batch.indexes[-1] + 1, total)
         return builder.build(reader.frames_decoded)

@@ -15,9 +15,7 @@ without their alignment network: perspective is left to the classifier, which se
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -25,15 +23,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from clockwork.clocktime import ClockTime
 from clockwork.errors import ModelError
+from clockwork.settings import DETECT
 
 INPUT = 96
 MARGIN = 1.15  # the crop is the box's longer side times this, centred on the box
 MINUTES = 720
-READABLE_THRESHOLD = 0.5
+READABLE_THRESHOLD = DETECT.readable_threshold
 WEIGHTS = Path(__file__).with_name("models") / "clock_reader.pt"
 # Pinned like the detector's weights: a different file is refused with both hashes named.
-WEIGHTS_SHA256 = "unset"
+WEIGHTS_SHA256 = "f7b6b9a65e3ffb083321c0d54ffc6f83e5f5171691e2d88743bf8234fff5883b"
 
 
 class ReaderNet(nn.Module):
@@ -61,47 +61,7 @@ class ReaderNet(nn.Module):
         return self.minutes(h), self.readable(h).squeeze(-1)
 
 
-@dataclass(frozen=True)
-class Reading:
-    """A time on a 12-hour dial: ``minutes`` 0..719 after 12:00; ``hhmm`` as "H:MM" (12 for 0)."""
-
-    minutes: int
-    confidence: float  # the probability of the best minute, summed over +-1 minute
-    readable: float  # the probability that the dial can be read at all
-
-    @property
-    def hhmm(self) -> str:
-        return hhmm(self.minutes)
-
-    def to_json(self) -> dict:
-        return {"minutes": self.minutes, "hhmm": self.hhmm, "confidence": round(self.confidence, 4),
-                "readable": round(self.readable, 4)}
-
-    @classmethod
-    def from_json(cls, d: dict) -> Reading:
-        return cls(int(d["minutes"]), float(d["confidence"]), float(d.get("readable", 1.0)))
-
-
-def hhmm(minutes: int) -> str:
-    h, m = divmod(int(minutes) % MINUTES, 60)
-    return f"{h or 12}:{m:02d}"
-
-
-def parse_hhmm(text: str) -> int:
-    """"H:MM" or "HH:MM" (24-hour accepted) -> minutes 0..719 on a 12-hour dial."""
-    try:
-        h, m = (int(v) for v in text.strip().split(":"))
-    except ValueError:
-        raise ValueError(f"Invalid time ({text!r}). Supported values look like 10:10 or 22:10.") from None
-    if not (0 <= h <= 24 and 0 <= m < 60):
-        raise ValueError(f"Invalid time ({text!r}). Supported values look like 10:10 or 22:10.")
-    return (h % 12) * 60 + m
-
-
-def circular_error(a: int, b: int) -> int:
-    """Minutes between two readings on a 12-hour dial (0..360)."""
-    d = abs(int(a) - int(b)) % MINUTES
-    return min(d, MINUTES - d)
+Reading = ClockTime  # what the reader gives: the time a dial shows, with confidence and readability
 
 
 def crop_box(image: np.ndarray, box: Sequence[float], size: int = INPUT) -> np.ndarray:
@@ -169,22 +129,3 @@ class ClockReader:
     def read_boxes(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> list[Reading]:
         """Read the clocks at ``boxes`` (x, y, w, h) in one RGB frame."""
         return self.read([crop_box(image, b) for b in boxes])
-
-
-def fuse(readings: Sequence[tuple[float, Reading]], *, threshold: float = READABLE_THRESHOLD) -> Reading | None:
-    """One reading for a clock seen at several times ``(t_seconds, reading)`` while the clip plays.
-
-    Each readable reading votes for the time at t = 0 (its minutes minus the seconds elapsed, as a clock
-    advances with the film); the vote is weighted by confidence and taken on the circle, so 11:59 and
-    12:00 agree. Returns the fused time at the first reading's moment, or None when nothing is readable."""
-    good = [(t, r) for t, r in readings if r.readable >= threshold]
-    if not good:
-        return None
-    t0 = good[0][0]
-    angles = [(2 * math.pi * ((r.minutes - (t - t0) / 60.0) % MINUTES) / MINUTES, r.confidence * r.readable) for t, r in good]
-    sx = sum(w * math.cos(a) for a, w in angles)
-    sy = sum(w * math.sin(a) for a, w in angles)
-    minutes = int(round((math.atan2(sy, sx) % (2 * math.pi)) / (2 * math.pi) * MINUTES)) % MINUTES
-    agree = [r for t, r in good if circular_error(minutes, round(r.minutes - (t - t0) / 60.0)) <= 1]
-    confidence = sum(r.confidence for r in agree) / len(good)
-    return Reading(minutes, confidence, max(r.readable for r in good))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from clockwork.clocktime import ClockTime
 from clockwork.segments import Hit, Segment, SegmentRules, build_segments, segment_fps
 from clockwork.settings import CLOCK_LABEL
 
@@ -30,6 +31,7 @@ class Detection:
     label: str
     score: float
     track: int | None = None  # which clock: detections linked across frames by IoU share a track
+    clock_time: ClockTime | None = None  # the time its dial shows, where it was read (--read-time)
 
     def __post_init__(self):
         if self.w < 0 or self.h < 0:
@@ -41,12 +43,13 @@ class Detection:
         return {
             "x": round(self.x, 1), "y": round(self.y, 1), "w": round(self.w, 1), "h": round(self.h, 1),
             "type": self.label, "label": self.label, "score": round(self.score, 4), "track": self.track,
+            **({"clock_time": self.clock_time.to_json()} if self.clock_time else {}),
         }
 
     @classmethod
     def from_json(cls, d: dict) -> Detection:
         return cls(float(d["x"]), float(d["y"]), float(d["w"]), float(d["h"]), str(d["label"]), float(d["score"]),
-                   d.get("track"))
+                   d.get("track"), ClockTime.from_json(d.get("clock_time")))
 
 
 @dataclass(slots=True)

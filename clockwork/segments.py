@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from clockwork.clocktime import ClockTime
 from clockwork.settings import SEGMENTS
 
 
@@ -54,6 +55,7 @@ class Segment:
     max_score: float
     frames: int  # frames with a detection inside the segment
     track: int | None = None  # the clock it follows: the track (``Detection.track``) seen most inside it
+    clock_time: ClockTime | None = None  # that clock's fused reading at start_s (--read-time)
 
     @property
     def duration_s(self) -> float:
@@ -64,12 +66,13 @@ class Segment:
             "label": self.label, "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
             "start_frame": self.start_frame, "end_frame": self.end_frame,
             "max_score": round(self.max_score, 4), "frames": self.frames, "track": self.track,
+            **({"clock_time": self.clock_time.to_json()} if self.clock_time else {}),
         }
 
     @classmethod
     def from_json(cls, d: dict) -> Segment:
         return cls(d["label"], float(d["start_s"]), float(d["end_s"]), int(d["start_frame"]), int(d["end_frame"]),
-                   float(d["max_score"]), int(d["frames"]), d.get("track"))
+                   float(d["max_score"]), int(d["frames"]), d.get("track"), ClockTime.from_json(d.get("clock_time")))
 
 
 def segment_fps(fps: float, sample_fps: float | None) -> float:

@@ -40,6 +40,9 @@ class DetectDefaults:
     views: tuple[str, ...] = ("full", "zoomout", "tiles")
     # Hysteresis: a segment goes on through frames whose best score is at least hold_ratio x min_score.
     hold_ratio: float = 0.6
+    # Reading the time (read_time=True): dials read per second of a segment, and the readable score kept.
+    read_fps: float = 2.0
+    readable_threshold: float = 0.5
     # Tracks: a detection joins the track whose last box overlaps it at least this much (IoU).
     track_iou: float = 0.3
     contain_threshold: float = 0.8

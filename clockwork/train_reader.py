@@ -31,7 +31,8 @@ import torch
 from torch.nn import functional as F
 
 from clockwork.clockface import ClockStyle, composite, draw_clock_face, random_style
-from clockwork.reader import INPUT, MINUTES, WEIGHTS, ReaderNet, circular_error, crop_box, decode, to_tensor
+from clockwork.clocktime import circular_error
+from clockwork.reader import INPUT, MINUTES, WEIGHTS, ReaderNet, crop_box, decode, to_tensor
 
 UNREADABLE = 0.15
 _TEXTURES: list[np.ndarray] = []
