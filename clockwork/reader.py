@@ -107,9 +107,12 @@ class ClockReader:
             raise ModelError(f"clock reader weights not found: {path} (train them with python -m clockwork.train_reader)")
         if weights is None and _sha256(path) != WEIGHTS_SHA256:
             raise ModelError(f"{path}: sha256 {_sha256(path)} is not the pinned {WEIGHTS_SHA256}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        self.net = ReaderNet()
-        self.net.load_state_dict({k: v.float() for k, v in state["model"].items()})
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            self.net = ReaderNet()
+            self.net.load_state_dict({k: v.float() for k, v in state["model"].items()})
+        except Exception as exc:
+            raise ModelError(f"{path}: not clock reader weights ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
         self.device = torch.device(device)
         self.net.to(self.device).eval()
         self.sha256 = _sha256(path)
