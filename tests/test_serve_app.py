@@ -166,7 +166,7 @@ def test_concurrent_requests_are_batched_together(shared, ray_cluster):
     names = ["clock_static_720p30.mp4", "clock_moving_360p25.mp4", "clock_60fps_480p.mp4", "distractor_fractal_30.mp4",
              "clock_static_720p30_reupload.mp4", "distractor_life_25.mp4"]
     with Receiver() as rx, cf.ThreadPoolExecutor(len(names)) as pool:
-        list(pool.map(lambda n: app.post({"filename": n, "postback_url": rx.url, "sample_fps": 10}), names))
+        list(pool.map(lambda n: app.post({"filename": n, "postback_url": rx.url, "sample_fps": 10, "views": ["full"]}), names))
         rx.wait_for(len(names), timeout=300)
     # Ray exports the replica's histogram on its Prometheus endpoint after its reporting interval.
     deadline = time.time() + 90
@@ -206,7 +206,7 @@ def test_killed_detector_replica_mid_job(deploy):
 
     app = deploy()
     with Receiver() as rx:
-        body = {"filename": "clock_static_720p30.mp4", "postback_url": rx.url, "sample_fps": 0}  # 0: every frame
+        body = {"filename": "clock_static_720p30.mp4", "postback_url": rx.url, "sample_fps": 0, "views": ["full"]}  # 0: every frame
         job_id = app.post(body).json()["job_id"]
         app.wait(job_id, lambda s: s["progress"]["frames_done"] > 0 or s["status"] != "queued")
         actors = _detector_actors(app.name)
