@@ -14,7 +14,6 @@ without their alignment network: perspective is left to the classifier, which se
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from torch import nn
 
 from clockwork.clocktime import ClockTime
 from clockwork.errors import ModelError
+from clockwork.model_store import sha256_of
 from clockwork.settings import DETECT
 
 INPUT = 96
@@ -90,14 +90,6 @@ def decode(minute_logits: torch.Tensor, readable_logit: torch.Tensor) -> list[Re
     return [Reading(int(b), float(c), float(r)) for b, c, r in zip(best.tolist(), conf.tolist(), readable.tolist(), strict=True)]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class ClockReader:
     """The time reader, ready for batched reading on the CPU or a GPU."""
 
@@ -105,8 +97,8 @@ class ClockReader:
         path = Path(weights) if weights else WEIGHTS
         if not path.is_file():
             raise ModelError(f"clock reader weights not found: {path} (train them with python -m clockwork.train_reader)")
-        if weights is None and _sha256(path) != WEIGHTS_SHA256:
-            raise ModelError(f"{path}: sha256 {_sha256(path)} is not the pinned {WEIGHTS_SHA256}")
+        if weights is None and sha256_of(path) != WEIGHTS_SHA256:
+            raise ModelError(f"{path}: sha256 {sha256_of(path)} is not the pinned {WEIGHTS_SHA256}")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             self.net = ReaderNet()
@@ -115,7 +107,7 @@ class ClockReader:
             raise ModelError(f"{path}: not clock reader weights ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
         self.device = torch.device(device)
         self.net.to(self.device).eval()
-        self.sha256 = _sha256(path)
+        self.sha256 = sha256_of(path)
 
     @property
     def info(self) -> dict:

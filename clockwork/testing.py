@@ -68,3 +68,15 @@ class Receiver:
                 return got
             time.sleep(0.1)
         raise TimeoutError(f"expected {n} postback(s) for {job_id or 'any job'} within {timeout} s, got {len(self.posts)}")
+
+
+def wait_for_job(get_status, job_id: str, pred, timeout: float = 120.0, interval: float = 0.1) -> dict:
+    """Poll ``get_status(job_id)`` (the JSON of GET /jobs/{id}) until ``pred(status)`` holds."""
+    deadline = time.time() + timeout
+    status: dict = {}
+    while time.time() < deadline:
+        status = get_status(job_id)
+        if pred(status):
+            return status
+        time.sleep(interval)
+    raise TimeoutError(f"job {job_id} never reached the condition; last status {status}")

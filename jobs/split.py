@@ -30,16 +30,18 @@ from clockwork.pushmetrics import JobMetrics
 from clockwork.result import VideoResult
 from clockwork.segments import SegmentRules
 from clockwork.settings import CLIPS, DETECT, SEGMENTS
+from clockwork.views import parse_views
 from jobs._common import EXIT_OK, EXIT_PARTIAL, Fatal, cluster_gpus, connect, require_ffmpeg, run, setup_logging
 
 
 @ray.remote
-def detect_task(path: str, label: str, min_score: float, sample_fps: float | None) -> dict:
+def detect_task(path: str, label: str, min_score: float, sample_fps: float | None, views: tuple[str, ...]) -> dict:
     """Detect one video; on a GPU task the frames come from NVDEC (``detect_video`` reads through FrameReader)."""
     from clockwork.pipeline import detect_video
 
     try:
-        return {"path": path, "result": detect_video(path, labels=[label], min_score=min_score, sample_fps=sample_fps)}
+        return {"path": path, "result": detect_video(path, labels=[label], min_score=min_score, sample_fps=sample_fps,
+                                                     views=views)}
     except Exception as exc:  # recorded per video; the others go on
         return {"path": path, "error": f"{type(exc).__name__}: {exc}"}
 
@@ -65,7 +67,9 @@ def parse(argv):
     ap.add_argument("--out", required=True, help="directory for the snippets")
     ap.add_argument("--database-url", default=None, help="catalog URL (default: $CLOCKWORK_DATABASE_URL or var/catalog.sqlite)")
     ap.add_argument("--min-score", type=float, default=DETECT.min_score)
-    ap.add_argument("--sample-fps", type=float, default=DETECT.sample_fps, help="detection sampling for videos without results")
+    ap.add_argument("--sample-fps", type=float, default=DETECT.sample_fps,
+                    help=f"detection rate for videos without results; 0: every frame (default {DETECT.sample_fps:g})")
+    ap.add_argument("--views", default=",".join(DETECT.views), help=f"views of each frame (default {','.join(DETECT.views)})")
     ap.add_argument("--gap", type=float, default=SEGMENTS.gap_s, help="seconds between detections that still join one segment")
     ap.add_argument("--min-length", type=float, default=SEGMENTS.min_length_s)
     ap.add_argument("--padding", type=float, default=SEGMENTS.padding_s)
@@ -111,7 +115,9 @@ def detect_missing(run_: Run, todo: list[str]) -> None:
     """Detect the videos without results as Ray tasks (a GPU each where the cluster has one)."""
     args = run_.args
     gpus = 1 if cluster_gpus() >= 1 else 0
-    refs = [detect_task.options(num_cpus=2, num_gpus=gpus).remote(p, args.label, args.min_score, args.sample_fps) for p in todo]
+    views = parse_views(args.views)
+    refs = [detect_task.options(num_cpus=2, num_gpus=gpus).remote(p, args.label, args.min_score, args.sample_fps or None, views)
+            for p in todo]
     for ref in tqdm(refs, desc="detecting", unit="video", disable=not args.progress):
         out = ray.get(ref)
         if "error" in out:
@@ -120,7 +126,7 @@ def detect_missing(run_: Run, todo: list[str]) -> None:
             continue
         with run_.catalog.session() as s:
             run_.catalog.save_result(s, out["path"], out["result"], {"labels": [args.label], "min_score": args.min_score,
-                                                                     "sample_fps": args.sample_fps})
+                                                                     "sample_fps": args.sample_fps or None, "views": list(views)})
         run_.metrics.count("video", "detected")
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 from starlette.testclient import TestClient
 
 from clockwork import detect_video
 from clockwork.postback import verify_signature
-from clockwork.testing import Receiver
+from clockwork.testing import Receiver, wait_for_job
 from serve_app.api import Api, build_app
 from serve_app.client import LocalDetectorClient
 from serve_app.config import AppArgs
@@ -47,13 +46,7 @@ def make_client(tmp_path, samples_dir, detector):
 
 
 def wait(client, job_id, pred, timeout=120.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = client.get(f"/jobs/{job_id}").json()
-        if pred(status):
-            return status
-        time.sleep(0.1)
-    raise TimeoutError(f"job {job_id}: last status {status}")
+    return wait_for_job(lambda j: client.get(f"/jobs/{j}").json(), job_id, pred, timeout)
 
 
 def test_round_trip_equals_detect_video(make_client, samples_dir, detector):

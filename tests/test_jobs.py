@@ -43,7 +43,7 @@ def library(tmp_path_factory, samples_dir):
 @pytest.fixture(scope="module")
 def split_run(ray_cluster, library):
     proc = submit(ray_cluster, "-m", "jobs.split", "--media-root", str(library["media"]), "--out", str(library["slices"]),
-                  "--database-url", library["db"], "--sample-fps", "5")
+                  "--database-url", library["db"], "--sample-fps", "5", "--views", "full")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -124,7 +124,7 @@ def test_library_without_detections(ray_cluster, samples_dir, tmp_path):
     media.mkdir()
     shutil.copy(samples_dir / "distractor_life_25.mp4", media)
     proc = local(ray_cluster, "jobs.split", "--media-root", str(media), "--out", str(tmp_path / "slices"),
-                 "--database-url", f"sqlite:///{tmp_path}/c.sqlite", "--sample-fps", "5")
+                 "--database-url", f"sqlite:///{tmp_path}/c.sqlite", "--sample-fps", "5", "--views", "full")
     assert proc.returncode == 2 and "no 'clock' segments" in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "slices").exists()
     proc = local(ray_cluster, "jobs.join", "--out", str(tmp_path / "out.mp4"), "--database-url", f"sqlite:///{tmp_path}/c.sqlite")
@@ -139,7 +139,7 @@ def test_corrupt_source_is_reported_and_the_rest_continue(ray_cluster, samples_d
     data = (samples_dir / "clock_static_720p30.mp4").read_bytes()
     (media / "broken.mp4").write_bytes(data[: len(data) // 3])
     proc = local(ray_cluster, "jobs.split", "--media-root", str(media), "--out", str(tmp_path / "slices"),
-                 "--database-url", f"sqlite:///{tmp_path}/c.sqlite", "--sample-fps", "5")
+                 "--database-url", f"sqlite:///{tmp_path}/c.sqlite", "--sample-fps", "5", "--views", "full")
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "broken.mp4: detection failed: CorruptVideoError" in proc.stderr
     assert len(list((tmp_path / "slices").glob("*.mp4"))) == 2

@@ -18,7 +18,7 @@ import requests
 
 from clockwork import detect_video
 from clockwork.postback import verify_signature
-from clockwork.testing import Receiver
+from clockwork.testing import Receiver, wait_for_job
 
 pytestmark = pytest.mark.slow
 
@@ -44,13 +44,7 @@ class App:
         return requests.get(f"{self.base}{path}", headers=self.headers, timeout=30)
 
     def wait(self, job_id, pred, timeout=180.0):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            status = self.get(f"/jobs/{job_id}").json()
-            if pred(status):
-                return status
-            time.sleep(0.2)
-        raise TimeoutError(f"job {job_id} never reached the condition; last status {status}")
+        return wait_for_job(lambda j: self.get(f"/jobs/{j}").json(), job_id, pred, timeout, interval=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +103,7 @@ def test_round_trip_equals_clockwork_detect(shared, samples_dir, detector):
         jobs = {}
         for name in names:
             t = time.perf_counter()
-            resp = app.post({"filename": name, "postback_url": rx.url, "sample_fps": 10})
+            resp = app.post({"filename": name, "postback_url": rx.url, "sample_fps": 10, "views": ["full"]})
             assert resp.status_code == 202, resp.text
             assert time.perf_counter() - t < 5
             body = resp.json()
@@ -123,7 +117,7 @@ def test_round_trip_equals_clockwork_detect(shared, samples_dir, detector):
         # signed: HMAC-SHA256 over timestamp + raw body
         assert verify_signature(SECRET, post["body"], post["headers"]["X-Clockwork-Signature"])
         assert not verify_signature("wrong", post["body"], post["headers"]["X-Clockwork-Signature"])
-        expected = detect_video(samples_dir / name, detector=detector, sample_fps=10).to_json()
+        expected = detect_video(samples_dir / name, detector=detector, sample_fps=10, views=["full"]).to_json()
         assert strip_job(doc) == json.loads(json.dumps(expected))
         # GET /jobs/{id}/result is byte for byte what was posted back
         assert app.get(f"/jobs/{doc['job_id']}/result").content == post["body"]
