@@ -12,7 +12,7 @@ class DetectorMetrics:
     def __init__(self):
         self.frames_decoded = Counter("clockwork_frames_decoded_total", description="Frames decoded by detector replicas.",
                                       tag_keys=("device",))
-        self.frames_inferred = Counter("clockwork_frames_inferred_total", description="Frames run through the model.",
+        self.frames_inferred = Counter("clockwork_frames_inferred_total", description="Model inputs run: one per view of each detected frame.",
                                        tag_keys=("device",))
         self.batch_frames = Histogram("clockwork_batch_frames", description="Frames per inference batch.",
                                       boundaries=BATCH_BOUNDARIES, tag_keys=("device",))
