@@ -76,7 +76,7 @@ def test_prometheus_sees_the_projects_metrics(prometheus, ray_cluster, serve_por
     shutil.copy(samples_dir / "clock_moving_360p25.mp4", media)
     env = {**os.environ, "RAY_ADDRESS": ray_cluster["address"], "PUSHGATEWAY_URL": prometheus["pushgateway"]}
     proc = subprocess.run([sys.executable, "-m", "jobs.split", "--media-root", str(media), "--out", str(tmp_path / "slices"),
-                           "--database-url", f"sqlite:///{tmp_path}/c.sqlite", "--sample-fps", "5"],
+                           "--database-url", f"sqlite:///{tmp_path}/c.sqlite", "--sample-fps", "5", "--views", "full"],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     # a few API calls: two jobs, one whose receiver is dead (its postback gives up), errors
@@ -86,8 +86,8 @@ def test_prometheus_sees_the_projects_metrics(prometheus, ray_cluster, serve_por
     api = f"http://127.0.0.1:{serve_port}/metrics-app"
     with Receiver() as rx:
         ok = requests.post(f"{api}/video-inference", json={"filename": "clock_moving_360p25.mp4", "postback_url": rx.url,
-                                                           "sample_fps": 5}).json()["job_id"]
-        dead = requests.post(f"{api}/video-inference", json={"filename": "distractor_life_25.mp4", "sample_fps": 5,
+                                                           "sample_fps": 5, "views": ["full"]}).json()["job_id"]
+        dead = requests.post(f"{api}/video-inference", json={"filename": "distractor_life_25.mp4", "sample_fps": 5, "views": ["full"],
                                                              "postback_url": f"http://127.0.0.1:{free_port()}/x"}).json()["job_id"]
         assert requests.get(f"{api}/jobs/nope").status_code == 404
         rx.wait_for(1, job_id=ok)
