@@ -1,6 +1,6 @@
 """The HTTP contract, on Starlette, with no Ray inside: ``build_app(Api(args, detector)) -> Starlette``.
 
-    POST /video-inference   {"filename", "postback_url", "labels"?, "min_score"?, "sample_fps"?, "views"?} -> 202
+    POST /video-inference   {"filename", "postback_url", "labels"?, "min_score"?, "sample_fps"?, "views"?, "read_time"?} -> 202
     GET  /jobs/{id}         status, progress, timings, error, postback state
     GET  /jobs/{id}/result  the result document, byte for byte what is posted back
     GET  /healthz
@@ -20,7 +20,7 @@ import logging
 import math
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 from sqlalchemy.exc import IntegrityError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -66,6 +66,7 @@ class InferenceRequest(BaseModel):
     min_score: StrictFloat | StrictInt | None = Field(None, ge=0, le=1)
     sample_fps: StrictFloat | StrictInt | None = Field(None, ge=0, le=1000)
     views: list[StrictStr] | None = Field(None, min_length=1, max_length=3)
+    read_time: StrictBool = False
 
 
 class Api:
@@ -107,7 +108,7 @@ class Api:
         self.authorise(request)
         req = self._validate(await self._json_object(request))
         params = {"labels": await self._labels_of(req), "min_score": self._min_score(req), "sample_fps": self._sample_fps(req),
-                  "views": self._views(req)}
+                  "views": self._views(req), "read_time": req.read_time}
         path = self._path_of(req.filename)
         await self._check_postback(req.postback_url)
         await self._check_video(path, req.filename)

@@ -25,7 +25,8 @@ class DetectorClient(Protocol):
     async def model_info(self) -> dict: ...
 
     def detect_chunk(self, path: str, start_s: float, end_s: float | None, *, labels: list[str] | None,
-                     min_score: float | dict, sample_fps: float | None, views: list[str]) -> AsyncIterator[dict]: ...
+                     min_score: float | dict, sample_fps: float | None, views: list[str],
+                     read_time: bool = False) -> AsyncIterator[dict]: ...
 
 
 class RayDetectorClient:
@@ -46,9 +47,9 @@ class RayDetectorClient:
     async def model_info(self) -> dict:
         return (await self._information())["model"]
 
-    def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views) -> AsyncIterator[dict]:
+    def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time=False) -> AsyncIterator[dict]:
         return self.handle.options(stream=True).detect_chunk.remote(
-            path, start_s, end_s, labels=labels, min_score=min_score, sample_fps=sample_fps, views=views)
+            path, start_s, end_s, labels=labels, min_score=min_score, sample_fps=sample_fps, views=views, read_time=read_time)
 
 
 class LocalDetectorClient:
@@ -57,6 +58,7 @@ class LocalDetectorClient:
     def __init__(self, detector: Any):
         self.detector = detector
         self._lock = threading.Lock()
+        self._clock_reader = None
 
     async def labels(self) -> list[str]:
         return list(self.detector.labels)
@@ -64,22 +66,34 @@ class LocalDetectorClient:
     async def model_info(self) -> dict:
         return self.detector.model_info
 
-    async def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views) -> AsyncIterator[dict]:
+    async def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time=False) -> AsyncIterator[dict]:
+        from clockwork.decode import SampleGrid
         from clockwork.frames import FrameReader
-        from clockwork.pipeline import prefetch
+        from clockwork.pipeline import prefetch, read_clocks
+        from clockwork.settings import DETECT
 
         self.detector.label_ids(labels)
         reader = await asyncio.to_thread(FrameReader, path, device=self.detector.device, sample_fps=sample_fps,
                                          start_s=start_s, end_s=end_s)
         batches = prefetch(reader)
+        grid = SampleGrid(DETECT.read_fps, start_s) if read_time else None
         try:
             while (batch := await asyncio.to_thread(next, batches, None)) is not None:
                 found = await asyncio.to_thread(self._detect, batch, labels, min_score, views)
+                if grid is not None:
+                    found = await asyncio.to_thread(read_clocks, self._reader(), batch, found, grid, min_score=0.0)
                 yield {"frames": [f for f in found if f.detections], "processed": len(batch)}
             yield {"done": True, "decoder": reader.decoder, "frames_decoded": reader.frames_decoded}
         finally:
             batches.close()
             reader.close()
+
+    def _reader(self):
+        if self._clock_reader is None:
+            from clockwork.reader import ClockReader
+
+            self._clock_reader = ClockReader(device=self.detector.device)
+        return self._clock_reader
 
     def _detect(self, batch, labels, min_score, views):
         with self._lock:

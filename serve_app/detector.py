@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import torch
 from ray import serve
 
-from clockwork.decode import VideoInfo, probe
+from clockwork.decode import SampleGrid, VideoInfo, probe
 from clockwork.detector import Detector, Prepared
 from clockwork.frames import FrameReader
 from clockwork.gpu_stats import GpuStats
-from clockwork.pipeline import prefetch
+from clockwork.pipeline import prefetch, read_clocks
 from clockwork.settings import DETECT, SERVE_BATCH
 from clockwork.views import parse_views
 from serve_app.config import DetectorArgs
@@ -97,6 +97,14 @@ class DetectorDeployment:
         self._configure(int(user_config.get("max_batch_frames", self.args.max_batch_frames)),
                         float(user_config.get("batch_wait_timeout_s", self.args.batch_wait_timeout_s)))
 
+    def _reader(self):
+        """The time reader, loaded on the first request that asks for it."""
+        if getattr(self, "_clock_reader", None) is None:
+            from clockwork.reader import ClockReader
+
+            self._clock_reader = ClockReader(device=self.detector.device)
+        return self._clock_reader
+
     def _probe(self, path: str) -> VideoInfo:
         """The header and first frame, cached per file: a chunk of a long video must not pay a CPU seek."""
         st = os.stat(path)
@@ -134,7 +142,7 @@ class DetectorDeployment:
 
     async def detect_chunk(self, path: str, start_s: float = 0.0, end_s: float | None = None, *,
                            labels: list[str] | None, min_score: float | dict, sample_fps: float | None,
-                           views: list[str] | None = None) -> AsyncIterator[dict]:
+                           views: list[str] | None = None, read_time: bool = False) -> AsyncIterator[dict]:
         """Stream ``{"frames": [FrameDetections, ...], "processed": n}`` per pack (frames with detections
         only), then ``{"done": True, "decoder": ..., "frames_decoded": n}``. Raises VideoError subclasses
         for bad files."""
@@ -154,6 +162,7 @@ class DetectorDeployment:
                 t = time.perf_counter()
                 yield batch, FramePack(self.detector.prepare(batch, views), labels, min_score), time.perf_counter() - t
 
+        grid = SampleGrid(DETECT.read_fps, start_s) if read_time else None
         produced = prefetch(packs(), depth=3)
         try:
             while True:
@@ -165,8 +174,10 @@ class DetectorDeployment:
                 self.metrics.stage_seconds.observe(time.perf_counter() - t + prep_s, tags={"stage": "decode"})
                 self.metrics.frames_decoded.inc(len(batch), tags=self._tags)
                 found = await self._infer_batch(pack)
-                yield {"frames": [FrameDetections(i, ts, d) for i, ts, d in zip(batch.indexes, batch.timestamps, found, strict=True) if d],
-                       "processed": len(batch)}
+                frames = [FrameDetections(i, ts, d) for i, ts, d in zip(batch.indexes, batch.timestamps, found, strict=True)]
+                if grid is not None:  # the clocks' dials, read DETECT.read_fps times a second
+                    frames = await asyncio.to_thread(read_clocks, self._reader(), batch, frames, grid, min_score=0.0)
+                yield {"frames": [f for f in frames if f.detections], "processed": len(batch)}
             yield {"done": True, "decoder": reader.decoder, "frames_decoded": reader.frames_decoded}
         finally:
             produced.close()

@@ -249,7 +249,7 @@ class JobRunner:
 
 
 def _result_params(params: dict) -> dict:
-    return {"views": ["full"], **{k: params[k] for k in ("labels", "min_score", "sample_fps", "views") if k in params}}
+    return {"views": ["full"], **{k: params[k] for k in ("labels", "min_score", "sample_fps", "views", "read_time") if k in params}}
 
 
 def job_status(job: Job, base_url: str = "") -> dict:

@@ -176,3 +176,21 @@ def test_dead_receiver_gets_the_postback_when_it_comes_back(make_client):
         rx.wait_for(1, job_id=job_id)
         status = wait(client, job_id, lambda s: s["postback"]["delivered"])
     assert status["postback"]["attempts"] >= 3 and status["postback"]["last_error"] is None
+
+
+def test_read_time_reads_each_segment_and_the_result_keeps_it(make_client):
+    from clockwork.clocktime import circular_error
+
+    client = make_client()
+    check(client.post("/video-inference", json={"filename": "clock_static_720p30.mp4", "postback_url": "http://127.0.0.1:9/x",
+                                                "read_time": "yes"}), 400, "read_time")
+    with Receiver() as rx:
+        job_id = client.post("/video-inference", json={"filename": "clock_static_720p30.mp4", "postback_url": rx.url,
+                                                       "sample_fps": 2, "read_time": True}).json()["job_id"]
+        doc = rx.wait_for(1, job_id=job_id)[0]["json"]
+    [seg] = doc["segments"]
+    assert circular_error(seg["clock_time"]["minutes"], 610) <= 1, seg  # the sample clock shows 10:10
+    read = [d for f in doc["frame_data"] for d in f["detections"] if "clock_time" in d]
+    assert 0 < len(read) <= 8
+    # the catalog keeps the readings: the stored result is what GET /result serves
+    assert client.get(f"/jobs/{job_id}/result").json()["segments"][0]["clock_time"] == seg["clock_time"]

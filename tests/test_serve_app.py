@@ -103,7 +103,7 @@ def test_round_trip_equals_clockwork_detect(shared, samples_dir, detector):
         jobs = {}
         for name in names:
             t = time.perf_counter()
-            resp = app.post({"filename": name, "postback_url": rx.url, "sample_fps": 10, "views": ["full"]})
+            resp = app.post({"filename": name, "postback_url": rx.url, "sample_fps": 10, "views": ["full"], "read_time": True})
             assert resp.status_code == 202, resp.text
             assert time.perf_counter() - t < 5
             body = resp.json()
@@ -117,7 +117,7 @@ def test_round_trip_equals_clockwork_detect(shared, samples_dir, detector):
         # signed: HMAC-SHA256 over timestamp + raw body
         assert verify_signature(SECRET, post["body"], post["headers"]["X-Clockwork-Signature"])
         assert not verify_signature("wrong", post["body"], post["headers"]["X-Clockwork-Signature"])
-        expected = detect_video(samples_dir / name, detector=detector, sample_fps=10, views=["full"]).to_json()
+        expected = detect_video(samples_dir / name, detector=detector, sample_fps=10, views=["full"], read_time=True).to_json()
         assert strip_job(doc) == json.loads(json.dumps(expected))
         # GET /jobs/{id}/result is byte for byte what was posted back
         assert app.get(f"/jobs/{doc['job_id']}/result").content == post["body"]
