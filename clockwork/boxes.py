@@ -54,20 +54,14 @@ def letterbox_region(image: np.ndarray, lb: Letterbox, size: int, *, area: bool 
 
 
 def letterbox_params(src_w: int, src_h: int, size: int) -> Letterbox:
-    scale = min(size / src_w, size / src_h)
-    new_w, new_h = int(round(src_w * scale)), int(round(src_h * scale))
-    return Letterbox(scale, (size - new_w) // 2, (size - new_h) // 2, src_w, src_h)
+    """The letterbox of a whole ``src_w`` x ``src_h`` image (the ``full`` view)."""
+    return view_letterbox(0, 0, src_w, src_h, size)
 
 
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     """Resize keeping aspect ratio and pad to ``size`` x ``size`` with grey. Returns uint8 HxWx3."""
-    h, w = image.shape[:2]
-    lb = letterbox_params(w, h, size)
-    new_w, new_h = int(round(w * lb.scale)), int(round(h * lb.scale))
-    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR) if (new_w, new_h) != (w, h) else image
-    out = np.full((size, size, 3), LETTERBOX_FILL, dtype=np.uint8)
-    out[int(lb.pad_y) : int(lb.pad_y) + new_h, int(lb.pad_x) : int(lb.pad_x) + new_w] = resized
-    return out, lb
+    lb = letterbox_params(image.shape[1], image.shape[0], size)
+    return letterbox_region(image, lb, size), lb
 
 
 def cxcywh_to_xywh(boxes: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clockwork._logging import logger
-from clockwork.decode import VideoDecoder, VideoInfo, probe
+from clockwork.decode import VideoDecoder, VideoInfo
 from clockwork.settings import DETECT
 
 if TYPE_CHECKING:
@@ -43,10 +43,6 @@ class FrameBatch:
     def on_gpu(self) -> bool:
         return not isinstance(self.data, np.ndarray)
 
-    def images(self) -> list[np.ndarray]:
-        """The frames as HxWx3 uint8 arrays on the host (copies them off the GPU if they are there)."""
-        data = self.data if isinstance(self.data, np.ndarray) else self.data.cpu().numpy()
-        return list(data)
 
 
 def _parse_device(device: str | torch.device | None) -> tuple[str, int]:
@@ -60,8 +56,8 @@ class FrameReader:
     """Decode ``[start_s, end_s)`` of ``path`` into :class:`FrameBatch` es of at most ``batch_size`` frames.
 
     ``device``: where the caller wants the frames (``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch
-    device). ``nvdec=False`` keeps decoding on the CPU whatever the device. ``info`` skips the probe
-    when the caller already has it (a chunk of a long video). After iterating, ``frames_decoded``
+    device). ``nvdec=False`` keeps decoding on the CPU whatever the device. ``info`` (what ``probe``
+    gives) lets a caller that already has it skip opening the file twice (a chunk of a long video). After iterating, ``frames_decoded``
     counts the frames decoded inside the range, sampled or not.
     """
 
@@ -72,7 +68,11 @@ class FrameReader:
         self.device_type, self.device_index = _parse_device(device)
         self.sample_fps = sample_fps
         self.start_s, self.end_s = start_s, end_s
-        self.info = info or probe(path)
+        cpu_dec = None
+        if info is None:  # open the CPU decoder once: it is the probe, and the decoder when NVDEC cannot serve
+            cpu_dec = VideoDecoder(path, sample_fps=sample_fps, start_s=start_s, end_s=end_s)
+            info = cpu_dec.info
+        self.info = info
         problem = self.nvdec_problem(self.info, self.device_type) if nvdec else "disabled"
         self.decoder = "cpu" if problem else "nvdec"
         # Why a GPU caller got CPU frames; None when it did not ask for a GPU or got NVDEC.
@@ -86,10 +86,12 @@ class FrameReader:
         if self.decoder == "nvdec":
             from clockwork.nvdec import GpuVideoDecoder
 
+            if cpu_dec is not None:
+                cpu_dec.close()
             self._dec = GpuVideoDecoder(path, self.info, gpu_id=self.device_index, batch=self.batch_size,
                                         sample_fps=sample_fps, start_s=start_s, end_s=end_s)
         else:
-            self._dec = VideoDecoder(path, sample_fps=sample_fps, start_s=start_s, end_s=end_s)
+            self._dec = cpu_dec or VideoDecoder(path, sample_fps=sample_fps, start_s=start_s, end_s=end_s)
             self.info = self._dec.info  # the CPU decoder knows the rotation from the first frame
 
     @staticmethod

@@ -126,30 +126,22 @@ def read_clocks(reader: ClockReader, batch, found: list[FrameDetections], grid: 
     return out
 
 
-def link_tracks(frames: list[FrameDetections], *, min_iou: float = DETECT.track_iou,
-                max_gap_frames: int | None = None) -> list[FrameDetections]:
+def link_tracks(frames: list[FrameDetections], *, min_iou: float = DETECT.track_iou) -> list[FrameDetections]:
     """Give every detection a track id: in frame order, a detection joins the live track of its label whose
-    last box overlaps it most (IoU >= ``min_iou``; one detection per track and frame), or starts a new one.
-    A track is live for ``max_gap_frames`` after its last detection (default: any gap)."""
-    tracks: list[tuple[int, str, Detection, int]] = []  # id, label, last box, last frame
+    last box overlaps it most (IoU >= ``min_iou``; one detection per track and frame), or starts a new one."""
+    last: list[Detection] = []  # the last box of each track; a track's id is its index
     out = []
     for f in frames:
         taken: set[int] = set()
         linked = []
         for d in sorted(f.detections, key=lambda d: -d.score):
-            best, best_iou = None, min_iou
-            for k, (tid, label, last, last_frame) in enumerate(tracks):
-                if tid in taken or label != d.label or (max_gap_frames is not None and f.frame_no - last_frame > max_gap_frames):
-                    continue
-                iou = _iou(last, d)
-                if iou >= best_iou:
-                    best, best_iou = k, iou
-            if best is None:
-                tid = len(tracks)
-                tracks.append((tid, d.label, d, f.frame_no))
+            candidates = [(t, _iou(box, d)) for t, box in enumerate(last) if t not in taken and box.label == d.label]
+            tid, iou = max(candidates, key=lambda c: c[1], default=(None, 0.0))
+            if tid is None or iou < min_iou:
+                tid = len(last)
+                last.append(d)
             else:
-                tid = tracks[best][0]
-                tracks[best] = (tid, d.label, d, f.frame_no)
+                last[tid] = d
             taken.add(tid)
             linked.append(replace(d, track=tid))
         out.append(FrameDetections(f.frame_no, f.timestamp_s, linked))
@@ -246,9 +238,9 @@ def detect_video(
 
     detector = detector or Detector()
     if read_time and clock_reader is None:
-        from clockwork.reader import ClockReader
+        from clockwork.reader import shared_reader
 
-        clock_reader = ClockReader(device=detector.device)
+        clock_reader = shared_reader(str(detector.device))
     read_grid = SampleGrid(DETECT.read_fps) if read_time else None
     detector.label_ids(labels)  # reject bad arguments before decoding anything
     views = parse_views(views)

@@ -14,6 +14,7 @@ without their alignment network: perspective is left to the classifier, which se
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -124,3 +125,9 @@ class ClockReader:
     def read_boxes(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> list[Reading]:
         """Read the clocks at ``boxes`` (x, y, w, h) in one RGB frame."""
         return self.read([crop_box(image, b) for b in boxes])
+
+
+@functools.cache
+def shared_reader(device: str = "cpu") -> ClockReader:
+    """One reader per device in a process, loaded on first use (detect_video, Serve replicas, the in-process API)."""
+    return ClockReader(device=device)

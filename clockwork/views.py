@@ -63,9 +63,3 @@ def plan_views(names: Iterable[str], width: int, height: int) -> list[View]:
                 for x0 in (0, width - tw):
                     out.append(View("tiles", x0, y0, tw, th))
     return out
-
-
-def views_per_frame(names: Iterable[str]) -> int:
-    """How many model inputs one frame costs under these views."""
-    names = parse_views(tuple(names))
-    return sum(4 if n == "tiles" else 1 for n in names)

@@ -58,7 +58,6 @@ class LocalDetectorClient:
     def __init__(self, detector: Any):
         self.detector = detector
         self._lock = threading.Lock()
-        self._clock_reader = None
 
     async def labels(self) -> list[str]:
         return list(self.detector.labels)
@@ -70,6 +69,7 @@ class LocalDetectorClient:
         from clockwork.decode import SampleGrid
         from clockwork.frames import FrameReader
         from clockwork.pipeline import prefetch, read_clocks
+        from clockwork.reader import shared_reader
         from clockwork.settings import DETECT
 
         self.detector.label_ids(labels)
@@ -81,19 +81,13 @@ class LocalDetectorClient:
             while (batch := await asyncio.to_thread(next, batches, None)) is not None:
                 found = await asyncio.to_thread(self._detect, batch, labels, min_score, views)
                 if grid is not None:
-                    found = await asyncio.to_thread(read_clocks, self._reader(), batch, found, grid, min_score=0.0)
+                    found = await asyncio.to_thread(read_clocks, shared_reader(str(self.detector.device)), batch, found, grid,
+                                                  min_score=0.0)
                 yield {"frames": [f for f in found if f.detections], "processed": len(batch)}
             yield {"done": True, "decoder": reader.decoder, "frames_decoded": reader.frames_decoded}
         finally:
             batches.close()
             reader.close()
-
-    def _reader(self):
-        if self._clock_reader is None:
-            from clockwork.reader import ClockReader
-
-            self._clock_reader = ClockReader(device=self.detector.device)
-        return self._clock_reader
 
     def _detect(self, batch, labels, min_score, views):
         with self._lock:

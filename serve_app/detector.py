@@ -22,6 +22,7 @@ from clockwork.detector import Detector, Prepared
 from clockwork.frames import FrameReader
 from clockwork.gpu_stats import GpuStats
 from clockwork.pipeline import prefetch, read_clocks
+from clockwork.reader import shared_reader
 from clockwork.settings import DETECT, SERVE_BATCH
 from clockwork.views import parse_views
 from serve_app.config import DetectorArgs
@@ -97,14 +98,6 @@ class DetectorDeployment:
         self._configure(int(user_config.get("max_batch_frames", self.args.max_batch_frames)),
                         float(user_config.get("batch_wait_timeout_s", self.args.batch_wait_timeout_s)))
 
-    def _reader(self):
-        """The time reader, loaded on the first request that asks for it."""
-        if getattr(self, "_clock_reader", None) is None:
-            from clockwork.reader import ClockReader
-
-            self._clock_reader = ClockReader(device=self.detector.device)
-        return self._clock_reader
-
     def _probe(self, path: str) -> VideoInfo:
         """The header and first frame, cached per file: a chunk of a long video must not pay a CPU seek."""
         st = os.stat(path)
@@ -176,7 +169,7 @@ class DetectorDeployment:
                 found = await self._infer_batch(pack)
                 frames = [FrameDetections(i, ts, d) for i, ts, d in zip(batch.indexes, batch.timestamps, found, strict=True)]
                 if grid is not None:  # the clocks' dials, read DETECT.read_fps times a second
-                    frames = await asyncio.to_thread(read_clocks, self._reader(), batch, frames, grid, min_score=0.0)
+                    frames = await asyncio.to_thread(read_clocks, shared_reader(self.device), batch, frames, grid, min_score=0.0)
                 yield {"frames": [f for f in frames if f.detections], "processed": len(batch)}
             yield {"done": True, "decoder": reader.decoder, "frames_decoded": reader.frames_decoded}
         finally:
