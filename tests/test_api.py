@@ -97,6 +97,9 @@ def test_error_statuses(make_client, samples_dir, tmp_path):
     check(post({"filename": "x.mp4", "postback_url": ok_url, "labels": "clock"}), 400, "labels")
     check(post({"filename": "x.mp4", "postback_url": ok_url, "extra": 1}), 400, "extra")
     check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "labels": ["clok"]}), 400, "Unknown label")
+    check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "views": ["zoom"]}), 400,
+          "Supported values are one or more of full, zoomout, tiles")
+    check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "sample_fps": -1}), 400, "sample_fps")
     check(post({"filename": "clock_moving_360p25.mp4", "postback_url": "ftp://127.0.0.1/x"}), 400, "scheme")
     check(post({"filename": "clock_moving_360p25.mp4", "postback_url": "http://169.254.169.254/latest"}), 400,
           "not in the allowlist|refused")

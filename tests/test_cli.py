@@ -36,6 +36,15 @@ def test_bad_flag_value_is_refused(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["detect", "x.mp4", "--min-score", "2"])
     assert exc.value.code == 2 and "must be in [0, 1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["detect", "x.mp4", "--sample-fps", "-1"])
+    assert exc.value.code == 2 and "must be >= 0" in capsys.readouterr().err
+
+
+def test_unknown_view_exits_2_with_one_line(samples_dir, capsys):
+    assert main(["detect", str(samples_dir / "distractor_life_25.mp4"), "--views", "full,zoom", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("clockwork: error: Invalid views") and "full, zoomout, tiles" in err[0]
 
 
 def test_serve_is_a_plugin_of_the_installed_package(capsys):
