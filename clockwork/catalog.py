@@ -30,6 +30,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine
@@ -118,10 +119,14 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: uuid.uuid4().hex)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value, index=True)
     video_path: Mapped[str] = mapped_column(String(4096))
+    filename: Mapped[str | None] = mapped_column(String(4096))  # as the caller named it (relative to a media root)
     params: Mapped[dict] = mapped_column(JSON)
-    postback_url: Mapped[str] = mapped_column(String(2048))
+    postback_url: Mapped[str | None] = mapped_column(String(2048))
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     body_hash: Mapped[str] = mapped_column(String(64), index=True)
+    # "key:<Idempotency-Key>" or "body:<hash>" while a keyless duplicate would be a replay: the
+    # database, not a read-then-write in the app, keeps two submissions from making two jobs
+    dedupe_key: Mapped[str | None] = mapped_column(String(300), unique=True)
     frames_done: Mapped[int] = mapped_column(Integer, default=0)
     frames_total: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
@@ -132,6 +137,9 @@ class Job(Base):
     postback_delivered: Mapped[bool] = mapped_column(Boolean, default=False)
     postback_gave_up: Mapped[bool] = mapped_column(Boolean, default=False)
     postback_last_error: Mapped[str | None] = mapped_column(Text)
+    postback_next_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)  # when the next attempt is due
+    postback_history: Mapped[list] = mapped_column(JSON, default=list)  # the latest attempts: at, status, error, seconds
+    deliveries: Mapped[int] = mapped_column(Integer, default=1)  # 1 + redeliveries asked for; part of the delivery id
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
@@ -158,6 +166,23 @@ class Snippet(Base):
     video: Mapped[Video] = relationship()
 
 
+_ADMISSION_LOCK = 0x636C6F636B  # "clock": the advisory lock key of admission on PostgreSQL
+
+
+class QueueFullError(Exception):
+    def __init__(self, active: int, limit: int):
+        super().__init__(f"queue is full ({active} jobs queued or running, limit {limit})")
+        self.active, self.limit = active, limit
+
+
+class Heartbeat(Base):
+    """One row per API replica, written by readiness checks: proof that the catalog takes writes."""
+
+    __tablename__ = "heartbeats"
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 def default_url() -> str:
     url = settings.database_url()
     if url:
@@ -174,12 +199,20 @@ def make_engine(url: str | None = None) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _pragmas(conn, _record):
+            conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below), so it can be BEGIN IMMEDIATE
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            # A transaction that may write takes the write lock at its start (waiting up to the busy timeout):
+            # a deferred one that read first cannot upgrade once another writer committed ("database is
+            # locked" at once), and admission must count and insert under one lock. Reads stay deferred.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
     else:
         engine = create_engine(url, pool_pre_ping=True)
     return engine
@@ -195,9 +228,15 @@ class Catalog:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, *, exclusive: bool = False, read_only: bool = False) -> Iterator[Session]:
+        """A transaction. ``exclusive``: one at a time across every process sharing the catalog (SQLite
+        serialises every writing transaction anyway; PostgreSQL takes a transaction-scoped advisory lock).
+        ``read_only``: SQLite need not take its write lock."""
         with self._sessions() as s:
             with s.begin():
+                s.connection(execution_options={"read_only": read_only and not exclusive})
+                if exclusive and self.engine.dialect.name == "postgresql":
+                    s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADMISSION_LOCK})
                 yield s
 
     def close(self) -> None:
@@ -265,24 +304,58 @@ class Catalog:
                       .values(lease_owner=None, lease_expires_at=None))
 
     def orphaned_jobs(self, limit: int = 100) -> list[str]:
-        """Jobs with work left (detection or postback) whose lease is free or expired."""
+        """Jobs with work left whose lease is free or expired: detection, or a postback attempt that is due."""
         now = utcnow()
-        with self.session() as s:
+        postback_due = (Job.postback_url.is_not(None) & Job.postback_delivered.is_(False) & Job.postback_gave_up.is_(False)
+                        & (Job.postback_next_at.is_(None) | (Job.postback_next_at <= now)))
+        with self.session(read_only=True) as s:
             rows = s.scalars(
                 select(Job.id)
-                .where((Job.status.in_(ACTIVE)) |
-                       ((Job.postback_delivered.is_(False)) & (Job.postback_gave_up.is_(False))))
+                .where(Job.status.in_(ACTIVE) | postback_due)
                 .where((Job.lease_owner.is_(None)) | (Job.lease_expires_at < now))
                 .order_by(Job.created_at).limit(limit)
             )
             return list(rows)
 
-    def count_active(self) -> int:
+    def admit(self, job: Job, *, max_active: int, window_s: float) -> tuple[Job, bool]:
+        """Insert ``job`` unless a job with its dedupe key exists (returned, with False) or ``max_active``
+        jobs are queued or running (:class:`QueueFullError`). One exclusive transaction: concurrent
+        submissions cannot both pass the count, and two identical ones make one job."""
+        with self.session(exclusive=True) as s:
+            since = utcnow() - dt.timedelta(seconds=window_s)
+            if job.dedupe_key and job.dedupe_key.startswith("body:"):  # a keyless replay only within the window
+                s.execute(update(Job).where(Job.dedupe_key == job.dedupe_key, Job.created_at < since).values(dedupe_key=None))
+            if job.dedupe_key:
+                existing = s.scalar(select(Job).where(Job.dedupe_key == job.dedupe_key))
+                if existing is None and job.dedupe_key.startswith("body:"):  # the same body sent earlier with a key
+                    existing = s.scalar(select(Job).where(Job.body_hash == job.body_hash, Job.created_at >= since)
+                                        .order_by(Job.created_at.desc()))
+                if existing is not None:
+                    s.expunge(existing)
+                    return existing, False
+            active = s.scalar(select(func.count()).select_from(Job).where(Job.status.in_(ACTIVE))) or 0
+            if active >= max_active:
+                raise QueueFullError(active, max_active)
+            s.add(job)
+            s.flush()
+            s.expunge(job)
+            return job, True
+
+    def write_check(self, owner: str) -> None:
+        """A real write (raises when the catalog cannot take one: full disk, read-only, unreachable)."""
         with self.session() as s:
+            row = s.get(Heartbeat, owner)
+            if row is None:
+                s.add(Heartbeat(owner=owner, at=utcnow()))
+            else:
+                row.at = utcnow()
+
+    def count_active(self) -> int:
+        with self.session(read_only=True) as s:
             return s.scalar(select(func.count()).select_from(Job).where(Job.status.in_(ACTIVE))) or 0
 
     def counts_by_status(self) -> dict[str, int]:
-        with self.session() as s:
+        with self.session(read_only=True) as s:
             rows = s.execute(select(Job.status, func.count()).group_by(Job.status)).all()
         counts = {status.value: 0 for status in JobStatus}
         counts.update({status: n for status, n in rows})

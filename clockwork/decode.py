@@ -9,6 +9,8 @@ explicitly; and it raises FFmpeg's own errors, which we turn into typed ones.
 from __future__ import annotations
 
 import math
+import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +19,8 @@ import av
 import numpy as np
 
 from clockwork._logging import logger
-from clockwork.errors import CorruptVideoError, NotAVideoError, NoVideoStreamError, VideoNotFoundError
+from clockwork.errors import CorruptVideoError, NotAVideoError, NoVideoStreamError, VideoNotFoundError, VideoTooLargeError
+from clockwork.settings import LIMITS
 
 # Container signatures: a file that starts like a video but will not open is corrupt, not "not a video".
 _SIGNATURES = ((4, b"ftyp"), (0, b"\x1a\x45\xdf\xa3"), (0, b"RIFF"), (0, b"\x47"), (4, b"moov"), (4, b"mdat"))
@@ -54,6 +57,7 @@ class VideoInfo:
     codec: str
     rotation: int
     has_audio: bool
+    frames_listed: int = 0  # frames the container's index lists (0: it lists none, frames_total is estimated)
 
 
 @dataclass
@@ -99,7 +103,7 @@ def _open(path: Path) -> av.container.InputContainer:
         raise NotAVideoError(path, reason) from None
 
 
-def _info(path: Path, container: av.container.InputContainer) -> VideoInfo:
+def _info(path: Path, container: av.container.InputContainer, max_pixels: int | None = None) -> VideoInfo:
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams})
         if not container.streams.audio:  # FFmpeg guessed some text or data format: not a video at all
@@ -120,13 +124,73 @@ def _info(path: Path, container: av.container.InputContainer) -> VideoInfo:
     if not cc.width or not cc.height:
         raise CorruptVideoError(path, "the video stream has no frame size")
     width, height = cc.width, cc.height
-    return VideoInfo(str(path), width, height, fps, frames, duration, cc.name, rotation, bool(container.streams.audio))
+    if max_pixels and width * height > max_pixels:  # checked before any frame is decoded
+        raise VideoTooLargeError(path, f"its frames are {width}x{height}, over the limit of {max_pixels:,} pixels a frame")
+    return VideoInfo(str(path), width, height, fps, frames, duration, cc.name, rotation, bool(container.streams.audio),
+                     stream.frames or 0)
 
 
-def probe(path: str | Path) -> VideoInfo:
+def probe(path: str | Path, *, max_pixels: int | None = LIMITS.max_frame_pixels) -> VideoInfo:
     """Open the file, read its header and its first frame, and describe it. Cheap: no full decode."""
-    with VideoDecoder(path) as dec:
+    with VideoDecoder(path, max_pixels=max_pixels) as dec:
         return dec.info
+
+
+def packet_times(path: str | Path) -> np.ndarray:
+    """The sorted presentation times (s, from the stream's start) of every video packet, by demuxing
+    only; cached per file (device, inode, size, mtime), so the chunks of one video index it once."""
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    with _PACKET_TIMES_LOCK:
+        times = _PACKET_TIMES.get(key)
+    if times is None:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            tb = stream.time_base
+            start = container.start_time / av.time_base if container.start_time is not None else 0.0
+            times = np.sort(np.asarray([float(p.pts * tb) - start for p in container.demux(stream)
+                                        if p.pts is not None and p.size], dtype=np.float64))
+        with _PACKET_TIMES_LOCK:
+            _PACKET_TIMES[key] = times
+            while len(_PACKET_TIMES) > 8:
+                _PACKET_TIMES.pop(next(iter(_PACKET_TIMES)))
+    return times
+
+
+_PACKET_TIMES: dict[tuple, np.ndarray] = {}
+_PACKET_TIMES_LOCK = threading.Lock()
+
+
+def measured_duration(path: str | Path, claimed_s: float) -> float | None:
+    """Where the video packets really end (s), read from the file's tail: a seek to the claimed end
+    lands on the last keyframe, and the packets after it are demuxed (no decoding). ``None`` when no
+    packet can be read. A header that claims days for a two-second file is caught here."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            tb = stream.time_base
+            start = container.start_time / av.time_base if container.start_time is not None else 0.0
+            end = _last_end(container, stream, tb, seek_to=claimed_s + start)
+            if end is None:  # the seek found nothing (a cut file): demux from the start
+                container.seek(0, stream=stream, backward=True)
+                end = _last_end(container, stream, tb, seek_to=None)
+    except (av.error.FFmpegError, OSError, IndexError):
+        return None
+    return None if end is None else max(end - start, 0.0)
+
+
+def _last_end(container, stream, tb, *, seek_to: float | None) -> float | None:
+    end = None
+    try:
+        if seek_to is not None:
+            container.seek(int(seek_to / tb), stream=stream, backward=True)
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.size:
+                t = float((packet.pts + (packet.duration or 0)) * tb)
+                end = t if end is None else max(end, t)
+    except av.error.FFmpegError:
+        pass  # a cut file ends in an error: what was read before it counts
+    return end
 
 
 class VideoDecoder:
@@ -137,7 +201,7 @@ class VideoDecoder:
     """
 
     def __init__(self, path: str | Path, *, sample_fps: float | None = None, threads: int = 0,
-                 start_s: float = 0.0, end_s: float | None = None):
+                 start_s: float = 0.0, end_s: float | None = None, max_pixels: int | None = LIMITS.max_frame_pixels):
         if start_s < 0 or (end_s is not None and end_s <= start_s):
             raise ValueError(f"Invalid chunk ({start_s!r}, {end_s!r}). Supported values are 0 <= start_s < end_s.")
         if sample_fps is not None and not (isinstance(sample_fps, (int, float)) and sample_fps > 0 and math.isfinite(sample_fps)):
@@ -147,7 +211,7 @@ class VideoDecoder:
         self.start_s, self.end_s = float(start_s), end_s
         self._container = _open(self.path)
         try:
-            info = _info(self.path, self._container)
+            info = _info(self.path, self._container, max_pixels)
             self._stream = self._container.streams.video[0]
             self._stream.thread_type = "AUTO"
             if threads:
@@ -178,15 +242,8 @@ class VideoDecoder:
         return self.frames_decoded - self._index0
 
     def _count_frames_before(self, t_s: float) -> int:
-        """Frames whose presentation time is before ``t_s``, by demuxing packets only (no decoding)."""
-        tb = self._stream.time_base
-        n = 0
-        with av.open(str(self.path)) as other:
-            stream = other.streams.video[0]
-            for packet in other.demux(stream):
-                if packet.pts is not None and packet.size and float(packet.pts * tb) - self._start_s < t_s - 1e-6:
-                    n += 1
-        return n
+        """Frames whose presentation time is before ``t_s``, from the file's packet index (built once per file)."""
+        return int(np.searchsorted(packet_times(self.path), t_s - 1e-6, side="left"))
 
     def _next_raw(self):
         try:

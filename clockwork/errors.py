@@ -22,6 +22,10 @@ class VideoError(ClockworkError):
     def __reduce__(self):  # survives pickling across Ray processes with its fields
         return (self.__class__, (self.path, self.reason))
 
+    def public(self, name: str) -> str:
+        """The message with the file named as the caller named it (no server paths)."""
+        return f"{self.kind}: {name}: {self.reason}"
+
 
 class VideoNotFoundError(VideoError):
     kind = "video not found"
@@ -37,6 +41,12 @@ class NoVideoStreamError(VideoError):
 
 class CorruptVideoError(VideoError):
     kind = "corrupt or truncated video"
+
+
+class VideoTooLargeError(VideoError):
+    """The frame size or the duration is over a configured limit (``clockwork.settings.LIMITS``)."""
+
+    kind = "video over the limits"
 
 
 class ModelError(ClockworkError):

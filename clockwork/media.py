@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -13,20 +14,32 @@ class PathNotAllowedError(ValueError):
     """The requested file resolves outside every configured media root."""
 
 
+MAX_NAME_BYTES = 255  # one path component, as Linux file systems allow
+MAX_PATH_BYTES = 4096
+
+
 def resolve_in_roots(filename: str, roots: Iterable[str | Path]) -> Path:
     """Resolve ``filename`` (relative to a root, or absolute) after following symlinks, and return it
-    only if it lies inside one of ``roots``. ``..`` tricks and symlinks that escape are refused."""
+    only if it lies inside one of ``roots``. ``..`` tricks and symlinks that escape are refused.
+    Messages name the file as given, never the server's roots."""
     roots = [Path(r).resolve() for r in roots]
     if not roots:
         raise PathNotAllowedError("no media roots are configured")
     if not filename or "\x00" in filename:
         raise PathNotAllowedError(f"invalid filename {filename!r}")
+    encoded = filename.encode("utf-8", "surrogateescape")
+    if len(encoded) > MAX_PATH_BYTES or any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
+        raise PathNotAllowedError(f"filename is too long: at most {MAX_NAME_BYTES} bytes a name and {MAX_PATH_BYTES} in all")
     candidates = [Path(filename)] if os.path.isabs(filename) else [root / filename for root in roots]
     fallback = None
     for cand in candidates:
-        real = cand.resolve()  # follows every symlink on the way
+        try:
+            real = cand.resolve()  # follows every symlink on the way
+            there = os.path.lexists(cand)
+        except (OSError, RuntimeError) as exc:  # a symlink loop, a name the file system refuses
+            raise PathNotAllowedError(f"filename {filename!r} cannot be resolved: {getattr(exc, 'strerror', None) or exc}") from None
         inside = any(real == root or root in real.parents for root in roots)
-        if os.path.lexists(cand):  # the file (or a link) is there: it decides
+        if there:  # the file (or a link) is there: it decides
             if inside:
                 return real
             break
@@ -35,7 +48,41 @@ def resolve_in_roots(filename: str, roots: Iterable[str | Path]) -> Path:
     else:
         if fallback is not None:
             return fallback
-    raise PathNotAllowedError(f"filename {filename!r} resolves outside the media roots ({', '.join(map(str, roots))})")
+    raise PathNotAllowedError(f"filename {filename!r} resolves outside the media roots")
+
+
+def relative_name(path: str | Path, roots: Iterable[str | Path]) -> str:
+    """``path`` as a caller would name it: relative to the media root that holds it (else its base name)."""
+    path = Path(path)
+    for root in roots:
+        try:
+            return str(path.relative_to(Path(root).resolve()))
+        except ValueError:
+            continue
+    return path.name
+
+
+@contextlib.contextmanager
+def open_confined(path: str | Path, roots: Iterable[str | Path] | None) -> Iterator[str]:
+    """Open ``path`` and yield a name for the very file that was opened (``/proc/self/fd/N``), after
+    checking that this file, not whatever the name points to now, lies inside ``roots``. A file
+    swapped for a symlink between the API's check and the read is refused here. No roots: no check."""
+    roots = [Path(r).resolve() for r in roots or []]
+    if not roots:
+        yield str(path)
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise PathNotAllowedError(f"{Path(path).name}: cannot be opened safely ({exc.strerror})") from None
+    try:
+        proc = f"/proc/self/fd/{fd}"
+        real = Path(os.readlink(proc)) if os.path.exists(proc) else Path(path).resolve()
+        if not any(real == root or root in real.parents for root in roots):
+            raise PathNotAllowedError(f"{Path(path).name}: resolves outside the media roots")
+        yield proc if os.path.exists(proc) else str(real)
+    finally:
+        os.close(fd)
 
 
 def list_videos(root: str | Path) -> Iterator[Path]:

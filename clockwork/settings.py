@@ -83,7 +83,17 @@ class ClipDefaults:
     threads: int = 2
 
 
+@dataclass(frozen=True)
+class VideoLimits:
+    """What a video may claim before it is refused: a small file can declare a huge frame or a long
+    duration (a "bomb"). 8K UHD and two days, so a 24-hour film fits."""
+
+    max_frame_pixels: int = 7680 * 4320
+    max_duration_s: float = 48 * 3600.0
+
+
 DETECT = DetectDefaults()
+LIMITS = VideoLimits()
 SERVE_BATCH = ServeBatchDefaults()
 SEGMENTS = SegmentDefaults()
 CLIPS = ClipDefaults()

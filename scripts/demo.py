@@ -43,7 +43,7 @@ def main() -> int:
         p.unlink()
     shutil.rmtree(VAR / "slices", ignore_errors=True)
 
-    ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(app_builder({"media_roots": [str(SAMPLES)], "database_url": f"sqlite:///{db}",

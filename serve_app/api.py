@@ -1,9 +1,10 @@
 """The HTTP contract, on Starlette, with no Ray inside: ``build_app(Api(args, detector)) -> Starlette``.
 
-    POST /video-inference   {"filename", "postback_url", "labels"?, "min_score"?, "sample_fps"?, "views"?, "read_time"?} -> 202
+    POST /video-inference   {"filename", "postback_url"?, "labels"?, "min_score"?, "sample_fps"?, "views"?, "read_time"?} -> 202
     GET  /jobs/{id}         status, progress, timings, error, postback state
     GET  /jobs/{id}/result  the result document, byte for byte what is posted back
-    GET  /healthz
+    GET  /healthz           liveness: the process answers and can read the catalog
+    GET  /readyz            readiness: the catalog takes writes and a detector replica answers (else 503)
 
 The Serve Ingress deployment builds this app around a Ray handle to the detector
 (``serve_app.ingress``); tests build it around an in-process detector and call it with Starlette's
@@ -21,14 +22,13 @@ import math
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from clockwork.catalog import Catalog, Job, JobStatus
-from clockwork.decode import probe
+from clockwork.catalog import Catalog, Job, JobStatus, QueueFullError
 from clockwork.errors import VideoError, VideoNotFoundError
 from clockwork.media import PathNotAllowedError, resolve_in_roots
 from clockwork.postback import PostbackURLError
@@ -36,11 +36,14 @@ from clockwork.views import parse_views
 from serve_app.client import DetectorClient
 from serve_app.config import AppArgs
 from serve_app.metrics import IngressMetrics
-from serve_app.runner import JobRunner, find_job, job_status
+from serve_app.runner import JobRunner, job_status
 
 logger = logging.getLogger("clockwork.serve")
 
 RETRY_AFTER_S = 5
+READY_TIMEOUT_S = 5.0
+MAX_KEY_LENGTH = 255  # Idempotency-Key
+MIN_SAMPLE_FPS = 0.01  # one frame every 100 s; 0 means every frame
 
 
 class ApiError(Exception):
@@ -61,10 +64,10 @@ class InferenceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     filename: StrictStr = Field(min_length=1, max_length=4096)
-    postback_url: StrictStr = Field(min_length=1, max_length=2048)
+    postback_url: StrictStr | None = Field(None, min_length=1, max_length=2048)
     labels: list[StrictStr] | None = Field(None, min_length=1, max_length=80)
     min_score: StrictFloat | StrictInt | None = Field(None, ge=0, le=1)
-    sample_fps: StrictFloat | StrictInt | None = Field(None, ge=0, le=1000)
+    sample_fps: StrictFloat | StrictInt | None = Field(None, ge=0, le=1000, description="frames a second; 0: every frame")
     views: list[StrictStr] | None = Field(None, min_length=1, max_length=3)
     read_time: StrictBool = False
 
@@ -89,8 +92,9 @@ class Api:
         token = self.args.api_token
         if not token:
             return
-        given = request.headers.get("authorization", "")
-        if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())):
+        scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+        # the scheme is case-insensitive (RFC 7235)
+        if not (scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())):
             raise ApiError(401, "missing or wrong bearer token")
 
     # -- routes ----------------------------------------------------------------------------------
@@ -103,40 +107,55 @@ class Api:
             raise ApiError(503, f"catalog unavailable: {type(exc).__name__}") from None
         return JSONResponse({"status": "ok"})
 
+    async def readyz(self, request: Request) -> Response:
+        """Readiness: the catalog takes a write and a detector replica answers. 503 names what is missing."""
+        self.ensure_reaper()
+        problems = []
+        try:
+            await asyncio.to_thread(self.catalog.write_check, self.runner.owner)
+        except Exception as exc:
+            problems.append(f"the catalog cannot be written ({type(exc).__name__})")
+        try:
+            await asyncio.wait_for(self.detector.ping(), READY_TIMEOUT_S)
+        except Exception as exc:
+            problems.append(f"no detector replica answered within {READY_TIMEOUT_S:g} s ({type(exc).__name__})")
+        if problems:
+            raise ApiError(503, "not ready: " + "; ".join(problems), problems=problems, retry_after=RETRY_AFTER_S)
+        return JSONResponse({"status": "ready"})
+
     async def submit(self, request: Request) -> Response:
         self.ensure_reaper()
         self.authorise(request)
+        key = request.headers.get("idempotency-key") or None
+        if key is not None and (len(key) > MAX_KEY_LENGTH or not key.isprintable()):
+            raise ApiError(400, f"Idempotency-Key must be at most {MAX_KEY_LENGTH} printable characters")
         req = self._validate(await self._json_object(request))
         params = {"labels": await self._labels_of(req), "min_score": self._min_score(req), "sample_fps": self._sample_fps(req),
                   "views": self._views(req), "read_time": req.read_time}
         path = self._path_of(req.filename)
-        await self._check_postback(req.postback_url)
+        if req.postback_url is not None:
+            await self._check_postback(req.postback_url)
         await self._check_video(path, req.filename)
         body_hash = hashlib.sha256(json.dumps({"path": str(path), "postback_url": req.postback_url, **params},
                                               sort_keys=True).encode()).hexdigest()
-        key = request.headers.get("idempotency-key") or None
-        existing = await asyncio.to_thread(find_job, self.catalog, key=key, body_hash=body_hash,
-                                           window_s=self.args.idempotency_window_s)
-        if existing is not None:
-            return self._accepted(request, existing, replayed=True)
-        active = await asyncio.to_thread(self.catalog.count_active)
-        if active >= self.args.max_active_jobs:
-            raise ApiError(429, f"queue is full ({active} jobs queued or running, limit {self.args.max_active_jobs})",
-                           retry_after=RETRY_AFTER_S)
-        job = Job(video_path=str(path), params=params, postback_url=req.postback_url, idempotency_key=key,
-                  body_hash=body_hash)
+        job = Job(video_path=str(path), filename=req.filename, params=params, postback_url=req.postback_url,
+                  idempotency_key=key, body_hash=body_hash, dedupe_key=f"key:{key}" if key else f"body:{body_hash}")
         try:
-            await asyncio.to_thread(self._insert, job)
-        except IntegrityError:  # a concurrent request with the same Idempotency-Key won the race
-            existing = await asyncio.to_thread(find_job, self.catalog, key=key, body_hash=body_hash, window_s=0)
-            return self._accepted(request, existing, replayed=True)
-        self.runner.start(job.id)
-        return self._accepted(request, job, replayed=False)
+            job, created = await asyncio.to_thread(self.catalog.admit, job, max_active=self.args.max_active_jobs,
+                                                   window_s=self.args.idempotency_window_s)
+        except QueueFullError as exc:
+            raise ApiError(429, str(exc), retry_after=RETRY_AFTER_S) from None
+        if not created and key and job.body_hash != body_hash:
+            raise ApiError(422, "this Idempotency-Key was used with a different request body; use a new key for a new request",
+                           job_id=job.id)
+        if created:
+            self.runner.start(job.id)
+        return self._accepted(request, job, replayed=not created)
 
     async def status(self, request: Request) -> Response:
         self.authorise(request)
         job = await self._job(request.path_params["job_id"])
-        return JSONResponse(job_status(job, _base(request)))
+        return JSONResponse(job_status(job, self.runner.name_of(job), _base(request, self.args.public_url)))
 
     async def result(self, request: Request) -> Response:
         self.authorise(request)
@@ -160,8 +179,10 @@ class Api:
                 raise ApiError(413, f"request body is over the limit of {limit} bytes", limit=limit)
         try:
             payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"malformed JSON: {exc}") from None
+        except RecursionError:
+            raise ApiError(400, "malformed JSON: nested too deeply") from None
+        except ValueError as exc:  # JSONDecodeError, bad UTF-8, and integers over Python's digit limit
+            raise ApiError(400, f"malformed JSON: {str(exc)[:200]}") from None
         if not isinstance(payload, dict):
             raise ApiError(400, f"the body must be a JSON object, got {type(payload).__name__}")
         return payload
@@ -191,9 +212,10 @@ class Api:
         """Absent: the app's default; 0: every frame."""
         if req.sample_fps is None:
             return self.args.sample_fps or None
-        if not math.isfinite(float(req.sample_fps)):
-            raise ApiError(400, "invalid request: sample_fps must be finite")
-        return float(req.sample_fps) or None
+        fps = float(req.sample_fps)
+        if not math.isfinite(fps) or 0 < fps < MIN_SAMPLE_FPS:
+            raise ApiError(400, f"invalid request: sample_fps must be 0 (every frame) or from {MIN_SAMPLE_FPS} to 1000")
+        return fps or None
 
     def _views(self, req: InferenceRequest) -> list[str]:
         try:
@@ -206,30 +228,31 @@ class Api:
             path = resolve_in_roots(filename, self.args.media_roots)
         except PathNotAllowedError as exc:
             raise ApiError(403, str(exc), filename=filename) from None
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except OSError:
+            found = False
+        if not found:
             raise ApiError(404, f"video not found: {filename}", filename=filename)
         return path
 
     async def _check_postback(self, url: str) -> None:
         try:
-            await asyncio.to_thread(self.runner.policy.check, url)
+            await self.runner.policy.acheck(url)
         except PostbackURLError as exc:
             raise ApiError(400, str(exc), postback_url=url) from None
 
-    @staticmethod
-    async def _check_video(path: Path, filename: str) -> None:
+    async def _check_video(self, path: Path, filename: str) -> None:
+        """Header, first frame and tail (cheap): a file is refused here, with its name as given, when it is not a
+        usable video or is over the limits."""
         try:
-            await asyncio.to_thread(probe, path)  # cheap: header and one frame
+            await asyncio.to_thread(self.runner.checked_info, str(path))
         except VideoNotFoundError as exc:
-            raise ApiError(404, str(exc), filename=filename) from None
+            raise ApiError(404, exc.public(filename), filename=filename) from None
         except VideoError as exc:
-            raise ApiError(422, str(exc), filename=filename, reason=exc.reason) from None
-
-    def _insert(self, job: Job) -> None:
-        with self.catalog.session() as s:
-            s.add(job)
-            s.flush()
-            s.expunge(job)
+            raise ApiError(422, exc.public(filename), filename=filename, reason=exc.reason) from None
+        except PathNotAllowedError as exc:
+            raise ApiError(403, str(exc), filename=filename) from None
 
     async def _job(self, job_id: str) -> Job:
         job = await asyncio.to_thread(self.runner.load, job_id)
@@ -237,9 +260,8 @@ class Api:
             raise ApiError(404, f"unknown job {job_id!r}")
         return job
 
-    @staticmethod
-    def _accepted(request: Request, job: Job, *, replayed: bool) -> JSONResponse:
-        status_url = f"{_base(request)}/jobs/{job.id}"
+    def _accepted(self, request: Request, job: Job, *, replayed: bool) -> JSONResponse:
+        status_url = f"{_base(request, self.args.public_url)}/jobs/{job.id}"
         headers = {"Location": status_url, **({"Idempotent-Replayed": "true"} if replayed else {})}
         return JSONResponse({"job_id": job.id, "status_url": status_url, "status": job.status or JobStatus.QUEUED.value},
                             status_code=202, headers=headers)
@@ -252,6 +274,7 @@ def build_app(api: Api) -> Starlette:
         ("/jobs/{job_id}", api.status, "GET"),
         ("/jobs/{job_id}/result", api.result, "GET"),
         ("/healthz", api.healthz, "GET"),
+        ("/readyz", api.readyz, "GET"),
     ]
 
     def counted(path: str, handler):
@@ -260,17 +283,26 @@ def build_app(api: Api) -> Starlette:
                 response = await handler(request)
             except ApiError as exc:
                 response = exc.response()
+            except OperationalError as exc:  # the catalog cannot be reached or written (a full disk among others)
+                logger.error("%s %s: catalog error: %s", request.method, path, exc)
+                response = ApiError(503, "the catalog is unavailable; try again later", retry_after=RETRY_AFTER_S).response()
+            except Exception:
+                logger.exception("%s %s failed", request.method, path)
+                response = ApiError(500, "internal error; the server log has the details").response()
             api.metrics.requests.inc(tags={"route": path.replace("{job_id}", "{id}"), "status": str(response.status_code)})
             return response
         return endpoint
 
     app = Starlette(routes=[Route(path, counted(path, handler), methods=[method]) for path, handler, method in routes])
+    app.state.api = api
     app.add_exception_handler(ApiError, lambda request, exc: exc.response())
     app.add_exception_handler(404, lambda req, exc: ApiError(404, f"no route {req.method} {req.url.path}").response())
     app.add_exception_handler(405, lambda req, exc: ApiError(405, f"method {req.method} not allowed on {req.url.path}").response())
     return app
 
 
-def _base(request: Request) -> str:
-    root = request.scope.get("root_path", "")
-    return f"{request.url.scheme}://{request.url.netloc}{root}".rstrip("/")
+def _base(request: Request, public_url: str | None = None) -> str:
+    """The configured public URL, else a path relative to the server (never the client's Host header)."""
+    if public_url:
+        return public_url.rstrip("/")
+    return request.scope.get("root_path", "").rstrip("/")

@@ -22,11 +22,14 @@ from clockwork.errors import VideoError
 class DetectorClient(Protocol):
     async def labels(self) -> list[str]: ...
 
+    async def ping(self) -> None:
+        """Return when a detector replica answers (readiness)."""
+
     async def model_info(self) -> dict: ...
 
     def detect_chunk(self, path: str, start_s: float, end_s: float | None, *, labels: list[str] | None,
                      min_score: float | dict, sample_fps: float | None, views: list[str],
-                     read_time: bool = False) -> AsyncIterator[dict]: ...
+                     read_time: bool = False, roots: list[str] | None = None) -> AsyncIterator[dict]: ...
 
 
 class RayDetectorClient:
@@ -44,12 +47,17 @@ class RayDetectorClient:
     async def labels(self) -> list[str]:
         return (await self._information())["labels"]
 
+    async def ping(self) -> None:
+        self._info = await self.handle.options(stream=False).info.remote()
+
     async def model_info(self) -> dict:
         return (await self._information())["model"]
 
-    def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time=False) -> AsyncIterator[dict]:
+    def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time=False,
+                     roots=None) -> AsyncIterator[dict]:
         return self.handle.options(stream=True).detect_chunk.remote(
-            path, start_s, end_s, labels=labels, min_score=min_score, sample_fps=sample_fps, views=views, read_time=read_time)
+            path, start_s, end_s, labels=labels, min_score=min_score, sample_fps=sample_fps, views=views, read_time=read_time,
+            roots=roots)
 
 
 class LocalDetectorClient:
@@ -62,19 +70,25 @@ class LocalDetectorClient:
     async def labels(self) -> list[str]:
         return list(self.detector.labels)
 
+    async def ping(self) -> None:
+        return None
+
     async def model_info(self) -> dict:
         return self.detector.model_info
 
-    async def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time=False) -> AsyncIterator[dict]:
+    async def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time=False,
+                           roots=None) -> AsyncIterator[dict]:
         from clockwork.decode import SampleGrid
         from clockwork.frames import FrameReader
+        from clockwork.media import open_confined
         from clockwork.pipeline import prefetch, read_clocks
         from clockwork.reader import shared_reader
         from clockwork.settings import DETECT
 
         self.detector.label_ids(labels)
-        reader = await asyncio.to_thread(FrameReader, path, device=self.detector.device, sample_fps=sample_fps,
-                                         start_s=start_s, end_s=end_s)
+        with open_confined(path, roots) as opened:
+            reader = await asyncio.to_thread(renamed_errors(FrameReader, path), opened, device=self.detector.device,
+                                             sample_fps=sample_fps, start_s=start_s, end_s=end_s)
         batches = prefetch(reader)
         grid = SampleGrid(DETECT.read_fps, start_s) if read_time else None
         try:
@@ -92,6 +106,16 @@ class LocalDetectorClient:
     def _detect(self, batch, labels, min_score, views):
         with self._lock:
             return self.detector.detect_batch(batch, labels=labels, min_score=min_score, views=views)
+
+
+def renamed_errors(fn, path: str):
+    """``fn`` whose VideoErrors name ``path`` (the file asked for), not the descriptor it was opened by."""
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except VideoError as exc:
+            raise type(exc)(path, exc.reason) from None
+    return call
 
 
 def video_error_of(exc: BaseException) -> VideoError | None:

@@ -10,8 +10,8 @@ import json
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from clockwork import settings
-from clockwork.postback import DEFAULT_DENY
-from clockwork.settings import DETECT, SERVE_BATCH
+from clockwork.postback import DEFAULT_DENY, RetryPolicy
+from clockwork.settings import DETECT, LIMITS, SERVE_BATCH
 
 
 class AppArgs(BaseModel):
@@ -29,11 +29,15 @@ class AppArgs(BaseModel):
     api_token: str | None = Field(None, description="bearer token required on every route but /healthz")
     postback_allow: list[str] = Field(default_factory=list, description="CIDRs or host names; if set, only these")
     postback_deny: list[str] = Field(default_factory=lambda: list(DEFAULT_DENY))
-    postback_max_attempts: int = Field(6, ge=1)
-    postback_base_delay_s: float = Field(0.5, gt=0)
-    postback_max_delay_s: float = Field(30.0, gt=0)
-    postback_timeout_s: float = Field(10.0, gt=0)
+    postback_max_attempts: int = Field(RetryPolicy.max_attempts, ge=1)
+    postback_base_delay_s: float = Field(RetryPolicy.base_delay_s, gt=0)
+    postback_max_delay_s: float = Field(RetryPolicy.max_delay_s, gt=0)
+    postback_timeout_s: float = Field(RetryPolicy.timeout_s, gt=0, description="total deadline of one attempt")
     max_body_bytes: int = Field(64 * 1024, ge=256)
+    max_frame_pixels: int = Field(LIMITS.max_frame_pixels, ge=1, description="videos with larger frames are refused (422)")
+    max_duration_s: float = Field(LIMITS.max_duration_s, gt=0, description="longer videos are refused (422)")
+    max_postbacks_in_flight: int = Field(32, ge=1, description="postback attempts at once; slow receivers wait for a slot")
+    public_url: str | None = Field(None, description="base of the URLs the API hands out (status_url, Location); default: relative")
     max_active_jobs: int = Field(1000, ge=1, description="queued + running jobs before POST answers 429")
     idempotency_window_s: float = Field(600.0, ge=0)
     chunk_s: float = Field(120.0, gt=0, description="videos longer than this are cut into chunks run in parallel")

@@ -21,10 +21,12 @@ from clockwork.decode import SampleGrid, VideoInfo, probe
 from clockwork.detector import Detector, Prepared
 from clockwork.frames import FrameReader
 from clockwork.gpu_stats import GpuStats
+from clockwork.media import open_confined
 from clockwork.pipeline import prefetch, read_clocks
 from clockwork.reader import shared_reader
 from clockwork.settings import DETECT, SERVE_BATCH
 from clockwork.views import parse_views
+from serve_app.client import renamed_errors
 from serve_app.config import DetectorArgs
 from serve_app.metrics import DetectorMetrics
 
@@ -101,7 +103,7 @@ class DetectorDeployment:
     def _probe(self, path: str) -> VideoInfo:
         """The header and first frame, cached per file: a chunk of a long video must not pay a CPU seek."""
         st = os.stat(path)
-        key = (path, st.st_mtime_ns, st.st_size)
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
         info = self._probes.get(key)
         if info is None:
             info = probe(path)
@@ -135,7 +137,8 @@ class DetectorDeployment:
 
     async def detect_chunk(self, path: str, start_s: float = 0.0, end_s: float | None = None, *,
                            labels: list[str] | None, min_score: float | dict, sample_fps: float | None,
-                           views: list[str] | None = None, read_time: bool = False) -> AsyncIterator[dict]:
+                           views: list[str] | None = None, read_time: bool = False,
+                           roots: list[str] | None = None) -> AsyncIterator[dict]:
         """Stream ``{"frames": [FrameDetections, ...], "processed": n}`` per pack (frames with detections
         only), then ``{"done": True, "decoder": ..., "frames_decoded": n}``. Raises VideoError subclasses
         for bad files."""
@@ -143,10 +146,13 @@ class DetectorDeployment:
 
         self.detector.label_ids(labels)
         views = parse_views(views or DETECT.views)
-        info = await asyncio.to_thread(self._probe, path)
-        reader = await asyncio.to_thread(FrameReader, path, device=self.detector.device, sample_fps=sample_fps,
-                                         start_s=start_s, end_s=end_s, batch_size=self.args.frames_per_call,
-                                         nvdec=self.args.nvdec, info=info)
+        # the file is opened once here and read through that descriptor: a name swapped for a symlink after the
+        # API's check is refused (roots are the API's media roots)
+        with open_confined(path, roots) as opened:
+            info = await asyncio.to_thread(renamed_errors(self._probe, path), opened)
+            reader = await asyncio.to_thread(renamed_errors(FrameReader, path), opened, device=self.detector.device,
+                                             sample_fps=sample_fps, start_s=start_s, end_s=end_s,
+                                             batch_size=self.args.frames_per_call, nvdec=self.args.nvdec, info=info)
         if reader.fallback_reason:
             self.metrics.fallbacks.inc(tags={"reason": reader.fallback_reason})
 

@@ -31,7 +31,8 @@ def serve_forever(*, media_roots: list[str], host: str = "127.0.0.1", port: int 
     if database_url:
         args["database_url"] = database_url
     # The detector asks for 2 CPUs and the ingress half of one: declare enough on small machines.
-    ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False)
+    # address="local": always a Ray of its own, never a cluster that happens to run on this machine
+    ray.init(address="local", num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False)
     serve.start(http_options={"host": host, "port": port})
     serve.run(app_builder(args), name="clockwork", route_prefix="/")
     print(f"clockwork API on http://{host}:{port} (media roots: {', '.join(args['media_roots'])}); Ctrl-C stops it")

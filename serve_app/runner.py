@@ -5,7 +5,8 @@ whose runner died (replica killed, app restarted) is found by the reaper once it
 is resumed: detection runs again, or only the postback is retried. Nothing is silently lost.
 
 Three parts, each small: :class:`ChunkFanout` (one video -> chunks -> detector calls -> a result),
-``clockwork.postback.deliver`` (the retry loop) and :class:`JobRunner` (leases and job states).
+``clockwork.postback.deliver_once`` (one attempt; the schedule lives in the catalog) and :class:`JobRunner`
+(leases and job states).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-
-from sqlalchemy import select
+from dataclasses import replace
 
 from clockwork.catalog import Catalog, Job, JobStatus, utcnow
-from clockwork.decode import VideoInfo, probe
+from clockwork.decode import VideoInfo, measured_duration, probe
+from clockwork.errors import ClockworkError, CorruptVideoError, VideoError, VideoTooLargeError
+from clockwork.media import PathNotAllowedError, open_confined, relative_name
 from clockwork.pipeline import ResultBuilder
-from clockwork.postback import Attempt, DeliveryState, HostPolicy, RetryPolicy, deliver
+from clockwork.postback import HostPolicy, RetryPolicy, deliver_once
 from serve_app.client import DetectorClient, video_error_of
 from serve_app.config import AppArgs
 from serve_app.metrics import IngressMetrics
@@ -46,53 +48,94 @@ def failure_document(job: Job, error: str) -> dict:
 
 class ChunkFanout:
     """Detect one video as parallel time-range chunks on detector replicas, retrying a chunk whose
-    replica died; a bad video (VideoError) is not retried."""
+    replica died; a bad video (VideoError) is not retried. The chunks run in one task group: the
+    first that fails for good cancels its siblings, and its error is the job's."""
 
     def __init__(self, detector: DetectorClient, *, chunk_s: float, max_in_flight: int, retries: int,
-                 on_progress: Callable[[int], Awaitable[None]]):
+                 on_progress: Callable[[int], Awaitable[None]], roots: list[str] | None = None):
         self.detector = detector
         self.chunk_s = chunk_s
         self.sem = asyncio.Semaphore(max_in_flight)
         self.retries = retries
         self.on_progress = on_progress
+        self.roots = roots
         self.done = 0
         self.decoded = 0
+        self.empty_from: float | None = None  # the first chunk that decoded nothing: the video ends before it
 
     async def run(self, path: str, info: VideoInfo, params: dict, model: dict) -> tuple[dict, dict]:
         builder = ResultBuilder(info, model=model, labels=params["labels"], min_score=params["min_score"],
                                 sample_fps=params["sample_fps"], views=params["views"])
         chunks = plan_chunks(info.duration_s, self.chunk_s)
         t = time.perf_counter()
-        await asyncio.gather(*(self._chunk(path, params, builder, a, b) for a, b in chunks))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for a, b in chunks:
+                    group.create_task(self._chunk(path, params, builder, a, b))
+        except BaseExceptionGroup as group_error:
+            raise _first_cause(group_error) from None
+        if info.frames_listed and self.decoded < 0.95 * info.frames_listed - 1:
+            raise CorruptVideoError(path, f"truncated: decoded {self.decoded} of the {info.frames_listed} frames the container lists")
         result = builder.build(self.decoded)
-        return result.to_json(), {"detect_s": round(time.perf_counter() - t, 3), "chunks": len(chunks)}
+        timings = {"detect_s": round(time.perf_counter() - t, 3), "chunks": len(chunks)}
+        if self.empty_from is not None:
+            timings["video_ends_before_s"] = self.empty_from
+        return result.to_json(), timings
 
     async def _chunk(self, path: str, params: dict, builder: ResultBuilder, start: float, end: float | None) -> None:
         async with self.sem:
             for attempt in range(self.retries + 1):
-                frames, processed = [], 0
+                if self.empty_from is not None and start >= self.empty_from:
+                    return  # an earlier chunk found the end of the video: the header claimed more
+                frames, processed, decoded = [], 0, 0
                 try:
                     # the detector runs at the hysteresis threshold; the builder keeps what reaches min_score
-                    async for item in self.detector.detect_chunk(path, start, end, **{**params, "min_score": builder.detect_threshold}):
+                    async for item in self.detector.detect_chunk(path, start, end, roots=self.roots,
+                                                                 **{**params, "min_score": builder.detect_threshold}):
                         if item.get("done"):
-                            self.decoded += item["frames_decoded"]
+                            decoded = item["frames_decoded"]
                             break
                         frames.extend(item["frames"])
                         processed += item["processed"]
                         self.done += item["processed"]
                         await self.on_progress(self.done)
-                    for f in frames:
-                        builder.add_frame(f.frame_no, f.timestamp_s, f.detections)
-                    builder.processed += processed - len(frames)
-                    return
                 except Exception as exc:
                     if video_error_of(exc) is not None:
                         raise
                     self.done -= processed
                     if attempt == self.retries:
                         raise
-                    logger.warning("%s chunk %s-%s failed (%s); retrying", path, start, end, exc)
+                    logger.warning("%s chunk %s-%s failed (%s); retrying", path, start, end, type(exc).__name__)
                     await asyncio.sleep(min(1.0 * 2 ** attempt, 10.0))
+                    continue
+                self.decoded += decoded
+                if decoded == 0 and start > 0:
+                    self.empty_from = start if self.empty_from is None else min(self.empty_from, start)
+                for f in frames:
+                    builder.add_frame(f.frame_no, f.timestamp_s, f.detections)
+                builder.processed += processed - len(frames)
+                return
+
+
+def _first_cause(error: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+def public_error(exc: BaseException, name: str) -> str:
+    """What a caller is told about a failure: the project's own message, with the file named as the
+    caller named it. Ray's wrapping (traceback, paths, pid, node, actor) stays in the server log."""
+    bad_video = video_error_of(exc)
+    if bad_video is not None:
+        return bad_video.public(name)
+    cause = getattr(exc, "cause", None) or exc
+    if isinstance(cause, PathNotAllowedError):
+        return f"refused: {cause}"
+    if isinstance(cause, ClockworkError):
+        return f"detection failed: {str(cause).splitlines()[0][:300]}"
+    return f"detection failed: {type(cause).__name__} (details are in the server log)"
 
 
 class JobRunner:
@@ -106,6 +149,8 @@ class JobRunner:
         self.retry = RetryPolicy(args.postback_max_attempts, args.postback_base_delay_s, args.postback_max_delay_s,
                                  args.postback_timeout_s)
         self.tasks: dict[str, asyncio.Task] = {}
+        # postbacks in flight at once: a crowd of slow receivers holds these, nothing else
+        self.postback_slots = asyncio.Semaphore(args.max_postbacks_in_flight)
 
     # -- scheduling ------------------------------------------------------------------------------
 
@@ -116,7 +161,9 @@ class JobRunner:
             task.add_done_callback(lambda _t, j=job_id: self.tasks.pop(j, None))
 
     async def reap_forever(self) -> None:
-        """Resume jobs whose lease expired (their runner died) and refresh the job gauges."""
+        """Resume jobs whose lease expired (their runner died), start postback attempts that are due,
+        and refresh the job gauges."""
+        failing = False
         while True:
             try:
                 for job_id in await asyncio.to_thread(self.catalog.orphaned_jobs):
@@ -125,17 +172,27 @@ class JobRunner:
                 for status, n in counts.items():
                     self.metrics.jobs.set(n, tags={"status": status})
                 self.metrics.queue_depth.set(counts[JobStatus.QUEUED] + counts[JobStatus.RUNNING])
-            except Exception:
-                logger.exception("reaper pass failed")
+                failing = False
+            except Exception as exc:
+                if not failing:  # once per outage, not every pass
+                    logger.exception("reaper pass failed: %s", type(exc).__name__)
+                failing = True
             await asyncio.sleep(self.args.reaper_interval_s)
 
     async def _heartbeat(self, job_id: str) -> None:
         while True:
             await asyncio.sleep(self.args.lease_s / 3)
-            await asyncio.to_thread(self.catalog.renew, job_id, self.owner, self.args.lease_s)
+            try:
+                await asyncio.to_thread(self.catalog.renew, job_id, self.owner, self.args.lease_s)
+            except Exception as exc:
+                logger.warning("job %s: lease renewal failed (%s)", job_id, type(exc).__name__)
 
     async def _run(self, job_id: str) -> None:
-        if not await asyncio.to_thread(self.catalog.claim, job_id, self.owner, self.args.lease_s):
+        try:
+            if not await asyncio.to_thread(self.catalog.claim, job_id, self.owner, self.args.lease_s):
+                return
+        except Exception as exc:
+            logger.warning("job %s: cannot claim it (%s); the reaper will retry", job_id, type(exc).__name__)
             return
         beat = asyncio.get_running_loop().create_task(self._heartbeat(job_id))
         try:
@@ -143,7 +200,7 @@ class JobRunner:
             if JobStatus(job.status).active:
                 await self._detect_job(job)
                 job = await asyncio.to_thread(self.load, job_id)
-            if not job.postback_delivered and not job.postback_gave_up:
+            if job.postback_url and not job.postback_delivered and not job.postback_gave_up:
                 await self._postback(job)
         except asyncio.CancelledError:
             raise
@@ -152,10 +209,13 @@ class JobRunner:
             return  # keep the lease until it expires, then another pass resumes it
         finally:
             beat.cancel()
-        await asyncio.to_thread(self.catalog.release, job_id, self.owner)
+        try:
+            await asyncio.to_thread(self.catalog.release, job_id, self.owner)
+        except Exception as exc:
+            logger.warning("job %s: lease release failed (%s); it expires instead", job_id, type(exc).__name__)
 
     def load(self, job_id: str) -> Job | None:
-        with self.catalog.session() as s:
+        with self.catalog.session(read_only=True) as s:
             job = s.get(Job, job_id)
             if job is not None:
                 s.expunge(job)
@@ -166,6 +226,9 @@ class JobRunner:
             job = s.get(Job, job_id)
             for k, v in values.items():
                 setattr(job, k, v)
+
+    def name_of(self, job: Job) -> str:
+        return job.filename or relative_name(job.video_path, self.args.media_roots)
 
     # -- detection -------------------------------------------------------------------------------
 
@@ -179,27 +242,47 @@ class JobRunner:
         t0 = time.perf_counter()
         last_write = [0.0]
 
-        async def progress(done: int) -> None:
+        async def progress(done: int) -> None:  # best effort: a catalog that cannot write now fails the job at its end
             now = time.monotonic()
             if now - last_write[0] >= 0.5:
                 last_write[0] = now
-                await asyncio.to_thread(self._update, job.id, frames_done=done)
+                try:
+                    await asyncio.to_thread(self._update, job.id, frames_done=done)
+                except Exception as exc:
+                    logger.warning("job %s: progress not recorded (%s)", job.id, type(exc).__name__)
 
         fanout = ChunkFanout(self.detector, chunk_s=self.args.chunk_s, max_in_flight=self.args.max_chunks_in_flight,
-                             retries=self.args.chunk_retries, on_progress=progress)
+                             retries=self.args.chunk_retries, on_progress=progress, roots=self.args.media_roots)
         try:
-            info = await asyncio.to_thread(probe, job.video_path)
+            info = await asyncio.to_thread(self.checked_info, job.video_path)
             await asyncio.to_thread(self._update, job.id, frames_total=info.frames_total)
             params = {"views": ["full"], **job.params}  # a job queued before views existed ran the full view
             document, timings = await fanout.run(job.video_path, info, params, await self.detector.model_info())
         except Exception as exc:  # a bad video, or a chunk that kept failing after its retries
-            bad_video = video_error_of(exc)
-            message = str(bad_video) if bad_video else f"detection failed: {type(exc).__name__}: {exc}"
-            await asyncio.to_thread(self._finish, job, None, message[:2000])
+            if video_error_of(exc) is None:
+                logger.error("job %s: detection failed", job.id, exc_info=exc)
+            await asyncio.to_thread(self._finish, job, None, public_error(exc, self.name_of(job))[:2000])
             return
         timings["total_s"] = round(time.perf_counter() - t0, 3)
         self.metrics.job_seconds.observe(timings["total_s"])
         await asyncio.to_thread(self._finish, job, document, None, timings)
+
+    def checked_info(self, path: str) -> VideoInfo:
+        """The video as the runner plans it: confined to the media roots when the file is opened, inside the
+        limits, and with the duration the packets show when the header claims more (a duration bomb)."""
+        with open_confined(path, self.args.media_roots) as opened:
+            try:
+                info = replace(probe(opened, max_pixels=self.args.max_frame_pixels), path=path)
+            except VideoError as exc:
+                raise type(exc)(path, exc.reason) from None
+            real = measured_duration(opened, info.duration_s)
+        if real is not None and real < 0.9 * info.duration_s - 1:
+            logger.warning("%s: the header claims %.1f s, the packets end at %.1f s; planning from the packets",
+                           path, info.duration_s, real)
+            info = replace(info, duration_s=real, frames_total=info.frames_listed or round(real * (info.fps or 30.0)))
+        if info.duration_s > self.args.max_duration_s:
+            raise VideoTooLargeError(path, f"it lasts {info.duration_s:.0f} s, over the limit of {self.args.max_duration_s:.0f} s")
+        return info
 
     def _finish(self, job: Job, document: dict | None, error: str | None, timings: dict | None = None) -> None:
         with self.catalog.session() as s:
@@ -230,52 +313,51 @@ class JobRunner:
         return json.dumps(doc, separators=(",", ":")).encode()
 
     async def _postback(self, job: Job) -> None:
+        """One attempt, if one is due; the next is scheduled in the catalog, where the reaper finds it."""
+        if job.postback_next_at is not None and job.postback_next_at > utcnow():
+            return
         body = await asyncio.to_thread(self.postback_body, job.id)
+        async with self.postback_slots:
+            state, attempt = await deliver_once(job.postback_url, body, policy=self.policy, retry=self.retry,
+                                                secret=self.args.postback_secret, job_id=job.id,
+                                                delivery_id=f"{job.id}.{job.deliveries or 1}",
+                                                attempts_so_far=job.postback_attempts)
+        if attempt is not None:
+            self.metrics.stage_seconds.observe(attempt.seconds, tags={"stage": "postback"})
+            self.metrics.postback_attempts.inc(tags={"outcome": "delivered" if attempt.ok else "error"})
+        if state.gave_up:
+            self.metrics.postback_failures.inc()
+            logger.warning("job %s: postback given up after %d attempt(s): %s", job.id, state.attempts, state.last_error)
+        entry = {"at": _iso(utcnow()), "status": attempt.status if attempt else None, "error": state.last_error,
+                 "seconds": round(attempt.seconds, 3) if attempt else 0.0}
+        next_at = utcnow() + dt.timedelta(seconds=state.retry_in_s) if state.retry_in_s is not None else None
+        await asyncio.to_thread(self._update, job.id, postback_attempts=state.attempts, postback_delivered=state.delivered,
+                                postback_gave_up=state.gave_up, postback_last_error=state.last_error, postback_next_at=next_at,
+                                postback_history=[*(job.postback_history or []), entry][-HISTORY_KEPT:])
 
-        async def record(state: DeliveryState, attempt: Attempt | None) -> None:
-            if attempt is not None:
-                self.metrics.stage_seconds.observe(attempt.seconds, tags={"stage": "postback"})
-                self.metrics.postback_attempts.inc(tags={"outcome": "delivered" if attempt.ok else "error"})
-            if state.gave_up:
-                self.metrics.postback_failures.inc()
-                logger.warning("job %s: postback to %s given up after %d attempt(s): %s", job.id, job.postback_url,
-                               state.attempts, state.last_error)
-            await asyncio.to_thread(self._update, job.id, postback_attempts=state.attempts,
-                                    postback_delivered=state.delivered, postback_gave_up=state.gave_up,
-                                    postback_last_error=state.last_error)
 
-        await deliver(job.postback_url, body, policy=self.policy, retry=self.retry, secret=self.args.postback_secret,
-                      job_id=job.id, attempts_so_far=job.postback_attempts, record=record)
+HISTORY_KEPT = 20  # postback attempts listed in GET /jobs/{id}
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return t.isoformat() + "Z" if t else None
 
 
 def _result_params(params: dict) -> dict:
     return {"views": ["full"], **{k: params[k] for k in ("labels", "min_score", "sample_fps", "views", "read_time") if k in params}}
 
 
-def job_status(job: Job, base_url: str = "") -> dict:
-    def iso(t):
-        return t.isoformat() + "Z" if t else None
-
+def job_status(job: Job, name: str, base_url: str = "") -> dict:
+    """GET /jobs/{id}: ``name`` is the file as the caller named it; URLs are relative to ``base_url``."""
     return {
-        "job_id": job.id, "status": job.status, "filename": job.video_path,
+        "job_id": job.id, "status": job.status, "filename": name,
         "progress": {"frames_done": job.frames_done, "frames_total": job.frames_total},
-        "timings": {"created_at": iso(job.created_at), "started_at": iso(job.started_at),
-                    "finished_at": iso(job.finished_at), **(job.timings or {})},
+        "timings": {"created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
+                    "finished_at": _iso(job.finished_at), **(job.timings or {})},
         "error": job.error, "attempts": job.attempts,
-        "postback": {"url": job.postback_url, "attempts": job.postback_attempts, "delivered": job.postback_delivered,
-                     "gave_up": job.postback_gave_up, "last_error": job.postback_last_error},
+        "postback": None if not job.postback_url else {
+            "url": job.postback_url, "attempts": job.postback_attempts, "delivered": job.postback_delivered,
+            "gave_up": job.postback_gave_up, "last_error": job.postback_last_error,
+            "next_attempt_at": _iso(job.postback_next_at), "history": job.postback_history or []},
         "result_url": f"{base_url}/jobs/{job.id}/result",
     }
-
-
-def find_job(catalog: Catalog, *, key: str | None, body_hash: str, window_s: float) -> Job | None:
-    with catalog.session() as s:
-        if key:
-            job = s.scalar(select(Job).where(Job.idempotency_key == key))
-        else:
-            since = utcnow() - dt.timedelta(seconds=window_s)
-            job = s.scalar(select(Job).where(Job.body_hash == body_hash, Job.created_at >= since)
-                           .order_by(Job.created_at.desc()))
-        if job is not None:
-            s.expunge(job)
-        return job

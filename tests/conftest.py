@@ -168,3 +168,39 @@ def postgres_url():
             pytest.fail("CI must provide CLOCKWORK_TEST_POSTGRES_URL (.ci/run starts PostgreSQL)")
         pytest.skip("CLOCKWORK_TEST_POSTGRES_URL is not set (run through .ci/run for PostgreSQL)")
     return url
+
+
+# -- the API in-process ----------------------------------------------------------------------------
+
+SECRET = "test-signing-key"
+TOKEN = "test-api-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def make_client(tmp_path, samples_dir, detector):
+    """Factory: ``make_client(**AppArgs overrides, detector_client=...)`` -> a Starlette TestClient around
+    ``build_app`` with the real detector in-process, a SQLite catalog in tmp_path and media roots
+    samples_dir and tmp_path/media (loopback receivers allowed)."""
+    from starlette.testclient import TestClient
+
+    from serve_app.api import Api, build_app
+    from serve_app.client import LocalDetectorClient
+    from serve_app.config import AppArgs
+
+    clients = []
+
+    def make(detector_client=None, **overrides):
+        (tmp_path / "media").mkdir(exist_ok=True)
+        args = AppArgs(**{"media_roots": [str(samples_dir), str(tmp_path / "media")],
+                          "database_url": f"sqlite:///{tmp_path}/catalog.sqlite", "postback_allow": ["127.0.0.0/8"],
+                          "postback_secret": SECRET, "api_token": TOKEN, "postback_base_delay_s": 0.2,
+                          "postback_max_delay_s": 0.5, "reaper_interval_s": 0.3, **overrides})
+        client = TestClient(build_app(Api(args, detector_client or LocalDetectorClient(detector))), headers=AUTH)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)

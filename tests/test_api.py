@@ -10,39 +10,10 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
-from starlette.testclient import TestClient
-
 from clockwork import detect_video
 from clockwork.postback import verify_signature
 from clockwork.testing import Receiver, wait_for_job
-from serve_app.api import Api, build_app
-from serve_app.client import LocalDetectorClient
-from serve_app.config import AppArgs
-
-SECRET = "test-signing-key"
-TOKEN = "test-api-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def make_client(tmp_path, samples_dir, detector):
-    clients = []
-
-    def make(**overrides) -> TestClient:
-        (tmp_path / "media").mkdir(exist_ok=True)
-        args = AppArgs(**{"media_roots": [str(samples_dir), str(tmp_path / "media")],
-                          "database_url": f"sqlite:///{tmp_path}/catalog.sqlite", "postback_allow": ["127.0.0.0/8"],
-                          "postback_secret": SECRET, "api_token": TOKEN, "postback_base_delay_s": 0.2,
-                          "postback_max_delay_s": 0.5, **overrides})
-        client = TestClient(build_app(Api(args, LocalDetectorClient(detector))), headers=AUTH)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+from tests.conftest import SECRET
 
 
 def wait(client, job_id, pred, timeout=120.0):
@@ -174,7 +145,7 @@ def test_dead_receiver_gets_the_postback_when_it_comes_back(make_client):
                                                    "sample_fps": 2}).json()["job_id"]
     status = wait(client, job_id, lambda s: s["postback"]["attempts"] >= 2)
     assert status["status"] == "succeeded" and not status["postback"]["delivered"]
-    assert "ConnectionError" in status["postback"]["last_error"]
+    assert "Cannot connect" in status["postback"]["last_error"]
     with rx:
         rx.wait_for(1, job_id=job_id)
         status = wait(client, job_id, lambda s: s["postback"]["delivered"])
