@@ -107,7 +107,7 @@ def test_round_trip_equals_clockwork_detect(shared, samples_dir, detector):
             assert resp.status_code == 202, resp.text
             assert time.perf_counter() - t < 5
             body = resp.json()
-            assert body["status_url"] == f"{app.base}/jobs/{body['job_id']}"
+            assert body["status_url"] == f"/{app.name}/jobs/{body['job_id']}"  # relative, under the route prefix
             jobs[body["job_id"]] = name
         posts = rx.wait_for(len(names))
     for post in posts:
@@ -124,7 +124,10 @@ def test_round_trip_equals_clockwork_detect(shared, samples_dir, detector):
         status = app.get(f"/jobs/{doc['job_id']}").json()
         assert status["status"] == "succeeded"
         assert status["progress"]["frames_done"] == status["progress"]["frames_total"] == doc["frames_total"]
-        assert status["postback"] == {"url": rx.url, "attempts": 1, "delivered": True, "gave_up": False, "last_error": None}
+        assert {k: status["postback"][k] for k in ("url", "attempts", "delivered", "gave_up", "last_error", "next_attempt_at")} == {
+            "url": rx.url, "attempts": 1, "delivered": True, "gave_up": False, "last_error": None, "next_attempt_at": None}
+        assert [h["status"] for h in status["postback"]["history"]] == [200]
+        assert post["headers"]["X-Clockwork-Delivery"] == f"{doc['job_id']}.1" and post["headers"]["X-Clockwork-Job"] == doc["job_id"]
         assert status["timings"]["started_at"] and status["timings"]["finished_at"]
 
 
