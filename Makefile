@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 OPENCV4 := opencv-python-headless==4.12.0.88
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup venv ffmpeg model test test-all lint demo bench clean
+.PHONY: setup venv ffmpeg model test test-all soak lint demo bench clean
 
 setup: venv ffmpeg model
 
@@ -38,6 +38,10 @@ test: setup
 
 test-all: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# A ten-minute soak of the Serve app (CI runs the same test for two minutes in test-all).
+soak: setup
+	CLOCKWORK_SOAK_S=600 $(PY) -m pytest tests/test_soak.py -s $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

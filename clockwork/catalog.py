@@ -45,6 +45,7 @@ class JobStatus(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def active(self) -> bool:
@@ -173,6 +174,18 @@ class QueueFullError(Exception):
     def __init__(self, active: int, limit: int):
         super().__init__(f"queue is full ({active} jobs queued or running, limit {limit})")
         self.active, self.limit = active, limit
+
+
+class Remix(Base):
+    """A remix ``jobs.join`` made: its file and its document (``clockwork.remix.remix_document``)."""
+
+    __tablename__ = "remixes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(4096))
+    label: Mapped[str] = mapped_column(String(64))
+    duration_s: Mapped[float] = mapped_column(Float)
+    document: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Heartbeat(Base):
@@ -349,6 +362,31 @@ class Catalog:
                 s.add(Heartbeat(owner=owner, at=utcnow()))
             else:
                 row.at = utcnow()
+
+    def list_jobs(self, *, status: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
+        with self.session(read_only=True) as s:
+            where = [Job.status == status] if status else []
+            total = s.scalar(select(func.count()).select_from(Job).where(*where)) or 0
+            jobs = list(s.scalars(select(Job).where(*where).order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)))
+            for job in jobs:
+                s.expunge(job)
+        return jobs, total
+
+    def cancel(self, job_id: str) -> bool:
+        """Mark a queued or running job cancelled; False when it had already ended."""
+        with self.session() as s:
+            res = s.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE))
+                            .values(status=JobStatus.CANCELLED.value, error="cancelled by request", finished_at=utcnow(),
+                                    dedupe_key=None))
+            return res.rowcount == 1
+
+    def redeliver(self, job_id: str) -> None:
+        """Start a new delivery of an ended job's result (a new delivery id; attempts count from 0)."""
+        with self.session() as s:
+            job = s.get(Job, job_id)
+            job.deliveries = (job.deliveries or 1) + 1
+            job.postback_attempts, job.postback_delivered, job.postback_gave_up = 0, False, False
+            job.postback_next_at, job.postback_last_error = None, None
 
     def count_active(self) -> int:
         with self.session(read_only=True) as s:

@@ -8,7 +8,6 @@ snippets (perceptual hashes within ``max_distance`` bits: the same footage uploa
 from __future__ import annotations
 
 import base64
-import html
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -124,62 +123,37 @@ def verify(path: Path, expected_duration_s: float, *, tolerance_s: float | None 
     return {"duration_s": duration, "streams": kinds}
 
 
-# -- the HTML report ---------------------------------------------------------------------------
+# -- the record and the HTML report ---------------------------------------------------------------
 
-def _timeline_svg(frames: list[tuple[float, float]], segments: list[tuple[float, float, bool]], duration: float,
-                  width: int = 720, height: int = 60) -> str:
-    """Scores over time as bars, with cut segments shaded (used ones darker)."""
-    if duration <= 0:
-        return ""
-    sx = width / duration
-    parts = [f'<svg class="timeline" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">',
-             f'<rect width="{width}" height="{height}" fill="#f4f4f4"/>']
-    for start, end, used in segments:
-        parts.append(f'<rect x="{start * sx:.1f}" y="0" width="{max((end - start) * sx, 1):.1f}" height="{height}" '
-                     f'fill="{"#f2b84b" if used else "#f7dfae"}"><title>{start:.2f}-{end:.2f} s</title></rect>')
-    for t, score in frames:
-        h = score * (height - 4)
-        parts.append(f'<rect x="{t * sx:.1f}" y="{height - h:.1f}" width="1.2" height="{h:.1f}" fill="#2a5d9f"/>')
-    parts.append("</svg>")
-    return "".join(parts)
+def remix_document(out: Path, *, picks: Sequence[Pick], sources: dict[str, dict], selection: Selection,
+                   label: str, order: str, no_clocks: Sequence[str] | None = None) -> dict:
+    """What a remix is made of, as JSON: each snippet with its offset in the remix, the sources' scores and
+    segments, what was left out and why, and the scanned videos with no clock. The catalog keeps it (the web
+    UI's remix page) and out.html renders it."""
+    offset, snippets = 0.0, []
+    for p in picks:
+        snippets.append({"name": p.name, "path": p.path, "source": p.source, "start_s": p.start_s, "end_s": p.end_s,
+                         "score": p.score, "offset_s": round(offset, 3)})
+        offset += p.duration_s
+    left_out = [f"{d.name}: near-duplicate of {k.name}" for d, k in selection.dropped_duplicates]
+    left_out += [f"{d.name}: over the per-source limit" for d in selection.dropped_per_source]
+    left_out += [f"{d.name}: over the maximum duration" for d in selection.dropped_duration]
+    return {"path": str(out), "label": label, "order": order, "snippets": snippets, "sources": sources,
+            "left_out": left_out, "no_clocks": list(no_clocks) if no_clocks is not None else None}
 
 
-def write_report(out_html: Path, *, remix: Path, picks: Sequence[Pick], thumbs: dict[str, bytes],
-                 sources: dict[str, dict], selection: Selection) -> Path:
-    """A page a person can look at: the remix, each snippet with a thumbnail, and a timeline per source.
-    ``sources`` maps a source path to ``{"duration_s", "frames": [(t, score)], "segments": [(start, end)]}``."""
-    used = {(p.source, round(p.start_s, 3)) for p in picks}
-    e = html.escape
-    rows = []
-    for i, p in enumerate(picks, 1):
-        img = base64.b64encode(thumbs[p.name]).decode() if p.name in thumbs else ""
-        rows.append(f'<tr class="snippet" data-name="{e(p.name)}"><td>{i}</td><td><img alt="" src="data:image/jpeg;base64,{img}"></td>'
-                    f'<td>{e(Path(p.source).name)}</td><td>{p.start_s:.3f}</td><td>{p.end_s:.3f}</td>'
-                    f'<td>{p.score:.2f}</td><td>{e(p.name)}</td></tr>')
-    timelines = []
-    for src, info in sorted(sources.items()):
-        segs = [(a, b, (src, round(a, 3)) in used) for a, b in info["segments"]]
-        timelines.append(f'<h3>{e(Path(src).name)}</h3>' + _timeline_svg(info["frames"], segs, info["duration_s"]))
-    dropped = "".join(f"<li>{e(d.name)}: near-duplicate of {e(k.name)}</li>" for d, k in selection.dropped_duplicates)
-    dropped += "".join(f"<li>{e(d.name)}: over the per-source limit</li>" for d in selection.dropped_per_source)
-    dropped += "".join(f"<li>{e(d.name)}: over the maximum duration</li>" for d in selection.dropped_duration)
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Clockwork remix: {e(remix.name)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1000px}}td,th{{padding:4px 8px;text-align:left}}
-img{{width:160px}}svg{{display:block;margin-bottom:1em}}</style></head><body>
-<h1>Clockwork remix</h1>
-<video controls width="960" src="{e(remix.name)}"></video>
-<p>{len(picks)} snippets, {sum(p.duration_s for p in picks):.2f} s.</p>
-<h2>Snippets</h2>
-<table><tr><th>#</th><th>frame</th><th>source</th><th>start s</th><th>end s</th><th>score</th><th>file</th></tr>
-{''.join(rows)}</table>
-<h2>Detection scores per source</h2><p>Blue: best score per frame. Shaded: cut segments (dark: used in the remix).</p>
-{''.join(timelines)}
-<h2>Left out</h2><ul>{dropped or '<li>nothing</li>'}</ul>
-</body></html>
-"""
+def write_report(out_html: Path, document: dict, thumbs: dict[str, bytes]) -> Path:
+    """out.html beside the remix: the web UI's remix page, standing alone (thumbnails inline, the player
+    pointing at the file beside it)."""
+    from clockwork.pages import remix_view, render
+
+    def thumb(s: dict) -> str | None:
+        data = thumbs.get(s["name"])
+        return f"data:image/jpeg;base64,{base64.b64encode(data).decode()}" if data else None
+
+    view = remix_view(document, video_url=Path(document["path"]).name, thumb_url=thumb)
+    page = render("remix.html", remix=view, nav="remix", ui=None, docs_url=None)
     tmp = out_html.with_name(out_html.name + ".part")
     tmp.write_text(page)
     tmp.replace(out_html)
     return out_html
-

@@ -19,11 +19,11 @@ from pathlib import Path
 import ray
 from sqlalchemy import select
 
-from clockwork.catalog import Catalog, Snippet, Video
+from clockwork.catalog import Catalog, Remix, Snippet, Video
 from clockwork.clips import thumbnail_jpeg
 from clockwork.errors import ClockworkError
 from clockwork.pushmetrics import JobMetrics
-from clockwork.remix import DEFAULT_MAX_DISTANCE, ORDERS, Pick, concat, verify, write_report, write_videolist
+from clockwork.remix import DEFAULT_MAX_DISTANCE, ORDERS, Pick, concat, remix_document, verify, write_report, write_videolist
 from clockwork.remix import select as choose
 from clockwork.settings import DETECT
 from jobs._common import EXIT_OK, Fatal, connect, require_ffmpeg, run, setup_logging
@@ -73,6 +73,11 @@ def main(argv=None) -> int:
                 }
         for sn, video in rows:
             sources[video.path]["segments"].append((sn.start_s, sn.end_s))
+        no_clocks = []
+        for video in s.scalars(select(Video).order_by(Video.path)):
+            result = catalog.latest_result(s, video)
+            if result is not None and not any(seg.label == args.label for seg in result.segments):
+                no_clocks.append(video.path)
     if not picks:
         raise Fatal(f"no {args.label!r} snippets in the catalog ({catalog.url}); run `python -m jobs.split` first")
     missing = [p.path for p in picks if not p.path or not Path(p.path).is_file()]
@@ -95,8 +100,11 @@ def main(argv=None) -> int:
         out.unlink(missing_ok=True)
         raise Fatal(str(exc).splitlines()[0]) from None
     thumbs = {name: ray.get(ref) for name, ref in thumbs_refs.items()}
-    report = write_report(out.with_suffix(".html"), remix=out, picks=selection.chosen, thumbs=thumbs, sources=sources,
-                          selection=selection)
+    document = remix_document(out, picks=selection.chosen, sources=sources, selection=selection, label=args.label,
+                              order=args.order, no_clocks=no_clocks)
+    report = write_report(out.with_suffix(".html"), document, thumbs)
+    with catalog.session() as s:
+        s.add(Remix(path=str(out), label=args.label, duration_s=checked["duration_s"], document=document))
     metrics.count("snippet", "joined", len(selection.chosen))
     metrics.count("snippet", "duplicate", len(selection.dropped_duplicates))
     metrics.output_seconds.set(checked["duration_s"])

@@ -1,10 +1,14 @@
 """The HTTP contract, on Starlette, with no Ray inside: ``build_app(Api(args, detector)) -> Starlette``.
 
     POST /video-inference   {"filename", "postback_url"?, "labels"?, "min_score"?, "sample_fps"?, "views"?, "read_time"?} -> 202
-    GET  /jobs/{id}         status, progress, timings, error, postback state
+    GET  /jobs              the jobs, newest first: ?status=&limit=&offset=
+    GET  /jobs/{id}         status, progress, timings, error, postback state and history
+    DELETE /jobs/{id}       cancel a queued or running job
+    POST /jobs/{id}/postback  deliver the result again (a new delivery id)
     GET  /jobs/{id}/result  the result document, byte for byte what is posted back
     GET  /healthz           liveness: the process answers and can read the catalog
     GET  /readyz            readiness: the catalog takes writes and a detector replica answers (else 503)
+    GET  /openapi.json      the contract as OpenAPI 3.1; GET /docs shows it as a page (offline, no CDN)
 
 The Serve Ingress deployment builds this app around a Ray handle to the detector
 (``serve_app.ingress``); tests build it around an in-process detector and call it with Starlette's
@@ -157,6 +161,51 @@ class Api:
         job = await self._job(request.path_params["job_id"])
         return JSONResponse(job_status(job, self.runner.name_of(job), _base(request, self.args.public_url)))
 
+    async def list_jobs(self, request: Request) -> Response:
+        self.authorise(request)
+        q = request.query_params
+        status = q.get("status") or None
+        if status is not None and status not in {s.value for s in JobStatus}:
+            raise ApiError(400, f"Invalid status {status!r}. Supported values are {', '.join(s.value for s in JobStatus)}.")
+        limit, offset = _int_param(q, "limit", 50, 1, 500), _int_param(q, "offset", 0, 0, 10**9)
+        jobs, total = await asyncio.to_thread(self.catalog.list_jobs, status=status, limit=limit, offset=offset)
+        base = _base(request, self.args.public_url)
+        more = offset + len(jobs) < total
+        return JSONResponse({
+            "jobs": [job_status(j, self.runner.name_of(j), base) for j in jobs], "total": total,
+            "next": f"{base}/jobs?limit={limit}&offset={offset + limit}" + (f"&status={status}" if status else "") if more else None})
+
+    async def cancel(self, request: Request) -> Response:
+        self.authorise(request)
+        job = await self._job(request.path_params["job_id"])
+        cancelled = await asyncio.to_thread(self.catalog.cancel, job.id)
+        if not cancelled:
+            raise ApiError(409, f"job {job.id} is {job.status}; only queued or running jobs can be cancelled", job_status=job.status)
+        self.runner.cancel_local(job.id)
+        self.runner.start(job.id)  # the cancellation is posted back like any other end
+        job = await self._job(job.id)
+        return JSONResponse(job_status(job, self.runner.name_of(job), _base(request, self.args.public_url)), status_code=202)
+
+    async def redeliver(self, request: Request) -> Response:
+        self.authorise(request)
+        job = await self._job(request.path_params["job_id"])
+        if not job.postback_url:
+            raise ApiError(409, f"job {job.id} has no postback_url")
+        if not JobStatus(job.status).final:
+            raise ApiError(409, f"job {job.id} is {job.status}; its result is posted when it ends", job_status=job.status)
+        await asyncio.to_thread(self.catalog.redeliver, job.id)
+        self.runner.start(job.id)
+        job = await self._job(job.id)
+        return JSONResponse(job_status(job, self.runner.name_of(job), _base(request, self.args.public_url)), status_code=202)
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+    async def docs(self, request: Request) -> Response:
+        from serve_app.ui import render_docs
+
+        return render_docs(request, openapi_document())
+
     async def result(self, request: Request) -> Response:
         self.authorise(request)
         job = await self._job(request.path_params["job_id"])
@@ -271,8 +320,13 @@ def build_app(api: Api) -> Starlette:
     """The Starlette app: routes, one handler for :class:`ApiError`, JSON 404/405, a request counter."""
     routes = [
         ("/video-inference", api.submit, "POST"),
+        ("/jobs", api.list_jobs, "GET"),
         ("/jobs/{job_id}", api.status, "GET"),
+        ("/jobs/{job_id}", api.cancel, "DELETE"),
         ("/jobs/{job_id}/result", api.result, "GET"),
+        ("/jobs/{job_id}/postback", api.redeliver, "POST"),
+        ("/openapi.json", api.openapi, "GET"),
+        ("/docs", api.docs, "GET"),
         ("/healthz", api.healthz, "GET"),
         ("/readyz", api.readyz, "GET"),
     ]
@@ -293,12 +347,76 @@ def build_app(api: Api) -> Starlette:
             return response
         return endpoint
 
-    app = Starlette(routes=[Route(path, counted(path, handler), methods=[method]) for path, handler, method in routes])
+    by_path: dict[str, dict[str, object]] = {}
+    for path, handler, method in routes:
+        by_path.setdefault(path, {})[method] = counted(path, handler)
+
+    def dispatch(methods: dict):
+        async def endpoint(request: Request) -> Response:
+            return await methods[request.method if request.method in methods else "GET"](request)
+        return endpoint
+
+    from serve_app.ui import Ui
+
+    ui_routes = [Route(path, endpoint, methods=methods) for path, endpoint, methods in Ui(api).routes()]
+    app = Starlette(routes=[Route(path, dispatch(methods), methods=list(methods)) for path, methods in by_path.items()] + ui_routes)
     app.state.api = api
     app.add_exception_handler(ApiError, lambda request, exc: exc.response())
     app.add_exception_handler(404, lambda req, exc: ApiError(404, f"no route {req.method} {req.url.path}").response())
     app.add_exception_handler(405, lambda req, exc: ApiError(405, f"method {req.method} not allowed on {req.url.path}").response())
     return app
+
+
+def _int_param(q, name: str, default: int, low: int, high: int) -> int:
+    raw = q.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(400, f"Invalid {name} {raw[:20]!r}. Supported values are integers from {low} to {high}.")
+    return int(raw)
+
+
+ROUTES_DOC = [
+    ("post", "/video-inference", "Submit a video", "202 with job_id and status_url; 4xx with a JSON error"),
+    ("get", "/jobs", "List jobs, newest first (?status=&limit=&offset=)", "200 {jobs, total, next}"),
+    ("get", "/jobs/{job_id}", "A job: status, progress, timings, error, postback and its history", "200; 404"),
+    ("delete", "/jobs/{job_id}", "Cancel a queued or running job", "202; 409 when it already ended"),
+    ("get", "/jobs/{job_id}/result", "The result document, byte for byte what was posted back", "200; 409 before the end"),
+    ("post", "/jobs/{job_id}/postback", "Deliver the result again", "202; 409 without postback_url or before the end"),
+    ("get", "/healthz", "Liveness", "200"),
+    ("get", "/readyz", "Readiness: catalog writable and a detector replica answering", "200; 503 naming what is missing"),
+    ("get", "/ui", "Web pages for people: jobs, videos, the remix", "200 HTML"),
+]
+
+
+def openapi_document() -> dict:
+    """The contract as OpenAPI 3.1, from the request model itself (pydantic's JSON schema)."""
+    error = {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}},
+             "required": ["error", "status"]}
+    paths: dict = {}
+    for method, path, summary, answers in ROUTES_DOC:
+        op = {"summary": summary, "description": answers,
+              "responses": {"default": {"description": "JSON error", "content": {"application/json": {"schema": error}}}}}
+        if "{job_id}" in path:
+            op["parameters"] = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+        if path == "/video-inference":
+            op["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/InferenceRequest"}}}}
+            op["parameters"] = [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                 "schema": {"type": "string", "maxLength": MAX_KEY_LENGTH}}]
+        paths.setdefault(path, {})[method] = op
+    return {"openapi": "3.1.0", "info": {"title": "Clockwork API", "version": _version()},
+            "paths": paths, "components": {"schemas": {"InferenceRequest": InferenceRequest.model_json_schema()},
+                                           "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("clockwork")
+    except PackageNotFoundError:
+        return "0"
 
 
 def _base(request: Request, public_url: str | None = None) -> str:

@@ -149,6 +149,7 @@ class JobRunner:
         self.retry = RetryPolicy(args.postback_max_attempts, args.postback_base_delay_s, args.postback_max_delay_s,
                                  args.postback_timeout_s)
         self.tasks: dict[str, asyncio.Task] = {}
+        self.detecting: set[str] = set()  # jobs whose detection runs here (a cancellation stops these)
         # postbacks in flight at once: a crowd of slow receivers holds these, nothing else
         self.postback_slots = asyncio.Semaphore(args.max_postbacks_in_flight)
 
@@ -158,7 +159,13 @@ class JobRunner:
         if job_id not in self.tasks:
             task = asyncio.get_running_loop().create_task(self._run(job_id))
             self.tasks[job_id] = task
-            task.add_done_callback(lambda _t, j=job_id: self.tasks.pop(j, None))
+            task.add_done_callback(lambda t, j=job_id: self.tasks.pop(j) if self.tasks.get(j) is t else None)
+
+    def cancel_local(self, job_id: str) -> None:
+        """Stop this replica's task for a job just cancelled (other replicas see it at their next heartbeat)."""
+        task = self.tasks.pop(job_id, None)
+        if task is not None:
+            task.cancel()
 
     async def reap_forever(self) -> None:
         """Resume jobs whose lease expired (their runner died), start postback attempts that are due,
@@ -184,8 +191,14 @@ class JobRunner:
             await asyncio.sleep(self.args.lease_s / 3)
             try:
                 await asyncio.to_thread(self.catalog.renew, job_id, self.owner, self.args.lease_s)
+                job = await asyncio.to_thread(self.load, job_id)
             except Exception as exc:
                 logger.warning("job %s: lease renewal failed (%s)", job_id, type(exc).__name__)
+                continue
+            if job is not None and job.status == JobStatus.CANCELLED and job_id in self.detecting:
+                self.cancel_local(job_id)  # cancelled through another replica: stop, then post the cancellation back
+                asyncio.get_running_loop().call_soon(self.start, job_id)
+                return
 
     async def _run(self, job_id: str) -> None:
         try:
@@ -251,6 +264,7 @@ class JobRunner:
                 except Exception as exc:
                     logger.warning("job %s: progress not recorded (%s)", job.id, type(exc).__name__)
 
+        self.detecting.add(job.id)
         fanout = ChunkFanout(self.detector, chunk_s=self.args.chunk_s, max_in_flight=self.args.max_chunks_in_flight,
                              retries=self.args.chunk_retries, on_progress=progress, roots=self.args.media_roots)
         try:
@@ -263,6 +277,8 @@ class JobRunner:
                 logger.error("job %s: detection failed", job.id, exc_info=exc)
             await asyncio.to_thread(self._finish, job, None, public_error(exc, self.name_of(job))[:2000])
             return
+        finally:
+            self.detecting.discard(job.id)
         timings["total_s"] = round(time.perf_counter() - t0, 3)
         self.metrics.job_seconds.observe(timings["total_s"])
         await asyncio.to_thread(self._finish, job, document, None, timings)
@@ -287,6 +303,8 @@ class JobRunner:
     def _finish(self, job: Job, document: dict | None, error: str | None, timings: dict | None = None) -> None:
         with self.catalog.session() as s:
             row = s.get(Job, job.id)
+            if row.status == JobStatus.CANCELLED:
+                return  # cancelled while it ran: the cancellation stands
             row.finished_at = utcnow()
             row.timings = {**(row.timings or {}), **(timings or {})}
             if document is not None:
@@ -309,7 +327,7 @@ class JobRunner:
             if job.status == JobStatus.SUCCEEDED:
                 doc = {"job_id": job.id, "status": JobStatus.SUCCEEDED.value, **job.result.document}
             else:
-                doc = failure_document(job, job.error or "unknown error")
+                doc = {**failure_document(job, job.error or "unknown error"), "status": job.status}
         return json.dumps(doc, separators=(",", ":")).encode()
 
     async def _postback(self, job: Job) -> None:

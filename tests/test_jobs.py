@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from clockwork.catalog import Catalog, Remix
 from clockwork.ffmpeg import probe_json
 
 pytestmark = pytest.mark.slow
@@ -111,7 +113,12 @@ def test_join_makes_a_verified_remix_without_the_duplicate(split_run, ray_cluste
     report = (out.parent / "out.html").read_text()
     for n in names:
         assert f'data-name="{Path(n).name}"' in report
-    assert report.count("<svg") == 5  # a timeline per source with snippets (the reupload too)
+    assert report.count('class="timeline"') == 1 + 5  # where the snippets sit, and one per source (the reupload too)
+    assert "00:00:00" in report and 'id="no-clocks"' in report  # a time axis; the videos where no clock was found
+    with Catalog(library["db"]).session() as s:  # the catalog keeps the remix for the web UI
+        [remix] = s.scalars(select(Remix)).all()
+        assert [Path(sn["path"]).name for sn in remix.document["snippets"]] == [Path(n).name for n in names]
+        assert remix.document["snippets"][0]["offset_s"] == 0 and remix.document["snippets"][1]["offset_s"] > 0
     # the same seed gives the same remix order
     again = submit(ray_cluster, "-m", "jobs.join", "--out", str(library["root"] / "again" / "out.mp4"),
                    "--database-url", library["db"], "--seed", "3")

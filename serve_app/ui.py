@@ -1,0 +1,284 @@
+"""The web pages, served by the API itself under ``/ui`` (same ingress, same token): jobs with their
+progress, one video with its segments and the frames where they start, peak and end (boxes drawn), the
+library (videos with no clock found too), and the latest remix. Server-rendered (``clockwork.pages``),
+no JavaScript.
+
+When the app has an API token, a browser signs in once at ``/ui/login``; the token is kept in an
+HttpOnly cookie. API clients may send the bearer header instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from pathlib import Path
+from urllib.parse import parse_qs, quote
+
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from clockwork.annotate import BoxAnnotator, frame_at, jpeg
+from clockwork.catalog import Job, JobStatus, Remix, Result, Video
+from clockwork.media import list_videos, relative_name
+from clockwork.pages import Timeline, remix_view, render, segment_frames
+
+logger = logging.getLogger("clockwork.serve")
+
+COOKIE = "clockwork_token"
+PAGE_SIZE = 50
+THUMB_WIDTH = 480
+
+
+class UiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class Ui:
+    def __init__(self, api):
+        self.api = api
+        self.catalog = api.catalog
+        self.args = api.args
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def base(self, request: Request) -> str:
+        return request.scope.get("root_path", "").rstrip("/") + "/ui"
+
+    def signed_in(self, request: Request) -> bool:
+        token = self.args.api_token
+        if not token:
+            return True
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+            return True
+        cookie = request.cookies.get(COOKIE, "")
+        return hmac.compare_digest(cookie.encode(), token.encode())
+
+    def page(self, request: Request, template: str, http_status: int = 200, **context) -> HTMLResponse:
+        html = render(template, ui=self.base(request), docs_url=request.scope.get("root_path", "").rstrip("/") + "/docs", **context)
+        return HTMLResponse(html, status_code=http_status)
+
+    def guarded(self, handler, *, open_route: bool = False):
+        async def endpoint(request: Request) -> Response:
+            if not open_route and not self.signed_in(request):  # a browser is sent to the sign-in form
+                return RedirectResponse(f"{self.base(request)}/login?next={quote(request.url.path)}", status_code=303)
+            try:
+                return await handler(request)
+            except UiError as exc:
+                return self.page(request, "message.html", http_status=exc.status, nav=None, title="Not found", message=str(exc))
+            except Exception:
+                logger.exception("%s %s failed", request.method, request.url.path)
+                return self.page(request, "message.html", http_status=500, nav=None, title="Something went wrong",
+                                 message="The page could not be made; the server log has the details.")
+        return endpoint
+
+    # -- routes --------------------------------------------------------------------------------------
+
+    async def login_form(self, request: Request) -> Response:
+        target = request.query_params.get("next", "")
+        return self.page(request, "login.html", nav=None, wrong=False, next=target if target.startswith("/ui") or
+                         target.startswith(request.scope.get("root_path", "") + "/ui") else "")
+
+    async def login(self, request: Request) -> Response:
+        form = parse_qs((await request.body())[:8192].decode("utf-8", "replace"))  # a urlencoded form of two fields
+        token, target = form.get("token", [""])[0], form.get("next", [""])[0] or self.base(request) + "/jobs"
+        if not target.startswith("/") or target.startswith("//"):
+            target = self.base(request) + "/jobs"
+        if not self.args.api_token or not hmac.compare_digest(token.encode(), self.args.api_token.encode()):
+            return self.page(request, "login.html", http_status=401, nav=None, wrong=True, next=target)
+        resp = RedirectResponse(target, status_code=303)
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", path=request.scope.get("root_path", "") or "/")
+        return resp
+
+    async def home(self, request: Request) -> Response:
+        return RedirectResponse(self.base(request) + "/jobs", status_code=307)
+
+    async def jobs(self, request: Request) -> Response:
+        raw = request.query_params.get("offset", "0")
+        offset = int(raw) if raw.isdigit() else 0
+        jobs, total = await asyncio.to_thread(self.catalog.list_jobs, limit=PAGE_SIZE, offset=offset)
+        rows = [self._job_row(j) for j in jobs]
+        refresh = 2 if any(JobStatus(j.status).active for j in jobs) else None
+        return self.page(request, "jobs.html", nav="jobs", jobs=rows, total=total, refresh=refresh,
+                         next_offset=offset + PAGE_SIZE if offset + PAGE_SIZE < total else None)
+
+    def _job_row(self, job: Job) -> dict:
+        done, total = job.frames_done or 0, job.frames_total or 0
+        fps = eta = None
+        if job.started_at is not None and done:
+            end = job.finished_at or _utcnow()
+            elapsed = max((end - job.started_at).total_seconds(), 1e-3)
+            fps = round(done / elapsed, 1)
+            if JobStatus(job.status).active and total > done:
+                eta = (total - done) / max(fps, 1e-6)
+        return {"id": job.id, "name": self.api.runner.name_of(job), "status": job.status, "frames_done": done,
+                "frames_total": total, "percent": round(100 * done / total) if total else 0, "fps": fps, "eta": eta,
+                "created": job.created_at.strftime("%Y-%m-%d %H:%M:%S") if job.created_at else ""}
+
+    async def job(self, request: Request) -> Response:
+        from serve_app.runner import job_status
+
+        job = await asyncio.to_thread(self.api.runner.load, request.path_params["job_id"])
+        if job is None:
+            raise UiError(404, f"no job {request.path_params['job_id']!r}")
+        root = request.scope.get("root_path", "").rstrip("/")
+        status = job_status(job, self.api.runner.name_of(job), root)
+        context = await asyncio.to_thread(self._result_context, job.result_id, request) if job.result_id else {}
+        return self.page(request, "job.html", nav="jobs", status=status, refresh=2 if JobStatus(job.status).active else None,
+                         json_url=f"{root}/jobs/{job.id}/result", **context)
+
+    def _result_context(self, result_id: int, request: Request) -> dict:
+        with self.catalog.session(read_only=True) as s:
+            row = s.get(Result, result_id)
+            result, video_id = row.video_result(), row.video_id
+        base = self.base(request)
+        return {"result": result, "timeline": Timeline(result.duration_s),
+                "scores": [(f.timestamp_s, f.best_score()) for f in result.frame_data],
+                "frames": [segment_frames(result, seg) for seg in result.segments],
+                "frame_url": lambda n: f"{base}/videos/{video_id}/frames/{n}.jpg"}
+
+    async def video(self, request: Request) -> Response:
+        video_id = _int(request.path_params["video_id"])
+
+        def load():
+            with self.catalog.session(read_only=True) as s:
+                video = s.get(Video, video_id)
+                if video is None:
+                    return None
+                result = self.catalog.latest_result(s, video)
+                return video.path, result.id if result else None
+
+        found = await asyncio.to_thread(load)
+        if found is None:
+            raise UiError(404, f"no video {video_id}")
+        path, result_id = found
+        context = await asyncio.to_thread(self._result_context, result_id, request) if result_id else {}
+        return self.page(request, "video.html", nav="library", name=relative_name(path, self.args.media_roots),
+                         json_url=None, **context)
+
+    async def frame(self, request: Request) -> Response:
+        """One frame of a scanned video with its detections drawn (JPEG)."""
+        video_id, frame_no = _int(request.path_params["video_id"]), _int(request.path_params["frame_no"])
+
+        def draw() -> bytes:
+            with self.catalog.session(read_only=True) as s:
+                video = s.get(Video, video_id)
+                result = self.catalog.latest_result(s, video) if video else None
+                if result is None:
+                    raise UiError(404, f"no scanned video {video_id}")
+                path, doc = video.path, result.video_result()
+            frame = next((f for f in doc.frame_data if f.frame_no == frame_no), None)
+            if frame is None:
+                raise UiError(404, f"frame {frame_no} has no detections in video {video_id}")
+            return jpeg(BoxAnnotator().annotate(frame_at(path, frame.timestamp_s), frame.detections), max_width=THUMB_WIDTH)
+
+        data = await asyncio.to_thread(draw)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    async def library(self, request: Request) -> Response:
+        def rows():
+            with self.catalog.session(read_only=True) as s:
+                known = {v.path: v for v in s.scalars(select(Video))}
+                out = []
+                for root in self.args.media_roots:
+                    for path in list_videos(root):
+                        video = known.pop(str(path), None)
+                        out.append(self._library_row(s, str(path), video))
+                out += [self._library_row(s, p, v) for p, v in sorted(known.items())]  # scanned, outside today's roots
+            return out
+
+        videos = await asyncio.to_thread(rows)
+        return self.page(request, "library.html", nav="library", videos=videos,
+                         with_clocks=sum(v["found"] == "yes" for v in videos), without=sum(v["found"] == "no" for v in videos),
+                         unscanned=sum(v["found"] == "unscanned" for v in videos))
+
+    def _library_row(self, s, path: str, video: Video | None) -> dict:
+        result = self.catalog.latest_result(s, video) if video is not None else None
+        doc = result.document if result is not None else None
+        return {"name": relative_name(path, self.args.media_roots), "video_id": video.id if video else None,
+                "duration_s": video.duration_s if video else None,
+                "segments": len(doc["segments"]) if doc else None, "clock_frames": doc.get("clock_frames") if doc else None,
+                "found": "unscanned" if doc is None else ("yes" if doc["segments"] else "no")}
+
+    async def remix(self, request: Request) -> Response:
+        base = self.base(request)
+
+        def load():
+            with self.catalog.session(read_only=True) as s:
+                remix = s.scalar(select(Remix).order_by(Remix.created_at.desc(), Remix.id.desc()))
+                if remix is None:
+                    return None
+                ids = dict(s.execute(select(Video.path, Video.id).where(Video.path.in_(list(remix.document["sources"])))).all())
+                return remix.id, remix.document, ids
+
+        found = await asyncio.to_thread(load)
+        if found is None:
+            return self.page(request, "remix.html", nav="remix", remix=None)
+        remix_id, doc, ids = found
+        view = remix_view(doc, video_url=f"{base}/remix/{remix_id}.mp4",
+                          thumb_url=lambda sn: f"{base}/remix/{remix_id}/snippets/{quote(sn['name'])}.jpg",
+                          source_url=lambda p: f"{base}/videos/{ids[p]}" if p in ids else None)
+        return self.page(request, "remix.html", nav="remix", remix=view)
+
+    async def remix_file(self, request: Request) -> Response:
+        path = await asyncio.to_thread(self._remix_path, _int(request.path_params["remix_id"]))
+        return FileResponse(path, media_type="video/mp4")
+
+    async def snippet_thumb(self, request: Request) -> Response:
+        remix_id, name = _int(request.path_params["remix_id"]), request.path_params["name"]
+
+        def draw() -> bytes:
+            with self.catalog.session(read_only=True) as s:
+                remix = s.get(Remix, remix_id)
+                snippet = next((sn for sn in remix.document["snippets"] if sn["name"] == name), None) if remix else None
+            if snippet is None or not Path(snippet["path"]).is_file():
+                raise UiError(404, f"no snippet {name!r} in remix {remix_id}")
+            return jpeg(frame_at(snippet["path"], (snippet["end_s"] - snippet["start_s"]) / 2), max_width=320)
+
+        return Response(await asyncio.to_thread(draw), media_type="image/jpeg")
+
+    def _remix_path(self, remix_id: int) -> str:
+        with self.catalog.session(read_only=True) as s:
+            remix = s.get(Remix, remix_id)
+            if remix is None or not Path(remix.path).is_file():
+                raise UiError(404, f"no remix file {remix_id}")
+            return remix.path
+
+    def routes(self) -> list[tuple[str, object, list[str]]]:
+        g = self.guarded
+        return [
+            ("/ui", g(self.home), ["GET"]),
+            ("/ui/login", g(self.login_form, open_route=True), ["GET"]),
+            ("/ui/login", g(self.login, open_route=True), ["POST"]),
+            ("/ui/jobs", g(self.jobs), ["GET"]),
+            ("/ui/jobs/{job_id}", g(self.job), ["GET"]),
+            ("/ui/videos/{video_id}", g(self.video), ["GET"]),
+            ("/ui/videos/{video_id}/frames/{frame_no}.jpg", g(self.frame), ["GET"]),
+            ("/ui/library", g(self.library), ["GET"]),
+            ("/ui/remix", g(self.remix), ["GET"]),
+            ("/ui/remix/{remix_id}.mp4", g(self.remix_file), ["GET"]),
+            ("/ui/remix/{remix_id}/snippets/{name}.jpg", g(self.snippet_thumb), ["GET"]),
+        ]
+
+
+def render_docs(request: Request, spec: dict) -> HTMLResponse:
+    root = request.scope.get("root_path", "").rstrip("/")
+    return HTMLResponse(render("docs.html", ui=root + "/ui", docs_url=root + "/docs", nav=None, spec=spec,
+                               openapi_url=root + "/openapi.json"))
+
+
+def _int(raw: str) -> int:
+    if not raw.isdigit() or len(raw) > 12:
+        raise UiError(404, f"not an id: {raw[:20]!r}")
+    return int(raw)
+
+
+def _utcnow():
+    from clockwork.catalog import utcnow
+
+    return utcnow()
+

@@ -1,0 +1,193 @@
+"""The web pages in a real browser: Debian's Chromium, driven by Selenium through chromedriver, against the
+app served over real HTTP on loopback (uvicorn), with the real detector in-process and a real catalog.
+The browser's console log must stay free of errors on every page."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+import requests
+
+from clockwork.testing import wait_for_job
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "ui-test-token"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, samples_dir, detector):
+    """``build_app`` served by uvicorn on a loopback port, in a thread of this process."""
+    import uvicorn
+
+    from serve_app.api import Api, build_app
+    from serve_app.client import LocalDetectorClient
+    from serve_app.config import AppArgs
+
+    tmp = tmp_path_factory.mktemp("ui")
+    media = tmp / "media"
+    media.mkdir()
+    shutil.copy(samples_dir / "clock_static_720p30.mp4", media / "<script>alert('x')<b>.mp4")
+    args = AppArgs(media_roots=[str(samples_dir), str(media)], database_url=f"sqlite:///{tmp}/ui.sqlite", api_token=TOKEN)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(build_app(Api(args, LocalDetectorClient(detector))), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            requests.get(f"{base}/healthz", timeout=1)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    yield {"base": base, "headers": {"Authorization": f"Bearer {TOKEN}"}, "media": media}
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver_bin:
+        pytest.fail("Debian's chromium and chromium-driver are needed (.ci/run installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1800"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_bin), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def console_errors(driver) -> list[dict]:
+    return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def sign_in(driver, base):
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{base}/ui/jobs")
+    if driver.find_elements(By.ID, "token"):  # not signed in yet
+        driver.find_element(By.ID, "token").send_keys(TOKEN)
+        driver.find_element(By.ID, "sign-in").click()
+
+
+def submit(live, **body) -> str:
+    resp = requests.post(f"{live['base']}/video-inference", json=body, headers=live["headers"], timeout=30)
+    assert resp.status_code == 202, resp.text
+    return resp.json()["job_id"]
+
+
+def test_the_token_is_required_when_set(live, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.delete_all_cookies()
+    resp = requests.get(f"{live['base']}/ui/jobs", timeout=10, allow_redirects=False)
+    assert resp.status_code == 303 and "/ui/login" in resp.headers["location"]
+    assert requests.get(f"{live['base']}/ui/jobs", headers=live["headers"], timeout=10).status_code == 200  # or the API's bearer
+    browser.get(f"{live['base']}/ui/jobs")
+    assert browser.find_elements(By.ID, "token") and not browser.find_elements(By.ID, "jobs")
+    browser.find_element(By.ID, "token").send_keys("wrong")
+    browser.find_element(By.ID, "sign-in").click()
+    assert "not right" in browser.page_source and not browser.find_elements(By.ID, "jobs")
+    assert [e["message"] for e in console_errors(browser)] == [f"{live['base']}/ui/login - Failed to load resource: the server "
+                                                               "responded with a status of 401 (Unauthorized)"]
+    sign_in(browser, live["base"])
+    assert browser.find_elements(By.ID, "jobs"), browser.page_source[:2000]
+
+
+def test_a_running_job_shows_and_its_progress_advances(live, browser):
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, live["base"])
+    job_id = submit(live, filename="clock_static_720p30.mp4", sample_fps=0, views=["full", "zoomout", "tiles"])
+    seen = []
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        browser.get(f"{live['base']}/ui/jobs")
+        row = browser.find_element(By.CSS_SELECTOR, f'tr[data-job="{job_id}"]')
+        status = row.get_attribute("data-status")
+        done = int(row.find_element(By.CLASS_NAME, "frames").text.split("/")[0])
+        seen.append((status, done))
+        if status == "succeeded":
+            break
+        time.sleep(0.7)
+    running = [d for s, d in seen if s == "running"]
+    assert len(set(running)) >= 2 and running == sorted(running), seen  # shown running, progress going up
+    assert seen[-1][0] == "succeeded"
+    assert not console_errors(browser)
+
+
+def test_a_finished_video_shows_its_segments_with_boxed_thumbnails(live, browser):
+    import numpy as np
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, live["base"])
+    job_id = submit(live, filename="clock_moving_360p25.mp4", sample_fps=5, views=["full"])
+    wait_for_job(lambda j: requests.get(f"{live['base']}/jobs/{j}", headers=live["headers"], timeout=10).json(), job_id,
+                 lambda s: s["status"] == "succeeded")
+    result = requests.get(f"{live['base']}/jobs/{job_id}/result", headers=live["headers"], timeout=10).json()
+    browser.get(f"{live['base']}/ui/jobs/{job_id}")
+    assert int(browser.find_element(By.ID, "segment-count").text) == len(result["segments"]) >= 1
+    assert len(browser.find_elements(By.CSS_SELECTOR, "rect.segment")) == len(result["segments"])
+    thumbs = browser.find_elements(By.CSS_SELECTOR, "img.thumb")
+    assert len(thumbs) >= len(result["segments"])
+    assert all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", t) for t in thumbs)
+    assert "00:00:00" in browser.find_element(By.CSS_SELECTOR, "svg.timeline").text  # a time axis in HH:MM:SS
+    # the thumbnail has the box drawn: the box's edge pixels carry the first track colour
+    import io
+
+    data = requests.get(thumbs[0].get_attribute("src"), cookies={c["name"]: c["value"] for c in browser.get_cookies()},
+                        timeout=30).content
+    image = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
+    red = (image[..., 0] > 200) & (image[..., 1] < 110) & (image[..., 2] < 110)
+    assert red.sum() > 50, red.sum()
+    assert not console_errors(browser)
+
+
+def test_untrusted_names_are_shown_as_text(live, browser):
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, live["base"])
+    name = "<script>alert('x')<b>.mp4"
+    job_id = submit(live, filename=name, sample_fps=1, views=["full"])
+    wait_for_job(lambda j: requests.get(f"{live['base']}/jobs/{j}", headers=live["headers"], timeout=10).json(), job_id,
+                 lambda s: s["status"] in ("succeeded", "failed"))
+    for page in ("/ui/jobs", f"/ui/jobs/{job_id}", "/ui/library"):
+        browser.get(live["base"] + page)
+        assert name in browser.find_element(By.TAG_NAME, "main").text, page  # the literal text, on screen
+        assert not browser.find_elements(By.CSS_SELECTOR, "main script, main b"), page
+        assert not console_errors(browser), page
+
+
+def test_library_lists_videos_without_clocks(live, browser):
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, live["base"])
+    job_id = submit(live, filename="distractor_life_25.mp4", sample_fps=2, views=["full"])
+    wait_for_job(lambda j: requests.get(f"{live['base']}/jobs/{j}", headers=live["headers"], timeout=10).json(), job_id,
+                 lambda s: s["status"] == "succeeded")
+    browser.get(f"{live['base']}/ui/library")
+    rows = {r.find_element(By.TAG_NAME, "td").text: r.get_attribute("data-found") for r in browser.find_elements(By.CSS_SELECTOR, "tr.video")}
+    assert rows["distractor_life_25.mp4"] == "no" and rows["clock_moving_360p25.mp4"] in ("yes", "unscanned")
+    assert "no clock found" in browser.page_source
+    browser.get(f"{live['base']}/docs")
+    assert "/video-inference" in browser.page_source
+    assert not console_errors(browser)
