@@ -4,6 +4,8 @@ Examples::
 
     clockwork detect film.mp4 --labels clock --min-score 0.5
     clockwork detect film.mp4 --sample-fps 5 --json result.json
+    clockwork annotate film.mp4 --out annotated.mp4
+    clockwork submit film.mp4 --url http://127.0.0.1:8000 --wait
     clockwork samples samples/
     clockwork fetch-model
 """
@@ -15,6 +17,7 @@ import json
 import logging
 import math
 import sys
+import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -27,6 +30,38 @@ from clockwork.views import VIEW_NAMES, parse_views
 COMMANDS_GROUP = "clockwork.commands"
 
 LONG_VIDEO_FRAMES = 300
+PROGRESS_EVERY_S = 10.0  # progress lines off a terminal (pipes, `ray job logs`)
+
+
+class Progress:
+    """A bar on a terminal; off one, a line every PROGRESS_EVERY_S: frames, frames/s and ETA."""
+
+    def __init__(self, total: int, name: str, *, every_s: float = PROGRESS_EVERY_S, stream=None):
+        self.total, self.name, self.every_s = total, name, every_s
+        self.stream = stream or sys.stderr
+        self.t0 = self.last = time.monotonic()
+        self.bar = None
+        if self.stream.isatty() and total > LONG_VIDEO_FRAMES:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="frame", desc=name, file=self.stream)
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        total = total or self.total
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            return
+        now = time.monotonic()
+        if now - self.last >= self.every_s or (done >= total > 0 and self.last != -1):
+            self.last = -1 if done >= total else now
+            rate = done / max(now - self.t0, 1e-6)
+            eta = hms((total - done) / rate)[:8] if rate > 0 and total > done else "00:00:00"
+            pct = f" ({100 * done / total:.0f}%)" if total else ""
+            print(f"{self.name}: {done}/{total} frames{pct}, {rate:.1f} frames/s, ETA {eta}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def hms(seconds: float) -> str:
@@ -64,29 +99,19 @@ def summary(result) -> str:
 
 
 def cmd_detect(args) -> int:
-    from tqdm import tqdm
-
     from clockwork.decode import probe
     from clockwork.detector import Detector
     from clockwork.pipeline import detect_video
 
     info = probe(args.video)  # bad input fails here, before the model loads
     detector = Detector(args.cfg, args.weights, args.names, device=args.device)
-    bar = None
-    if info.frames_total > LONG_VIDEO_FRAMES:
-        bar = tqdm(total=info.frames_total, unit="frame", desc=Path(args.video).name, file=sys.stderr, disable=None)
-
-    def progress(done, total):
-        if bar is not None:
-            bar.update(done - bar.n)
-
+    progress = Progress(info.frames_total, Path(args.video).name)
     try:
         result = detect_video(args.video, labels=args.labels or None, min_score=args.min_score,
                               sample_fps=args.sample_fps, views=parse_views(args.views), read_time=args.read_time,
                               detector=detector, progress=progress)
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
     if args.json:
         text = json.dumps(result.to_json(), indent=2)
         if args.json == "-":
@@ -99,6 +124,68 @@ def cmd_detect(args) -> int:
             print(f"wrote {out}", file=sys.stderr)
     if args.json != "-":
         print(summary(result))
+    return 0
+
+
+def cmd_annotate(args) -> int:
+    from clockwork.annotate import annotate_video
+    from clockwork.result import VideoResult
+
+    if args.result:
+        result = VideoResult.from_json(json.loads(Path(args.result).read_text()))
+    else:
+        from clockwork.decode import probe
+        from clockwork.pipeline import detect_video
+
+        info = probe(args.video)
+        progress = Progress(info.frames_total, Path(args.video).name)
+        try:
+            result = detect_video(args.video, labels=args.labels or None, min_score=args.min_score, sample_fps=args.sample_fps,
+                                  views=parse_views(args.views), read_time=args.read_time, progress=progress)
+        finally:
+            progress.close()
+    out = annotate_video(args.video, result, args.out)
+    print(f"wrote {out} ({len(result.segments)} segment(s), {sum(1 for f in result.frame_data if f.detections)} frames with boxes)")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from clockwork import settings
+    from clockwork.client import ApiError, Client
+
+    token = args.token_file.read_text().strip() if args.token_file else settings.api_token()
+    client = Client(args.url, token)
+    fields = {"postback_url": args.postback_url, "labels": args.labels, "min_score": args.min_score,
+              "sample_fps": args.sample_fps, "views": args.views.split(",") if args.views else None,
+              "read_time": args.read_time or None}
+    try:
+        job = client.submit(args.video, idempotency_key=args.idempotency_key, **fields)
+        print(f"job {job['job_id']} {job['status']}: {args.url.rstrip('/')}{job['status_url']}" if job["status_url"].startswith("/")
+              else f"job {job['job_id']} {job['status']}: {job['status_url']}", flush=True)
+        if not args.wait:
+            return 0
+        progress = None
+
+        def show(status):
+            nonlocal progress
+            total = status["progress"]["frames_total"] or 0
+            if progress is None and total:
+                progress = Progress(total, args.video)
+            if progress is not None:
+                progress(status["progress"]["frames_done"], total)
+
+        status = client.wait(job["job_id"], timeout_s=args.timeout, interval_s=1.0, on_status=show)
+        if progress is not None:
+            progress.close()
+    except ApiError as exc:
+        print(f"clockwork: error: {exc.message} (HTTP {exc.status})", file=sys.stderr)
+        return 2
+    if status["status"] != "succeeded":
+        print(f"clockwork: job {job['job_id']} {status['status']}: {status.get('error')}", file=sys.stderr)
+        return 1
+    from clockwork.result import VideoResult
+
+    print(summary(VideoResult.from_json(client.result(job["job_id"]))))
     return 0
 
 
@@ -121,6 +208,7 @@ def cmd_fetch_model(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clockwork", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("detect", help="find objects in one video",
@@ -143,6 +231,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--names", help="class names file matching --cfg")
     p.set_defaults(func=cmd_detect)
 
+    p = sub.add_parser("annotate", help="draw the detections on a video (an .mp4) or on its frames (a folder of JPEGs)",
+                       epilog="examples: clockwork annotate film.mp4 --out annotated.mp4\n"
+                              "          clockwork annotate film.mp4 --result result.json --out frames/",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("video")
+    p.add_argument("--out", required=True, help="an .mp4 file (every frame, boxes drawn), or a folder (frames with boxes as JPEGs)")
+    p.add_argument("--result", help="a result JSON from `clockwork detect --json` (default: detect now)")
+    p.add_argument("--labels", nargs="+", default=list(DETECT.labels), help=f"when detecting (default: {' '.join(DETECT.labels)})")
+    p.add_argument("--min-score", type=_score, default=DETECT.min_score, help=f"when detecting (default: {DETECT.min_score})")
+    p.add_argument("--sample-fps", type=_rate, default=DETECT.sample_fps, help=f"when detecting (default: {DETECT.sample_fps or 0:g})")
+    p.add_argument("--views", default=",".join(DETECT.views), help=f"when detecting (default: {','.join(DETECT.views)})")
+    p.add_argument("--read-time", action="store_true", help="when detecting: read the clocks' time and print it by each box")
+    p.set_defaults(func=cmd_annotate)
+
+    p = sub.add_parser("submit", help="send a video to a running API and, with --wait, follow it to its result",
+                       epilog="example: clockwork submit clock_moving_360p25.mp4 --url http://127.0.0.1:8000 --wait")
+    p.add_argument("video", help="the file name as the server knows it (relative to one of its media roots)")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="the API's base URL (default: %(default)s)")
+    p.add_argument("--token-file", type=Path, help="a file holding the API token (default: $CLOCKWORK_API_TOKEN, if set)")
+    p.add_argument("--wait", action="store_true", help="poll until the job ends, print progress and the segments found")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits (default: %(default)s)")
+    p.add_argument("--postback-url", help="where the server posts the result (default: none; the job is polled)")
+    p.add_argument("--labels", nargs="+", help="default: the server's")
+    p.add_argument("--min-score", type=_score, help="default: the server's")
+    p.add_argument("--sample-fps", type=float, help="0: every frame (default: the server's)")
+    p.add_argument("--views", help=f"comma-separated from {', '.join(VIEW_NAMES)} (default: the server's)")
+    p.add_argument("--read-time", action="store_true", help="read the time the clocks show")
+    p.add_argument("--idempotency-key", help="the same key returns the same job")
+    p.set_defaults(func=cmd_submit)
+
     p = sub.add_parser("samples", help="write the sample library", epilog="example: clockwork samples samples/")
     p.add_argument("directory")
     p.add_argument("--force", action="store_true", help="render again even where files exist")
@@ -155,6 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
     for entry in entry_points(group=COMMANDS_GROUP):
         entry.load()(sub)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("clockwork")
+    except PackageNotFoundError:
+        return "0 (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:

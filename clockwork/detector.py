@@ -14,7 +14,7 @@ from clockwork import model_store
 from clockwork._logging import logger
 from clockwork.boxes import LETTERBOX_FILL, Letterbox, cxcywh_to_xywh, letterbox_region, merge_contained, nms, view_letterbox
 from clockwork.darknet import Darknet
-from clockwork.errors import ModelError
+from clockwork.errors import ModelError, unknown_label_message
 from clockwork.frames import FrameBatch
 from clockwork.result import Detection, FrameDetections
 from clockwork.settings import DETECT
@@ -126,7 +126,7 @@ class Detector:
         ids = []
         for label in labels:
             if label not in self.labels:
-                raise ValueError(f"Unknown label ({label!r}). Supported values are the model's class names, e.g. {', '.join(self.labels[:5])}, ...")
+                raise ValueError(unknown_label_message(label, self.labels))
             ids.append(self.labels.index(label))
         return ids
 

@@ -68,3 +68,12 @@ class FFmpegError(ClockworkError):
 
 def _rebuild_ffmpeg_error(cls, message, cmd, stderr):
     return cls(message, cmd=cmd, stderr=stderr)
+
+
+def unknown_label_message(label: str, known: list[str]) -> str:
+    """``Unknown label 'clok' (did you mean 'clock'?) ...``: the closest class names first."""
+    import difflib
+
+    close = difflib.get_close_matches(label, known, n=3, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    return f"Unknown label {label!r}{hint}. Supported values are the model's class names, e.g. {', '.join(known[:5])}, ..."

@@ -108,6 +108,7 @@ ENVIRONMENT: dict[str, str] = {
     "CLOCKWORK_MEDIA_ROOTS": "colon-separated directories the API may read videos from",
     "CLOCKWORK_POSTBACK_SECRET": "HMAC-SHA256 key that signs postbacks",
     "CLOCKWORK_API_TOKEN": "bearer token the API requires on every route but /healthz",
+    "CLOCKWORK_POSTBACK_ALLOW": "comma-separated CIDRs or host names postbacks may go to (e.g. 127.0.0.0/8 for a local receiver)",
     "CLOCKWORK_FFMPEG": "the ffmpeg binary (default: ffmpeg on PATH)",
     "CLOCKWORK_FFPROBE": "the ffprobe binary (default: ffprobe on PATH)",
     "PUSHGATEWAY_URL": "Prometheus Pushgateway the Ray jobs push their metrics to (unset: no push)",
@@ -164,6 +165,10 @@ def media_roots() -> list[str]:
 
 def postback_secret() -> str | None:
     return env("CLOCKWORK_POSTBACK_SECRET", str, None)
+
+
+def postback_allow() -> list[str]:
+    return [r.strip() for r in env("CLOCKWORK_POSTBACK_ALLOW", str, "").split(",") if r.strip()]
 
 
 def api_token() -> str | None:

@@ -79,6 +79,9 @@ def main() -> int:
         return rc
     rc = join.main(["--database-url", f"sqlite:///{db}", "--out", str(VAR / "remix" / "out.mp4"), "--seed", "1"])
     ray.shutdown()
+    print("\nSee the jobs, the videos with their boxes and the remix in a browser:\n"
+          f"  .venv/bin/clockwork serve --media-root {SAMPLES.relative_to(ROOT)} --database-url sqlite:///{db.relative_to(ROOT)}\n"
+          "  then open http://127.0.0.1:8000/ui")
     return 1 if failures or rc else 0
 
 

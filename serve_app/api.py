@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from clockwork.catalog import Catalog, Job, JobStatus, QueueFullError
-from clockwork.errors import VideoError, VideoNotFoundError
+from clockwork.errors import VideoError, VideoNotFoundError, unknown_label_message
 from clockwork.media import PathNotAllowedError, resolve_in_roots
 from clockwork.postback import PostbackURLError
 from clockwork.views import parse_views
@@ -250,8 +250,7 @@ class Api:
             self._labels = await self.detector.labels()
         unknown = [label for label in labels if label not in self._labels]
         if unknown:
-            raise ApiError(400, f"Unknown label(s) {unknown}. Supported values are the model's class names, "
-                                f"e.g. {', '.join(self._labels[:5])}, ...")
+            raise ApiError(400, unknown_label_message(unknown[0], self._labels), unknown=unknown)
         return list(labels)
 
     def _min_score(self, req: InferenceRequest) -> float:

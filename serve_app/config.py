@@ -102,7 +102,8 @@ class BuilderArgs(AppArgs):
         """Secrets and roots from the environment (KubeRay passes a Secret's keys this way); explicit
         arguments win."""
         env = {"media_roots": settings.media_roots(), "postback_secret": settings.postback_secret(),
-               "api_token": settings.api_token(), "database_url": settings.database_url()}
+               "api_token": settings.api_token(), "database_url": settings.database_url(),
+               "postback_allow": settings.postback_allow()}
         return {**{k: v for k, v in env.items() if v}, **(data or {})}
 
     def app_args(self) -> AppArgs:

@@ -67,7 +67,7 @@ def test_error_statuses(make_client, samples_dir, tmp_path):
     check(post({"filename": "x.mp4", "postback_url": ok_url, "min_score": "high"}), 400, "min_score")
     check(post({"filename": "x.mp4", "postback_url": ok_url, "labels": "clock"}), 400, "labels")
     check(post({"filename": "x.mp4", "postback_url": ok_url, "extra": 1}), 400, "extra")
-    check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "labels": ["clok"]}), 400, "Unknown label")
+    check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "labels": ["clok"]}), 400, "did you mean 'clock'")
     check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "views": ["zoom"]}), 400,
           "Supported values are one or more of full, zoomout, tiles")
     check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "sample_fps": -1}), 400, "sample_fps")

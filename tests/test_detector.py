@@ -39,7 +39,7 @@ def test_label_filter_and_per_class_threshold(detector):
 
 
 def test_bad_arguments_name_the_value(detector):
-    with pytest.raises(ValueError, match=r"Unknown label \('clok'\)"):
+    with pytest.raises(ValueError, match=r"Unknown label 'clok' \(did you mean 'clock'\?\)"):
         detector.detect([frame_with_clock()], labels=["clok"])
     with pytest.raises(ValueError, match=r"Invalid min_score \(1.5\)"):
         detector.detect([frame_with_clock()], min_score=1.5)
