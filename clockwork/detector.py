@@ -232,7 +232,7 @@ class Detector:
         y1 = ((px[:, 1] + px[:, 3] - lb[:, 2]) / lb[:, 0]).clamp(min=0).minimum(lb[:, 4])
         # A box cut by a tile's edge inside the frame is half an object: the clock is whole in the
         # overlapping tile or in the full view, so the cut box is dropped (the tiled-inference rule).
-        edge = 2.0 / lb[:, 0]  # two network pixels, in source pixels
+        edge = DETECT.tile_edge_px / lb[:, 0]  # network pixels, in source pixels
         cut = (((x0 <= edge) & (lb[:, 5] > 0)) | ((x1 >= lb[:, 3] - edge) & (lb[:, 5] + lb[:, 3] < lb[:, 7] - 0.5))
                | ((y0 <= edge) & (lb[:, 6] > 0)) | ((y1 >= lb[:, 4] - edge) & (lb[:, 6] + lb[:, 4] < lb[:, 8] - 0.5)))
         whole = ~cut

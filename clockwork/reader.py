@@ -34,7 +34,7 @@ MINUTES = 720
 READABLE_THRESHOLD = DETECT.readable_threshold
 WEIGHTS = Path(__file__).with_name("models") / "clock_reader.pt"
 # Pinned like the detector's weights: a different file is refused with both hashes named.
-WEIGHTS_SHA256 = "f7b6b9a65e3ffb083321c0d54ffc6f83e5f5171691e2d88743bf8234fff5883b"
+WEIGHTS_SHA256 = "6eb574f3f40d4e1c1067597a74757e9f7b283cb02c5de41ad9d02850c2e3a47d"
 
 
 class ReaderNet(nn.Module):

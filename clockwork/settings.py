@@ -46,6 +46,11 @@ class DetectDefaults:
     # Tracks: a detection joins the track whose last box overlaps it at least this much (IoU).
     track_iou: float = 0.3
     contain_threshold: float = 0.8
+    # A tile's box ending within this many network pixels of the tile's inner edge is a cut object and is
+    # dropped. The model stops a cut clock's box a few pixels short of the edge: 2 let one through on the
+    # CPU and not on the GPU (clock_60fps_480p.mp4 frame 103, 4.4 px short), where it won NMS against the
+    # whole clock (docs/BENCHMARKS.md).
+    tile_edge_px: float = 8.0
     # Frames per decode batch: the CPU path feeds the model one frame at a time inside the batch
     # (docs/BENCHMARKS.md, bench/cpu.py); the NVDEC path hands the whole batch to the model.
     cpu_batch: int = 16
