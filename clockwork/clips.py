@@ -53,8 +53,9 @@ def choose_encoder(binary: str | None = None) -> str:
         if probe.returncode == 0:
             choice = "h264_nvenc"
         else:
-            logger.info("h264_nvenc is built in but failed a test encode (%s)", probe.stderr.strip()[-200:])
-    logger.info("snippet encoder: %s", choice)
+            # expected wherever there is no NVENC card (H100, A100, no GPU): one line, the details at DEBUG
+            logger.debug("h264_nvenc test encode failed: %s", probe.stderr.strip()[-400:])
+    logger.info("snippet encoder: %s%s", choice, "" if choice == "h264_nvenc" else " (no working NVENC here)")
     return choice
 
 

@@ -108,7 +108,8 @@ CLIPS = ClipDefaults()
 
 ENVIRONMENT: dict[str, str] = {
     "CLOCKWORK_MODEL_DIR": "where the default model is kept (default ~/.cache/clockwork/models)",
-    "CLOCKWORK_DATA_DIR": "where the catalog and other state live (default ./var)",
+    "CLOCKWORK_DATA_DIR": "where the catalog and other state live (default $XDG_DATA_HOME/clockwork, else ~/.local/share/clockwork)",
+    "XDG_DATA_HOME": "read, never set: the user data folder CLOCKWORK_DATA_DIR defaults under",
     "CLOCKWORK_DATABASE_URL": "SQLAlchemy URL of the catalog (default sqlite in CLOCKWORK_DATA_DIR)",
     "CLOCKWORK_MEDIA_ROOTS": "colon-separated directories the API may read videos from",
     "CLOCKWORK_POSTBACK_SECRET": "HMAC-SHA256 key that signs postbacks",
@@ -157,7 +158,10 @@ def model_dir() -> Path:
 
 
 def data_dir() -> Path:
-    return env("CLOCKWORK_DATA_DIR", Path, Path.cwd() / "var")
+    """Where the catalog lives by default: a stable user data folder, never the current directory (a Ray
+    job's working directory is a temporary copy that changes with every upload)."""
+    default = env("XDG_DATA_HOME", Path, Path.home() / ".local" / "share") / "clockwork"
+    return env("CLOCKWORK_DATA_DIR", Path, default)
 
 
 def database_url() -> str | None:

@@ -19,14 +19,14 @@ from pathlib import Path
 import ray
 from sqlalchemy import select
 
-from clockwork.catalog import Catalog, Remix, Snippet, Video
+from clockwork.catalog import Remix, Snippet, Video
 from clockwork.clips import thumbnail_jpeg
 from clockwork.errors import ClockworkError
 from clockwork.pushmetrics import JobMetrics
 from clockwork.remix import DEFAULT_MAX_DISTANCE, ORDERS, Pick, concat, remix_document, verify, write_report, write_videolist
 from clockwork.remix import select as choose
 from clockwork.settings import DETECT
-from jobs._common import EXIT_OK, Fatal, connect, require_ffmpeg, run, setup_logging
+from jobs._common import EXIT_OK, Fatal, connect, open_catalog, require_ffmpeg, run, setup_logging
 
 
 @ray.remote(num_cpus=1)
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     out = Path(args.out).resolve()
     if out.suffix.lower() != ".mp4":
         raise Fatal(f"--out must name an .mp4 file, got {args.out!r}")
-    catalog = Catalog(args.database_url)
+    catalog = open_catalog(args.database_url)
     metrics = JobMetrics("join")
     t0 = time.time()
     with catalog.session() as s:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import ray
 from sqlalchemy import select
-from tqdm import tqdm
 
 from clockwork.catalog import Catalog, Snippet, Video
 from clockwork.clips import Profile, choose_encoder, cut, perceptual_hash
@@ -31,7 +30,7 @@ from clockwork.result import VideoResult
 from clockwork.segments import SegmentRules
 from clockwork.settings import CLIPS, DETECT, SEGMENTS
 from clockwork.views import parse_views
-from jobs._common import EXIT_OK, EXIT_PARTIAL, Fatal, cluster_gpus, connect, require_ffmpeg, run, setup_logging
+from jobs._common import EXIT_OK, EXIT_PARTIAL, Fatal, Steps, cluster_gpus, connect, open_catalog, require_ffmpeg, run, setup_logging
 
 
 @ray.remote
@@ -78,7 +77,6 @@ def parse(argv):
     ap.add_argument("--height", type=int, default=CLIPS.height)
     ap.add_argument("--fps", type=int, default=CLIPS.fps)
     ap.add_argument("--threads", type=int, default=CLIPS.threads, help="ffmpeg threads per snippet (the task's num_cpus)")
-    ap.add_argument("--progress", action="store_true", default=sys.stderr.isatty())
     ap.add_argument("-v", "--verbose", action="store_true")
     return ap.parse_args(argv)
 
@@ -118,8 +116,10 @@ def detect_missing(run_: Run, todo: list[str]) -> None:
     views = parse_views(args.views)
     refs = [detect_task.options(num_cpus=2, num_gpus=gpus).remote(p, args.label, args.min_score, args.sample_fps or None, views)
             for p in todo]
-    for ref in tqdm(refs, desc="detecting", unit="video", disable=not args.progress):
+    steps = Steps(len(refs), "detecting", "video")
+    for ref in refs:
         out = ray.get(ref)
+        steps.update()
         if "error" in out:
             run_.failures.append(f"{out['path']}: detection failed: {out['error']}")
             run_.metrics.count("video", "failed")
@@ -173,7 +173,8 @@ def cut_snippets(run_: Run, profile: Profile, encoder: str) -> None:
     refs = {cut_task.options(num_cpus=args.threads, scheduling_strategy="SPREAD").remote(src, a, b, out, audio[src], profile, encoder): name
             for name, src, a, b, out in run_.plan if audio[src] is not None}
     pending = list(refs)
-    with tqdm(total=len(refs), desc="cutting", unit="snippet", disable=not args.progress) as bar:
+    bar = Steps(len(refs), "cutting", "snippet")
+    try:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             out = ray.get(done[0])
@@ -188,6 +189,8 @@ def cut_snippets(run_: Run, profile: Profile, encoder: str) -> None:
                     run_.nodes.add(out["node"])
                     run_.metrics.count("snippet", "cut")
             bar.update(1)
+    finally:
+        bar.close()
     run_.metrics.output_seconds.set(sum(b - a for _, _, a, b, _ in run_.plan))
 
 
@@ -216,7 +219,7 @@ def main(argv=None) -> int:
     for root in args.media_root:
         if not Path(root).is_dir():
             raise Fatal(f"media root {root!r} is not a directory")
-    run_ = Run(args, Catalog(args.database_url), JobMetrics("split"))
+    run_ = Run(args, open_catalog(args.database_url), JobMetrics("split"))
     t0 = time.time()
     connect()
     todo = videos_to_detect(run_)

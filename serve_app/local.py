@@ -12,6 +12,8 @@ from pathlib import Path
 
 from serve_app.config import AppArgs, BuilderArgs
 
+METRICS_PORT = 8080  # Ray's metrics exporter, as on the cluster (monitoring/prometheus.yml scrapes it)
+
 
 def add_command(sub) -> None:
     p = sub.add_parser("serve", help="start a local Ray and the Serve app (no cluster needed)",
@@ -31,7 +33,9 @@ def add_command(sub) -> None:
                    help=f"queued + running jobs before POST answers 429 (default: {AppArgs.model_fields['max_active_jobs'].default})")
     p.add_argument("--replicas", type=int, default=1, help="detector replicas (default: %(default)s)")
     p.add_argument("--device", default="auto", help="detector device: auto, cpu or cuda (default: %(default)s)")
-    p.set_defaults(func=lambda args: serve_forever(**_app_args(args), host=args.host, port=args.port))
+    p.add_argument("--metrics-port", type=int, default=METRICS_PORT,
+                   help="port of the Prometheus metrics (Ray's exporter: the clockwork_* series with a ray_ prefix; default: %(default)s)")
+    p.set_defaults(func=lambda args: serve_forever(**_app_args(args), host=args.host, port=args.port, metrics_port=args.metrics_port))
 
 
 def _app_args(args) -> dict:
@@ -56,7 +60,7 @@ def _app_args(args) -> dict:
     return out
 
 
-def serve_forever(*, host: str = "127.0.0.1", port: int = 8000, **app_args) -> int:
+def serve_forever(*, host: str = "127.0.0.1", port: int = 8000, metrics_port: int = 8080, **app_args) -> int:
     import ray
     from ray import serve
 
@@ -65,11 +69,12 @@ def serve_forever(*, host: str = "127.0.0.1", port: int = 8000, **app_args) -> i
     args = BuilderArgs.model_validate(app_args)  # a bad setting fails here with its name, before Ray starts
     # The detector asks for 2 CPUs and the ingress half of one: declare enough on small machines.
     # address="local": always a Ray of its own, never a cluster that happens to run on this machine
-    ray.init(address="local", num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False)
+    ray.init(address="local", num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, _metrics_export_port=metrics_port)
     serve.start(http_options={"host": host, "port": port})
     serve.run(app_builder(args), name="clockwork", route_prefix="/")
     print(f"clockwork API on http://{host}:{port} (media roots: {', '.join(args.media_roots)}), on a Ray of its own started for it;\n"
-          f"  web pages at http://{host}:{port}/ui, the API described at http://{host}:{port}/docs; Ctrl-C stops it", flush=True)
+          f"  web pages at http://{host}:{port}/ui, the API described at http://{host}:{port}/docs,\n"
+          f"  Prometheus metrics at http://127.0.0.1:{metrics_port}/metrics; Ctrl-C stops it", flush=True)
     try:
         while True:
             time.sleep(3600)

@@ -103,6 +103,21 @@ def test_serve_config_v2_loads_and_imports():
     ServeDeploySchema.model_validate(local)
 
 
+def test_cpu_serve_config_runs_the_detector_on_the_cpu():
+    """serve_app/config.cpu.yaml: the same application, with no GPU asked for (a GPU-less machine would
+    otherwise leave the detector pending forever)."""
+    from ray.serve.schema import ServeDeploySchema
+
+    from serve_app.config import BuilderArgs
+
+    gpu, cpu = (yaml.safe_load((REPO / "serve_app" / name).read_text()) for name in ("config.yaml", "config.cpu.yaml"))
+    app = ServeDeploySchema.model_validate(cpu).applications[0]
+    assert {d.name: d for d in app.deployments}["Detector"].ray_actor_options.num_gpus == 0
+    args = BuilderArgs.model_validate({**app.args, "media_roots": [str(REPO)]})
+    assert args.detector.device == "cpu" and args.detector_num_gpus == 0
+    assert app.import_path == gpu["applications"][0]["import_path"]
+
+
 def test_serve_builder_rejects_bad_arguments():
     from pydantic import ValidationError
 

@@ -319,3 +319,40 @@ def test_truncation_is_also_caught_by_the_decoder(tmp_path):
 
     with pytest.raises(CorruptVideoError, match="truncated"), VideoDecoder(path) as dec:
         list(dec)
+
+
+class OneBadChunk(LocalDetectorClient):
+    """The real detector, except that the chunk from 1 s on finds the file corrupt at once; the others are
+    slowed so they are still running when it fails. Records which chunks were closed before their end."""
+
+    def __init__(self, detector):
+        super().__init__(detector)
+        self.closed_early: list[float] = []
+
+    async def detect_chunk(self, path, start_s, end_s, **kwargs):
+        import asyncio
+
+        if start_s == 1.0:
+            raise CorruptVideoError(path, "decoding failed (test: chunk 1)")
+        finished = False
+        try:
+            async for item in super().detect_chunk(path, start_s, end_s, **kwargs):
+                await asyncio.sleep(0.5)
+                yield item
+            finished = True
+        finally:
+            if not finished:
+                self.closed_early.append(start_s)
+
+
+def test_a_failed_chunk_cancels_its_siblings_and_fails_the_job_once(make_client, tmp_path, detector, caplog):
+    tiny(tmp_path / "media", "four.mp4", 4, "160x120")
+    bad = OneBadChunk(detector)
+    client = make_client(detector_client=bad, chunk_s=1.0, chunk_retries=0)
+    t = time.monotonic()
+    job_id = client.post("/video-inference", json={"filename": "four.mp4", "views": ["full"], "sample_fps": 0}).json()["job_id"]
+    status = wait(client, job_id, lambda s: s["status"] in ("succeeded", "failed"), timeout=60)
+    assert status["status"] == "failed" and status["error"] == "corrupt or truncated video: four.mp4: decoding failed (test: chunk 1)"
+    assert time.monotonic() - t < 8
+    assert bad.closed_early, "the sibling chunks were not cancelled"
+    assert "Task exception was never retrieved" not in caplog.text

@@ -39,6 +39,7 @@ def prometheus(tmp_path, ray_cluster):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     config = yaml.safe_load((REPO / "monitoring" / "prometheus.yml").read_text())
     config["global"]["scrape_interval"] = "1s"
+    config["rule_files"] = [str(REPO / "monitoring" / rule) for rule in config["rule_files"]]  # the checked-in alerts
     for job in config["scrape_configs"]:  # the checked-in jobs, pointed at this test's processes
         job.pop("file_sd_configs", None)
         if job["job_name"] == "ray":
@@ -107,3 +108,21 @@ def test_prometheus_sees_the_projects_metrics(prometheus, ray_cluster, serve_por
     assert not missing, f"absent from Prometheus: {sorted(missing)}"
     up = requests.get(f"{prometheus['url']}/api/v1/query", params={"query": "up"}, timeout=10).json()["data"]["result"]
     assert {r["metric"]["job"] for r in up if r["value"][1] == "1"} >= {"ray", "pushgateway"}
+
+
+def test_alert_rules_pass_promtool_and_gauges_read_with_max():
+    """The alert rules load into the real Prometheus tooling; the dashboard reads gauges every ingress
+    replica reports with max (a sum would count each job once per replica)."""
+    import json
+
+    proc = subprocess.run([binary("promtool"), "check", "rules", str(REPO / "monitoring" / "alerts.yml")], capture_output=True, text=True)
+    assert proc.returncode == 0 and "SUCCESS: 4 rules found" in proc.stdout, proc.stdout + proc.stderr
+    config = yaml.safe_load((REPO / "monitoring" / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["alerts.yml"]
+    names = {r["alert"] for g in yaml.safe_load((REPO / "monitoring" / "alerts.yml").read_text())["groups"] for r in g["rules"]}
+    assert names == {"ClockworkPostbacksFailing", "ClockworkQueueGrowing", "ClockworkNoReadyDetector", "ClockworkDecodeFallbacks"}
+    exprs = [t["expr"] for p in json.loads((REPO / "monitoring" / "grafana" / "clockwork.json").read_text())["panels"]
+             for t in p.get("targets", [])]
+    for gauge in ("ray_clockwork_jobs", "ray_clockwork_queue_depth"):
+        uses = [e for e in exprs if gauge + ")" in e or gauge + "[" in e or e.endswith(gauge)]
+        assert uses and all(e.startswith("max") for e in uses), uses

@@ -138,3 +138,20 @@ def test_version_and_serve_flags(tmp_path):
     missing = build_parser().parse_args(["serve", "--api-token-file", str(tmp_path / "nope")])
     with pytest.raises(SystemExit, match="cannot read --api-token-file"):
         _app_args(missing)
+
+
+def test_job_progress_lines_and_a_catalog_inside_rays_copy_is_refused(tmp_path, monkeypatch):
+    from clockwork import settings
+    from jobs._common import Fatal, Steps, open_catalog
+
+    stream = io.StringIO()
+    steps = Steps(3, "cutting", "snippet", every_s=0.0, stream=stream)
+    for _ in range(3):
+        steps.update()
+    assert re.match(r"cutting: 3/3 snippets, [\d.]+/s, ETA 00:00:00$", stream.getvalue().splitlines()[-1])
+    inside = tmp_path / "session_1" / "runtime_resources" / "working_dir_files" / "x"
+    with pytest.raises(Fatal, match="inside Ray's temporary copy"):
+        open_catalog(f"sqlite:///{inside}/catalog.sqlite")
+    monkeypatch.delenv("CLOCKWORK_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert settings.data_dir() == tmp_path / "data" / "clockwork"  # a stable user folder, not the working directory

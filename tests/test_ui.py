@@ -4,6 +4,7 @@ The browser's console log must stay free of errors on every page."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
@@ -51,7 +52,7 @@ def live(tmp_path_factory, samples_dir, detector):
             break
         except requests.ConnectionError:
             time.sleep(0.1)
-    yield {"base": base, "headers": {"Authorization": f"Bearer {TOKEN}"}, "media": media}
+    yield {"base": base, "headers": {"Authorization": f"Bearer {TOKEN}"}, "media": media, "db": f"{tmp}/ui.sqlite"}
     server.should_exit = True
     thread.join(10)
 
@@ -191,3 +192,47 @@ def test_library_lists_videos_without_clocks(live, browser):
     browser.get(f"{live['base']}/docs")
     assert "/video-inference" in browser.page_source
     assert not console_errors(browser)
+
+
+def test_the_remix_page_plays_and_places_each_snippet(live, browser, samples_dir):
+    """A remix as jobs.join records it (clockwork.remix.remix_document, real files) shown with its player, each
+    snippet's offset in the remix and a link to its source video's page."""
+    from selenium.webdriver.common.by import By
+
+    from clockwork.catalog import Catalog, Remix, Video
+    from clockwork.remix import Pick, Selection, remix_document
+
+    sign_in(browser, live["base"])
+    job_id = submit(live, filename="clock_moving_360p25.mp4", sample_fps=5, views=["full"])
+    wait_for_job(lambda j: requests.get(f"{live['base']}/jobs/{j}", headers=live["headers"], timeout=10).json(), job_id,
+                 lambda s: s["status"] == "succeeded")
+    source = str(samples_dir / "clock_moving_360p25.mp4")
+    picks = [Pick("a.mp4", str(samples_dir / "clock_static_720p30.mp4"), source, 0.5, 3.0, 0.9, None),
+             Pick("b.mp4", str(samples_dir / "clock_60fps_480p.mp4"), source, 5.0, 7.5, 0.8, None)]
+    sources = {source: {"duration_s": 8.0, "frames": [(1.0, 0.9)], "segments": [(0.5, 3.0), (5.0, 7.5)]}}
+    doc = remix_document(samples_dir / "clock_moving_360p25.mp4", picks=picks, sources=sources,
+                         selection=Selection(picks, [], [], []), label="clock", order="source-time", no_clocks=["/m/empty.mp4"])
+    catalog = Catalog(f"sqlite:///{live['db']}")
+    with catalog.session() as s:
+        s.add(Remix(path=doc["path"], label="clock", duration_s=5.0, document=doc))
+        video_id = s.query(Video).filter(Video.path == source).one().id
+    browser.get(f"{live['base']}/ui/remix")
+    rows = browser.find_elements(By.CSS_SELECTOR, "tr.snippet")
+    assert [r.get_attribute("data-name") for r in rows] == ["a.mp4", "b.mp4"]
+    assert [r.find_elements(By.TAG_NAME, "td")[1].text for r in rows] == ["00:00:00", "00:00:02"]  # offsets in the remix
+    assert rows[0].find_element(By.TAG_NAME, "a").get_attribute("href").endswith(f"/ui/videos/{video_id}")
+    player = browser.find_element(By.TAG_NAME, "video")
+    for _ in range(50):
+        if browser.execute_script("return arguments[0].readyState", player) >= 1:  # the browser read the file's metadata
+            break
+        time.sleep(0.1)
+    assert browser.execute_script("return arguments[0].duration", player) > 1
+    assert all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+               for img in browser.find_elements(By.CSS_SELECTOR, "img.thumb"))
+    assert "empty.mp4" in browser.find_element(By.ID, "no-clocks").text
+    assert not console_errors(browser)
+    shots = os.environ.get("CLOCKWORK_SCREENSHOTS")  # README images: CLOCKWORK_SCREENSHOTS=docs/img pytest tests/test_ui.py
+    if shots:
+        browser.save_screenshot(os.path.join(shots, "ui-remix.png"))
+        browser.get(f"{live['base']}/ui/jobs/{job_id}")
+        browser.save_screenshot(os.path.join(shots, "ui-video.png"))

@@ -1,0 +1,58 @@
+"""`clockwork serve` as a user runs it, while another Ray cluster runs on this machine (the test
+cluster): it starts a Ray of its own instead of joining or crashing, answers /readyz once its detector
+runs, serves a job, and exposes its metrics on the documented port."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from clockwork.testing import free_port, wait_for_job
+
+pytestmark = pytest.mark.slow
+
+
+def test_clockwork_serve_beside_a_running_cluster(ray_cluster, samples_dir, tmp_path):
+    port, metrics = free_port(), free_port()
+    cmd = [str(Path(sys.executable).with_name("clockwork")), "serve", "--media-root", str(samples_dir), "--port", str(port),
+           "--metrics-port", str(metrics), "--device", "cpu", "--database-url", f"sqlite:///{tmp_path}/c.sqlite"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180
+        ready = None
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                ready = requests.get(f"{base}/readyz", timeout=5)
+                if ready.status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(1)
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert ready is not None and ready.json() == {"status": "ready"}
+        job = requests.post(f"{base}/video-inference", json={"filename": "clock_moving_360p25.mp4", "sample_fps": 1,
+                                                            "views": ["full"]}, timeout=30).json()
+        status = wait_for_job(lambda j: requests.get(f"{base}/jobs/{j}", timeout=10).json(), job["job_id"],
+                              lambda s: s["status"] in ("succeeded", "failed"), timeout=120)
+        assert status["status"] == "succeeded", status
+        text = ""
+        for _ in range(30):  # Ray's exporter publishes within a few seconds
+            text = requests.get(f"http://127.0.0.1:{metrics}/metrics", timeout=10).text
+            if "ray_clockwork_http_requests_total" in text:
+                break
+            time.sleep(1)
+        assert "ray_clockwork_http_requests_total" in text
+    finally:
+        proc.terminate()
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert "on a Ray of its own" in out and f"127.0.0.1:{metrics}/metrics" in out, out[-3000:]
