@@ -112,6 +112,8 @@ class SegmentRow(Base):
     end_frame: Mapped[int] = mapped_column(Integer)
     max_score: Mapped[float] = mapped_column(Float)
     frames: Mapped[int] = mapped_column(Integer)
+    clock_minutes: Mapped[int | None] = mapped_column(Integer)  # the time its clock shows (0..719 on a 12-hour dial), when read
+    clock_confidence: Mapped[float | None] = mapped_column(Float)
     result: Mapped[Result] = relationship(back_populates="segments")
 
 
@@ -161,6 +163,8 @@ class Snippet(Base):
     max_score: Mapped[float] = mapped_column(Float)
     path: Mapped[str | None] = mapped_column(String(4096))
     phash: Mapped[str | None] = mapped_column(String(64))
+    clock_minutes: Mapped[int | None] = mapped_column(Integer)  # the time its clock shows at its first frame, when read
+    clock_confidence: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | done | failed
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
@@ -285,7 +289,9 @@ class Catalog:
         for seg in vr.segments:
             result.segments.append(SegmentRow(label=seg.label, start_s=seg.start_s, end_s=seg.end_s,
                                               start_frame=seg.start_frame, end_frame=seg.end_frame,
-                                              max_score=seg.max_score, frames=seg.frames))
+                                              max_score=seg.max_score, frames=seg.frames,
+                                              clock_minutes=seg.clock_time.minutes if seg.clock_time else None,
+                                              clock_confidence=seg.clock_time.confidence if seg.clock_time else None))
         s.flush()
         return result
 

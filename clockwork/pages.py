@@ -87,4 +87,4 @@ def remix_view(doc: dict, *, video_url: str, thumb_url=None, source_url=None) ->
             "label": doc.get("label"), "order": doc.get("order"), "timeline": Timeline(duration), "placed": placed,
             "sources": sources, "left_out": doc.get("left_out", []),
             "no_clocks": [Path(p).name for p in doc["no_clocks"]] if doc.get("no_clocks") is not None else None,
-            "any_time": any(s.get("clock_time") for s in doc["snippets"])}
+            "any_time": any(s.get("clock_time") for s in doc["snippets"]), "coverage": doc.get("coverage")}

@@ -109,6 +109,19 @@ class VideoResult:
     def segment_fps(self) -> float:
         return segment_fps(self.fps, self.sample_fps)
 
+    def clock_time_between(self, start_s: float, end_s: float, label: str = CLOCK_LABEL) -> ClockTime | None:
+        """The time the clock shows at ``start_s``, fused from the readings of ``label`` detections in
+        [start_s, end_s] (``clockwork.clocktime.fuse``); None when none was read."""
+        from clockwork.clocktime import fuse
+
+        readings = [(f.timestamp_s, d.clock_time) for f in self.frame_data if start_s - 1e-6 <= f.timestamp_s <= end_s + 1e-6
+                    for d in f.detections if d.label == label and d.clock_time is not None]
+        fused = fuse(readings)
+        if fused is None:
+            return None
+        drift = (readings[0][0] - start_s) / 60.0 if readings else 0.0  # fused at the first reading: back to start_s
+        return ClockTime(int(round(fused.minutes - drift)) % 720, fused.confidence, fused.readable)
+
     def build_segments(self, rules: SegmentRules = SegmentRules(), *, label: str | None = None,
                        min_score: float = 0.0) -> list[Segment]:
         """Segments from this result's frames under ``rules``: the same rule the detection run used."""

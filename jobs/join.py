@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from clockwork.catalog import Remix, Snippet, Video
 from clockwork.clips import thumbnail_jpeg
+from clockwork.clocktime import hhmm_to_minutes
 from clockwork.errors import ClockworkError
 from clockwork.pushmetrics import JobMetrics
 from clockwork.remix import DEFAULT_MAX_DISTANCE, ORDERS, Pick, concat, remix_document, verify, write_report, write_videolist
@@ -40,6 +41,10 @@ def parse(argv):
     ap.add_argument("--per-source", type=int, default=1)
     ap.add_argument("--order", choices=ORDERS, default="random")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--start", default="12:00", help="time-of-day order: the first time the remix's clocks show (H:MM; default 12:00)")
+    ap.add_argument("--span", type=int, default=720, help="time-of-day order: minutes of the dial it covers from --start (default 720)")
+    ap.add_argument("--min-time-confidence", type=float, default=0.5,
+                    help="time-of-day order: readings below this confidence are not trusted (default 0.5)")
     ap.add_argument("--max-duration", type=float, default=None, help="seconds; snippets past it are left out")
     ap.add_argument("--max-distance", type=int, default=DEFAULT_MAX_DISTANCE, help="pHash bits under which two snippets are duplicates")
     ap.add_argument("--out", required=True, help="the remix, e.g. out.mp4 (out.html and videolist.txt go beside it)")
@@ -61,7 +66,8 @@ def main(argv=None) -> int:
     with catalog.session() as s:
         rows = s.execute(select(Snippet, Video).join(Video, Snippet.video_id == Video.id)
                          .where(Snippet.label == args.label, Snippet.status == "done")).all()
-        picks = [Pick(sn.name, sn.path, v.path, sn.start_s, sn.end_s, sn.max_score, sn.phash) for sn, v in rows]
+        picks = [Pick(sn.name, sn.path, v.path, sn.start_s, sn.end_s, sn.max_score, sn.phash,
+                      sn.clock_minutes if (sn.clock_confidence or 0) >= args.min_time_confidence else None) for sn, v in rows]
         sources = {}
         for _, video in rows:
             if video.path not in sources:
@@ -84,9 +90,18 @@ def main(argv=None) -> int:
     if missing:
         raise Fatal(f"{len(missing)} snippet file(s) registered in the catalog are gone, e.g. {missing[0]}; "
                     "run `python -m jobs.split` again to recut them")
-    selection = choose(picks, per_source=args.per_source, order=args.order, seed=args.seed,
-                       max_duration_s=args.max_duration, max_distance=args.max_distance)
+    try:
+        start = hhmm_to_minutes(args.start)
+        selection = choose(picks, per_source=args.per_source, order=args.order, seed=args.seed,
+                           max_duration_s=args.max_duration, max_distance=args.max_distance,
+                           start_minutes=start, span_minutes=args.span)
+    except ValueError as exc:
+        raise Fatal(str(exc)) from None
     if not selection.chosen:
+        if args.order == "time-of-day":
+            read = sum(p.clock_minutes is not None for p in picks)
+            raise Fatal(f"no snippet's clock reads between {args.start} and {args.span} minutes later ({read} of {len(picks)} "
+                        "snippets have a trusted reading; run jobs.split with --read-time, the default)")
         raise Fatal(f"no snippet fits --max-duration {args.max_duration}")
     connect()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +116,8 @@ def main(argv=None) -> int:
         raise Fatal(str(exc).splitlines()[0]) from None
     thumbs = {name: ray.get(ref) for name, ref in thumbs_refs.items()}
     document = remix_document(out, picks=selection.chosen, sources=sources, selection=selection, label=args.label,
-                              order=args.order, no_clocks=no_clocks)
+                              order=args.order, no_clocks=no_clocks,
+                              span=(start, args.span) if args.order == "time-of-day" else None)
     report = write_report(out.with_suffix(".html"), document, thumbs)
     with catalog.session() as s:
         s.add(Remix(path=str(out), label=args.label, duration_s=checked["duration_s"], document=document))

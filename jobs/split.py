@@ -34,13 +34,14 @@ from jobs._common import EXIT_OK, EXIT_PARTIAL, Fatal, Steps, cluster_gpus, conn
 
 
 @ray.remote
-def detect_task(path: str, label: str, min_score: float, sample_fps: float | None, views: tuple[str, ...]) -> dict:
+def detect_task(path: str, label: str, min_score: float, sample_fps: float | None, views: tuple[str, ...],
+                read_time: bool = True) -> dict:
     """Detect one video; on a GPU task the frames come from NVDEC (``detect_video`` reads through FrameReader)."""
     from clockwork.pipeline import detect_video
 
     try:
         return {"path": path, "result": detect_video(path, labels=[label], min_score=min_score, sample_fps=sample_fps,
-                                                     views=views)}
+                                                     views=views, read_time=read_time)}
     except Exception as exc:  # recorded per video; the others go on
         return {"path": path, "error": f"{type(exc).__name__}: {exc}"}
 
@@ -64,7 +65,10 @@ def parse(argv):
     ap.add_argument("--label", default=DETECT.labels[0])
     ap.add_argument("--media-root", action="append", default=[], help="also take every video under DIR (repeatable)")
     ap.add_argument("--out", required=True, help="directory for the snippets")
-    ap.add_argument("--database-url", default=None, help="catalog URL (default: $CLOCKWORK_DATABASE_URL or var/catalog.sqlite)")
+    ap.add_argument("--database-url", default=None,
+                    help="catalog URL (default: $CLOCKWORK_DATABASE_URL, else catalog.sqlite in $CLOCKWORK_DATA_DIR)")
+    ap.add_argument("--read-time", action=argparse.BooleanOptionalAction, default=True,
+                    help="read the time each clock shows while detecting, so jobs.join can order by time of day (default: on)")
     ap.add_argument("--min-score", type=float, default=DETECT.min_score)
     ap.add_argument("--sample-fps", type=float, default=DETECT.sample_fps,
                     help=f"detection rate for videos without results; 0: every frame (default {DETECT.sample_fps:g})")
@@ -114,7 +118,8 @@ def detect_missing(run_: Run, todo: list[str]) -> None:
     args = run_.args
     gpus = 1 if cluster_gpus() >= 1 else 0
     views = parse_views(args.views)
-    refs = [detect_task.options(num_cpus=2, num_gpus=gpus).remote(p, args.label, args.min_score, args.sample_fps or None, views)
+    refs = [detect_task.options(num_cpus=2, num_gpus=gpus).remote(p, args.label, args.min_score, args.sample_fps or None, views,
+                                                                  args.read_time)
             for p in todo]
     steps = Steps(len(refs), "detecting", "video")
     for ref in refs:
@@ -126,7 +131,8 @@ def detect_missing(run_: Run, todo: list[str]) -> None:
             continue
         with run_.catalog.session() as s:
             run_.catalog.save_result(s, out["path"], out["result"], {"labels": [args.label], "min_score": args.min_score,
-                                                                     "sample_fps": args.sample_fps or None, "views": list(views)})
+                                                                     "sample_fps": args.sample_fps or None, "views": list(views),
+                                                                     **({"read_time": True} if args.read_time else {})})
         run_.metrics.count("video", "detected")
 
 
@@ -149,6 +155,9 @@ def plan_snippets(run_: Run, rules: SegmentRules) -> None:
                     row = Snippet(name=name, video_id=video.id, label=args.label, start_s=seg.start_s, end_s=seg.end_s,
                                   max_score=seg.max_score)
                     s.add(row)
+                shows = result.clock_time_between(seg.start_s, seg.end_s, args.label)  # what its clock shows, if read
+                row.clock_minutes = shows.minutes if shows else None
+                row.clock_confidence = shows.confidence if shows else None
                 row.status, row.error, row.path = "pending", None, str(path)
                 run_.plan.append((name, video.path, seg.start_s, seg.end_s, str(path)))
     if not run_.plan and not run_.skipped:

@@ -126,6 +126,27 @@ def test_join_makes_a_verified_remix_without_the_duplicate(split_run, ray_cluste
     assert (library["root"] / "again" / "videolist.txt").read_text() == (out.parent / "videolist.txt").read_text()
 
 
+def test_join_in_time_of_day_order(split_run, ray_cluster, library):
+    """jobs.split read the dials (its default); jobs.join --order time-of-day lays the snippets out so the
+    clocks run forward from --start, and the report says which minutes of the span they cover."""
+    from clockwork.clocktime import hhmm_to_minutes
+
+    out = library["root"] / "clock" / "out.mp4"
+    proc = submit(ray_cluster, "-m", "jobs.join", "--out", str(out), "--database-url", library["db"], "--order", "time-of-day",
+                  "--start", "12:00", "--span", "720")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    with Catalog(library["db"]).session() as s:
+        remix = s.scalars(select(Remix).order_by(Remix.id.desc())).first()
+        doc = remix.document
+    times = [hhmm_to_minutes(sn["clock_time"]) for sn in doc["snippets"]]
+    assert len(times) >= 4 and times == sorted(times), doc["snippets"]  # minutes after 12:00, rising
+    assert doc["coverage"]["span_minutes"] == 720 and 0 < doc["coverage"]["covered_minutes"] < 720
+    assert 'id="coverage"' in out.with_suffix(".html").read_text()
+    bad = submit(ray_cluster, "-m", "jobs.join", "--out", str(out), "--database-url", library["db"], "--order", "time-of-day",
+                 "--start", "25:99")
+    assert bad.returncode == 2 and "Invalid time" in bad.stderr
+
+
 def test_library_without_detections(ray_cluster, samples_dir, tmp_path):
     media = tmp_path / "media"
     media.mkdir()

@@ -75,3 +75,42 @@ def test_verify_refuses_a_wrong_duration(samples_dir, tmp_path):
     a = cut(samples_dir / "clock_moving_360p25.mp4", 0.5, 2.0, tmp_path / "a.mp4", has_audio=False)
     with pytest.raises(Exception, match="differs from the snippets' sum"):
         verify(a, 10.0)
+
+
+def _pick(name, minutes, score=0.9, source=None, length=30.0):
+    return Pick(name, f"/s/{name}", source or f"/v/{name}", 0.0, length, score, None, minutes)
+
+
+def test_time_of_day_order_runs_the_clocks_forward_across_twelve():
+    from clockwork.remix import select
+
+    picks = [_pick("a", 11 * 60 + 50), _pick("b", 10), _pick("c", 5 * 60), _pick("d", None), _pick("e", 11 * 60 + 58)]
+    chosen = select(picks, order="time-of-day", start_minutes=11 * 60 + 45, span_minutes=60).chosen
+    assert [p.name for p in chosen] == ["a", "e", "b"]  # 11:50, 11:58, then 12:10 after the wrap; 5:00 and unread left out
+    with pytest.raises(ValueError, match="span"):
+        select(picks, order="time-of-day", span_minutes=0)
+
+
+def test_coverage_and_the_remix_document_name_the_gaps(tmp_path):
+    from clockwork.remix import Selection, coverage, remix_document
+
+    picks = [_pick("a", 600, length=90.0), _pick("b", 605)]  # 10:00 for 1.5 min (two minutes), 10:05 for 30 s
+    cov = coverage(picks, 600, 10)
+    assert cov["covered_minutes"] == 3 and cov["gaps"] == [{"from": "10:02", "minutes": 3}, {"from": "10:06", "minutes": 4}]
+    doc = remix_document(tmp_path / "r.mp4", picks=picks, sources={}, selection=Selection(picks, [], [], []), label="clock",
+                         order="time-of-day", span=(600, 10))
+    assert [s["clock_time"] for s in doc["snippets"]] == ["10:00", "10:05"] and doc["coverage"]["share"] == 0.3
+    from clockwork.pages import remix_view, render
+
+    page = render("remix.html", remix=remix_view(doc, video_url="r.mp4"), ui=None, docs_url=None, nav="remix")
+    assert "3 of the 10 minutes from 10:00" in page and "10:02 (3 min)" in page
+
+
+def test_a_read_segment_carries_the_time_its_clock_shows(samples_dir, detector):
+    from clockwork.clocktime import circular_error
+    from clockwork.pipeline import detect_video
+
+    result = detect_video(samples_dir / "clock_static_720p30.mp4", detector=detector, sample_fps=2, views=["full"], read_time=True)
+    [seg] = result.segments
+    shows = result.clock_time_between(seg.start_s, seg.end_s)
+    assert shows is not None and circular_error(shows.minutes, 10 * 60 + 10) <= 1  # the sample clock shows 10:10
