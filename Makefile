@@ -16,14 +16,18 @@ setup: venv ffmpeg model
 
 venv: $(VENV)/.installed
 
+# This machine's pip configuration lists index folders that may not exist; pip warns once per package
+# ("Location ... is ignored"). Harmless: those lines are dropped, every other message is kept.
+PIP_FILTER := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q --upgrade pip $(PIP_FILTER)
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt $(PIP_FILTER)
 	# OpenCV 4.x is the independent reference for the darknet loader; it and OpenCV 5 both
 	# provide `cv2`, so it lives in its own folder that only tests/opencv4_reference.py sees.
-	$(PY) -m pip install -q --upgrade --no-deps --target $(VENV)/opencv4 $(OPENCV4)
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q --upgrade --no-deps --target $(VENV)/opencv4 $(OPENCV4) $(PIP_FILTER)
+	$(PY) -m pip install -q --no-deps -e . $(PIP_FILTER)
 	touch $@
 
 ffmpeg:

@@ -242,6 +242,7 @@ class Catalog:
         self.url = url or default_url()
         self.engine = make_engine(self.url)
         Base.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -404,6 +405,28 @@ class Catalog:
         counts = {status.value: 0 for status in JobStatus}
         counts.update({status: n for status, n in rows})
         return counts
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """A catalog made by an earlier version gains the columns added since (nullable; the code reads a
+    missing value as the column's default), and unique columns get a unique index. No data is changed."""
+    from sqlalchemy import inspect
+
+    with engine.begin() as conn:
+        inspector = inspect(conn)
+        for table in Base.metadata.sorted_tables:
+            if not inspector.has_table(table.name):
+                continue
+            have = {col["name"] for col in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in have:
+                    continue
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}')
+                if column.unique:
+                    conn.exec_driver_sql(f"CREATE UNIQUE INDEX IF NOT EXISTS uq_{table.name}_{column.name} ON {table.name} ({column.name})")
+                elif column.index:
+                    conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS ix_{table.name}_{column.name} ON {table.name} ({column.name})")
 
 
 def params_key(params: dict) -> str:
