@@ -80,6 +80,15 @@ def console_errors(driver) -> list[dict]:
     return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
+def wait_for(driver, css: str, timeout: float = 20.0):
+    """The element once the page that has it has loaded (a form's submit returns before its answer)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+
 def sign_in(driver, base):
     from selenium.webdriver.common.by import By
 
@@ -87,6 +96,7 @@ def sign_in(driver, base):
     if driver.find_elements(By.ID, "token"):  # not signed in yet
         driver.find_element(By.ID, "token").send_keys(TOKEN)
         driver.find_element(By.ID, "sign-in").click()
+        wait_for(driver, "#jobs")
 
 
 def submit(live, **body) -> str:
@@ -106,6 +116,7 @@ def test_the_token_is_required_when_set(live, browser):
     assert browser.find_elements(By.ID, "token") and not browser.find_elements(By.ID, "jobs")
     browser.find_element(By.ID, "token").send_keys("wrong")
     browser.find_element(By.ID, "sign-in").click()
+    wait_for(browser, "span.error")
     assert "not right" in browser.page_source and not browser.find_elements(By.ID, "jobs")
     assert [e["message"] for e in console_errors(browser)] == [f"{live['base']}/ui/login - Failed to load resource: the server "
                                                                "responded with a status of 401 (Unauthorized)"]
