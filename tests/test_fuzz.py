@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+pytestmark = pytest.mark.slow  # 2,000 requests and the jobs the valid ones start: ~17 s, kept out of the fast tier
 
 NAMES = ["clock_moving_360p25.mp4", "missing.mp4", "../etc/passwd", "/etc/passwd", "", "a\x00b", "é" * 200, "x/" * 50]
 URLS = ["http://127.0.0.1:9/x", "http://[::ffff:127.0.0.1]/", "http://a..b/", "ftp://x/", "http://u@h/", "http://h\\@x/"]

@@ -21,6 +21,7 @@ def wait(client, job_id, pred, timeout=120.0):
     return wait_for_job(lambda j: client.get(f"/jobs/{j}").json(), job_id, pred, timeout)
 
 
+@pytest.mark.slow  # a full detection at the README's settings (~9 s)
 def test_the_readmes_request_runs_as_written(make_client):
     """The body of the README's curl example, posted as it stands, runs to a result without a postback_url."""
     readme = (REPO / "README.md").read_text()
