@@ -19,6 +19,17 @@ from __future__ import annotations
 
 import importlib
 
+
+def version() -> str:
+    """The installed package's version ("0" when run from a checkout that is not installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("clockwork")
+    except PackageNotFoundError:
+        return "0"
+
 _EXPORTS = {
     "ClockworkError": "clockwork.errors", "CorruptVideoError": "clockwork.errors", "FFmpegError": "clockwork.errors",
     "ModelError": "clockwork.errors", "NoVideoStreamError": "clockwork.errors", "NotAVideoError": "clockwork.errors",

@@ -21,6 +21,7 @@ import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from clockwork import version
 from clockwork.errors import ClockworkError
 from clockwork.settings import DETECT
 from clockwork.views import VIEW_NAMES, parse_views
@@ -208,7 +209,7 @@ def cmd_fetch_model(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clockwork", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("detect", help="find objects in one video",
@@ -273,15 +274,6 @@ def build_parser() -> argparse.ArgumentParser:
     for entry in entry_points(group=COMMANDS_GROUP):
         entry.load()(sub)
     return parser
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("clockwork")
-    except PackageNotFoundError:
-        return "0 (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,5 @@
 """Test helpers shipped with the package (as Starlette ships its TestClient): a real postback receiver on
-loopback that records every POST (headers and raw body)."""
+loopback that records every POST (headers and raw body), and an ASGI app served on loopback."""
 
 from __future__ import annotations
 
@@ -68,6 +68,38 @@ class Receiver:
                 return got
             time.sleep(0.1)
         raise TimeoutError(f"expected {n} postback(s) for {job_id or 'any job'} within {timeout} s, got {len(self.posts)}")
+
+
+class AppServer:
+    """Context manager: an ASGI app served by uvicorn on a free loopback port in a thread of this process
+    (real HTTP for clients and browsers). ``url`` is its base URL; ready once ``/healthz`` answers."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> AppServer:
+        import urllib.error
+        import urllib.request
+
+        self._thread.start()
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{self.url}/healthz", timeout=1).close()
+                break
+            except urllib.error.HTTPError:
+                break  # it answered
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
 
 
 def wait_for_job(get_status, job_id: str, pred, timeout: float = 120.0, interval: float = 0.1) -> dict:

@@ -9,6 +9,7 @@ import ray
 
 from clockwork import ffmpeg
 from clockwork.errors import FFmpegError
+from clockwork.pages import hms
 
 EXIT_OK, EXIT_PARTIAL, EXIT_FATAL = 0, 1, 2
 
@@ -70,8 +71,7 @@ class Steps:
         if now - self.last >= self.every_s or self.done == self.total:
             self.last = now
             rate = self.done / max(now - self.t0, 1e-6)
-            left = (self.total - self.done) / rate if rate > 0 else 0.0
-            eta = f"{int(left) // 3600:02d}:{int(left) % 3600 // 60:02d}:{int(left) % 60:02d}"
+            eta = hms((self.total - self.done) / rate if rate > 0 else 0.0)
             print(f"{self.desc}: {self.done}/{self.total} {self.unit}s, {rate:.2f}/s, ETA {eta}", file=self.stream, flush=True)
 
     def close(self) -> None:

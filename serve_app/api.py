@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from clockwork import version
 from clockwork.catalog import Catalog, Job, JobStatus, QueueFullError
 from clockwork.errors import VideoError, VideoNotFoundError, unknown_label_message
 from clockwork.media import PathNotAllowedError, resolve_in_roots
@@ -96,9 +97,7 @@ class Api:
         token = self.args.api_token
         if not token:
             return
-        scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
-        # the scheme is case-insensitive (RFC 7235)
-        if not (scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())):
+        if not bearer_matches(request, token):
             raise ApiError(401, "missing or wrong bearer token")
 
     # -- routes ----------------------------------------------------------------------------------
@@ -366,6 +365,12 @@ def build_app(api: Api) -> Starlette:
     return app
 
 
+def bearer_matches(request: Request, token: str) -> bool:
+    """``Authorization: Bearer <token>``, compared in constant time; the scheme is case-insensitive (RFC 7235)."""
+    scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
 def _int_param(q, name: str, default: int, low: int, high: int) -> int:
     raw = q.get(name)
     if raw is None:
@@ -404,18 +409,9 @@ def openapi_document() -> dict:
             op["parameters"] = [{"name": "Idempotency-Key", "in": "header", "required": False,
                                  "schema": {"type": "string", "maxLength": MAX_KEY_LENGTH}}]
         paths.setdefault(path, {})[method] = op
-    return {"openapi": "3.1.0", "info": {"title": "Clockwork API", "version": _version()},
+    return {"openapi": "3.1.0", "info": {"title": "Clockwork API", "version": version()},
             "paths": paths, "components": {"schemas": {"InferenceRequest": InferenceRequest.model_json_schema()},
                                            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("clockwork")
-    except PackageNotFoundError:
-        return "0"
 
 
 def _base(request: Request, public_url: str | None = None) -> str:

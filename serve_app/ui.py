@@ -20,9 +20,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from clockwork.annotate import BoxAnnotator, frame_at, jpeg
-from clockwork.catalog import Job, JobStatus, Remix, Result, Video
+from clockwork.catalog import Job, JobStatus, Remix, Result, Video, utcnow
 from clockwork.media import list_videos, relative_name
 from clockwork.pages import Timeline, remix_view, render, segment_frames
+from serve_app.api import bearer_matches
 
 logger = logging.getLogger("clockwork.serve")
 
@@ -52,8 +53,7 @@ class Ui:
         token = self.args.api_token
         if not token:
             return True
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+        if bearer_matches(request, token):
             return True
         cookie = request.cookies.get(COOKIE, "")
         return hmac.compare_digest(cookie.encode(), token.encode())
@@ -110,7 +110,7 @@ class Ui:
         done, total = job.frames_done or 0, job.frames_total or 0
         fps = eta = None
         if job.started_at is not None and done:
-            end = job.finished_at or _utcnow()
+            end = job.finished_at or utcnow()
             elapsed = max((end - job.started_at).total_seconds(), 1e-3)
             fps = round(done / elapsed, 1)
             if JobStatus(job.status).active and total > done:
@@ -275,10 +275,4 @@ def _int(raw: str) -> int:
     if not raw.isdigit() or len(raw) > 12:
         raise UiError(404, f"not an id: {raw[:20]!r}")
     return int(raw)
-
-
-def _utcnow():
-    from clockwork.catalog import utcnow
-
-    return utcnow()
 

@@ -210,38 +210,16 @@ def make_client(tmp_path, samples_dir, detector):
 def live_app(tmp_path, samples_dir, detector):
     """Factory: ``live_app(**AppArgs overrides)`` -> base URL of ``build_app`` served by uvicorn on a loopback
     port in a thread (real HTTP for clients that are not Starlette's TestClient)."""
-    import socket
-    import threading
-    import time
+    from contextlib import ExitStack
 
-    import requests
-    import uvicorn
-
+    from clockwork.testing import AppServer
     from serve_app.api import Api, build_app
     from serve_app.client import LocalDetectorClient
     from serve_app.config import AppArgs
 
-    servers = []
+    with ExitStack() as servers:
+        def make(**overrides) -> str:
+            args = AppArgs(**{"media_roots": [str(samples_dir)], "database_url": f"sqlite:///{tmp_path}/live.sqlite", **overrides})
+            return servers.enter_context(AppServer(build_app(Api(args, LocalDetectorClient(detector))))).url
 
-    def make(**overrides) -> str:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        args = AppArgs(**{"media_roots": [str(samples_dir)], "database_url": f"sqlite:///{tmp_path}/live.sqlite", **overrides})
-        server = uvicorn.Server(uvicorn.Config(build_app(Api(args, LocalDetectorClient(detector))), host="127.0.0.1", port=port,
-                                               log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        for _ in range(100):
-            try:
-                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        return f"http://127.0.0.1:{port}"
-
-    yield make
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(10)
+        yield make

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
 import time
 
 import pytest
@@ -20,17 +18,10 @@ pytestmark = pytest.mark.slow
 TOKEN = "ui-test-token"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, samples_dir, detector):
     """``build_app`` served by uvicorn on a loopback port, in a thread of this process."""
-    import uvicorn
-
+    from clockwork.testing import AppServer
     from serve_app.api import Api, build_app
     from serve_app.client import LocalDetectorClient
     from serve_app.config import AppArgs
@@ -40,21 +31,8 @@ def live(tmp_path_factory, samples_dir, detector):
     media.mkdir()
     shutil.copy(samples_dir / "clock_static_720p30.mp4", media / "<script>alert('x')<b>.mp4")
     args = AppArgs(media_roots=[str(samples_dir), str(media)], database_url=f"sqlite:///{tmp}/ui.sqlite", api_token=TOKEN)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(build_app(Api(args, LocalDetectorClient(detector))), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            requests.get(f"{base}/healthz", timeout=1)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    yield {"base": base, "headers": {"Authorization": f"Bearer {TOKEN}"}, "media": media, "db": f"{tmp}/ui.sqlite"}
-    server.should_exit = True
-    thread.join(10)
+    with AppServer(build_app(Api(args, LocalDetectorClient(detector)))) as server:
+        yield {"base": server.url, "headers": {"Authorization": f"Bearer {TOKEN}"}, "media": media, "db": f"{tmp}/ui.sqlite"}
 
 
 @pytest.fixture(scope="module")
