@@ -5,9 +5,11 @@
 On the same set of 1080p H.264 files (made with libx264 on a CPU machine; the GPU machine cannot encode):
 1. seed-style loop: cv2.VideoCapture, one frame at a time, same model on the GPU, fp32, batch 1;
 2. Ray Data: CPU decoding in tasks, then map_batches into a GPU actor pool (fp16, batch 64);
-3. ours: the Serve app through its HTTP API, all files posted at once, all frames, YOLOv3-tiny at 416;
+3. ours: the Serve app through its HTTP API, all files posted at once, every frame (sample_fps 0) through the
+   default views, YOLOv3-tiny at 416;
 4. decode ceiling: NVDEC decoding alone (PyNvVideoCodec, RGB on the GPU) with 1, 7 and 14 sessions;
 5. (diagnostic) the core GPU pipeline without Serve: NVDEC + GPU letterbox + one shared model, in threads.
+6. (stage "scan") ours in scan mode, the API's default: video seconds covered per second.
 Reports frames/s, mean GPU and decoder utilisation (NVML), and the ratios 3/1, 3/2 and 3/4.
 """
 
@@ -113,7 +115,11 @@ def ray_data(files: list[Path], replicas: int) -> tuple[int, float]:
     return n, time.perf_counter() - t
 
 
-def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, chunk_s: float) -> tuple[int, float, str, str]:
+def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, chunk_s: float,
+         body: dict | None = None) -> tuple[int, float, str, str, float]:
+    """Every file through the HTTP API at once; ``body`` adds request fields (default: every frame, the default
+    views). Returns frames examined, seconds, a note, NVML utilisation and the seconds of video covered."""
+    body = {"sample_fps": 0} if body is None else body
     from ray import serve
 
     from serve_app.app import app_builder
@@ -137,13 +143,15 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, ch
         with Sampler(gpus) as sampler:
             t = time.perf_counter()
             with cf.ThreadPoolExecutor(32) as pool:
-                list(pool.map(lambda p: requests.post(f"{base}/video-inference", json={"filename": p.name, "postback_url": rx.url}), files))
+                list(pool.map(lambda p: requests.post(f"{base}/video-inference",
+                                                      json={"filename": p.name, "postback_url": rx.url, **body}), files))
             posts = rx.wait_for(len(files), timeout=1200)
             dt = time.perf_counter() - t
     n = sum(p["json"].get("frames_processed", 0) for p in posts)
+    video_s = sum(p["json"].get("duration_s", 0.0) for p in posts)
     failed = [p["json"].get("error") for p in posts if p["json"]["status"] != "succeeded"]
     serve.delete("bench")
-    return n, dt, (f"{len(failed)} failed: {failed[:2]}" if failed else "all succeeded"), sampler.summary()
+    return n, dt, (f"{len(failed)} failed: {failed[:2]}" if failed else "all succeeded"), sampler.summary(), video_s
 
 
 def _reader(path: Path):
@@ -264,10 +272,22 @@ def main() -> int:
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})  # one proxy for every replica count
         for r in replica_counts:
-            n, dt, note, summary = ours(files, media, r, args.gpus, port, args.chunk_s)
-            res[f"3. ours (Serve API, NVDEC, fp16), {r} replicas/GPU"] = (n, dt)
+            n, dt, note, summary, _ = ours(files, media, r, args.gpus, port, args.chunk_s)
+            res[f"3. ours (Serve API, NVDEC, fp16, every frame), {r} replicas/GPU"] = (n, dt)
             util[f"3.{r}"] = summary
-    extra_lines = []
+    if "scan" in stages:  # the API's default: coarse-to-fine; what counts is video covered per second
+        from ray import serve
+
+        if "ours" not in stages:
+            port = free_port()
+            serve.start(http_options={"host": "127.0.0.1", "port": port})
+        r = replica_counts[0]
+        n, dt, note_scan, summary, video_s = ours(files, media, r, args.gpus, port, args.chunk_s, body={})
+        res[f"6. ours, scan mode (the default), {r} replicas/GPU"] = (n, dt)
+        util[f"6.{r}"] = summary
+        extra_scan = (f"- scan mode through the API: {video_s:.0f} s of video in {dt:.1f} s = {video_s / dt:.1f} video s per s "
+                      f"({video_s / dt:.0f} video hours per GPU-hour on {args.gpus} GPU(s)); {n} frames examined; {note_scan}")
+    extra_lines = [extra_scan] if "scan" in stages else []
     if "breakdown" in stages:
         bd = breakdown(src[0])
         extra_lines.append("- one session, ms per frame (batch 32, synchronised): " +
@@ -283,12 +303,13 @@ def main() -> int:
                 res[f"4. NVDEC decode only, {k} sessions"] = decode_ceiling(files, k)
             util[f"4.{k}"] = s.summary()
     fps = {k: n / dt for k, (n, dt) in res.items()}
-    lines = [f"{len(src)} file(s) x {args.copies} copies, 1080p30 H.264 8 Mb/s; detector replicas per GPU {args.replicas} "
+    lines = [f"{len(src)} file(s) x {args.copies} copies ({', '.join(p.name for p in src)}); views {','.join(DETECT.views)}; "
+             f"detector replicas per GPU {args.replicas} "
              f"(each 1/N of a GPU; Ray Data pool {pool_size} actors); chunk_s {args.chunk_s:g}; {args.gpus} GPU(s); torch {torch.__version__}.", "",
              "| stage | frames | seconds | frames/s | utilisation (NVML mean) |", "|---|---|---|---|---|"]
     for k, (n, dt) in res.items():
         key = k.split(".")[0]
-        if k[0] in "345":
+        if k[0] in "3456":
             key = k[0] + "." + k.rsplit(",", 1)[1].split()[0]
         lines.append(f"| {k} | {n} | {dt:.2f} | {fps[k]:.1f} | {util.get(key, '')} |")
     o = max((v for k, v in fps.items() if k.startswith("3.")), default=None)

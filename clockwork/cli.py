@@ -3,7 +3,8 @@
 Examples::
 
     clockwork detect film.mp4 --labels clock --min-score 0.5
-    clockwork detect film.mp4 --sample-fps 5 --json result.json
+    clockwork detect film.mp4 --json result.json          # a scan: 2 frames a second, every frame near changes
+    clockwork detect film.mp4 --no-scan --sample-fps 0    # every frame
     clockwork annotate film.mp4 --out annotated.mp4
     clockwork submit film.mp4 --url http://127.0.0.1:8000 --wait
     clockwork samples samples/
@@ -74,11 +75,30 @@ def hms(seconds: float) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
 
 
-def _rate(text: str) -> float | None:
+def _rate(text: str) -> float:
     value = float(text)
     if not (value >= 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value or None
+    return value
+
+
+def _mode(args) -> dict:
+    """``scan`` and ``sample_fps`` for ``detect_video`` from --scan/--no-scan and --sample-fps."""
+    from clockwork.scan import resolve_mode
+
+    try:
+        scan, fps = resolve_mode(args.scan, args.sample_fps)
+    except ValueError as exc:
+        raise ValueError(f"--scan with --sample-fps: {exc}") from None
+    return {"scan": scan, "sample_fps": fps}
+
+
+def _mode_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scan", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"coarse-to-fine: detect {DETECT.scan_fps:g} frames a second, then every frame where a clock appears or "
+                        f"disappears (default: on, unless --sample-fps is given)")
+    p.add_argument("--sample-fps", type=_rate, default=None,
+                   help=f"without a scan: detect N frames a second; 0: every frame (default: {DETECT.sample_fps or 0:g} with --no-scan)")
 
 
 def _score(text: str) -> float:
@@ -104,13 +124,13 @@ def cmd_detect(args) -> int:
     from clockwork.detector import Detector
     from clockwork.pipeline import detect_video
 
+    mode = _mode(args)
     info = probe(args.video)  # bad input fails here, before the model loads
     detector = Detector(args.cfg, args.weights, args.names, device=args.device)
     progress = Progress(info.frames_total, Path(args.video).name)
     try:
-        result = detect_video(args.video, labels=args.labels or None, min_score=args.min_score,
-                              sample_fps=args.sample_fps, views=parse_views(args.views), read_time=args.read_time,
-                              detector=detector, progress=progress)
+        result = detect_video(args.video, labels=args.labels or None, min_score=args.min_score, **mode,
+                              views=parse_views(args.views), read_time=args.read_time, detector=detector, progress=progress)
     finally:
         progress.close()
     if args.json:
@@ -141,7 +161,7 @@ def cmd_annotate(args) -> int:
         info = probe(args.video)
         progress = Progress(info.frames_total, Path(args.video).name)
         try:
-            result = detect_video(args.video, labels=args.labels or None, min_score=args.min_score, sample_fps=args.sample_fps,
+            result = detect_video(args.video, labels=args.labels or None, min_score=args.min_score, **_mode(args),
                                   views=parse_views(args.views), read_time=args.read_time, progress=progress)
         finally:
             progress.close()
@@ -157,7 +177,7 @@ def cmd_submit(args) -> int:
     token = args.token_file.read_text().strip() if args.token_file else settings.api_token()
     client = Client(args.url, token)
     fields = {"postback_url": args.postback_url, "labels": args.labels, "min_score": args.min_score,
-              "sample_fps": args.sample_fps, "views": args.views.split(",") if args.views else None,
+              "sample_fps": args.sample_fps, "scan": args.scan, "views": args.views.split(",") if args.views else None,
               "read_time": args.read_time or None}
     try:
         job = client.submit(args.video, idempotency_key=args.idempotency_key, **fields)
@@ -218,8 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", nargs="+", default=list(DETECT.labels),
                    help=f"class names to keep (default: {' '.join(DETECT.labels)}); 'all' keeps every class")
     p.add_argument("--min-score", type=_score, default=DETECT.min_score, help=f"default: {DETECT.min_score}")
-    p.add_argument("--sample-fps", type=_rate, default=DETECT.sample_fps,
-                   help=f"decode every frame but detect only N a second; 0: every frame (default: {DETECT.sample_fps or 0:g})")
+    _mode_arguments(p)
     p.add_argument("--views", default=",".join(DETECT.views),
                    help=f"views of each frame the model sees, comma-separated from {', '.join(VIEW_NAMES)} "
                         f"(default: {','.join(DETECT.views)})")
@@ -241,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--result", help="a result JSON from `clockwork detect --json` (default: detect now)")
     p.add_argument("--labels", nargs="+", default=list(DETECT.labels), help=f"when detecting (default: {' '.join(DETECT.labels)})")
     p.add_argument("--min-score", type=_score, default=DETECT.min_score, help=f"when detecting (default: {DETECT.min_score})")
-    p.add_argument("--sample-fps", type=_rate, default=DETECT.sample_fps, help=f"when detecting (default: {DETECT.sample_fps or 0:g})")
+    _mode_arguments(p)
     p.add_argument("--views", default=",".join(DETECT.views), help=f"when detecting (default: {','.join(DETECT.views)})")
     p.add_argument("--read-time", action="store_true", help="when detecting: read the clocks' time and print it by each box")
     p.set_defaults(func=cmd_annotate)
@@ -257,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", nargs="+", help="default: the server's")
     p.add_argument("--min-score", type=_score, help="default: the server's")
     p.add_argument("--sample-fps", type=float, help="0: every frame (default: the server's)")
+    p.add_argument("--scan", action=argparse.BooleanOptionalAction, default=None, help="coarse-to-fine scan (default: the server's)")
     p.add_argument("--views", help=f"comma-separated from {', '.join(VIEW_NAMES)} (default: the server's)")
     p.add_argument("--read-time", action="store_true", help="read the time the clocks show")
     p.add_argument("--idempotency-key", help="the same key returns the same job")

@@ -46,7 +46,7 @@ class Client:
         return body
 
     def submit(self, filename: str, *, idempotency_key: str | None = None, **fields) -> dict:
-        """POST /video-inference. ``fields``: postback_url, labels, min_score, sample_fps, views, read_time."""
+        """POST /video-inference. ``fields``: postback_url, labels, min_score, sample_fps, scan, views, read_time."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         body = {"filename": filename, **{k: v for k, v in fields.items() if v is not None}}
         return self._call("POST", "/video-inference", json=body, headers=headers)

@@ -68,14 +68,50 @@ def cut_command(source: Path, start_s: float, end_s: float, out: Path, *, has_au
         args += ["-f", "lavfi", "-i", f"anullsrc=r={profile.audio_rate}:cl=stereo"]
     args += ["-t", f"{duration:.3f}", "-map", "0:v:0", "-map", "0:a:0" if has_audio else "1:a:0",
              "-vf", profile.video_filter(), "-threads", str(profile.threads)]
-    if encoder == "h264_nvenc":
-        args += ["-c:v", "h264_nvenc", "-preset", "p4", "-cq", str(profile.crf)]
-    else:
-        args += ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(profile.crf)]
-    args += ["-profile:v", "high", "-pix_fmt", "yuv420p", "-g", str(profile.fps * 2),
-             "-c:a", "aac", "-b:a", "128k", "-ar", str(profile.audio_rate), "-ac", "2",
-             "-video_track_timescale", str(profile.fps * 512), "-movflags", "+faststart", "-f", "mp4", str(out)]
+    args += _encode_args(out, profile, encoder)
     return args
+
+
+def _encode_args(out: Path, profile: Profile, encoder: str) -> list[str]:
+    """The one set of output options every snippet and card shares, so the joiner can ``-c copy`` them."""
+    if encoder == "h264_nvenc":
+        args = ["-c:v", "h264_nvenc", "-preset", "p4", "-cq", str(profile.crf)]
+    else:
+        args = ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(profile.crf)]
+    return args + ["-profile:v", "high", "-pix_fmt", "yuv420p", "-g", str(profile.fps * 2),
+                   "-c:a", "aac", "-b:a", "128k", "-ar", str(profile.audio_rate), "-ac", "2",
+                   "-video_track_timescale", str(profile.fps * 512), "-movflags", "+faststart", "-f", "mp4", str(out)]
+
+
+def card_command(out: Path, duration_s: float, shows_minutes: int, *, profile: Profile = Profile(),
+                 encoder: str = "libx264") -> list[str]:
+    """A black card of ``duration_s`` showing the time of day, running from ``shows_minutes`` after midnight
+    (24-hour HH:MM, drawn by ffmpeg's drawtext from the frame's own time), with a silent stereo track."""
+    w, h, fps = profile.width, profile.height, profile.fps
+    clock = r"%{pts\:gmtime\:" + str(int(shows_minutes) * 60) + r"\:%H\\\:%M}"
+    text = f"drawtext=text='{clock}':fontcolor=white:fontsize={h // 6}:x=(w-tw)/2:y=(h-th)/2"
+    return ["-y", "-f", "lavfi", "-i", f"color=c=black:s={w}x{h}:r={fps}", "-f", "lavfi", "-i",
+            f"anullsrc=r={profile.audio_rate}:cl=stereo", "-t", f"{duration_s:.3f}", "-map", "0:v:0", "-map", "1:a:0",
+            "-vf", f"{text},setsar=1,format=yuv420p", "-threads", str(profile.threads), *_encode_args(out, profile, encoder)]
+
+
+def card(out: Path, duration_s: float, shows_minutes: int, *, profile: Profile = Profile(), encoder: str = "libx264") -> Path:
+    """Render one card (``card_command``) to ``out``, through a temporary name."""
+    return _render(card_command(Path(f"{out}.part.mp4"), duration_s, shows_minutes, profile=profile, encoder=encoder),
+                   Path(out), what=f"rendering a {duration_s:.1f} s card")
+
+
+def _render(args: list[str], out: Path, *, what: str) -> Path:
+    tmp = Path(args[-1])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        ffmpeg.run(args, what=what)
+        if not tmp.exists() or tmp.stat().st_size == 0:
+            raise FFmpegError(f"ffmpeg wrote no output {what}")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
 
 
 def seek_after_input_command(source: Path, start_s: float, end_s: float, out: Path, *, has_audio: bool,
@@ -94,17 +130,9 @@ def cut(source: Path, start_s: float, end_s: float, out: Path, *, has_audio: boo
         encoder: str = "libx264") -> Path:
     """Cut one snippet to ``out``, written to a temporary name and renamed only when complete."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.part.mp4")
-    try:
-        ffmpeg.run(cut_command(source, start_s, end_s, tmp, has_audio=has_audio, profile=profile, encoder=encoder),
+    return _render(cut_command(source, start_s, end_s, tmp, has_audio=has_audio, profile=profile, encoder=encoder), out,
                    what=f"cutting {Path(source).name} {start_s:.3f}-{end_s:.3f}")
-        if not tmp.exists() or tmp.stat().st_size == 0:
-            raise FFmpegError(f"ffmpeg wrote no output for {Path(source).name} {start_s:.3f}-{end_s:.3f}")
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
 
 
 def perceptual_hash(path: Path, samples=PHASH_SAMPLES) -> str:

@@ -73,9 +73,11 @@ def remix_view(doc: dict, *, video_url: str, thumb_url=None, source_url=None) ->
     for s in doc["snippets"]:
         snippets.append({**s, "source_name": Path(s["source"]).name, "thumb_url": thumb_url(s) if thumb_url else None,
                          "source_url": source_url(s["source"]) if source_url else None})
-    duration = sum(s["end_s"] - s["start_s"] for s in doc["snippets"])
-    placed = [{"label": Path(s["source"]).name, "start_s": s["offset_s"], "end_s": s["offset_s"] + s["end_s"] - s["start_s"]}
-              for s in doc["snippets"]]
+    duration = doc.get("duration_s") or sum(s["end_s"] - s["start_s"] for s in doc["snippets"])
+    placed = [{"label": Path(s["source"]).name, "start_s": s["offset_s"],
+               "end_s": s["offset_s"] + s.get("played_s", s["end_s"] - s["start_s"])} for s in doc["snippets"]]
+    placed += [{"label": f"card {c['shows']}", "start_s": c["offset_s"], "end_s": c["offset_s"] + c["duration_s"], "card": True}
+               for c in doc.get("cards", [])]
     used = {(s["source"], round(s["start_s"], 3)) for s in doc["snippets"]}
     sources = []
     for path, info in sorted(doc["sources"].items()):
@@ -87,4 +89,5 @@ def remix_view(doc: dict, *, video_url: str, thumb_url=None, source_url=None) ->
             "label": doc.get("label"), "order": doc.get("order"), "timeline": Timeline(duration), "placed": placed,
             "sources": sources, "left_out": doc.get("left_out", []),
             "no_clocks": [Path(p).name for p in doc["no_clocks"]] if doc.get("no_clocks") is not None else None,
-            "any_time": any(s.get("clock_time") for s in doc["snippets"]), "coverage": doc.get("coverage")}
+            "any_time": any(s.get("clock_time") for s in doc["snippets"]), "coverage": doc.get("coverage"),
+            "cards": doc.get("cards"), "runs_at": any(s.get("runs_at") for s in doc["snippets"])}

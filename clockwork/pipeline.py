@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 from clockwork.clocktime import MINUTES, ClockTime, fuse
 from clockwork.decode import SampleGrid, VideoInfo
 from clockwork.result import Detection, FrameDetections, VideoResult
+from clockwork.scan import coarse_fps, refine_windows, resolve_mode, scan_record
 from clockwork.segments import Hit, Segment, SegmentRules, build_segments, segment_fps
 from clockwork.settings import CLOCK_LABEL, DETECT
 from clockwork.views import parse_views
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 ProgressFn = Callable[[int, int], None]  # (frames_done, frames_total)
+UNSAID = object()  # detect_video's sample_fps when the caller names none
 
 
 def hold_thresholds(min_score: Thresholds) -> Thresholds:
@@ -57,6 +59,8 @@ class ResultBuilder:
         self.frames: list[FrameDetections] = []
         self.weak: list[Hit] = []
         self.processed = 0
+        self.scan: dict | None = None  # set by a scan (clockwork.scan.scan_record): which frames were examined
+        self._seen: set[int] = set()  # frame numbers with detections: a refined window re-examines a coarse frame
 
     @property
     def detect_threshold(self) -> Thresholds:
@@ -73,6 +77,10 @@ class ResultBuilder:
 
     def add_frame(self, frame_no: int, timestamp_s: float, detections: Sequence[Detection]) -> None:
         self.processed += 1
+        if frame_no in self._seen:
+            return
+        if detections:
+            self._seen.add(frame_no)
         strong = [d for d in detections if d.score >= self._threshold(d.label)]
         if strong:
             self.frames.append(FrameDetections(frame_no, timestamp_s, strong))
@@ -82,6 +90,11 @@ class ResultBuilder:
                 weak[d.label] = max(weak.get(d.label, 0.0), d.score)
         self.weak += [Hit(frame_no, timestamp_s, label, score, strong=False) for label, score in weak.items()
                       if not any(x.label == label for x in strong)]
+
+    def states(self) -> list[tuple[float, str, int]]:
+        """``(timestamp_s, label, 2 strong | 1 weak)`` of every frame with a detection (``scan.refine_windows``)."""
+        out = [(f.timestamp_s, d.label, 2) for f in self.frames for d in f.detections]
+        return out + [(h.timestamp_s, h.label, 1) for h in self.weak]
 
     def build(self, frames_decoded: int | None = None) -> VideoResult:
         info = self.info
@@ -95,7 +108,7 @@ class ResultBuilder:
             video_file=Path(info.path).name, fps=info.fps, width=info.width, height=info.height,
             duration_s=info.duration_s, frames_total=frames_total, frames_processed=self.processed,
             model=self.model, labels=self.labels, min_score=self.min_score, sample_fps=self.sample_fps, views=self.views,
-            frame_data=frames, segments=segments,
+            frame_data=frames, segments=segments, scan=self.scan,
         )
 
 
@@ -218,7 +231,7 @@ def detect_video(
     *,
     labels: Sequence[str] | None = DETECT.labels,
     min_score: Thresholds = DETECT.min_score,
-    sample_fps: float | None = DETECT.sample_fps,
+    sample_fps: float | None | object = UNSAID,
     detector: Detector | None = None,
     batch_size: int | None = None,
     rules: SegmentRules = SegmentRules(),
@@ -226,13 +239,18 @@ def detect_video(
     read_time: bool = False,
     clock_reader: ClockReader | None = None,
     progress: ProgressFn | None = None,
+    scan: bool | None = None,
 ) -> VideoResult:
     """Find ``labels`` (all classes when None) in every frame of ``path`` (or ``sample_fps`` frames a second).
 
     Frames are decoded where the detector runs: with NVDEC on a GPU where the file allows it. Each frame is
     seen through ``views`` (``clockwork.views``) and their boxes are merged. With ``read_time`` the clocks'
     dials are read ``DETECT.read_fps`` times a second (``clockwork.reader``) and each segment gets one
-    fused reading of its tracked clock."""
+    fused reading of its tracked clock.
+
+    By default it scans (``clockwork.scan``): a few frames a second, and every frame around the places where a
+    label appears or disappears. Naming ``sample_fps`` (None: every frame) detects at that rate instead;
+    ``scan=False`` alone detects at ``DETECT.sample_fps``."""
     from clockwork.detector import Detector
     from clockwork.frames import FrameReader
 
@@ -244,15 +262,39 @@ def detect_video(
     read_grid = SampleGrid(DETECT.read_fps) if read_time else None
     detector.label_ids(labels)  # reject bad arguments before decoding anything
     views = parse_views(views)
-    with FrameReader(path, device=detector.device, sample_fps=sample_fps, batch_size=batch_size) as reader:
-        builder = ResultBuilder(reader.info, model=detector.model_info, labels=labels, min_score=min_score,
-                                sample_fps=sample_fps, rules=rules, views=views)
-        total = reader.info.frames_total
+    def run(reader: FrameReader, builder: ResultBuilder, grid: SampleGrid | None, done: int, total: int) -> int:
         for batch in prefetch(reader):
             found = detector.detect_batch(batch, min_score=builder.detect_threshold, labels=labels, views=views)
-            if read_grid is not None:
-                found = read_clocks(clock_reader, batch, found, read_grid, min_score=builder.min_score)
+            if grid is not None:
+                found = read_clocks(clock_reader, batch, found, grid, min_score=builder.min_score)
             builder.add(found)
+            done += len(batch)
             if progress:
-                progress(batch.indexes[-1] + 1, total)
-        return builder.build(reader.frames_decoded)
+                progress(min(done, total), total)
+        return done
+
+    scan, sample_fps = resolve_mode(scan, None if sample_fps is UNSAID else (sample_fps or 0))
+    coarse = None
+    if scan:
+        from clockwork.decode import probe
+
+        info = probe(path)
+        coarse = coarse_fps(info.fps, rules.gap_s)
+        sample_fps = None
+    with FrameReader(path, device=detector.device, sample_fps=coarse or sample_fps, batch_size=batch_size) as reader:
+        info = reader.info
+        builder = ResultBuilder(info, model=detector.model_info, labels=labels, min_score=min_score,
+                                sample_fps=sample_fps, rules=rules, views=views)
+        total = int(info.duration_s * coarse) + 1 if coarse else info.frames_total
+        done = run(reader, builder, read_grid, 0, total)
+        decoded = reader.frames_decoded
+    if coarse:
+        windows = refine_windows(builder.states(), step_s=1.0 / coarse, duration_s=info.duration_s,
+                                 frame_s=1.0 / (info.fps or 30.0))
+        frames_coarse = builder.processed
+        total = done + sum(int((b - a) * (info.fps or 30.0)) + 1 for a, b in windows)
+        for a, b in windows:
+            with FrameReader(path, device=detector.device, start_s=a, end_s=b, batch_size=batch_size, info=info) as reader:
+                done = run(reader, builder, None, done, total)
+        builder.scan = scan_record(coarse, windows, frames_coarse, builder.processed - frames_coarse)
+    return builder.build(decoded)

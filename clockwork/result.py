@@ -96,6 +96,7 @@ class VideoResult:
     frame_data: list[FrameDetections] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
     views: list[str] = field(default_factory=lambda: ["full"])  # which views of each frame the model saw
+    scan: dict | None = None  # coarse-to-fine scan (clockwork.scan): the coarse rate and the windows seen at every frame
 
     @property
     def clock_frames(self) -> int:
@@ -140,7 +141,7 @@ class VideoResult:
             min_score=d.get("min_score"), sample_fps=d.get("sample_fps"),
             frame_data=[FrameDetections.from_json(f) for f in d.get("frame_data", [])],
             segments=[Segment.from_json(s) for s in d.get("segments", [])],
-            views=list(d.get("views", ["full"])),
+            views=list(d.get("views", ["full"])), scan=d.get("scan"),
         )
 
     def to_json(self) -> dict:
@@ -160,6 +161,7 @@ class VideoResult:
             "min_score": self.min_score,
             "sample_fps": self.sample_fps,
             "views": list(self.views),
+            "scan": self.scan,
             "segments": [s.to_json() for s in self.segments],
             "frame_data": [f.to_json() for f in self.frame_data],
         }

@@ -1,8 +1,11 @@
 """A reproducible sample library: short H.264 videos with drawn analog clocks at known times.
 
-``write_samples(DIR)`` renders every clip with ffmpeg (lavfi backgrounds, a clock face drawn here
-and overlaid with ``enable='between(t,a,b)'``) and writes ``manifest.json`` with, for each file,
-the intervals when a clock is visible. The demo and the tests use it.
+The clocks show times a few minutes apart (10:10 to 10:15), so that the demo's time-of-day remix
+(``jobs.join --order time-of-day``) runs a few minutes in real time, as in The Clock.
+
+``write_samples(DIR)`` renders every clip with ffmpeg (lavfi backgrounds, a clock face drawn here and
+overlaid with ``enable='between(t,a,b)'``) and writes ``manifest.json`` with, for each file, the
+intervals when a clock is visible and the times it shows. The demo and the tests use it.
 """
 
 from __future__ import annotations
@@ -52,11 +55,11 @@ SAMPLES: tuple[ClipSpec, ...] = (
     ClipSpec("clock_static_720p30.mp4", 1280, 720, "30", 6.0, GRADIENT, True,
              (ClockSpec(1.0, 4.0, 260, "(W-w)/2", "(H-h)/2", 10, 10),)),
     ClipSpec("clock_moving_360p25.mp4", 640, 360, "25", 8.0, GRADIENT, False,
-             (ClockSpec(0.5, 3.0, 130, "40+(t-0.5)*120", "60", 3, 40), ClockSpec(5.0, 7.0, 150, "420", "(H-h)/2", 7, 25))),
+             (ClockSpec(0.5, 3.0, 130, "40+(t-0.5)*120", "60", 10, 12), ClockSpec(5.0, 7.0, 150, "420", "(H-h)/2", 10, 15))),
     ClipSpec("clock_portrait_2997.mp4", 360, 640, "30000/1001", 5.0, GRADIENT, True,
-             (ClockSpec(1.5, 4.0, 200, "(W-w)/2", "200", 12, 0),), portrait_by_rotation=True),
+             (ClockSpec(1.5, 4.0, 200, "(W-w)/2", "200", 10, 11),), portrait_by_rotation=True),
     ClipSpec("clock_60fps_480p.mp4", 640, 480, "60", 4.0, GRADIENT, False,
-             (ClockSpec(0.5, 2.5, 180, "100+(t-0.5)*60", "(H-h)/2", 4, 50),)),
+             (ClockSpec(0.5, 2.5, 180, "100+(t-0.5)*60", "(H-h)/2", 10, 13),)),
     ClipSpec("distractor_fractal_30.mp4", 640, 360, "30", 4.0, "mandelbrot=s={w}x{h}:r={r}", True),
     ClipSpec("distractor_life_25.mp4", 480, 272, "25", 4.0,
              "life=s={w}x{h}:r={r}:mold=10:ratio=0.1:death_color=#204060:life_color=#c0a040", False),
@@ -136,6 +139,7 @@ def manifest_entry(spec: ClipSpec) -> dict:
         "audio": spec.audio, "rotation": 90 if spec.portrait_by_rotation else 0,
         "duplicate_of": spec.duplicate_of,
         "clock_intervals": [[c.start_s, c.end_s] for c in clocks],
+        "clock_times": [f"{c.hour}:{c.minute:02d}" for c in clocks],
     }
 
 
@@ -144,10 +148,14 @@ def write_samples(directory: str | Path, *, force: bool = False) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     manifest = {"version": 1, "files": {}}
+    try:
+        before = load_manifest(directory)["files"]
+    except (OSError, ValueError, KeyError):
+        before = {}
     with tempfile.TemporaryDirectory(prefix="clockwork-samples-") as tmp:
         for spec in SAMPLES:
             out = directory / spec.name
-            if force or not out.exists():
+            if force or not out.exists() or before.get(spec.name) != manifest_entry(spec):  # missing or made to another spec
                 part = directory / f".{spec.name}.part.mp4"
                 _render(spec, part, Path(tmp))
                 part.replace(out)
@@ -161,3 +169,58 @@ def write_samples(directory: str | Path, *, force: bool = False) -> Path:
 
 def load_manifest(directory: str | Path) -> dict:
     return json.loads((Path(directory) / MANIFEST).read_text())
+
+
+# -- a long film with clocks in known places (the scan benchmark) ---------------------------------
+
+FILM_FACES = ((10, 10), (3, 40), (7, 25), (12, 0), (4, 50), (9, 5))
+
+
+def film_plan(minutes: float, *, seed: int = 0, width: int = 1280, height: int = 720) -> list[dict]:
+    """Where the clocks of a generated film are: each of ``FILM_FACES`` at its own size and place, shown in
+    windows of 3-20 s with 20-120 s of nothing between appearances (any face), in the film's seconds."""
+    import random
+
+    rng = random.Random(seed)
+    duration = minutes * 60.0
+    faces = []
+    for k, (hour, minute) in enumerate(FILM_FACES):
+        size = rng.choice((110, 160, 220, 300, min(height - 40, 520)))
+        faces.append({"hour": hour, "minute": minute, "size": size,
+                      "x": rng.randrange(0, width - size), "y": rng.randrange(0, height - size), "windows": [], "k": k})
+    t = rng.uniform(5.0, 30.0)
+    while True:
+        length = rng.uniform(3.0, 20.0)
+        if t + length > duration - 2.0:
+            break
+        faces[rng.randrange(len(faces))]["windows"].append((round(t, 2), round(t + length, 2)))
+        t += length + rng.uniform(20.0, 120.0)
+    return faces
+
+
+def write_film(out: str | Path, minutes: float, *, seed: int = 0, width: int = 1280, height: int = 720, fps: int = 25) -> dict:
+    """Render a ``minutes``-long H.264 film (a slowly moving gradient, no audio) with the clocks of
+    :func:`film_plan`, and return its truth: ``{"duration_s", "fps", "clock_intervals": [[a, b], ...]}``."""
+    out = Path(out)
+    faces = [f for f in film_plan(minutes, seed=seed, width=width, height=height) if f["windows"]]
+    d = f"{minutes * 60:g}"
+    with tempfile.TemporaryDirectory(prefix="clockwork-film-") as tmp:
+        inputs = ["-f", "lavfi", "-i", GRADIENT.format(w=width, h=height, r=fps, d=d)]
+        chain, last = [], "0:v"
+        for i, face in enumerate(faces, start=1):
+            png = Path(tmp) / f"clock{i}.png"
+            cv2.imwrite(str(png), cv2.cvtColor(draw_clock(face["size"], face["hour"], face["minute"]), cv2.COLOR_RGBA2BGRA))
+            inputs += ["-i", str(png)]
+            enable = "+".join(f"between(t,{a},{b})" for a, b in face["windows"])
+            chain.append(f"[{i}:v]loop=loop=-1:size=1,setpts=N/{fps}/TB[c{i}]")
+            chain.append(f"[{last}][c{i}]overlay=x={face['x']}:y={face['y']}:shortest=1:enable='{enable}'[v{i}]")
+            last = f"v{i}"
+        chain.append(f"[{last}]format=yuv420p[vout]")
+        part = out.with_name(f".{out.name}.part.mp4")
+        ffmpeg.run(["-y", *inputs, "-filter_complex", ";".join(chain), "-map", "[vout]", "-t", d, "-r", str(fps),
+                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-g", str(fps * 4), "-movflags", "+faststart",
+                    str(part)], what=f"rendering {out.name}")
+        part.replace(out)
+    intervals = sorted(w for f in faces for w in f["windows"])
+    return {"duration_s": minutes * 60.0, "fps": fps, "clock_intervals": [list(w) for w in intervals],
+            "faces": [{k: v for k, v in f.items() if k != "k"} for f in faces]}

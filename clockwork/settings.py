@@ -34,6 +34,12 @@ class DetectDefaults:
     # Frames a second that are detected (None: every frame). 5 pays for the six views of each frame:
     # 30 model inputs per second of 30 fps video, what one view of every frame cost (docs/BENCHMARKS.md).
     sample_fps: float | None = 5.0
+    # Coarse-to-fine scanning (clockwork.scan): detect scan_fps frames a second, then every frame only around
+    # the ticks where a label appears or disappears. On by default: on the sample library its boundaries match
+    # every-frame mode's, and a film costs a few frames a second (docs/BENCHMARKS.md). An explicit sample_fps
+    # turns it off (sampled mode); scan=False with sample_fps None is every-frame mode.
+    scan: bool = True
+    scan_fps: float = 2.0
     iou_threshold: float = 0.45
     # Which views of each frame the model sees (clockwork.views) and, in the merge, the share of a box
     # inside a higher-scoring box of its class above which it is dropped.

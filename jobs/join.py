@@ -12,6 +12,8 @@ Exit status: 0 done, 2 nothing could be done (no snippets, missing files, failed
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,11 +22,26 @@ import ray
 from sqlalchemy import select
 
 from clockwork.catalog import Remix, Snippet, Video
-from clockwork.clips import thumbnail_jpeg
-from clockwork.clocktime import hhmm_to_minutes
+from clockwork.clips import Profile, card, cut, thumbnail_jpeg
 from clockwork.errors import ClockworkError
 from clockwork.pushmetrics import JobMetrics
-from clockwork.remix import DEFAULT_MAX_DISTANCE, ORDERS, Pick, concat, remix_document, verify, write_report, write_videolist
+from clockwork.remix import (
+    DAY_MINUTES,
+    DEFAULT_MAX_DISTANCE,
+    GAP_RULES,
+    ORDERS,
+    Pick,
+    Placed,
+    concat,
+    day_clock,
+    default_span,
+    parse_day_time,
+    place,
+    remix_document,
+    verify,
+    write_report,
+    write_videolist,
+)
 from clockwork.remix import select as choose
 from clockwork.settings import DETECT
 from jobs._common import EXIT_OK, Fatal, connect, open_catalog, require_ffmpeg, run, setup_logging
@@ -35,14 +52,31 @@ def thumb_task(path: str, at_s: float) -> bytes:
     return thumbnail_jpeg(Path(path), at_s)
 
 
+@ray.remote(num_cpus=2)
+def stretch_task(stretch: Placed, out: str) -> str:
+    """One piece of a time-of-day remix: a snippet trimmed to the seconds it plays, or a card."""
+    if stretch.pick is None:
+        return str(card(Path(out), stretch.duration_s, stretch.shows, profile=Profile()))
+    return str(cut(Path(stretch.pick.path), 0.0, stretch.duration_s, Path(out), has_audio=True, profile=Profile()))
+
+
 def parse(argv):
     ap = argparse.ArgumentParser(prog="python -m jobs.join", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--label", default=DETECT.labels[0])
     ap.add_argument("--per-source", type=int, default=1)
     ap.add_argument("--order", choices=ORDERS, default="random")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--start", default="12:00", help="time-of-day order: the first time the remix's clocks show (H:MM; default 12:00)")
-    ap.add_argument("--span", type=int, default=720, help="time-of-day order: minutes of the dial it covers from --start (default 720)")
+    ap.add_argument("--start", default=None,
+                    help="time-of-day order: the time of day the remix starts at, HH:MM on a 24-hour clock (10:10 is a.m., "
+                         "22:10 p.m.; default: where the readings begin, as the shortest stretch of the dial holding them all)")
+    ap.add_argument("--span", type=int, default=None,
+                    help=f"time-of-day order: minutes the remix lasts, 1 to {DAY_MINUTES} (default: through the last reading, plus a minute)")
+    ap.add_argument("--gaps", choices=GAP_RULES, default="card",
+                    help="time-of-day order: card (default) fills the minutes no clip covers with a black card showing the time, "
+                         "so the remix runs in real time; skip plays the clips back to back")
+    ap.add_argument("--am", action="append", default=[], metavar="GLOB",
+                    help="time-of-day order: sources (path or file name matching GLOB) whose clocks show a.m. times (repeatable)")
+    ap.add_argument("--pm", action="append", default=[], metavar="GLOB", help="the same for p.m. (repeatable)")
     ap.add_argument("--min-time-confidence", type=float, default=0.5,
                     help="time-of-day order: readings below this confidence are not trusted (default 0.5)")
     ap.add_argument("--max-duration", type=float, default=None, help="seconds; snippets past it are left out")
@@ -90,42 +124,66 @@ def main(argv=None) -> int:
     if missing:
         raise Fatal(f"{len(missing)} snippet file(s) registered in the catalog are gone, e.g. {missing[0]}; "
                     "run `python -m jobs.split` again to recut them")
+    meridiem = {p.source: half for p in picks for half, globs in (("am", args.am), ("pm", args.pm))
+                if any(fnmatch.fnmatch(p.source, g) or fnmatch.fnmatch(Path(p.source).name, g) for g in globs)}
     try:
-        start = hhmm_to_minutes(args.start)
+        if args.order == "time-of-day" and (args.start is None or args.span is None):
+            auto_start, auto_span = default_span(picks, meridiem)
+        start = parse_day_time(args.start) if args.start is not None else auto_start if args.order == "time-of-day" else 0
+        span = args.span if args.span is not None else auto_span if args.order == "time-of-day" else DAY_MINUTES
         selection = choose(picks, per_source=args.per_source, order=args.order, seed=args.seed,
                            max_duration_s=args.max_duration, max_distance=args.max_distance,
-                           start_minutes=start, span_minutes=args.span)
+                           start_minutes=start, span_minutes=span, meridiem=meridiem)
     except ValueError as exc:
         raise Fatal(str(exc)) from None
     if not selection.chosen:
         if args.order == "time-of-day":
             read = sum(p.clock_minutes is not None for p in picks)
-            raise Fatal(f"no snippet's clock reads between {args.start} and {args.span} minutes later ({read} of {len(picks)} "
+            raise Fatal(f"no snippet's clock reads between {day_clock(start)} and {span} minutes later ({read} of {len(picks)} "
                         "snippets have a trusted reading; run jobs.split with --read-time, the default)")
         raise Fatal(f"no snippet fits --max-duration {args.max_duration}")
     connect()
     out.parent.mkdir(parents=True, exist_ok=True)
-    videolist = write_videolist([p.path for p in selection.chosen], out.with_name("videolist.txt"))
-    thumbs_refs = {p.name: thumb_task.remote(p.path, p.duration_s / 2) for p in selection.chosen}
+    placement = None
+    if args.order == "time-of-day":
+        placement = place(selection.chosen, start=start, span=span, gaps=args.gaps, meridiem=meridiem)
+        parts_dir = out.with_name(f"{out.stem}.parts")
+        shutil.rmtree(parts_dir, ignore_errors=True)
+        parts_dir.mkdir()
+        refs = []
+        for i, st in enumerate(placement.stretches):
+            if st.pick is None or st.trimmed:
+                refs.append(stretch_task.remote(st, str(parts_dir / f"{i:04d}-{'card' if st.pick is None else 'trim'}.mp4")))
+            else:
+                refs.append(ray.put(st.pick.path))
+        paths = ray.get(refs)
+        expected = placement.duration_s
+        print(f"join: {sum(st.pick is None for st in placement.stretches)} card(s), "
+              f"{sum(st.trimmed for st in placement.stretches)} trimmed snippet(s); the remix runs from {day_clock(start)} "
+              f"for {span} min", flush=True)
+    else:
+        paths = [p.path for p in selection.chosen]
+        expected = sum(p.duration_s for p in selection.chosen)
+    videolist = write_videolist(paths, out.with_name("videolist.txt"))
+    chosen = [st.pick for st in placement.stretches if st.pick is not None] if placement else selection.chosen
+    thumbs_refs = {p.name: thumb_task.remote(p.path, p.duration_s / 2) for p in chosen}
     try:
         concat(videolist, out)
-        expected = sum(p.duration_s for p in selection.chosen)
         checked = verify(out, expected)
     except ClockworkError as exc:
         out.unlink(missing_ok=True)
         raise Fatal(str(exc).splitlines()[0]) from None
     thumbs = {name: ray.get(ref) for name, ref in thumbs_refs.items()}
-    document = remix_document(out, picks=selection.chosen, sources=sources, selection=selection, label=args.label,
-                              order=args.order, no_clocks=no_clocks,
-                              span=(start, args.span) if args.order == "time-of-day" else None)
+    document = remix_document(out, picks=chosen, sources=sources, selection=selection, label=args.label,
+                              order=args.order, no_clocks=no_clocks, placement=placement, gaps=args.gaps)
     report = write_report(out.with_suffix(".html"), document, thumbs)
     with catalog.session() as s:
         s.add(Remix(path=str(out), label=args.label, duration_s=checked["duration_s"], document=document))
-    metrics.count("snippet", "joined", len(selection.chosen))
+    metrics.count("snippet", "joined", len(chosen))
     metrics.count("snippet", "duplicate", len(selection.dropped_duplicates))
     metrics.output_seconds.set(checked["duration_s"])
     metrics.push(ok=True)
-    print(f"join: {len(selection.chosen)} snippet(s) from {len({p.source for p in selection.chosen})} source(s), "
+    print(f"join: {len(chosen)} snippet(s) from {len({p.source for p in chosen})} source(s), "
           f"{checked['duration_s']:.2f} s, in {time.time() - t0:.1f} s "
           f"({len(selection.dropped_duplicates)} near-duplicate(s), {len(selection.dropped_per_source)} over the per-source "
           f"limit, {len(selection.dropped_duration)} over the duration left out).\n"

@@ -27,6 +27,7 @@ from clockwork.clips import Profile, choose_encoder, cut, perceptual_hash
 from clockwork.media import list_videos
 from clockwork.pushmetrics import JobMetrics
 from clockwork.result import VideoResult
+from clockwork.scan import resolve_mode
 from clockwork.segments import SegmentRules
 from clockwork.settings import CLIPS, DETECT, SEGMENTS
 from clockwork.views import parse_views
@@ -35,13 +36,13 @@ from jobs._common import EXIT_OK, EXIT_PARTIAL, Fatal, Steps, cluster_gpus, conn
 
 @ray.remote
 def detect_task(path: str, label: str, min_score: float, sample_fps: float | None, views: tuple[str, ...],
-                read_time: bool = True) -> dict:
+                read_time: bool = True, scan: bool = False, rules: SegmentRules = SegmentRules()) -> dict:
     """Detect one video; on a GPU task the frames come from NVDEC (``detect_video`` reads through FrameReader)."""
     from clockwork.pipeline import detect_video
 
     try:
         return {"path": path, "result": detect_video(path, labels=[label], min_score=min_score, sample_fps=sample_fps,
-                                                     views=views, read_time=read_time)}
+                                                     views=views, read_time=read_time, scan=scan, rules=rules)}
     except Exception as exc:  # recorded per video; the others go on
         return {"path": path, "error": f"{type(exc).__name__}: {exc}"}
 
@@ -70,8 +71,11 @@ def parse(argv):
     ap.add_argument("--read-time", action=argparse.BooleanOptionalAction, default=True,
                     help="read the time each clock shows while detecting, so jobs.join can order by time of day (default: on)")
     ap.add_argument("--min-score", type=float, default=DETECT.min_score)
-    ap.add_argument("--sample-fps", type=float, default=DETECT.sample_fps,
-                    help=f"detection rate for videos without results; 0: every frame (default {DETECT.sample_fps:g})")
+    ap.add_argument("--scan", action=argparse.BooleanOptionalAction, default=None,
+                    help=f"coarse-to-fine detection of videos without results: {DETECT.scan_fps:g} frames a second, every frame "
+                         "near changes (default: on, unless --sample-fps is given)")
+    ap.add_argument("--sample-fps", type=float, default=None,
+                    help=f"without a scan: detection rate; 0: every frame (default {DETECT.sample_fps:g} with --no-scan)")
     ap.add_argument("--views", default=",".join(DETECT.views), help=f"views of each frame (default {','.join(DETECT.views)})")
     ap.add_argument("--gap", type=float, default=SEGMENTS.gap_s, help="seconds between detections that still join one segment")
     ap.add_argument("--min-length", type=float, default=SEGMENTS.min_length_s)
@@ -82,7 +86,12 @@ def parse(argv):
     ap.add_argument("--fps", type=int, default=CLIPS.fps)
     ap.add_argument("--threads", type=int, default=CLIPS.threads, help="ffmpeg threads per snippet (the task's num_cpus)")
     ap.add_argument("-v", "--verbose", action="store_true")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    try:
+        args.mode = resolve_mode(args.scan, args.sample_fps)
+    except ValueError as exc:
+        ap.error(f"--scan with --sample-fps: {exc}")
+    return args
 
 
 @dataclass
@@ -113,13 +122,14 @@ def videos_to_detect(run_: Run) -> list[str]:
     return todo
 
 
-def detect_missing(run_: Run, todo: list[str]) -> None:
+def detect_missing(run_: Run, todo: list[str], rules: SegmentRules) -> None:
     """Detect the videos without results as Ray tasks (a GPU each where the cluster has one)."""
     args = run_.args
     gpus = 1 if cluster_gpus() >= 1 else 0
     views = parse_views(args.views)
-    refs = [detect_task.options(num_cpus=2, num_gpus=gpus).remote(p, args.label, args.min_score, args.sample_fps or None, views,
-                                                                  args.read_time)
+    scan, sample_fps = args.mode
+    refs = [detect_task.options(num_cpus=2, num_gpus=gpus).remote(p, args.label, args.min_score, sample_fps, views,
+                                                                  args.read_time, scan, rules)
             for p in todo]
     steps = Steps(len(refs), "detecting", "video")
     for ref in refs:
@@ -131,7 +141,7 @@ def detect_missing(run_: Run, todo: list[str]) -> None:
             continue
         with run_.catalog.session() as s:
             run_.catalog.save_result(s, out["path"], out["result"], {"labels": [args.label], "min_score": args.min_score,
-                                                                     "sample_fps": args.sample_fps or None, "views": list(views),
+                                                                     "sample_fps": sample_fps, "scan": scan, "views": list(views),
                                                                      **({"read_time": True} if args.read_time else {})})
         run_.metrics.count("video", "detected")
 
@@ -233,7 +243,7 @@ def main(argv=None) -> int:
     connect()
     todo = videos_to_detect(run_)
     if todo:
-        detect_missing(run_, todo)
+        detect_missing(run_, todo, rules)
     plan_snippets(run_, rules)
     encoder = None
     if run_.plan:

@@ -4,7 +4,9 @@
 2. starts a local Ray and the Serve app, POSTs every sample video to /video-inference, and receives
    the signed postbacks on a local receiver;
 3. prints the segments found beside the ground truth (within 0.5 s at each end, none in distractors);
-4. runs the split and join jobs on that catalog and prints where out.mp4 and out.html are.
+4. runs the split and join jobs on that catalog: a random remix (var/remix/out.mp4), then one that keeps the
+   time of day (var/the-clock/out.mp4): each clip placed where the remix's own clock shows the time its
+   clock reads, black cards showing the time between them. Each is verified with ffprobe and has an .html.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ def main() -> int:
     with Receiver() as rx:
         jobs = {}
         for name in manifest["files"]:
-            resp = requests.post(f"http://127.0.0.1:{port}/video-inference", json={"filename": name, "postback_url": rx.url})
+            resp = requests.post(f"http://127.0.0.1:{port}/video-inference", json={"filename": name, "postback_url": rx.url,
+                                                                                         "read_time": True})
             resp.raise_for_status()
             jobs[resp.json()["job_id"]] = name
         posts = rx.wait_for(len(jobs), timeout=1800)
@@ -78,6 +81,10 @@ def main() -> int:
     if rc != 0:
         return rc
     rc = join.main(["--database-url", f"sqlite:///{db}", "--out", str(VAR / "remix" / "out.mp4"), "--seed", "1"])
+    if rc == 0:
+        print("\nA remix that keeps the time of day (The Clock):")
+        rc = join.main(["--database-url", f"sqlite:///{db}", "--out", str(VAR / "the-clock" / "out.mp4"),
+                        "--order", "time-of-day", "--per-source", "2"])
     ray.shutdown()
     print("\nSee the jobs, the videos with their boxes and the remix in a browser:\n"
           f"  .venv/bin/clockwork serve --media-root {SAMPLES.relative_to(ROOT)} --database-url sqlite:///{db.relative_to(ROOT)}\n"

@@ -1,6 +1,6 @@
 """The HTTP contract, on Starlette, with no Ray inside: ``build_app(Api(args, detector)) -> Starlette``.
 
-    POST /video-inference   {"filename", "postback_url"?, "labels"?, "min_score"?, "sample_fps"?, "views"?, "read_time"?} -> 202
+    POST /video-inference   {"filename", "postback_url"?, "labels"?, "min_score"?, "scan"?, "sample_fps"?, "views"?, "read_time"?} -> 202
     GET  /jobs              the jobs, newest first: ?status=&limit=&offset=
     GET  /jobs/{id}         status, progress, timings, error, postback state and history
     DELETE /jobs/{id}       cancel a queued or running job
@@ -37,6 +37,7 @@ from clockwork.catalog import Catalog, Job, JobStatus, QueueFullError
 from clockwork.errors import VideoError, VideoNotFoundError, unknown_label_message
 from clockwork.media import PathNotAllowedError, resolve_in_roots
 from clockwork.postback import PostbackURLError
+from clockwork.scan import resolve_mode
 from clockwork.views import parse_views
 from serve_app.client import DetectorClient
 from serve_app.config import AppArgs
@@ -72,7 +73,8 @@ class InferenceRequest(BaseModel):
     postback_url: StrictStr | None = Field(None, min_length=1, max_length=2048)
     labels: list[StrictStr] | None = Field(None, min_length=1, max_length=80)
     min_score: StrictFloat | StrictInt | None = Field(None, ge=0, le=1)
-    sample_fps: StrictFloat | StrictInt | None = Field(None, ge=0, le=1000, description="frames a second; 0: every frame")
+    sample_fps: StrictFloat | StrictInt | None = Field(None, ge=0, le=1000, description="sampled mode: frames a second; 0: every frame")
+    scan: StrictBool | None = Field(None, description="coarse-to-fine scan (default: on unless sample_fps is given)")
     views: list[StrictStr] | None = Field(None, min_length=1, max_length=3)
     read_time: StrictBool = False
 
@@ -133,8 +135,9 @@ class Api:
         if key is not None and (len(key) > MAX_KEY_LENGTH or not key.isprintable()):
             raise ApiError(400, f"Idempotency-Key must be at most {MAX_KEY_LENGTH} printable characters")
         req = self._validate(await self._json_object(request))
-        params = {"labels": await self._labels_of(req), "min_score": self._min_score(req), "sample_fps": self._sample_fps(req),
-                  "views": self._views(req), "read_time": req.read_time}
+        scan, sample_fps = self._mode(req)
+        params = {"labels": await self._labels_of(req), "min_score": self._min_score(req), "sample_fps": sample_fps,
+                  "views": self._views(req), "read_time": req.read_time, **({"scan": True} if scan else {})}
         path = self._path_of(req.filename)
         if req.postback_url is not None:
             await self._check_postback(req.postback_url)
@@ -255,14 +258,16 @@ class Api:
     def _min_score(self, req: InferenceRequest) -> float:
         return float(req.min_score if req.min_score is not None else self.args.min_score)
 
-    def _sample_fps(self, req: InferenceRequest) -> float | None:
-        """Absent: the app's default; 0: every frame."""
-        if req.sample_fps is None:
-            return self.args.sample_fps or None
-        fps = float(req.sample_fps)
-        if not math.isfinite(fps) or 0 < fps < MIN_SAMPLE_FPS:
-            raise ApiError(400, f"invalid request: sample_fps must be 0 (every frame) or from {MIN_SAMPLE_FPS} to 1000")
-        return fps or None
+    def _mode(self, req: InferenceRequest) -> tuple[bool, float | None]:
+        """(scan, sample_fps): absent fields take the app's defaults; a sample_fps of 0 is every frame."""
+        if req.sample_fps is not None:
+            fps = float(req.sample_fps)
+            if not math.isfinite(fps) or 0 < fps < MIN_SAMPLE_FPS:
+                raise ApiError(400, f"invalid request: sample_fps must be 0 (every frame) or from {MIN_SAMPLE_FPS} to 1000")
+        try:
+            return resolve_mode(req.scan, req.sample_fps, default_scan=self.args.scan, default_sample_fps=self.args.sample_fps)
+        except ValueError as exc:
+            raise ApiError(400, f"invalid request: {exc}") from None
 
     def _views(self, req: InferenceRequest) -> list[str]:
         try:

@@ -26,6 +26,7 @@ from clockwork.errors import ClockworkError, CorruptVideoError, VideoError, Vide
 from clockwork.media import PathNotAllowedError, open_confined, relative_name
 from clockwork.pipeline import ResultBuilder
 from clockwork.postback import HostPolicy, RetryPolicy, deliver_once
+from clockwork.scan import coarse_fps, refine_windows, scan_record
 from serve_app.client import DetectorClient, video_error_of
 from serve_app.config import AppArgs
 from serve_app.metrics import IngressMetrics
@@ -64,25 +65,45 @@ class ChunkFanout:
         self.empty_from: float | None = None  # the first chunk that decoded nothing: the video ends before it
 
     async def run(self, path: str, info: VideoInfo, params: dict, model: dict) -> tuple[dict, dict]:
+        """Every chunk at the job's rate; with ``scan``, every chunk at the coarse rate first, then every frame
+        of the windows around the changes it found (``clockwork.scan``)."""
+        params = dict(params)
+        scan = params.pop("scan", False)
         builder = ResultBuilder(info, model=model, labels=params["labels"], min_score=params["min_score"],
-                                sample_fps=params["sample_fps"], views=params["views"])
+                                sample_fps=None if scan else params["sample_fps"], views=params["views"])
+        coarse = coarse_fps(info.fps) if scan else None
         chunks = plan_chunks(info.duration_s, self.chunk_s)
         t = time.perf_counter()
-        try:
-            async with asyncio.TaskGroup() as group:
-                for a, b in chunks:
-                    group.create_task(self._chunk(path, params, builder, a, b))
-        except BaseExceptionGroup as group_error:
-            raise _first_cause(group_error) from None
+        await self._fan(path, {**params, "sample_fps": coarse or params["sample_fps"]}, builder,
+                        [(a, b, True) for a, b in chunks])
         if info.frames_listed and self.decoded < 0.95 * info.frames_listed - 1:
             raise CorruptVideoError(path, f"truncated: decoded {self.decoded} of the {info.frames_listed} frames the container lists")
-        result = builder.build(self.decoded)
-        timings = {"detect_s": round(time.perf_counter() - t, 3), "chunks": len(chunks)}
+        decoded = self.decoded
+        timings = {"chunks": len(chunks)}
+        if coarse:
+            end = min(info.duration_s, self.empty_from) if self.empty_from is not None else info.duration_s
+            windows = refine_windows(builder.states(), step_s=1.0 / coarse, duration_s=end, frame_s=1.0 / (info.fps or 30.0))
+            frames_coarse = builder.processed
+            await self._fan(path, {**params, "sample_fps": None, "read_time": False}, builder, [(a, b, False) for a, b in windows])
+            builder.scan = scan_record(coarse, windows, frames_coarse, builder.processed - frames_coarse)
+            timings["refined"] = len(windows)
+        result = builder.build(decoded)
+        timings["detect_s"] = round(time.perf_counter() - t, 3)
         if self.empty_from is not None:
             timings["video_ends_before_s"] = self.empty_from
         return result.to_json(), timings
 
-    async def _chunk(self, path: str, params: dict, builder: ResultBuilder, start: float, end: float | None) -> None:
+    async def _fan(self, path: str, params: dict, builder: ResultBuilder, chunks: list[tuple[float, float | None, bool]]) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                for a, b, counts in chunks:
+                    group.create_task(self._chunk(path, params, builder, a, b, counts))
+        except BaseExceptionGroup as group_error:
+            raise _first_cause(group_error) from None
+
+    async def _chunk(self, path: str, params: dict, builder: ResultBuilder, start: float, end: float | None,
+                     counts: bool = True) -> None:
+        """One chunk; ``counts``: its decoded frames count towards the video's (not a scan's refined windows)."""
         async with self.sem:
             for attempt in range(self.retries + 1):
                 if self.empty_from is not None and start >= self.empty_from:
@@ -108,8 +129,9 @@ class ChunkFanout:
                     logger.warning("%s chunk %s-%s failed (%s); retrying", path, start, end, type(exc).__name__)
                     await asyncio.sleep(min(1.0 * 2 ** attempt, 10.0))
                     continue
-                self.decoded += decoded
-                if decoded == 0 and start > 0:
+                if counts:
+                    self.decoded += decoded
+                if counts and decoded == 0 and start > 0:
                     self.empty_from = start if self.empty_from is None else min(self.empty_from, start)
                 for f in frames:
                     builder.add_frame(f.frame_no, f.timestamp_s, f.detections)
@@ -362,7 +384,7 @@ def _iso(t: dt.datetime | None) -> str | None:
 
 
 def _result_params(params: dict) -> dict:
-    return {"views": ["full"], **{k: params[k] for k in ("labels", "min_score", "sample_fps", "views", "read_time") if k in params}}
+    return {"views": ["full"], **{k: params[k] for k in ("labels", "min_score", "sample_fps", "scan", "views", "read_time") if k in params}}
 
 
 def job_status(job: Job, name: str, base_url: str = "") -> dict:

@@ -66,6 +66,20 @@ def test_gpu_path_agrees_with_cpu_path(name, samples_dir, detector, gpu_detector
         assert compared >= 0.9 * len(cpu.frame_data)
 
 
+def test_scan_on_nvdec_matches_the_scan_on_the_cpu(samples_dir, detector, gpu_detector):
+    """Coarse-to-fine scanning takes the same frames through NVDEC as through PyAV, and finds the same
+    segments: the same coarse frames, windows that differ by a tick at most, boundaries within two frames."""
+    from clockwork.pipeline import detect_video
+
+    for name in AGREE:
+        cpu = detect_video(samples_dir / name, detector=detector, views=["full"])
+        gpu = detect_video(samples_dir / name, detector=gpu_detector, views=["full"])
+        assert gpu.scan["frames_coarse"] == cpu.scan["frames_coarse"] and len(gpu.scan["refined"]) == len(cpu.scan["refined"])
+        assert len(gpu.segments) == len(cpu.segments), (name, cpu.segments, gpu.segments)
+        for a, b in zip(cpu.segments, gpu.segments, strict=True):
+            assert abs(a.start_s - b.start_s) <= 2 / cpu.fps and abs(a.end_s - b.end_s) <= 2 / cpu.fps, (name, a, b)
+
+
 def iou(a, b) -> float:
     w = max(0.0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
     h = max(0.0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))

@@ -126,22 +126,42 @@ def test_join_makes_a_verified_remix_without_the_duplicate(split_run, ray_cluste
     assert (library["root"] / "again" / "videolist.txt").read_text() == (out.parent / "videolist.txt").read_text()
 
 
-def test_join_in_time_of_day_order(split_run, ray_cluster, library):
-    """jobs.split read the dials (its default); jobs.join --order time-of-day lays the snippets out so the
-    clocks run forward from --start, and the report says which minutes of the span they cover."""
-    from clockwork.clocktime import hhmm_to_minutes
+def test_join_in_time_of_day_order(split_run, ray_cluster, library, manifest):
+    """jobs.split read the dials (its default); jobs.join --order time-of-day lays each snippet where the remix's
+    own clock (its start plus its running time) shows what the snippet's clock shows, and black cards showing the
+    time fill the rest. Checked against the sample manifest's true times, wherever a clip is on screen."""
+    from clockwork.annotate import frame_at
+    from clockwork.clocktime import circular_error, hhmm_to_minutes
+    from clockwork.remix import parse_day_time
 
     out = library["root"] / "clock" / "out.mp4"
     proc = submit(ray_cluster, "-m", "jobs.join", "--out", str(out), "--database-url", library["db"], "--order", "time-of-day",
-                  "--start", "12:00", "--span", "720")
+                  "--per-source", "2")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     with Catalog(library["db"]).session() as s:
-        remix = s.scalars(select(Remix).order_by(Remix.id.desc())).first()
-        doc = remix.document
-    times = [hhmm_to_minutes(sn["clock_time"]) for sn in doc["snippets"]]
-    assert len(times) >= 4 and times == sorted(times), doc["snippets"]  # minutes after 12:00, rising
-    assert doc["coverage"]["span_minutes"] == 720 and 0 < doc["coverage"]["covered_minutes"] < 720
+        doc = s.scalars(select(Remix).order_by(Remix.id.desc())).first().document
+    start, span = parse_day_time(doc["coverage"]["start"]), doc["coverage"]["span_minutes"]
+    assert 10 * 60 + 9 <= start <= 10 * 60 + 11 and 5 <= span <= 10, doc["coverage"]  # the sample clocks show 10:10-10:15
+    assert abs(float(probe_json(out)["format"]["duration"]) - span * 60) < 1.0  # the remix runs in real time
+    assert len(doc["snippets"]) >= 5 and doc["cards"], doc
+    for sn in doc["snippets"]:
+        entry = manifest["files"][Path(sn["source"]).name]
+        [truth] = [hhmm_to_minutes(t) for (a, b), t in zip(entry["clock_intervals"], entry["clock_times"], strict=True)
+                   if a < sn["end_s"] and sn["start_s"] < b]
+        for t in (sn["offset_s"], sn["offset_s"] + sn["played_s"] - 0.05):
+            running = (start + int(t // 60)) % 720
+            assert circular_error(running, truth) <= 1, (sn, t, running, truth)
+        assert (frame_at(out, sn["offset_s"] + sn["played_s"] / 2) > 40).mean() > 0.1  # a clip, not a card
+    card = doc["cards"][0]
+    assert (frame_at(out, card["offset_s"] + card["duration_s"] / 2) > 40).mean() < 0.05  # black, the time in white
     assert 'id="coverage"' in out.with_suffix(".html").read_text()
+    # every source known to be p.m.: the same clips, 12 hours on; --gaps skip plays them back to back
+    pm = local(ray_cluster, "jobs.join", "--out", str(library["root"] / "pm" / "out.mp4"), "--database-url", library["db"],
+               "--order", "time-of-day", "--pm", "*.mp4", "--gaps", "skip")
+    assert pm.returncode == 0, pm.stderr[-2000:]
+    with Catalog(library["db"]).session() as s:
+        doc = s.scalars(select(Remix).order_by(Remix.id.desc())).first().document
+    assert doc["coverage"]["start"].startswith("22:") and not doc["cards"]
     bad = local(ray_cluster, "jobs.join", "--out", str(out), "--database-url", library["db"], "--order", "time-of-day",
                 "--start", "25:99")
     assert bad.returncode == 2 and "Invalid time" in bad.stderr, bad.stderr[-2000:]

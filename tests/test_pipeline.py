@@ -45,7 +45,10 @@ def test_result_json_contract(results, manifest):
     assert set(det) == {"x", "y", "w", "h", "type", "label", "score", "track"} and det["type"] == "clock"
     assert 0 <= det["x"] and det["x"] + det["w"] <= 640 and det["y"] + det["h"] <= 360
     assert set(doc["segments"][0]) == {"label", "start_s", "end_s", "start_frame", "end_frame", "max_score", "frames", "track"}
-    assert doc["views"] == ["full", "zoomout", "tiles"] and doc["sample_fps"] == 5 and doc["frames_processed"] == 40
+    # the default is a scan: 2 frames a second of the 8 s, and every frame of the four windows around the clocks' ends
+    assert doc["views"] == ["full", "zoomout", "tiles"] and doc["sample_fps"] is None
+    assert doc["scan"]["coarse_fps"] == 2 and doc["scan"]["frames_coarse"] == 16 and len(doc["scan"]["refined"]) == 4
+    assert doc["frames_processed"] == 16 + doc["scan"]["frames_refined"] < 200
     assert doc["model"]["name"] == "yolov3-tiny"
 
 

@@ -22,7 +22,7 @@ def scene(hour, minute, size=220):
     return frame, (120 + size * 0.04, 60 + size * 0.04, size * 0.92, size * 0.92)
 
 
-@pytest.mark.parametrize("hour,minute", [(10, 10), (12, 0), (4, 50)])
+@pytest.mark.parametrize("hour,minute", [(10, 10), (10, 12), (10, 15), (12, 0), (4, 50)])
 def test_reads_the_sample_librarys_clocks(reader, hour, minute):
     frame, box = scene(hour, minute)
     [reading] = reader.read_boxes(frame, [box])

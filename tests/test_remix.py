@@ -114,3 +114,67 @@ def test_a_read_segment_carries_the_time_its_clock_shows(samples_dir, detector):
     [seg] = result.segments
     shows = result.clock_time_between(seg.start_s, seg.end_s)
     assert shows is not None and circular_error(shows.minutes, 10 * 60 + 10) <= 1  # the sample clock shows 10:10
+
+
+def test_place_lays_snippets_on_the_remix_clock_with_cards_and_trims():
+    from clockwork.remix import place, placement_coverage
+
+    a, b = _pick("a", 600, score=0.9, length=30.0), _pick("b", 600, score=0.8, length=50.0)
+    c, d = _pick("c", 602, length=150.0), _pick("d", 600, score=0.1, length=20.0)
+    placed = place([c, d, b, a], start=600, span=5)  # 10:00 for five minutes
+    got = [(st.offset_s, st.duration_s, st.pick.name if st.pick else "card", st.shows) for st in placed.stretches]
+    assert got == [(0.0, 30.0, "a", 600), (30.0, 30.0, "b", 600), (60.0, 60.0, "card", 601),
+                   (120.0, 60.0, "c", 602), (180.0, 120.0, "card", 603)]
+    assert placed.duration_s == 300.0 and [p.name for p in placed.full_minute] == ["d"]  # 10:00 was full
+    assert placed.stretches[1].trimmed and placed.stretches[3].trimmed and not placed.stretches[0].trimmed  # each ends with its minute
+    cov = placement_coverage(placed)
+    assert cov["covered_minutes"] == 2 and cov["start"] == "10:00"
+    assert cov["gaps"] == [{"from": "10:01", "minutes": 1}, {"from": "10:03", "minutes": 2}]
+
+
+def test_place_keeps_every_clock_within_a_minute_of_the_running_time():
+    """Whatever the snippets, a placed clip plays inside the minute of the remix's clock that its reading names
+    (a still dial at worst): the remix's running time is the reading for every second it plays."""
+    import random
+
+    from clockwork.clocktime import circular_error
+    from clockwork.remix import place
+
+    rng = random.Random(5)
+    for _ in range(50):
+        picks = [_pick(f"p{i}", rng.randrange(700, 740) % 720, score=rng.random(), length=rng.uniform(0.5, 200.0))
+                 for i in range(rng.randrange(1, 30))]
+        placed = place(picks, start=700, span=45)
+        assert abs(placed.duration_s - 45 * 60) < 0.01
+        for st in placed.stretches:
+            if st.pick is None:
+                continue
+            for t in (st.offset_s, st.offset_s + st.duration_s - 1e-3):
+                running = (700 + int(t // 60)) % 720
+                assert circular_error(running, st.pick.clock_minutes) == 0, (st, t)
+
+
+def test_place_am_pm_and_the_skip_rule():
+    from clockwork.remix import default_span, parse_day_time, place
+
+    p = _pick("a", 10 * 60 + 5, source="/v/evening.mp4")  # a 12-hour reading of 10:05
+    assert [st.pick.name for st in place([p], start=parse_day_time("21:55"), span=20).stretches if st.pick] == ["a"]
+    assert not any(st.pick for st in place([p], start=parse_day_time("21:55"), span=20, meridiem={"/v/evening.mp4": "am"}).stretches)
+    skip = place([_pick("x", 600, length=10.0), _pick("y", 630, length=5.0)], start=600, span=60, gaps="skip")
+    assert [(st.offset_s, st.duration_s) for st in skip.stretches] == [(0.0, 10.0), (10.0, 5.0)]  # no cards
+    assert default_span([_pick("a", 718), _pick("b", 3)]) == (718, 7)  # 11:58 through 12:03, across twelve
+    assert default_span([_pick("a", 718)], {"/v/a": "pm"}) == (718 + 720, 2)
+    with pytest.raises(ValueError, match="24-hour"):
+        parse_day_time("25:99")
+    with pytest.raises(ValueError, match="gap rule"):
+        place([p], start=0, span=10, gaps="black")
+
+
+def test_a_card_shows_the_running_time(tmp_path):
+    from clockwork.clips import Profile, card
+    from clockwork.ffmpeg import probe_json
+
+    out = card(tmp_path / "card.mp4", 2.0, 10 * 60 + 10, profile=Profile(320, 180, 30))
+    info = probe_json(out)
+    assert sorted(s["codec_type"] for s in info["streams"]) == ["audio", "video"]
+    assert abs(float(info["format"]["duration"]) - 2.0) < 0.1

@@ -1,0 +1,94 @@
+"""Coarse-to-fine scanning: the windows it refines, the mode rules, and scan against every frame on real files."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from clockwork.pipeline import detect_video
+from clockwork.scan import coarse_fps, refine_windows, resolve_mode
+from clockwork.testing import Receiver
+
+STEP = 0.5
+FRAME = 1 / 30
+
+
+def windows(states, duration=10.0):
+    return refine_windows(states, step_s=STEP, duration_s=duration, frame_s=FRAME)
+
+
+def test_windows_surround_each_appearance_and_disappearance():
+    # a clock seen at the ticks 1.0 .. 3.0 s: it appeared after 0.5 s and went after 3.0 s
+    states = [(t, "clock", 2) for t in (1.0, 1.5, 2.0, 2.5, 3.0)]
+    assert windows(states) == [(0.5, pytest.approx(1.05)), (3.0, pytest.approx(3.55))]
+
+
+def test_windows_follow_the_hysteresis_states_and_labels():
+    # weak at 1.0, strong from 1.5: the start threshold is crossed between 1.0 and 1.5
+    states = [(1.0, "clock", 1), (1.5, "clock", 2), (2.0, "clock", 2), (2.0, "person", 2)]
+    got = windows(states)
+    assert got[0] == (0.5, pytest.approx(2.55))  # 0.5-1.05, 1.0-1.55, 1.5-2.05 (person appears), 2.0-2.55 merged
+    assert len(got) == 1
+
+
+def test_windows_at_the_ends_of_the_video():
+    assert windows([(0.0, "clock", 2)], duration=4.0) == [(0.0, pytest.approx(0.55))]  # gone after the first tick
+    # still there at the last tick: its end lies between that tick and the end of the video
+    assert windows([(3.5, "clock", 2)], duration=4.0) == [(3.0, 4.0)]
+    assert windows([], duration=4.0) == []
+
+
+def test_windows_use_the_tick_not_the_frame_time():
+    # the coarse frame of tick 2 at 30000/1001 fps comes a little after 1.0 s
+    assert windows([(1.001, "clock", 2)]) == [(0.5, pytest.approx(1.55))]
+
+
+def test_coarse_rate_keeps_two_coarse_hits_of_one_clock_in_one_segment():
+    assert coarse_fps(30.0) == 2.0
+    assert coarse_fps(30.0, gap_s=0.1) == pytest.approx(1 / (0.1 + 1 / 30))  # raised: a step is at most gap + 1 frame
+    assert coarse_fps(1.0) == 1.0  # never above the video's rate
+
+
+def test_mode_rules():
+    assert resolve_mode(None, None) == (True, None)
+    assert resolve_mode(None, 5) == (False, 5.0)
+    assert resolve_mode(None, 0) == (False, None)
+    assert resolve_mode(False, None) == (False, 5.0)
+    with pytest.raises(ValueError, match="sample_fps sets the rate of sampled mode"):
+        resolve_mode(True, 5)
+
+
+def test_scan_matches_every_frame_on_the_sample_library(samples_dir, detector):
+    """The boundaries of a scan are those of every-frame mode, from fewer frames."""
+    for name in ("clock_moving_360p25.mp4", "distractor_life_25.mp4"):
+        scan = detect_video(samples_dir / name, detector=detector, views=["full"])
+        every = detect_video(samples_dir / name, detector=detector, views=["full"], sample_fps=None)
+        assert scan.scan is not None and every.scan is None and every.frames_processed == every.frames_total
+        assert [(s.start_frame, s.end_frame) for s in scan.segments] == [(s.start_frame, s.end_frame) for s in every.segments]
+        assert [(s.start_s, s.end_s) for s in scan.segments] == [(s.start_s, s.end_s) for s in every.segments]
+        assert scan.frames_processed == scan.scan["frames_coarse"] + scan.scan["frames_refined"] < every.frames_processed / 2
+        assert scan.frames_total == every.frames_total
+
+
+def test_the_api_scans_by_default_through_its_chunks(make_client, samples_dir, detector):
+    """Chunks of 3 s (the coarse pass fans out, then the windows do): the same result as detect_video's scan."""
+    client = make_client(chunk_s=3.0)
+    with Receiver() as rx:
+        resp = client.post("/video-inference", json={"filename": "clock_moving_360p25.mp4", "postback_url": rx.url,
+                                                     "views": ["full"]})
+        assert resp.status_code == 202, resp.text
+        doc = rx.wait_for(1)[0]["json"]
+    expected = detect_video(samples_dir / "clock_moving_360p25.mp4", detector=detector, views=["full"]).to_json()
+    assert doc["status"] == "succeeded" and doc["scan"] == expected["scan"] and len(doc["scan"]["refined"]) == 4
+    assert {k: v for k, v in doc.items() if k not in ("job_id", "status")} == json.loads(json.dumps(expected))
+
+
+def test_scan_with_a_sample_rate_is_refused(make_client):
+    client = make_client()
+    resp = client.post("/video-inference", json={"filename": "clock_moving_360p25.mp4", "scan": True, "sample_fps": 2})
+    assert resp.status_code == 400 and "sample_fps sets the rate of sampled mode" in resp.json()["error"], resp.text
+    proc = subprocess.run([sys.executable, "-m", "clockwork.cli", "detect", "x.mp4", "--scan", "--sample-fps", "2"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "--scan with --sample-fps" in proc.stderr, proc.stderr
+
