@@ -34,7 +34,7 @@ MINUTES = 720
 READABLE_THRESHOLD = DETECT.readable_threshold
 WEIGHTS = Path(__file__).with_name("models") / "clock_reader.pt"
 # Pinned like the detector's weights: a different file is refused with both hashes named.
-WEIGHTS_SHA256 = "6eb574f3f40d4e1c1067597a74757e9f7b283cb02c5de41ad9d02850c2e3a47d"
+WEIGHTS_SHA256 = "a43365222fc780a940b072b321f89c3b786bb422a6484016819a8ca102903780"
 
 
 class ReaderNet(nn.Module):
