@@ -59,6 +59,7 @@ def test_mode_rules():
         resolve_mode(True, 5)
 
 
+@pytest.mark.slow
 def test_scan_matches_every_frame_on_the_sample_library(samples_dir, detector):
     """The boundaries of a scan are those of every-frame mode, from fewer frames."""
     for name in ("clock_moving_360p25.mp4", "distractor_life_25.mp4"):
