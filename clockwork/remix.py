@@ -232,18 +232,23 @@ def coverage(picks: Sequence[Pick], start_minutes: int, span_minutes: int) -> di
         for m in range(first, first + max(1, math.ceil(p.duration_s / 60))):
             if m < span_minutes:
                 covered[m] = True
-    gaps, m = [], 0
-    while m < span_minutes:
+    return {"start": _hhmm(start_minutes), "span_minutes": span_minutes, "covered_minutes": sum(covered),
+            "share": round(sum(covered) / span_minutes, 4), "gaps": _gaps(covered, start_minutes, _hhmm)}
+
+
+def _gaps(covered: list[bool], start: int, clock) -> list[dict]:
+    """The runs of uncovered minutes: where each begins (``clock(start + minute)``) and how long it lasts."""
+    out, m = [], 0
+    while m < len(covered):
         if covered[m]:
             m += 1
             continue
         n = m
-        while n < span_minutes and not covered[n]:
+        while n < len(covered) and not covered[n]:
             n += 1
-        gaps.append({"from": _hhmm(start_minutes + m), "minutes": n - m})
+        out.append({"from": clock(start + m), "minutes": n - m})
         m = n
-    return {"start": _hhmm(start_minutes), "span_minutes": span_minutes, "covered_minutes": sum(covered),
-            "share": round(sum(covered) / span_minutes, 4), "gaps": gaps}
+    return out
 
 
 def placement_coverage(placement: Placement, gaps: str = "card") -> dict:
@@ -260,18 +265,8 @@ def placement_coverage(placement: Placement, gaps: str = "card") -> dict:
             last = first + max(1, math.ceil(st.duration_s / 60)) - 1
         for m in range(first, min(last, span - 1) + 1):
             covered[m] = True
-    out, m = [], 0
-    while m < span:
-        if covered[m]:
-            m += 1
-            continue
-        n = m
-        while n < span and not covered[n]:
-            n += 1
-        out.append({"from": day_clock(placement.start + m), "minutes": n - m})
-        m = n
     return {"start": day_clock(placement.start), "span_minutes": span, "covered_minutes": sum(covered),
-            "share": round(sum(covered) / span, 4), "gaps": out, "gap_rule": gaps}
+            "share": round(sum(covered) / span, 4), "gaps": _gaps(covered, placement.start, day_clock), "gap_rule": gaps}
 
 
 def day_clock(minutes: int) -> str:
