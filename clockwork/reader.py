@@ -34,7 +34,7 @@ MINUTES = 720
 READABLE_THRESHOLD = DETECT.readable_threshold
 WEIGHTS = Path(__file__).with_name("models") / "clock_reader.pt"
 # Pinned like the detector's weights: a different file is refused with both hashes named.
-WEIGHTS_SHA256 = "d07b2a741296c81052b6a3f5e84038fe474cfdf7f0f7040cad3cd50e6c950056"
+WEIGHTS_SHA256 = "a43365222fc780a940b072b321f89c3b786bb422a6484016819a8ca102903780"
 
 
 class ReaderNet(nn.Module):
