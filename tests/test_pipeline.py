@@ -12,7 +12,7 @@ TOLERANCE_S = 0.5
 
 @pytest.fixture(scope="module")
 def results(samples_dir, manifest, detector):
-    """The whole library at the default settings (every view, 5 frames/s), as a user gets it."""
+    """The whole library at the default settings (every view, a scan), as a user gets it."""
     return {name: detect_video(samples_dir / name, detector=detector) for name in manifest["files"]}
 
 
