@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 MINUTES = 720  # a 12-hour dial
+DAY_MINUTES = 1440  # a day, the remix's clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,8 +21,7 @@ class ClockTime:
 
     @property
     def hhmm(self) -> str:
-        h, m = divmod(int(self.minutes) % MINUTES, 60)
-        return f"{h or 12}:{m:02d}"
+        return dial_clock(self.minutes)
 
     def to_json(self) -> dict:
         return {"minutes": self.minutes, "hhmm": self.hhmm, "confidence": round(self.confidence, 4),
@@ -32,15 +32,38 @@ class ClockTime:
         return None if d is None else cls(int(d["minutes"]), float(d["confidence"]), float(d.get("readable", 1.0)))
 
 
-def hhmm_to_minutes(text: str) -> int:
-    """"H:MM" or "HH:MM" (24-hour accepted) -> minutes 0..719 on a 12-hour dial."""
+def dial_clock(minutes: int) -> str:
+    """Minutes on the 12-hour dial as "H:MM" (0 is 12:00)."""
+    h, m = divmod(int(minutes) % MINUTES, 60)
+    return f"{h or 12}:{m:02d}"
+
+
+def day_clock(minutes: int) -> str:
+    """Minutes after midnight as a 24-hour "HH:MM"."""
+    h, m = divmod(int(minutes) % DAY_MINUTES, 60)
+    return f"{h:02d}:{m:02d}"
+
+
+def _hours_minutes(text: str, max_hour: int, supported: str) -> tuple[int, int]:
     try:
         h, m = (int(v) for v in text.strip().split(":"))
     except ValueError:
-        raise ValueError(f"Invalid time ({text!r}). Supported values look like 10:10 or 22:10.") from None
-    if not (0 <= h <= 24 and 0 <= m < 60):
-        raise ValueError(f"Invalid time ({text!r}). Supported values look like 10:10 or 22:10.")
+        h = m = -1
+    if not (0 <= h <= max_hour and 0 <= m < 60):
+        raise ValueError(f"Invalid time ({text!r}). Supported values {supported}.")
+    return h, m
+
+
+def hhmm_to_minutes(text: str) -> int:
+    """"H:MM" or "HH:MM" (24-hour accepted) -> minutes 0..719 on a 12-hour dial."""
+    h, m = _hours_minutes(text, 24, "look like 10:10 or 22:10")
     return (h % 12) * 60 + m
+
+
+def parse_day_time(text: str) -> int:
+    """"HH:MM" on a 24-hour clock -> minutes after midnight (10:10 is a.m., 22:10 p.m.)."""
+    h, m = _hours_minutes(text, 23, "are HH:MM on a 24-hour clock, like 10:10 or 22:10")
+    return h * 60 + m
 
 
 def circular_error(a: int, b: int) -> int:

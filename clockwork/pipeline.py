@@ -59,7 +59,7 @@ class ResultBuilder:
         self.frames: list[FrameDetections] = []
         self.weak: list[Hit] = []
         self.processed = 0
-        self.scan: dict | None = None  # set by a scan (clockwork.scan.scan_record): which frames were examined
+        self._scan: tuple[float, list[tuple[float, float]], int] | None = None  # (coarse rate, windows, frames before them)
         self._seen: set[int] = set()  # frame numbers with detections: a refined window re-examines a coarse frame
 
     @property
@@ -91,10 +91,15 @@ class ResultBuilder:
         self.weak += [Hit(frame_no, timestamp_s, label, score, strong=False) for label, score in weak.items()
                       if not any(x.label == label for x in strong)]
 
-    def states(self) -> list[tuple[float, str, int]]:
-        """``(timestamp_s, label, 2 strong | 1 weak)`` of every frame with a detection (``scan.refine_windows``)."""
-        out = [(f.timestamp_s, d.label, 2) for f in self.frames for d in f.detections]
-        return out + [(h.timestamp_s, h.label, 1) for h in self.weak]
+    def scan_windows(self, coarse: float, duration_s: float | None = None) -> list[tuple[float, float]]:
+        """After a scan's coarse pass at ``coarse`` frames a second: the time ranges to examine at every frame
+        (``clockwork.scan.refine_windows``). The result's ``scan`` field records them and what each pass saw."""
+        states = [(f.timestamp_s, d.label, 2) for f in self.frames for d in f.detections]
+        states += [(h.timestamp_s, h.label, 1) for h in self.weak]
+        windows = refine_windows(states, step_s=1.0 / coarse, frame_s=1.0 / (self.info.fps or 30.0),
+                                 duration_s=self.info.duration_s if duration_s is None else duration_s)
+        self._scan = (coarse, windows, self.processed)
+        return windows
 
     def build(self, frames_decoded: int | None = None) -> VideoResult:
         info = self.info
@@ -108,7 +113,8 @@ class ResultBuilder:
             video_file=Path(info.path).name, fps=info.fps, width=info.width, height=info.height,
             duration_s=info.duration_s, frames_total=frames_total, frames_processed=self.processed,
             model=self.model, labels=self.labels, min_score=self.min_score, sample_fps=self.sample_fps, views=self.views,
-            frame_data=frames, segments=segments, scan=self.scan,
+            frame_data=frames, segments=segments,
+            scan=scan_record(*self._scan, self.processed - self._scan[2]) if self._scan else None,
         )
 
 
@@ -274,14 +280,13 @@ def detect_video(
         return done
 
     scan, sample_fps = resolve_mode(scan, None if sample_fps is UNSAID else (sample_fps or 0))
-    coarse = None
+    coarse = info = None
     if scan:
         from clockwork.decode import probe
 
-        info = probe(path)
+        info = probe(path)  # the coarse rate follows the video's; the reader then reuses this probe
         coarse = coarse_fps(info.fps, rules.gap_s)
-        sample_fps = None
-    with FrameReader(path, device=detector.device, sample_fps=coarse or sample_fps, batch_size=batch_size) as reader:
+    with FrameReader(path, device=detector.device, sample_fps=coarse or sample_fps, batch_size=batch_size, info=info) as reader:
         info = reader.info
         builder = ResultBuilder(info, model=detector.model_info, labels=labels, min_score=min_score,
                                 sample_fps=sample_fps, rules=rules, views=views)
@@ -289,12 +294,9 @@ def detect_video(
         done = run(reader, builder, read_grid, 0, total)
         decoded = reader.frames_decoded
     if coarse:
-        windows = refine_windows(builder.states(), step_s=1.0 / coarse, duration_s=info.duration_s,
-                                 frame_s=1.0 / (info.fps or 30.0))
-        frames_coarse = builder.processed
+        windows = builder.scan_windows(coarse)
         total = done + sum(int((b - a) * (info.fps or 30.0)) + 1 for a, b in windows)
         for a, b in windows:
             with FrameReader(path, device=detector.device, start_s=a, end_s=b, batch_size=batch_size, info=info) as reader:
                 done = run(reader, builder, None, done, total)
-        builder.scan = scan_record(coarse, windows, frames_coarse, builder.processed - frames_coarse)
     return builder.build(decoded)

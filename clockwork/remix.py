@@ -16,10 +16,11 @@ from pathlib import Path
 
 from clockwork import ffmpeg
 from clockwork.clips import hash_distance
+from clockwork.clocktime import DAY_MINUTES, day_clock, dial_clock
+from clockwork.clocktime import MINUTES as DIAL_MINUTES
 from clockwork.errors import ClockworkError
 
 ORDERS = ("random", "source-time", "score", "time-of-day")
-DIAL_MINUTES = 720
 DEFAULT_MAX_DISTANCE = 40  # of 256 bits; re-encodes of one clip measured 12, different clips over 100
 
 
@@ -94,7 +95,6 @@ def select(snippets: Sequence[Pick], *, per_source: int = 1, order: str = "rando
     return Selection(chosen, dropped_src, dropped_dup, dropped_dur)
 
 
-DAY_MINUTES = 1440
 GAP_RULES = ("card", "skip")
 MIN_PLAY_S = 0.5  # a snippet with less of its minute left than this is left out (the shortest segment)
 
@@ -168,17 +168,6 @@ def place(picks: Sequence[Pick], *, start: int, span: int, gaps: str = "card",
     return Placement(stretches, full, start, span)
 
 
-def parse_day_time(text: str) -> int:
-    """"HH:MM" on a 24-hour clock -> minutes after midnight (10:10 is a.m., 22:10 p.m.)."""
-    try:
-        h, m = (int(v) for v in text.strip().split(":"))
-    except ValueError:
-        h = m = -1
-    if not (0 <= h <= 23 and 0 <= m <= 59):
-        raise ValueError(f"Invalid time ({text!r}). Supported values are HH:MM on a 24-hour clock, like 10:10 or 22:10.")
-    return h * 60 + m
-
-
 def default_span(picks: Sequence[Pick], meridiem: dict[str, str] | None = None) -> tuple[int, int]:
     """(start, span) when the user gives none: the shortest stretch of the 12-hour dial that holds every
     reading (it starts after the widest gap between readings), through the last reading plus a minute, in the
@@ -232,8 +221,8 @@ def coverage(picks: Sequence[Pick], start_minutes: int, span_minutes: int) -> di
         for m in range(first, first + max(1, math.ceil(p.duration_s / 60))):
             if m < span_minutes:
                 covered[m] = True
-    return {"start": _hhmm(start_minutes), "span_minutes": span_minutes, "covered_minutes": sum(covered),
-            "share": round(sum(covered) / span_minutes, 4), "gaps": _gaps(covered, start_minutes, _hhmm)}
+    return {"start": dial_clock(start_minutes), "span_minutes": span_minutes, "covered_minutes": sum(covered),
+            "share": round(sum(covered) / span_minutes, 4), "gaps": _gaps(covered, start_minutes, dial_clock)}
 
 
 def _gaps(covered: list[bool], start: int, clock) -> list[dict]:
@@ -267,17 +256,6 @@ def placement_coverage(placement: Placement, gaps: str = "card") -> dict:
             covered[m] = True
     return {"start": day_clock(placement.start), "span_minutes": span, "covered_minutes": sum(covered),
             "share": round(sum(covered) / span, 4), "gaps": _gaps(covered, placement.start, day_clock), "gap_rule": gaps}
-
-
-def day_clock(minutes: int) -> str:
-    """Minutes after midnight as a 24-hour "HH:MM"."""
-    h, m = divmod(int(minutes) % DAY_MINUTES, 60)
-    return f"{h:02d}:{m:02d}"
-
-
-def _hhmm(minutes: int) -> str:
-    h, m = divmod(int(minutes) % DIAL_MINUTES, 60)
-    return f"{h or 12}:{m:02d}"
 
 
 def concat_line(path: str | Path) -> str:
@@ -341,19 +319,19 @@ def remix_document(out: Path, *, picks: Sequence[Pick], sources: dict[str, dict]
             snippets.append({"name": p.name, "path": p.path, "source": p.source, "start_s": p.start_s, "end_s": p.end_s,
                              "score": p.score, "offset_s": st.offset_s, "played_s": st.duration_s,
                              "runs_at": day_clock(st.shows) if gaps == "card" else None,
-                             "clock_time": _hhmm(p.clock_minutes) if p.clock_minutes is not None else None})
+                             "clock_time": dial_clock(p.clock_minutes) if p.clock_minutes is not None else None})
     else:
         offset = 0.0
         for p in picks:
             snippets.append({"name": p.name, "path": p.path, "source": p.source, "start_s": p.start_s, "end_s": p.end_s,
                              "score": p.score, "offset_s": round(offset, 3), "played_s": round(p.duration_s, 3),
-                             "clock_time": _hhmm(p.clock_minutes) if p.clock_minutes is not None else None})
+                             "clock_time": dial_clock(p.clock_minutes) if p.clock_minutes is not None else None})
             offset += p.duration_s
     left_out = [f"{d.name}: near-duplicate of {k.name}" for d, k in selection.dropped_duplicates]
     left_out += [f"{d.name}: over the per-source limit" for d in selection.dropped_per_source]
     left_out += [f"{d.name}: over the maximum duration" for d in selection.dropped_duration]
     if placement is not None:
-        left_out += [f"{d.name}: its minute ({_hhmm(d.clock_minutes)}) is already full" for d in placement.full_minute]
+        left_out += [f"{d.name}: its minute ({dial_clock(d.clock_minutes)}) is already full" for d in placement.full_minute]
     doc = {"path": str(out), "label": label, "order": order, "snippets": snippets, "sources": sources,
            "left_out": left_out, "no_clocks": list(no_clocks) if no_clocks is not None else None,
            "duration_s": round(placement.duration_s if placement is not None else sum(p.duration_s for p in picks), 3)}

@@ -23,19 +23,17 @@ from sqlalchemy import select
 
 from clockwork.catalog import Remix, Snippet, Video
 from clockwork.clips import Profile, card, cut, thumbnail_jpeg
+from clockwork.clocktime import DAY_MINUTES, day_clock, parse_day_time
 from clockwork.errors import ClockworkError
 from clockwork.pushmetrics import JobMetrics
 from clockwork.remix import (
-    DAY_MINUTES,
     DEFAULT_MAX_DISTANCE,
     GAP_RULES,
     ORDERS,
     Pick,
     Placed,
     concat,
-    day_clock,
     default_span,
-    parse_day_time,
     place,
     remix_document,
     verify,
@@ -127,10 +125,11 @@ def main(argv=None) -> int:
     meridiem = {p.source: half for p in picks for half, globs in (("am", args.am), ("pm", args.pm))
                 if any(fnmatch.fnmatch(p.source, g) or fnmatch.fnmatch(Path(p.source).name, g) for g in globs)}
     try:
-        if args.order == "time-of-day" and (args.start is None or args.span is None):
-            auto_start, auto_span = default_span(picks, meridiem)
-        start = parse_day_time(args.start) if args.start is not None else auto_start if args.order == "time-of-day" else 0
-        span = args.span if args.span is not None else auto_span if args.order == "time-of-day" else DAY_MINUTES
+        start, span = 0, DAY_MINUTES
+        if args.order == "time-of-day":
+            start, span = default_span(picks, meridiem) if args.start is None or args.span is None else (0, 0)
+            start = parse_day_time(args.start) if args.start is not None else start
+            span = args.span if args.span is not None else span
         selection = choose(picks, per_source=args.per_source, order=args.order, seed=args.seed,
                            max_duration_s=args.max_duration, max_distance=args.max_distance,
                            start_minutes=start, span_minutes=span, meridiem=meridiem)
@@ -150,13 +149,9 @@ def main(argv=None) -> int:
         parts_dir = out.with_name(f"{out.stem}.parts")
         shutil.rmtree(parts_dir, ignore_errors=True)
         parts_dir.mkdir()
-        refs = []
-        for i, st in enumerate(placement.stretches):
-            if st.pick is None or st.trimmed:
-                refs.append(stretch_task.remote(st, str(parts_dir / f"{i:04d}-{'card' if st.pick is None else 'trim'}.mp4")))
-            else:
-                refs.append(ray.put(st.pick.path))
-        paths = ray.get(refs)
+        rendered = {i: stretch_task.remote(st, str(parts_dir / f"{i:04d}-{'card' if st.pick is None else 'trim'}.mp4"))
+                    for i, st in enumerate(placement.stretches) if st.pick is None or st.trimmed}
+        paths = [ray.get(rendered[i]) if i in rendered else st.pick.path for i, st in enumerate(placement.stretches)]
         expected = placement.duration_s
         print(f"join: {sum(st.pick is None for st in placement.stretches)} card(s), "
               f"{sum(st.trimmed for st in placement.stretches)} trimmed snippet(s); the remix runs from {day_clock(start)} "

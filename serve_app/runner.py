@@ -26,7 +26,7 @@ from clockwork.errors import ClockworkError, CorruptVideoError, VideoError, Vide
 from clockwork.media import PathNotAllowedError, open_confined, relative_name
 from clockwork.pipeline import ResultBuilder
 from clockwork.postback import HostPolicy, RetryPolicy, deliver_once
-from clockwork.scan import coarse_fps, refine_windows, scan_record
+from clockwork.scan import coarse_fps
 from serve_app.client import DetectorClient, video_error_of
 from serve_app.config import AppArgs
 from serve_app.metrics import IngressMetrics
@@ -82,10 +82,8 @@ class ChunkFanout:
         timings = {"chunks": len(chunks)}
         if coarse:
             end = min(info.duration_s, self.empty_from) if self.empty_from is not None else info.duration_s
-            windows = refine_windows(builder.states(), step_s=1.0 / coarse, duration_s=end, frame_s=1.0 / (info.fps or 30.0))
-            frames_coarse = builder.processed
+            windows = builder.scan_windows(coarse, end)
             await self._fan(path, {**params, "sample_fps": None, "read_time": False}, builder, [(a, b, False) for a, b in windows])
-            builder.scan = scan_record(coarse, windows, frames_coarse, builder.processed - frames_coarse)
             timings["refined"] = len(windows)
         result = builder.build(decoded)
         timings["detect_s"] = round(time.perf_counter() - t, 3)

@@ -131,8 +131,7 @@ def test_join_in_time_of_day_order(split_run, ray_cluster, library, manifest):
     own clock (its start plus its running time) shows what the snippet's clock shows, and black cards showing the
     time fill the rest. Checked against the sample manifest's true times, wherever a clip is on screen."""
     from clockwork.annotate import frame_at
-    from clockwork.clocktime import circular_error, hhmm_to_minutes
-    from clockwork.remix import parse_day_time
+    from clockwork.clocktime import circular_error, hhmm_to_minutes, parse_day_time
 
     out = library["root"] / "clock" / "out.mp4"
     proc = submit(ray_cluster, "-m", "jobs.join", "--out", str(out), "--database-url", library["db"], "--order", "time-of-day",

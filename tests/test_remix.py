@@ -155,7 +155,8 @@ def test_place_keeps_every_clock_within_a_minute_of_the_running_time():
 
 
 def test_place_am_pm_and_the_skip_rule():
-    from clockwork.remix import default_span, parse_day_time, place
+    from clockwork.clocktime import parse_day_time
+    from clockwork.remix import default_span, place
 
     p = _pick("a", 10 * 60 + 5, source="/v/evening.mp4")  # a 12-hour reading of 10:05
     assert [st.pick.name for st in place([p], start=parse_day_time("21:55"), span=20).stretches if st.pick] == ["a"]
