@@ -16,7 +16,7 @@ from pathlib import Path
 
 from clockwork import ffmpeg
 from clockwork.clips import hash_distance
-from clockwork.clocktime import DAY_MINUTES, day_clock, dial_clock
+from clockwork.clocktime import DAY_MINUTES, day_clock, dial_clock, parse_day_time
 from clockwork.clocktime import MINUTES as DIAL_MINUTES
 from clockwork.errors import ClockworkError
 
@@ -185,6 +185,20 @@ def default_span(picks: Sequence[Pick], meridiem: dict[str, str] | None = None) 
     halves = {(meridiem or {}).get(p.source) for p in picks if p.clock_minutes is not None}
     start = first + (DIAL_MINUTES if halves == {"pm"} else 0)
     return start, min(length + 2, DAY_MINUTES)
+
+
+def time_span(picks: Sequence[Pick], *, start: str | None = None, span: int | None = None,
+              meridiem: dict[str, str] | None = None) -> tuple[int, int]:
+    """(start, span) of a time-of-day remix from what the user gave: ``start`` "HH:MM" (24-hour) and ``span``
+    minutes; what is missing comes from :func:`default_span`. A start without a span runs on through the
+    last reading, as the default span does."""
+    if start is not None and span is not None:
+        return parse_day_time(start), span
+    auto_start, auto_span = default_span(picks, meridiem)
+    if start is None:
+        return auto_start, auto_span if span is None else span
+    given = parse_day_time(start)
+    return given, (auto_start + auto_span - given) % DAY_MINUTES or DAY_MINUTES
 
 
 def _offsets(p: Pick, start: int, span: int, meridiem: dict[str, str] | None) -> list[int]:

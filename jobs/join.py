@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from clockwork.catalog import Remix, Snippet, Video
 from clockwork.clips import Profile, card, cut, thumbnail_jpeg
-from clockwork.clocktime import DAY_MINUTES, day_clock, parse_day_time
+from clockwork.clocktime import DAY_MINUTES, day_clock
 from clockwork.errors import ClockworkError
 from clockwork.pushmetrics import JobMetrics
 from clockwork.remix import (
@@ -33,9 +33,9 @@ from clockwork.remix import (
     Pick,
     Placed,
     concat,
-    default_span,
     place,
     remix_document,
+    time_span,
     verify,
     write_report,
     write_videolist,
@@ -127,9 +127,7 @@ def main(argv=None) -> int:
     try:
         start, span = 0, DAY_MINUTES
         if args.order == "time-of-day":
-            start, span = default_span(picks, meridiem) if args.start is None or args.span is None else (0, 0)
-            start = parse_day_time(args.start) if args.start is not None else start
-            span = args.span if args.span is not None else span
+            start, span = time_span(picks, start=args.start, span=args.span, meridiem=meridiem)
         selection = choose(picks, per_source=args.per_source, order=args.order, seed=args.seed,
                            max_duration_s=args.max_duration, max_distance=args.max_distance,
                            start_minutes=start, span_minutes=span, meridiem=meridiem)

@@ -14,6 +14,7 @@ Exit status: 0 all done, 1 done with some items failed (listed), 2 nothing could
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -87,6 +88,8 @@ def parse(argv):
     ap.add_argument("--threads", type=int, default=CLIPS.threads, help="ffmpeg threads per snippet (the task's num_cpus)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
+    if args.sample_fps is not None and not (args.sample_fps >= 0 and math.isfinite(args.sample_fps)):
+        ap.error(f"--sample-fps must be 0 (every frame) or a positive number, got {args.sample_fps:g}")
     try:
         args.mode = resolve_mode(args.scan, args.sample_fps)
     except ValueError as exc:

@@ -179,3 +179,16 @@ def test_a_card_shows_the_running_time(tmp_path):
     info = probe_json(out)
     assert sorted(s["codec_type"] for s in info["streams"]) == ["audio", "video"]
     assert abs(float(info["format"]["duration"]) - 2.0) < 0.1
+
+
+def test_time_span_fills_in_what_the_user_left_out():
+    from clockwork.remix import time_span
+
+    picks = [_pick("a", 10 * 60 + 10), _pick("b", 10 * 60 + 15)]  # readings 10:10 and 10:15
+    assert time_span(picks) == (610, 7)  # 10:10 through 10:16
+    assert time_span(picks, span=30) == (610, 30)
+    assert time_span(picks, start="10:00") == (600, 17)  # a start alone still reaches the last reading
+    assert time_span(picks, start="22:00", span=5) == (1320, 5)
+    assert time_span([_pick("c", None)], start="22:00", span=5) == (1320, 5)  # both given: no reading needed
+    with pytest.raises(ValueError, match="no snippet has a trusted reading"):
+        time_span([_pick("c", None)], start="10:00")

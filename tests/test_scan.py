@@ -93,3 +93,14 @@ def test_scan_with_a_sample_rate_is_refused(make_client):
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "--scan with --sample-fps" in proc.stderr, proc.stderr
 
+
+
+def test_split_refuses_a_negative_rate(capsys):
+    from jobs.split import parse
+
+    with pytest.raises(SystemExit) as exit_:
+        parse(["--out", "slices", "--sample-fps", "-1"])
+    assert exit_.value.code == 2 and "--sample-fps must be 0 (every frame) or a positive number, got -1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse(["--out", "slices", "--scan", "--sample-fps", "2"])
+    assert "--scan with --sample-fps" in capsys.readouterr().err
