@@ -70,7 +70,8 @@ def main() -> int:
     results = {name: run_config(items, data, detector, CONFIGS[name]) for name in args.configs}
     lines = [f"{len(items)} clips of 1280x720 at 10 frames/s, 2 s each: {args.per_scale} clocks per scale "
              f"(eval styles), scikit-image's clock photograph per scale, 3 distractors per scale; seed {args.seed}; "
-             f"device {args.device}. Default settings: views {','.join(DETECT.views)}, sample_fps {DETECT.sample_fps}.", "",
+             f"device {args.device}. Default settings: views {','.join(DETECT.views)}, "
+             + (f"a scan at {DETECT.scan_fps:g} frames/s." if DETECT.scan else f"sample_fps {DETECT.sample_fps}."), "",
              "| config | " + " | ".join(f"recall {s}" for s in SCALES) + " | photo found | false segments/min | "
              "video s per wall s |", "|---" * (len(SCALES) + 4) + "|"]
     for name, r in results.items():
