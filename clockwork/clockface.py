@@ -42,7 +42,7 @@ class ClockStyle:
     markers: str = "arabic"  # arabic | roman | bars | dots | ticks | none
     font: int = cv2.FONT_HERSHEY_SIMPLEX
     minute_ticks: bool = True
-    hands: str = "line"  # line | taper | arrow
+    hands: str = "line"  # line | taper | arrow | leaf | lollipop | baton | outline
     hand_color: tuple[int, int, int] = (10, 10, 10)
     hour_len: float = 0.5  # of the radius
     minute_len: float = 0.78
@@ -89,10 +89,28 @@ def random_style(rng: np.random.Generator, split: str = "train") -> ClockStyle:
         second_color=tuple(int(v) for v in rng.integers(0, 256, size=3)) if rng.random() < 0.3 else (200, 30, 30),
         strap=bool(rng.random() < 0.12),
     )
-    if split == "train":  # arrow hands and octagons are held out of training
+    if split == "train":  # arrow hands, octagons and the eval palettes are held out of training
         style = replace(style, shape="square" if style.shape == "octagon" else style.shape,
-                        hands="taper" if style.hands == "arrow" else style.hands)
+                        hands=str(rng.choice(HANDS_TRAIN)))
+        if rng.random() < 0.5:
+            face, ink = _random_palette(rng)
+            style = replace(style, face=face, ink=ink, rim=ink if rng.random() < 0.5 else style.rim,
+                            hand_color=ink if rng.random() < 0.7 else style.hand_color)
     return style
+
+
+HANDS_TRAIN = ("line", "taper", "leaf", "lollipop", "baton", "outline")
+
+
+def _random_palette(rng: np.random.Generator) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """A face and ink of random colours that contrast (luminance apart by 90 or more) and are not near an eval palette."""
+    lum = lambda c: 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]  # noqa: E731
+    while True:
+        face, ink = (tuple(int(v) for v in rng.integers(0, 256, size=3)) for _ in range(2))
+        if abs(lum(face) - lum(ink)) < 90:
+            continue
+        if all(max(abs(a - b) for a, b in zip(face + ink, f + i, strict=True)) > 60 for f, i in PALETTES_EVAL):
+            return face, ink
 
 
 def hand_angles(hour: int, minute: int, second: float | None = None) -> tuple[float, float, float | None]:
@@ -120,9 +138,24 @@ def _hand(img, c, angle_deg, length, width, style: str, color) -> None:
     if style == "line":
         cv2.line(img, _pt(tail), _pt(tip), col, max(1, int(width)), cv2.LINE_AA)
         return
-    if style == "taper":
+    if style in ("taper", "outline"):
         pts = [(tail[0] + px * width * 0.6, tail[1] + py * width * 0.6), (tip[0], tip[1]),
                (tail[0] - px * width * 0.6, tail[1] - py * width * 0.6)]
+        if style == "outline":  # a skeleton hand: the tapered shape drawn as an outline
+            cv2.polylines(img, [np.array([_pt(p) for p in pts], np.int32)], True, col, max(1, int(width * 0.3)), cv2.LINE_AA)
+            return
+    elif style == "leaf":  # a lozenge, widest at 40% of its length
+        mid = (c + ux * length * 0.4, c + uy * length * 0.4)
+        pts = [tail, (mid[0] + px * width, mid[1] + py * width), tip, (mid[0] - px * width, mid[1] - py * width)]
+    elif style == "lollipop":  # a thin shaft with a disc near the tip
+        cv2.line(img, _pt(tail), _pt(tip), col, max(1, int(width * 0.4)), cv2.LINE_AA)
+        cv2.circle(img, _pt((c + ux * length * 0.8, c + uy * length * 0.8)), max(2, int(width * 1.1)), col, -1, cv2.LINE_AA)
+        return
+    elif style == "baton":  # a bar with a round counterweight behind the centre
+        back = (c - ux * length * 0.25, c - uy * length * 0.25)
+        cv2.line(img, _pt(back), _pt(tip), col, max(1, int(width * 1.2)), cv2.LINE_AA)
+        cv2.circle(img, _pt(back), max(2, int(width * 1.4)), col, -1, cv2.LINE_AA)
+        return
     else:  # arrow: a shaft and a head
         cv2.line(img, _pt(tail), _pt((c + ux * length * 0.75, c + uy * length * 0.75)), col, max(1, int(width * 0.6)), cv2.LINE_AA)
         base = (c + ux * length * 0.72, c + uy * length * 0.72)

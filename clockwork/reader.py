@@ -37,29 +37,50 @@ WEIGHTS = Path(__file__).with_name("models") / "clock_reader.pt"
 WEIGHTS_SHA256 = "a43365222fc780a940b072b321f89c3b786bb422a6484016819a8ca102903780"
 
 
+class _Residual(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                                  nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.body(x))
+
+
 class ReaderNet(nn.Module):
-    """96x96 RGB -> (720 minute logits, 1 readable logit). About 1.6 M parameters."""
+    """96x96 RGB -> (720 minute logits, 1 readable logit). About 3.8 M parameters.
+
+    Two coordinate channels (x and y from the crop's centre) join the colour channels, so where a hand
+    points is plain to the convolutions. A residual network takes the crop down to 6x6; the minute logits
+    are the sum of three heads: one over the 720 minutes, one over the minute within the hour (the minute
+    hand alone, shared by all twelve hours) and one over the hour (the hour hand's sector)."""
 
     def __init__(self):
         super().__init__()
 
-        def block(cin, cout, stride):
+        def conv(cin, cout, stride):
             return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
         self.features = nn.Sequential(
-            block(3, 32, 2), block(32, 32, 1),      # 48
-            block(32, 64, 2), block(64, 64, 1),     # 24
-            block(64, 128, 2), block(128, 128, 1),  # 12
-            block(128, 192, 2), block(192, 192, 1),  # 6
-            nn.Conv2d(192, 48, 1), nn.ReLU(inplace=True),
+            conv(5, 32, 2), _Residual(32),                    # 48
+            conv(32, 64, 2), _Residual(64),                   # 24
+            conv(64, 128, 2), _Residual(128), _Residual(128),  # 12
+            conv(128, 256, 2), _Residual(256),                # 6
+            nn.Conv2d(256, 64, 1), nn.ReLU(inplace=True),
         )
-        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(48 * 6 * 6, 384), nn.ReLU(inplace=True), nn.Dropout(0.1))
-        self.minutes = nn.Linear(384, MINUTES)
-        self.readable = nn.Linear(384, 1)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(64 * 6 * 6, 512), nn.ReLU(inplace=True), nn.Dropout(0.1))
+        self.minutes = nn.Linear(512, MINUTES)
+        self.minute_hand = nn.Linear(512, 60)
+        self.hour = nn.Linear(512, 12)
+        self.readable = nn.Linear(512, 1)
+        yy, xx = torch.meshgrid(torch.linspace(-1, 1, INPUT), torch.linspace(-1, 1, INPUT), indexing="ij")
+        self.register_buffer("coords", torch.stack([xx, yy])[None], persistent=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([x, self.coords.expand(x.shape[0], -1, -1, -1).to(x.dtype)], 1)
         h = self.fc(self.features(x))
-        return self.minutes(h), self.readable(h).squeeze(-1)
+        logits = self.minutes(h) + self.minute_hand(h).repeat(1, 12) + self.hour(h).repeat_interleave(60, dim=1)
+        return logits, self.readable(h).squeeze(-1)
 
 
 Reading = ClockTime  # what the reader gives: the time a dial shows, with confidence and readability

@@ -56,10 +56,12 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         bg = np.full((size, size, 3), rng.integers(0, 256, size=3), np.uint8)
         return np.clip(bg + rng.normal(0, rng.uniform(0, 20), bg.shape), 0, 255).astype(np.uint8)
     tex = _textures()[rng.integers(len(_textures()))]
-    scale = size / min(tex.shape[:2]) * rng.uniform(1.0, 2.5)
-    tex = cv2.resize(tex, (max(size, int(tex.shape[1] * scale)), max(size, int(tex.shape[0] * scale))))
-    y, x = rng.integers(0, tex.shape[0] - size + 1), rng.integers(0, tex.shape[1] - size + 1)
-    return np.ascontiguousarray(tex[y:y + size, x:x + size])
+    h, w = tex.shape[:2]
+    scale = size / min(h, w) * rng.uniform(1.0, 2.5)
+    sw, sh = max(size, int(w * scale)), max(size, int(h * scale))  # the texture scaled, of which a size x size window is cut
+    y, x = rng.integers(0, sh - size + 1), rng.integers(0, sw - size + 1)
+    m = np.float32([[sw / w, 0, -float(x)], [0, sh / h, -float(y)]])  # scale and cut in one warp: only the window is computed
+    return cv2.warpAffine(tex, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
 def _warp(rgba: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -190,19 +192,33 @@ def evaluate(net: ReaderNet, crops: np.ndarray, minutes: np.ndarray, readable: n
             "mean_error_min": float(err.mean()), "readable_accuracy": float((pred_readable == ok).mean())}
 
 
+def _reaugment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """The batch again, each crop turned by up to 10 degrees, scaled by 0.93-1.07 and shifted by up to 4% (on the GPU).
+    Turning the whole crop turns the dial with its hands, so the time it shows does not change."""
+    n = x.shape[0]
+    u = torch.rand(n, 4, generator=g, device=x.device) * 2 - 1
+    a, s = u[:, 0] * math.radians(10), 1 + u[:, 1] * 0.07
+    theta = torch.stack([torch.stack([a.cos() / s, -a.sin() / s, u[:, 2] * 0.04], 1),
+                         torch.stack([a.sin() / s, a.cos() / s, u[:, 3] * 0.04], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def train(args) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(args.seed)
     net = ReaderNet().to(device).to(memory_format=torch.channels_last)
+    ema = torch.optim.swa_utils.AveragedModel(net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema), use_buffers=True)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.05)
     step = 0
     if args.resume:
         ck = torch.load(args.resume, map_location=device, weights_only=False)
-        net.load_state_dict(ck["model"])
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck.get("train_model", ck["model"]).items()})
+        ema.module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["model"].items()})
         step = ck["step"]
         opt_path = Path(args.resume).with_name("opt.pt")
         if opt_path.is_file():
-            opt.load_state_dict(torch.load(opt_path, map_location=device, weights_only=False))
+            opt.load_state_dict(torch.load(opt_path, map_location=device, weights_only=False))  # moments cast back to fp32 by Adam
         print(f"resumed from {args.resume} at step {step}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -210,35 +226,50 @@ def train(args) -> int:
                                          num_workers=args.workers, pin_memory=device.type == "cuda", persistent_workers=args.workers > 0,
                                          prefetch_factor=4 if args.workers else None)
     held = heldout_set(args.eval_n)
+    gen = torch.Generator(device=device).manual_seed(args.seed + step)
     t0 = time.time()
     deadline = t0 + args.minutes * 60
     first = step
+
+    def save():
+        # The averaged weights are the model ("model", what --export writes); training goes on from "train_model".
+        # Stored in half precision (and the optimiser's moments in bfloat16) so that each file stays under the
+        # 16 MiB that comes back from the GPU machine.
+        half = lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}  # noqa: E731
+        torch.save({"model": half(ema.module.state_dict()), "train_model": half(net.state_dict()), "step": step}, out / "last.pt")
+        opt_state = opt.state_dict()
+        for st in opt_state["state"].values():
+            for k, v in st.items():
+                if torch.is_tensor(v) and v.is_floating_point() and v.dim() > 0:
+                    st[k] = v.to(torch.bfloat16)
+        torch.save(opt_state, out / "opt.pt")
+
     for crops, minutes, readable in loader:
-        # a cosine over this command's time budget, after a short warm-up (a resumed run is a warm restart)
-        done = min((time.time() - t0) / (args.minutes * 60), 1.0)
-        lr = args.lr * min(1.0, (step - first + 1) / 300) * max(0.5 * (1 + math.cos(math.pi * done)), 0.02)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        x = to_tensor(crops.numpy()).to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        x0 = to_tensor(crops.numpy()).to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         minutes, readable = minutes.to(device), readable.to(device).float()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits, r = net(x)
-        logits, r = logits.float(), r.float()
-        minute_loss = -(soft_targets(minutes) * logits.log_softmax(-1)).sum(-1)
-        loss = (minute_loss * readable).sum() / readable.sum().clamp(min=1) + F.binary_cross_entropy_with_logits(r, readable)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        if step % 200 == 0:
-            rate = (step - first) / (time.time() - t0)
-            print(f"step {step} loss {loss.item():.3f} lr {lr:.2e} {time.time() - t0:.0f}s {rate:.1f} it/s", flush=True)
+        for k in range(args.reuse):  # each rendered batch is used --reuse times, the later times turned and shifted
+            x = x0 if k == 0 else _reaugment(x0, gen).contiguous(memory_format=torch.channels_last)
+            # one cosine over --total-steps across commands, after a short warm-up at the start of each command
+            lr = args.lr * min(1.0, (step - first + 1) / 300) * max(0.5 * (1 + math.cos(math.pi * min(step / args.total_steps, 1.0))), 0.02)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits, r = net(x)
+            logits, r = logits.float(), r.float()
+            minute_loss = -(soft_targets(minutes) * logits.log_softmax(-1)).sum(-1)
+            loss = (minute_loss * readable).sum() / readable.sum().clamp(min=1) + F.binary_cross_entropy_with_logits(r, readable)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            ema.update_parameters(net)
+            step += 1
+            if step % 200 == 0:
+                rate = (step - first) / (time.time() - t0)
+                print(f"step {step} loss {loss.item():.3f} lr {lr:.2e} {time.time() - t0:.0f}s {rate:.1f} it/s", flush=True)
         stop = time.time() > deadline or step >= args.total_steps
-        if step % 1000 == 0 or stop:
-            print(f"step {step} heldout {evaluate(net, *held, device)}", flush=True)
-            # two files, each under the 16 MiB that comes back from the GPU machine
-            torch.save({"model": net.state_dict(), "step": step}, out / "last.pt")
-            torch.save(opt.state_dict(), out / "opt.pt")
+        if step % 2000 < args.reuse or stop:
+            print(f"step {step} heldout {evaluate(ema.module, *held, device)}", flush=True)
+            save()
         if stop:
             break
     print(f"stopped at step {step} after {time.time() - t0:.0f} s; checkpoint {out / 'last.pt'}", flush=True)
@@ -262,7 +293,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="var/reader", help="checkpoint directory")
     ap.add_argument("--resume", help="a last.pt to go on from")
     ap.add_argument("--minutes", type=float, default=8.0, help="stop and checkpoint after this long")
-    ap.add_argument("--total-steps", type=int, default=1_000_000, help="stop after this many steps in all")
+    ap.add_argument("--total-steps", type=int, default=60_000, help="the learning rate's cosine runs over this many steps in all; stop there")
+    ap.add_argument("--reuse", type=int, default=2, help="steps per rendered batch (the later ones on turned and shifted copies)")
+    ap.add_argument("--ema", type=float, default=0.999, help="decay of the averaged weights that are evaluated and exported")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
