@@ -237,11 +237,9 @@ def train(args) -> int:
         # 16 MiB that comes back from the GPU machine.
         half = lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}  # noqa: E731
         torch.save({"model": half(ema.module.state_dict()), "train_model": half(net.state_dict()), "step": step}, out / "last.pt")
-        opt_state = opt.state_dict()
-        for st in opt_state["state"].values():
-            for k, v in st.items():
-                if torch.is_tensor(v) and v.is_floating_point() and v.dim() > 0:
-                    st[k] = v.to(torch.bfloat16)
+        opt_state = opt.state_dict()  # its per-parameter dicts are the optimiser's own: copy, do not cast in place
+        opt_state["state"] = {i: {k: v.to(torch.bfloat16) if torch.is_tensor(v) and v.is_floating_point() and v.dim() > 0 else v
+                                  for k, v in st.items()} for i, st in opt_state["state"].items()}
         torch.save(opt_state, out / "opt.pt")
 
     for crops, minutes, readable in loader:
