@@ -215,6 +215,7 @@ def train(args) -> int:
         ck = torch.load(args.resume, map_location=device, weights_only=False)
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck.get("train_model", ck["model"]).items()})
         ema.module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["model"].items()})
+        ema.n_averaged.fill_(1)  # go on averaging (at 0 the first update would copy the trained weights over the average)
         step = ck["step"]
         opt_path = Path(args.resume).with_name("opt.pt")
         if opt_path.is_file():
