@@ -52,6 +52,19 @@ def command() -> str:
     return " ".join([head, *sys.argv[1:]])
 
 
+def commit() -> str:
+    """The repository's commit, with "+changes" when the working tree differs from it."""
+    import subprocess
+
+    root = DOC.parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return rev + (" +changes" if dirty.strip() else "")
+
+
 def record(title: str, lines: list[str], *, modules=("torch", "av", "cv2", "ray")) -> str:
     block = [
         f"### {title}",
@@ -60,6 +73,7 @@ def record(title: str, lines: list[str], *, modules=("torch", "av", "cv2", "ray"
         f"- machine: {machine()}",
         f"- versions: {versions(*modules)}",
         f"- command: `{command()}`",
+        f"- commit: {commit()}",
         "",
         *lines,
         "",

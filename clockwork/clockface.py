@@ -6,9 +6,10 @@ training the time reader.
 
 A style is a point in a small design space: dial shape (round, square, octagon), face and rim colours,
 single or double rim, markers (Arabic or Roman numerals, bars, dots, ticks or nothing) in one of
-OpenCV's Hershey typefaces, minute ticks, hand shape (line, tapered, arrow), hand colours and lengths, a
-second hand or not, and a wrist-watch strap. ``split`` keeps styles apart (``random_style``): what
-training draws never uses the typefaces, palettes, arrow hands or octagonal dials of the test sets.
+OpenCV's Hershey typefaces, minute ticks, hand shape (line, tapered, arrow; and for training only leaf,
+lollipop, baton and outline), hand colours and lengths, a second hand or not, and a wrist-watch strap.
+``split`` keeps styles apart (``random_style``): what training draws never uses the typefaces, palettes,
+arrow hands or octagonal dials of the test sets (its random palettes stay away from the test palettes).
 Drawing supersamples 2x and downscales with area interpolation (anti-aliased).
 """
 

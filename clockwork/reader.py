@@ -3,7 +3,7 @@
     reader = ClockReader()                        # the embedded weights, sha256-checked
     readings = reader.read_boxes(frame, [det])    # -> [Reading(minutes=610, hhmm="10:10", confidence=.., readable=..)]
 
-The model (``ReaderNet``) is a small convolutional network that looks at a square crop around the
+The model (``ReaderNet``) is a small residual network that looks at a square crop around the
 clock (``crop_box``: the box grown by ``MARGIN`` and squared, resized to ``INPUT`` pixels) and gives
 scores over the 720 minutes of a 12-hour dial plus a "readable" score. A blurred, hidden or
 back-facing dial, or something that is not a dial, scores low on "readable"; callers keep readings at
@@ -34,7 +34,7 @@ MINUTES = 720
 READABLE_THRESHOLD = DETECT.readable_threshold
 WEIGHTS = Path(__file__).with_name("models") / "clock_reader.pt"
 # Pinned like the detector's weights: a different file is refused with both hashes named.
-WEIGHTS_SHA256 = "a43365222fc780a940b072b321f89c3b786bb422a6484016819a8ca102903780"
+WEIGHTS_SHA256 = "afbc50517b09bd3215a59eda48969dfde6153b0526381957ab80435e83e390cf"
 
 
 class _Residual(nn.Module):
