@@ -33,6 +33,7 @@ from bench._record import record
 from clockwork import pipeline
 from clockwork.detector import Detector
 from clockwork.frames import FrameReader
+from clockwork.settings import DETECT
 from clockwork.views import parse_views
 
 
@@ -102,7 +103,7 @@ def main() -> int:
     ap.add_argument("--views", default=None, help="comma-separated views (default: the detection default)")
     ap.add_argument("--profile-s", type=float, default=20.0, help="seconds of video the PyTorch profiler looks at")
     args = ap.parse_args()
-    views = parse_views(args.views) if args.views else parse_views(None)
+    views = parse_views(args.views) if args.views else DETECT.views
     detector = Detector(device=args.device)
     cuda = detector.device.type == "cuda"
     times = StageTimes(cuda)
@@ -134,7 +135,7 @@ def main() -> int:
     frames = result.frames_processed
     stages = ("decode wait", "prepare", "model input", "infer", "postprocess", "result")
     lines = [f"Every frame of {args.video} ({frames} frames, {result.duration_s:.0f} s of video), views {','.join(views)}, "
-             f"device {detector.device}: **{total:.1f} s, {frames / total:.0f} frames/s**.", "",
+             f"device {detector.device} ({detector.dtype}): **{total:.1f} s, {frames / total:.0f} frames/s**.", "",
              "| stage | calls | host time (s) | share of the run | GPU time (s) | ms a frame (host) |", "|---|---|---|---|---|---|"]
     for name in stages:
         gpu = times.gpu_s(name) if cuda else None

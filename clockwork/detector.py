@@ -79,7 +79,7 @@ class Detector:
         *,
         device: str | torch.device | None = None,
         input_size: int | None = None,
-        half: bool = False,
+        half: bool = DETECT.half,
         iou_threshold: float = DETECT.iou_threshold,
         micro_batch: int | None = None,
     ):
