@@ -101,10 +101,11 @@ def main() -> int:
     ap.add_argument("--video", required=True)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--views", default=None, help="comma-separated views (default: the detection default)")
+    ap.add_argument("--unfused", action="store_true", help="keep the batch norms apart from the convolutions (to compare)")
     ap.add_argument("--profile-s", type=float, default=20.0, help="seconds of video the PyTorch profiler looks at")
     args = ap.parse_args()
     views = parse_views(args.views) if args.views else DETECT.views
-    detector = Detector(device=args.device)
+    detector = Detector(device=args.device, fuse=not args.unfused)
     cuda = detector.device.type == "cuda"
     times = StageTimes(cuda)
     detector.prepare = times.wrap("prepare", detector.prepare, gpu=True)
@@ -134,8 +135,9 @@ def main() -> int:
     pipeline.ResultBuilder.add, pipeline.prefetch = original_add, original_prefetch
     frames = result.frames_processed
     stages = ("decode wait", "prepare", "model input", "infer", "postprocess", "result")
+    kind = f"{detector.dtype}{', batch norms apart' if args.unfused else ''}"
     lines = [f"Every frame of {args.video} ({frames} frames, {result.duration_s:.0f} s of video), views {','.join(views)}, "
-             f"device {detector.device} ({detector.dtype}): **{total:.1f} s, {frames / total:.0f} frames/s**.", "",
+             f"device {detector.device} ({kind}): **{total:.1f} s, {frames / total:.0f} frames/s**.", "",
              "| stage | calls | host time (s) | share of the run | GPU time (s) | ms a frame (host) |", "|---|---|---|---|---|---|"]
     for name in stages:
         gpu = times.gpu_s(name) if cuda else None

@@ -68,7 +68,9 @@ class Detector:
     """A darknet YOLO model ready for batched inference.
 
     ``Detector()`` loads the embedded default (YOLOv3-tiny, COCO). Pass ``cfg``/``weights``/``names``
-    to load another darknet model (full YOLOv3, YOLOv4-tiny) from the user's paths.
+    to load another darknet model (full YOLOv3, YOLOv4-tiny) from the user's paths. ``half``: fp16 on CUDA
+    (``DETECT.half``). ``fuse``: batch norms folded into the convolutions (the same outputs, fewer kernels;
+    False only to measure the difference, bench/profile.py ``--unfused``).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class Detector:
         half: bool = DETECT.half,
         iou_threshold: float = DETECT.iou_threshold,
         micro_batch: int | None = None,
+        fuse: bool = True,
     ):
         if (cfg is None) != (weights is None):
             raise ModelError("pass both cfg and weights, or neither for the embedded default model")
@@ -93,6 +96,8 @@ class Detector:
             self.name = Path(cfg).stem
         self.device = resolve_device(device)
         self.model = Darknet.from_files(cfg, weights)
+        if fuse:
+            self.model.fuse()
         self.input_size = int(input_size or self.model.width)
         if self.input_size % 32:
             raise ValueError(f"Invalid input_size ({self.input_size}). Supported values are multiples of 32.")

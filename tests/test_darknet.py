@@ -244,3 +244,29 @@ def test_weights_for_another_cfg_are_refused(tmp_path, default_model):
     short.write_bytes(paths.weights.read_bytes()[:1000])
     with pytest.raises(ModelError, match="shorter than the cfg needs"):
         Darknet.from_files(paths.cfg, short)
+
+
+def test_folding_batch_norm_into_the_convolutions_keeps_the_outputs(default_model):
+    paths, model = default_model
+    x = torch.rand(2, 3, model.width, model.width)
+    with torch.inference_mode():
+        before = model(x)
+        fused = Darknet.from_files(paths.cfg, paths.weights).fuse()
+        after = fused(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert torch.allclose(before, after, atol=1e-4, rtol=1e-4)
+
+
+def test_maxpool_pads_only_where_a_window_reaches_the_padding():
+    from clockwork.darknet import MaxPool
+
+    x = torch.randn(1, 2, 26, 26)
+    # size 2, stride 2 on even sides: the bottom/right pad is never reached, so the output is plain pooling
+    assert torch.equal(MaxPool(2, 2)(x), torch.nn.functional.max_pool2d(x, 2, 2))
+    # size 2, stride 1 (YOLOv3-tiny at 13x13): the pad is needed and the size is kept
+    odd = torch.randn(1, 2, 13, 13)
+    out = MaxPool(2, 1)(odd)
+    assert out.shape[-2:] == (13, 13)
+    assert torch.equal(out[..., -1, -1], odd[..., -1, -1])
+    # an odd side with stride 2 does reach the pad: 13 -> 7, as darknet computes it
+    assert MaxPool(2, 2)(odd).shape[-2:] == (7, 7)
