@@ -53,8 +53,12 @@ def command() -> str:
 
 
 def commit() -> str:
-    """The repository's commit, with "+changes" when the working tree differs from it."""
+    """The repository's commit, with "+changes" when the working tree differs from it. ``CLOCKWORK_BENCH_COMMIT``
+    overrides it: the GPU machine's copy of the tree may carry a stale .git, so pass the commit there."""
     import subprocess
+
+    if settings.env("CLOCKWORK_BENCH_COMMIT", str, ""):
+        return settings.env("CLOCKWORK_BENCH_COMMIT", str, "")
 
     root = DOC.parent.parent
     try:

@@ -125,6 +125,7 @@ ENVIRONMENT: dict[str, str] = {
     "CLOCKWORK_FFPROBE": "the ffprobe binary (default: ffprobe on PATH)",
     "PUSHGATEWAY_URL": "Prometheus Pushgateway the Ray jobs push their metrics to (unset: no push)",
     "CLOCKWORK_BENCH_NO_RECORD": "1: benchmarks print their figures without appending to docs/BENCHMARKS.md",
+    "CLOCKWORK_BENCH_COMMIT": "the commit a benchmark record names (default: git's; set it where the tree is a copy, as on the GPU machine)",
     "CUDA_VISIBLE_DEVICES": "read, never set: maps a Ray worker's GPU index to NVML's physical index",
 }
 
