@@ -217,21 +217,53 @@ def box_iou(a: list[float], b: list[float]) -> float:
     return inter / (a[2] * a[3] + b[2] * b[3] - inter + 1e-9)
 
 
+def examined_frames(result) -> list[int]:
+    """The frame numbers a result examined, from its mode (``frame_data`` holds only frames with a box):
+    every frame, a ``sample_fps`` grid, or a scan's coarse grid plus its refined windows. Assumes a constant
+    frame rate, as the evaluation clips have."""
+    from clockwork.decode import SampleGrid
+
+    times = [i / result.fps for i in range(result.frames_total)]
+    if result.scan:
+        grid = SampleGrid(result.scan["coarse_fps"])
+        keep = {i for i, t in enumerate(times) if grid.keep(t)}
+        for a, b in result.scan["refined"]:
+            keep |= {i for i, t in enumerate(times) if a - 1e-6 <= t < b - 1e-6}
+        return sorted(keep)
+    grid = SampleGrid(result.sample_fps or None)
+    return [i for i, t in enumerate(times) if grid.keep(t)]
+
+
 def score_clip(item: EvalItem, result, *, min_iou: float = 0.3) -> dict:
     """How one clip went: for a clock, the share of processed frames whose best box matches the truth;
-    for a distractor, how many clock segments (false positives) it produced."""
+    for a distractor, how many clock segments (false positives) it produced.
+
+    ``found`` asks for a segment and a share of at least one half. ``found_time`` asks the same of
+    ``time_share``: each frame of the clip counts as the examined frame nearest to it in time did. The two
+    agree when the examined frames are evenly spaced (every frame, or sampled); a scan examines frames
+    unevenly, most of them around the places where the detection changes, so its plain share
+    undercounts the time a clock was seen, and ``found_time`` is the fair comparison across modes."""
     if item.kind == "distractor":
         return {"false_segments": len(result.segments)}
     by_frame = {f.frame_no: f for f in result.frame_data}
     processed = max(result.frames_processed, 1)
-    hits, ious = 0, []
+    examined = np.array(sorted(set(examined_frames(result)) | set(by_frame)), int)
+    hits, ious, matched = 0, [], {}
     for frame_no, truth in enumerate(item.boxes):
         f = by_frame.get(frame_no)
         if f is None or not truth:
             continue
         best = max((box_iou([d.x, d.y, d.w, d.h], truth) for d in f.detections), default=0.0)
+        matched[frame_no] = best >= min_iou
         if best >= min_iou:
             hits += 1
             ious.append(best)
     share = hits / processed
-    return {"found": share >= 0.5 and bool(result.segments), "share": share, "iou": float(np.mean(ious)) if ious else 0.0}
+    with_truth = [i for i, truth in enumerate(item.boxes) if truth]
+    if examined.size and with_truth:
+        nearest = examined[np.abs(examined[None, :] - np.array(with_truth)[:, None]).argmin(axis=1)]
+        time_share = float(np.mean([matched.get(int(n), False) for n in nearest]))
+    else:
+        time_share = 0.0
+    return {"found": share >= 0.5 and bool(result.segments), "share": share, "iou": float(np.mean(ious)) if ious else 0.0,
+            "found_time": time_share >= 0.5 and bool(result.segments), "time_share": time_share}

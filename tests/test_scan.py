@@ -104,3 +104,30 @@ def test_split_refuses_a_negative_rate(capsys):
     with pytest.raises(SystemExit):
         parse(["--out", "slices", "--scan", "--sample-fps", "2"])
     assert "--scan with --sample-fps" in capsys.readouterr().err
+
+
+def test_a_scan_is_scored_by_the_clips_time_not_by_where_it_looked():
+    """A scan looks at a few evenly spaced frames and at every frame around a change: its plain share of
+    matched frames undercounts a clock seen most of the time; the time-weighted share does not."""
+    from types import SimpleNamespace
+
+    from clockwork.evalset import EvalItem, examined_frames, score_clip
+    from clockwork.result import Detection, FrameDetections
+
+    box = [100.0, 100.0, 50.0, 50.0]
+    item = EvalItem("c.mp4", "clock", "small", [box] * 20)
+    # coarse ticks at frames 0, 5, 10, 15 (2 a second at 10 fps) and every frame of 0-0.5 s around the change
+    # at tick 5 (frames 0 and 5 seen twice: 10 model calls); the clock is matched from frame 5 on
+    seen = {5, 10, 15}
+    frames = [FrameDetections(i, i / 10, [Detection(*box, "clock", 0.9)]) for i in sorted(seen)]
+    result = SimpleNamespace(fps=10.0, frames_total=20, sample_fps=None, frames_processed=10, frame_data=frames,
+                             segments=["one"], scan={"coarse_fps": 2.0, "refined": [[0.0, 0.55]]})
+    assert examined_frames(result) == [0, 1, 2, 3, 4, 5, 10, 15]
+    score = score_clip(item, result)
+    assert score["share"] == 0.3 and score["time_share"] == 0.75  # frames 0-4 unmatched, 5-19 matched
+    assert not score["found"] and score["found_time"]
+    # evenly spaced frames: both shares agree
+    even = SimpleNamespace(**{**result.__dict__, "scan": None, "sample_fps": 5.0, "frames_processed": 10,
+                              "frame_data": [FrameDetections(i, i / 10, [Detection(*box, "clock", 0.9)]) for i in range(0, 20, 2)]})
+    assert examined_frames(even) == list(range(0, 20, 2))
+    assert score_clip(item, even)["share"] == score_clip(item, even)["time_share"] == 1.0
