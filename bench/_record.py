@@ -57,9 +57,9 @@ def commit() -> str:
     overrides it: the GPU machine's copy of the tree may carry a stale .git, so pass the commit there."""
     import subprocess
 
-    if settings.env("CLOCKWORK_BENCH_COMMIT", str, ""):
-        return settings.env("CLOCKWORK_BENCH_COMMIT", str, "")
-
+    given = settings.env("CLOCKWORK_BENCH_COMMIT", str, "")
+    if given:
+        return given
     root = DOC.parent.parent
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()

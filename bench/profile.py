@@ -61,6 +61,11 @@ class StageTimes:
             return out
         return timed
 
+    def reset(self) -> None:
+        self.wall.clear()
+        self.calls.clear()
+        self.events.clear()
+
     def gpu_s(self, name: str) -> float | None:
         if not self.events.get(name):
             return None
@@ -121,7 +126,7 @@ def main() -> int:
     with FrameReader(args.video, device=detector.device, end_s=2.0) as reader:
         for batch in reader:
             detector.detect_batch(batch, views=views)
-    times.wall.clear(), times.calls.clear(), times.events.clear()
+    times.reset()
 
     stop, util = threading.Event(), []
     sampler = threading.Thread(target=_utilisation, args=(stop, util), daemon=True)
@@ -163,11 +168,12 @@ def main() -> int:
     lines += ["", f"PyTorch profiler, the first {args.profile_s:g} s of video (decode and detect, no result building), "
               f"top operators by {'GPU' if cuda else 'host'} time:", "",
               "| operator | calls | self GPU ms | self host ms |", "|---|---|---|---|"]
-    top = sorted(averages, key=lambda e: getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0)) if cuda
-                 else e.self_cpu_time_total, reverse=True)[:12]
+    def device_us(e) -> float:  # the attribute's name changed across PyTorch versions
+        return getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0))
+
+    top = sorted(averages, key=device_us if cuda else (lambda e: e.self_cpu_time_total), reverse=True)[:12]
     for e in top:
-        dev = getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0))
-        lines.append(f"| `{e.key[:70]}` | {e.count} | {dev / 1000:.1f} | {e.self_cpu_time_total / 1000:.1f} |")
+        lines.append(f"| `{e.key[:70]}` | {e.count} | {device_us(e) / 1000:.1f} | {e.self_cpu_time_total / 1000:.1f} |")
     record("bench/profile.py: where the time goes, every frame in one process", lines)
     return 0
 

@@ -36,26 +36,22 @@ def main() -> int:
     reader = ClockReader(device=args.device)
     crops, truth, readable = heldout_set(args.n)
     t = time.perf_counter()
-    readings = [r for i in range(0, len(crops), 256) for r in reader.read(list(crops[i:i + 256]))]
+    readings = read_all(reader, crops)
     batched_ms = (time.perf_counter() - t) * 1000 / len(crops)
     t = time.perf_counter()
     for crop in crops[:100]:
         reader.read([crop])
     single_ms = (time.perf_counter() - t) * 1000 / 100
     ok = readable == 1
-    err = np.array([circular_error(r.minutes, m) for r, m in zip(readings, truth, strict=True)])
+    err = errors(readings, truth)
     conf = np.array([r.confidence for r in readings])
     rd = np.array([r.readable for r in readings])
-    e = err[ok]
     lines = [f"Held-out rendered set: {args.n} crops ({int(ok.sum())} readable, {int((~ok).sum())} unreadable by construction), "
              f"weights {reader.sha256[:12]}, device {args.device}.", "",
-             "| set | exact | within 1 min | within 5 min | mean error (min) |", "|---|---|---|---|---|",
-             f"| held-out, readable | {(e == 0).mean():.3f} | {(e <= 1).mean():.3f} | {(e <= 5).mean():.3f} | {e.mean():.1f} |"]
+             "| set | exact | within 1 min | within 5 min | mean error (min) |", "|---|---|---|---|---|", accuracy_row("held-out", err[ok])]
     for name, seed, split in (("held-out, another seed (54321)", 54321, "heldout"), ("eval family (any markers and hands, seed 777)", 777, "eval")):
-        c2, t2, ok2 = heldout_set(args.n, seed=seed, split=split)
-        r2 = [r for i in range(0, len(c2), 256) for r in reader.read(list(c2[i:i + 256]))]
-        e2 = np.array([circular_error(r.minutes, m) for r, m in zip(r2, t2, strict=True)])[ok2 == 1]
-        lines.append(f"| {name}, readable | {(e2 == 0).mean():.3f} | {(e2 <= 1).mean():.3f} | {(e2 <= 5).mean():.3f} | {e2.mean():.1f} |")
+        other, other_truth, other_readable = heldout_set(args.n, seed=seed, split=split)
+        lines.append(accuracy_row(name, errors(read_all(reader, other), other_truth)[other_readable == 1]))
     lines += ["", "Accuracy (within 1 min, over crops kept) against coverage (crops kept / readable crops):", "",
               "| keep when | threshold | coverage | within 1 min | unreadable crops kept |", "|---|---|---|---|---|"]
     for name, score in (("readable >=", rd), ("confidence >=", conf)):
@@ -68,6 +64,19 @@ def main() -> int:
     lines += ["", *sample_library(args.samples, reader)]
     record("bench/read_time.py: the clock reader", lines)
     return 0
+
+
+def read_all(reader: ClockReader, crops: np.ndarray) -> list:
+    return [r for i in range(0, len(crops), 256) for r in reader.read(list(crops[i:i + 256]))]
+
+
+def errors(readings: list, truth: np.ndarray) -> np.ndarray:
+    return np.array([circular_error(r.minutes, m) for r, m in zip(readings, truth, strict=True)])
+
+
+def accuracy_row(name: str, e: np.ndarray) -> str:
+    """One row of the accuracy table from the errors (minutes) on the readable crops."""
+    return f"| {name}, readable | {(e == 0).mean():.3f} | {(e <= 1).mean():.3f} | {(e <= 5).mean():.3f} | {e.mean():.1f} |"
 
 
 def sample_library(directory: str | None, reader: ClockReader) -> list[str]:

@@ -192,6 +192,11 @@ def evaluate(net: ReaderNet, crops: np.ndarray, minutes: np.ndarray, readable: n
             "mean_error_min": float(err.mean()), "readable_accuracy": float((pred_readable == ok).mean())}
 
 
+def _cast(state: dict, dtype: torch.dtype) -> dict:
+    """A state dict with its floating-point tensors in ``dtype`` (integers, such as batch counts, kept)."""
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+
+
 def _reaugment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """The batch again, each crop turned by up to 10 degrees, scaled by 0.93-1.07 and shifted by up to 4% (on the GPU).
     Turning the whole crop turns the dial with its hands, so the time it shows does not change."""
@@ -213,8 +218,8 @@ def train(args) -> int:
     step = 0
     if args.resume:
         ck = torch.load(args.resume, map_location=device, weights_only=False)
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck.get("train_model", ck["model"]).items()})
-        ema.module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["model"].items()})
+        net.load_state_dict(_cast(ck.get("train_model", ck["model"]), torch.float32))
+        ema.module.load_state_dict(_cast(ck["model"], torch.float32))
         ema.n_averaged.fill_(1)  # go on averaging (at 0 the first update would copy the trained weights over the average)
         step = ck["step"]
         opt_path = Path(args.resume).with_name("opt.pt")
@@ -236,8 +241,8 @@ def train(args) -> int:
         # The averaged weights are the model ("model", what --export writes); training goes on from "train_model".
         # Stored in half precision (and the optimiser's moments in bfloat16) so that each file stays under the
         # 16 MiB that comes back from the GPU machine.
-        half = lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}  # noqa: E731
-        torch.save({"model": half(ema.module.state_dict()), "train_model": half(net.state_dict()), "step": step}, out / "last.pt")
+        torch.save({"model": _cast(ema.module.state_dict(), torch.float16), "train_model": _cast(net.state_dict(), torch.float16),
+                    "step": step}, out / "last.pt")
         opt_state = opt.state_dict()  # its per-parameter dicts are the optimiser's own: copy, do not cast in place
         opt_state["state"] = {i: {k: v.to(torch.bfloat16) if torch.is_tensor(v) and v.is_floating_point() and v.dim() > 0 else v
                                   for k, v in st.items()} for i, st in opt_state["state"].items()}
@@ -280,7 +285,7 @@ def export(checkpoint: str, dest: Path = WEIGHTS) -> str:
 
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": {k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()}, "step": ck["step"]}, dest)
+    torch.save({"model": _cast(ck["model"], torch.float16), "step": ck["step"]}, dest)
     digest = hashlib.sha256(dest.read_bytes()).hexdigest()
     print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB), step {ck['step']}, sha256 {digest}")
     return digest
