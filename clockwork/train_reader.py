@@ -307,6 +307,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--export", metavar="CHECKPOINT", help="write the small fp16 weights of CHECKPOINT into the package")
     args = ap.parse_args(argv)
+    if args.reuse < 1:
+        ap.error(f"Invalid --reuse ({args.reuse}). Supported values are 1 or more (steps per rendered batch).")
+    if not 0 <= args.ema < 1:
+        ap.error(f"Invalid --ema ({args.ema}). Supported values are 0 <= ema < 1 (the averaged weights' decay).")
+    if args.total_steps < 1:
+        ap.error(f"Invalid --total-steps ({args.total_steps}). Supported values are 1 or more.")
     if args.export:
         export(args.export)
         return 0

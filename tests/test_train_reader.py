@@ -1,6 +1,7 @@
 """Training the clock reader: a few real steps on the CPU, resuming, exporting; styles kept apart from the test sets."""
 
 import numpy as np
+import pytest
 import torch
 
 from clockwork import train_reader
@@ -42,3 +43,12 @@ def test_turned_copies_keep_the_batch_shape_and_change_the_pixels():
     x = torch.rand(4, 3, INPUT, INPUT)
     y = train_reader._reaugment(x, torch.Generator().manual_seed(0))
     assert y.shape == x.shape and not torch.allclose(x, y)
+
+
+@pytest.mark.parametrize("flag,value", [("--reuse", "0"), ("--ema", "1.5"), ("--total-steps", "0")])
+def test_bad_training_settings_are_refused_with_one_line_before_anything_is_written(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit) as exit_info:
+        train_reader.main(["--out", str(tmp_path / "ck"), flag, value])
+    assert exit_info.value.code == 2
+    assert f"Invalid {flag} ({value})" in capsys.readouterr().err
+    assert not (tmp_path / "ck").exists()
