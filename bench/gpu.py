@@ -34,6 +34,44 @@ from clockwork.settings import DETECT
 from clockwork.testing import Receiver, free_port
 
 
+class ProcessCpu:
+    """Mean CPU (% of one core) of the Serve processes by role, from psutil: tells whether a Python process
+    (one ingress, the proxy) is what holds the pipeline back when the GPUs are not busy."""
+
+    ROLES = {"Ingress": "ServeReplica:bench:Ingress", "Detector": "ServeReplica:bench:Detector", "proxy": "ProxyActor"}
+
+    def __init__(self):
+        import ray  # noqa: F401  (Ray puts its own psutil on the path)
+        import psutil
+
+        self.psutil = psutil
+        self.procs: dict[int, tuple[str, object]] = {}
+        self.samples: dict[int, list[float]] = {}
+
+    def sample(self) -> None:
+        for p in self.psutil.process_iter(["pid", "cmdline"]):
+            if p.pid in self.procs:
+                continue
+            cmd = " ".join(p.info["cmdline"] or [])
+            role = next((r for r, tag in self.ROLES.items() if tag in cmd), None)
+            if role:
+                p.cpu_percent(None)  # the first call only starts the count
+                self.procs[p.pid] = (role, p)
+        for pid, (_, p) in list(self.procs.items()):
+            try:
+                self.samples.setdefault(pid, []).append(p.cpu_percent(None))
+            except self.psutil.Error:
+                self.procs.pop(pid)
+
+    def summary(self) -> str:
+        by_role: dict[str, list[float]] = {}
+        for pid, vals in self.samples.items():
+            if pid in self.procs and len(vals) > 1:
+                by_role.setdefault(self.procs[pid][0], []).append(float(np.mean(vals[1:])))
+        return "; ".join(f"{role} x{len(v)}: busiest {max(v):.0f}%, mean {np.mean(v):.0f}% of a core"
+                         for role, v in sorted(by_role.items()))
+
+
 class Sampler:
     """Mean GPU and decoder utilisation over a stage (NVML, every 0.25 s)."""
 
@@ -42,14 +80,19 @@ class Sampler:
 
         self.stats = [GpuStats(i) for i in range(gpus)]
         self.samples: list[list[tuple[float, float]]] = [[] for _ in range(gpus)]
+        self.cpu = ProcessCpu()
         self._stop = threading.Event()
 
     def __enter__(self):
         def loop():
+            n = 0
             while not self._stop.wait(0.25):
                 for i, s in enumerate(self.stats):
                     r = s.read()
                     self.samples[i].append((r["gpu_util"], r["dec_util"]))
+                n += 1
+                if n % 4 == 0:  # once a second
+                    self.cpu.sample()
         self._t = threading.Thread(target=loop, daemon=True)
         self._t.start()
         return self
@@ -65,6 +108,9 @@ class Sampler:
                 a = np.array(s)
                 parts.append(f"gpu{i} util {a[:, 0].mean():.0f}%, dec {a[:, 1].mean():.0f}%")
         return "; ".join(parts)
+
+    def cpu_summary(self) -> str:
+        return self.cpu.summary()
 
 
 def seed_style(path: Path, max_frames: int) -> tuple[int, float]:
@@ -116,7 +162,7 @@ def ray_data(files: list[Path], replicas: int) -> tuple[int, float]:
 
 
 def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, chunk_s: float,
-         body: dict | None = None) -> tuple[int, float, str, str, float]:
+         body: dict | None = None, ingress: int = 1) -> tuple[int, float, str, str, float]:
     """Every file through the HTTP API at once; ``body`` adds request fields (default: every frame, the default
     views). Returns frames examined, seconds, a note, NVML utilisation and the seconds of video covered."""
     body = {"sample_fps": 0} if body is None else body
@@ -127,7 +173,7 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, ch
     tmp = Path(tempfile.mkdtemp())
     serve.run(app_builder({"media_roots": [str(media)], "database_url": f"sqlite:///{tmp}/c.sqlite",
                            "postback_allow": ["127.0.0.0/8"], "detector_num_gpus": 1 / replicas,
-                           "detector_replicas": replicas * gpus,
+                           "detector_replicas": replicas * gpus, "ingress_replicas": ingress,
                            "detector_num_cpus": max(1, min(2, ((os.cpu_count() or 4) - 2) // (replicas * gpus))), "chunk_s": chunk_s,
                            "max_chunks_in_flight": 16, "detector": {"frames_per_call": 32, "max_batch_frames": 256}}),
               name="bench", route_prefix="/")
@@ -154,7 +200,9 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, ch
     video_s = sum(p["json"].get("duration_s", 0.0) for p in posts)
     failed = [p["json"].get("error") for p in posts if p["json"]["status"] != "succeeded"]
     serve.delete("bench")
-    return n, dt, (f"{len(failed)} failed: {failed[:2]}" if failed else "all succeeded"), sampler.summary(), video_s
+    print(f"ingress replicas {ingress}: {n} frames in {dt:.2f} s; processes: {sampler.cpu_summary()}", flush=True)
+    note = f"{len(failed)} failed: {failed[:2]}" if failed else "all succeeded"
+    return n, dt, f"{note}; processes (psutil): {sampler.cpu_summary()}", sampler.summary(), video_s
 
 
 def warm_clip(src: Path, media: Path, seconds: float = 10.0) -> Path:
@@ -260,6 +308,7 @@ def main() -> int:
     ap.add_argument("--copies", type=int, default=8)
     ap.add_argument("--replicas", default="4", help="detector replicas per GPU; a comma list runs stage 3 for each")
     ap.add_argument("--gpus", type=int, default=1)
+    ap.add_argument("--ingress", default="1", help="API (ingress) replicas; a comma list runs stage 3 for each")
     ap.add_argument("--chunk-s", type=float, default=5.0, help="the app's chunk length: smaller spreads one file over more replicas")
     ap.add_argument("--seed-frames", type=int, default=600)
     ap.add_argument("--out", default=None, help="also write the record here")
@@ -283,21 +332,25 @@ def main() -> int:
     if "seed" in stages:
         with Sampler(args.gpus) as s:
             res["1. seed-style loop (cv2, fp32, batch 1)"] = seed_style(src[0], args.seed_frames)
-        util["1"] = s.summary()
+        util["1. seed-style loop (cv2, fp32, batch 1)"] = s.summary()
     if "raydata" in stages:
         with Sampler(args.gpus) as s:
             res["2. Ray Data (CPU decode tasks -> GPU actor pool)"] = ray_data(files, pool_size)
-        util["2"] = s.summary()
+        util["2. Ray Data (CPU decode tasks -> GPU actor pool)"] = s.summary()
     note = ""
     if "ours" in stages:
         from ray import serve
 
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})  # one proxy for every replica count
+        notes = []
         for r in replica_counts:
-            n, dt, note, summary, _ = ours(files, media, r, args.gpus, port, args.chunk_s)
-            res[f"3. ours (Serve API, NVDEC, fp16, every frame), {r} replicas/GPU"] = (n, dt)
-            util[f"3.{r}"] = summary
+            for ing in (int(i) for i in args.ingress.split(",")):
+                n, dt, note, summary, _ = ours(files, media, r, args.gpus, port, args.chunk_s, ingress=ing)
+                stage = f"3. ours (Serve API, NVDEC, fp16, every frame), {r} replicas/GPU, {ing} ingress"
+                res[stage], util[stage] = (n, dt), summary
+                notes.append(f"{r} replicas/GPU, {ing} ingress: {note}")
+        note = "\n  - ".join([""] + notes)
     if "scan" in stages:  # the API's default: coarse-to-fine; what counts is video covered per second
         from ray import serve
 
@@ -306,8 +359,8 @@ def main() -> int:
             serve.start(http_options={"host": "127.0.0.1", "port": port})
         r = replica_counts[0]
         n, dt, note_scan, summary, video_s = ours(files, media, r, args.gpus, port, args.chunk_s, body={})
-        res[f"6. ours, scan mode (the default), {r} replicas/GPU"] = (n, dt)
-        util[f"6.{r}"] = summary
+        stage = f"6. ours, scan mode (the default), {r} replicas/GPU"
+        res[stage], util[stage] = (n, dt), summary
         extra_scan = (f"- scan mode through the API: {video_s:.0f} s of video in {dt:.1f} s = {video_s / dt:.1f} video s per s "
                       f"({video_s / dt:.0f} video hours per GPU-hour on {args.gpus} GPU(s)); {n} frames examined; {note_scan}")
     extra_lines = [extra_scan] if "scan" in stages else []
@@ -319,22 +372,19 @@ def main() -> int:
         for k in (7, 14):
             with Sampler(args.gpus) as s:
                 res[f"5. core pipeline without Serve, {k} sessions"] = direct(files, k)
-            util[f"5.{k}"] = s.summary()
+            util[f"5. core pipeline without Serve, {k} sessions"] = s.summary()
     if "ceiling" in stages:
         for k in (1, 7, 14):
             with Sampler(args.gpus) as s:
                 res[f"4. NVDEC decode only, {k} sessions"] = decode_ceiling(files, k)
-            util[f"4.{k}"] = s.summary()
+            util[f"4. NVDEC decode only, {k} sessions"] = s.summary()
     fps = {k: n / dt for k, (n, dt) in res.items()}
     lines = [f"{len(src)} file(s) x {args.copies} copies ({', '.join(p.name for p in src)}); views {','.join(DETECT.views)}; "
              f"detector replicas per GPU {args.replicas} "
              f"(each 1/N of a GPU; Ray Data pool {pool_size} actors); chunk_s {args.chunk_s:g}; {args.gpus} GPU(s); torch {torch.__version__}.", "",
              "| stage | frames | seconds | frames/s | utilisation (NVML mean) |", "|---|---|---|---|---|"]
     for k, (n, dt) in res.items():
-        key = k.split(".")[0]
-        if k[0] in "3456":
-            key = k[0] + "." + k.rsplit(",", 1)[1].split()[0]
-        lines.append(f"| {k} | {n} | {dt:.2f} | {fps[k]:.1f} | {util.get(key, '')} |")
+        lines.append(f"| {k} | {n} | {dt:.2f} | {fps[k]:.1f} | {util.get(k, '')} |")
     o = max((v for k, v in fps.items() if k.startswith("3.")), default=None)
     ceiling = max((v for k, v in fps.items() if k.startswith("4.")), default=None)
     lines.append("")

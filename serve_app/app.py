@@ -34,7 +34,7 @@ def app_builder(args: BuilderArgs) -> Application:
         num_replicas=args.detector_replicas,
         ray_actor_options={"num_cpus": args.detector_num_cpus, "num_gpus": num_gpus},
     ).bind(args.detector.model_dump())
-    return Ingress.bind(detector, args.app_args().model_dump())
+    return Ingress.options(num_replicas=args.ingress_replicas).bind(detector, args.app_args().model_dump())
 
 
 def __getattr__(name: str):

@@ -1,5 +1,5 @@
 """Fractional detector replicas spread over GPUs: 8 replicas at 0.25 GPU on a node that declares 2 GPUs
-land four to a card. Ray schedules by count, so this runs without GPUs (torch still sees none)."""
+land four to a card (and the API runs as two replicas). Ray schedules by count, so this runs without GPUs (torch still sees none)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,13 @@ def test_quarter_gpu_replicas_fill_two_cards_four_each(ray_cluster, serve_port, 
 
     assert ray.cluster_resources().get("GPU") == 2
     serve.run(app_builder({"media_roots": [str(samples_dir)], "database_url": f"sqlite:///{tmp_path}/c.sqlite",
-                           "detector_num_gpus": 0.25, "detector_replicas": 8, "detector_num_cpus": 0.25}),
+                           "detector_num_gpus": 0.25, "detector_replicas": 8, "detector_num_cpus": 0.25,
+                           "ingress_replicas": 2}),
               name="placement", route_prefix="/placement")
     try:
         status = serve.status().applications["placement"].deployments["Detector"]
         assert status.replica_states.get("RUNNING") == 8
+        assert serve.status().applications["placement"].deployments["Ingress"].replica_states.get("RUNNING") == 2
         assert ray.available_resources().get("GPU", 0) == 0
         handle = serve.get_deployment_handle("Detector", app_name="placement")
         assert len(handle.info.remote().result()["gpu_ids"]) == 1  # the replica's own view of its card
