@@ -41,7 +41,7 @@ class ProcessCpu:
     ROLES = {"Ingress": "ServeReplica:bench:Ingress", "Detector": "ServeReplica:bench:Detector", "proxy": "ProxyActor"}
 
     def __init__(self):
-        import ray  # noqa: F401  (Ray puts its own psutil on the path)
+        import ray  # noqa: F401, I001  (first: Ray puts its own psutil on the path)
         import psutil
 
         self.psutil = psutil

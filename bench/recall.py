@@ -2,6 +2,7 @@
 
     python -m bench.recall                                   # default settings vs the full view alone, CPU
     python -m bench.recall --device cuda --configs default   # on a GPU
+    python -m bench.recall --configs default --head H.pt     # also with fine-tuned heads (clockwork.train_detector)
 
 The evaluation set (``clockwork.evalset``) is rendered once into --data. For each configuration of
 views and sampling it runs ``detect_video`` on every clip and prints recall per scale (a clip counts as
@@ -65,11 +66,14 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--head", help="also run every config with these fine-tuned heads over COCO's model, side by side")
     args = ap.parse_args()
     data = Path(args.data)
     items = write_evalset(data, per_scale=args.per_scale, seed=args.seed)
-    detector = Detector(device=args.device, half=args.device != "cpu")
-    results = {name: run_config(items, data, detector, CONFIGS[name]) for name in args.configs}
+    detectors = {"": Detector(device=args.device, half=args.device != "cpu")}
+    if args.head:
+        detectors[f" + {Path(args.head).name}"] = Detector(device=args.device, half=args.device != "cpu", head=args.head)
+    results = {name + suffix: run_config(items, data, detector, CONFIGS[name]) for name in args.configs for suffix, detector in detectors.items()}
     lines = [f"{len(items)} clips of 1280x720 at 10 frames/s, 2 s each: {args.per_scale} clocks per scale "
              f"(eval styles), scikit-image's clock photograph per scale, 3 distractors per scale; seed {args.seed}; "
              f"device {args.device}. Default settings: views {','.join(DETECT.views)}, "

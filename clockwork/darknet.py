@@ -12,6 +12,7 @@ probabilities (sigmoid), the same layout OpenCV's darknet importer produced.
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,10 +178,12 @@ class YoloHead(nn.Module):
         self.register_buffer("anchors", torch.tensor([pairs[m] for m in mask], dtype=torch.float32), persistent=False)
         self.net_w, self.net_h = net_w, net_h
 
-    def forward(self, x):
+    def forward(self, x, raw: bool = False):
         b, _, h, w = x.shape
         na = self.anchors.shape[0]
         x = x.view(b, na, 5 + self.classes, h, w).permute(0, 1, 3, 4, 2)
+        if raw:  # the logits [batch, anchor, row, column, 5 + classes], for training (clockwork.train_detector)
+            return x
         gy, gx = torch.meshgrid(torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij")
         s = self.scale_xy
         xy = torch.sigmoid(x[..., 0:2]) * s - (s - 1) / 2
@@ -286,7 +289,29 @@ class Darknet(nn.Module):
         if offset != buf.size:
             raise ModelError(f"{path}: {buf.size - offset} weights left over after the last layer; the weights are for another cfg")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def load_head(self, path: str | Path) -> dict:
+        """Overlay fine-tuned layers (``clockwork.train_detector --export``) on this model: the file holds the
+        state of every layer from ``train_from`` on; the layers before stay as loaded. Returns the file's
+        record (steps, base weights). Raises :class:`ModelError` naming what does not fit."""
+        path = Path(path)
+        try:
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+            raise ModelError(f"cannot read detector head {path}: {str(exc).splitlines()[0]}") from None
+        if not isinstance(ck, dict) or "layers" not in ck or "train_from" not in ck:
+            raise ModelError(f"{path}: not a detector head file (python -m clockwork.train_detector --export writes one)")
+        start = int(ck["train_from"])
+        state = {f"layers.{k}": v for k, v in ck["layers"].items()}
+        own = {k: v for k, v in self.state_dict().items() if int(k.split(".")[1]) >= start}
+        if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
+            raise ModelError(f"{path}: its layers do not fit this model ({len(state)} tensors from layer {start}, "
+                             f"the model has {len(own)}); it was trained for another cfg, or after the batch norms were folded")
+        self.load_state_dict(state, strict=False)
+        return {k: v for k, v in ck.items() if k != "layers"}
+
+    def forward(self, x: torch.Tensor, raw: bool = False) -> torch.Tensor | list[torch.Tensor]:
+        """Boxes ``[batch, boxes, 5 + classes]`` decoded as in the module's docstring; ``raw``: each YOLO
+        layer's logits (a list, for training)."""
         outputs: list[torch.Tensor | None] = []
         heads = []
         keep = {r for refs in self.refs for r in refs}
@@ -303,8 +328,8 @@ class Darknet(nn.Module):
             elif kind == "shortcut":
                 x = layer(x + outputs[self.refs[i][0]])
             elif kind == "yolo":
-                heads.append(layer(x))
+                heads.append(layer(x, raw))
             else:
                 x = layer(x)
             outputs.append(x if (i in keep) else None)
-        return torch.cat(heads, dim=1)
+        return heads if raw else torch.cat(heads, dim=1)

@@ -70,7 +70,8 @@ class Detector:
     ``Detector()`` loads the embedded default (YOLOv3-tiny, COCO). Pass ``cfg``/``weights``/``names``
     to load another darknet model (full YOLOv3, YOLOv4-tiny) from the user's paths. ``half``: fp16 on CUDA
     (``DETECT.half``). ``fuse``: batch norms folded into the convolutions (the same outputs, fewer kernels;
-    False only to measure the difference, bench/profile.py ``--unfused``).
+    False only to measure the difference, bench/profile.py ``--unfused``). ``head``: a file of fine-tuned
+    layers laid over the model (``python -m clockwork.train_detector --export``).
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class Detector:
         iou_threshold: float = DETECT.iou_threshold,
         micro_batch: int | None = None,
         fuse: bool = True,
+        head: str | Path | None = None,
     ):
         if (cfg is None) != (weights is None):
             raise ModelError("pass both cfg and weights, or neither for the embedded default model")
@@ -96,6 +98,11 @@ class Detector:
             self.name = Path(cfg).stem
         self.device = resolve_device(device)
         self.model = Darknet.from_files(cfg, weights)
+        self.head_sha256 = None
+        if head is not None:  # fine-tuned layers over the base model (clockwork.train_detector)
+            self.model.load_head(head)
+            self.head_sha256 = model_store.sha256_of(Path(head))
+            self.name += "+" + Path(head).stem
         if fuse:
             self.model.fuse()
         self.input_size = int(input_size or self.model.width)
@@ -123,7 +130,10 @@ class Detector:
 
     @property
     def model_info(self) -> dict:
-        return {"name": self.name, "input_size": self.input_size, "weights_sha256": self.weights_sha256}
+        info = {"name": self.name, "input_size": self.input_size, "weights_sha256": self.weights_sha256}
+        if self.head_sha256:
+            info["head_sha256"] = self.head_sha256
+        return info
 
     def label_ids(self, labels: Iterable[str] | None) -> list[int] | None:
         if labels is None:
