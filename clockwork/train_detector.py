@@ -13,9 +13,10 @@ Each training image is one network input, drawn by ``render_scene``: a "frame" o
 placed in the grey square the way the detector's views place one (the full view, a tile, or the zoomed-out
 view at half size); on it a procedural background (gradients, shapes, lines, text, noise: no photograph the
 evaluation set uses) with 0-3 clocks in the "train" style family of ``clockwork.clockface`` at 5% to 150% of
-the frame height (an extreme close-up is cropped by the frame), warped in perspective and turned, and 0-3
-round things that are not clocks (plates, wheels, fans, moons, signs, balls, buttons); then lighting, blur
-or motion blur, JPEG and grain. Targets are the visible part of each clock, class "clock" (COCO's 74).
+the frame height (an extreme close-up is cropped by the frame), warped in perspective and turned, and 0-4
+round things that are not clocks (plates, wheels, fans, moons, signs, balls, buttons, round windows on
+another scene, targets, gears); then lighting, blur or motion blur, JPEG and grain. Targets are the visible
+part of each clock, class "clock" (COCO's 74).
 
 The loss is YOLOv3's: each box to the best of the six anchors by shape; BCE on the centre offset, squared
 error on the log size (weighted 2 - w*h), BCE on objectness (predictions overlapping a box by IoU > 0.5 not
@@ -48,7 +49,7 @@ INPUT = 416
 TRAIN_FROM = 13  # layers 13 on: both heads' convolutions; 0-12 (COCO's backbone) stay frozen
 CLOCK = 74  # "clock" in coco.names
 ASPECTS = ((16, 9), (16, 9), (16, 9), (4, 3), (2.39, 1), (1, 1), (9, 16))
-NEGATIVES = ("plate", "wheel", "fan", "moon", "sign", "ball", "button")
+NEGATIVES = ("plate", "wheel", "fan", "moon", "sign", "ball", "button", "disc", "target", "gear")
 
 
 # -- rendering ------------------------------------------------------------------------------------
@@ -130,6 +131,19 @@ def _negative(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
         light = np.clip(1.2 - np.hypot(xx - size * 0.35, yy - size * 0.35) / size * 1.6, 0.2, 1.2)
         img[..., :3] = np.clip(img[..., :3] * light[..., None], 0, 255).astype(np.uint8)
+    elif kind == "disc":  # a round window on another scene: a porthole, a mirror, a round picture
+        img[..., :3] = _background(rng, size, size)
+    elif kind == "target":
+        for f in np.linspace(1.0, 0.1, int(rng.integers(3, 9))):
+            cv2.circle(img, c, max(1, int(r * f)), rgb(), -1, cv2.LINE_AA)
+    elif kind == "gear":
+        img[...] = 0
+        teeth = int(rng.integers(8, 24))
+        angles = np.linspace(0, 2 * math.pi, teeth * 4, endpoint=False)
+        radius = np.where((np.arange(teeth * 4) // 2) % 2 == 0, r, r * 0.8)
+        pts = np.stack([c[0] + radius * np.cos(angles), c[1] + radius * np.sin(angles)], 1).astype(np.int32)
+        cv2.fillPoly(img, [pts], rgb(), cv2.LINE_AA)
+        cv2.circle(img, c, max(2, r // 4), (0, 0, 0, 0), -1)
     else:  # button
         for k in range(4):
             a = math.pi / 4 + k * math.pi / 2
@@ -180,7 +194,7 @@ def render_scene(rng: np.random.Generator, split: str = "train") -> tuple[np.nda
     frame = _background(rng, w, h)
     owner = np.full((h, w), -1, np.int16)  # which thing each pixel shows: a clock hidden by what is drawn over it is not seen
     things = [("clock", None)] * int(rng.choice([0, 1, 1, 1, 1, 2, 2, 3])) + \
-             [("negative", NEGATIVES[rng.integers(len(NEGATIVES))]) for _ in range(int(rng.choice([0, 0, 1, 1, 2, 3])))]
+             [("negative", NEGATIVES[rng.integers(len(NEGATIVES))]) for _ in range(int(rng.choice([0, 1, 1, 2, 2, 3, 4])))]
     clocks = {}  # ident -> pixels of the whole dial
     for ident, i in enumerate(rng.permutation(len(things))):
         kind, what = things[i]
