@@ -26,10 +26,7 @@ in bf16 on the GPU. Each command stops after --minutes with ``last.pt`` and ``op
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -39,7 +36,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from clockwork import model_store
+from clockwork import model_store, training
 from clockwork.boxes import LETTERBOX_FILL, iou_matrix, nms
 from clockwork.clockface import composite, draw_clock_face, random_style
 from clockwork.darknet import Darknet, YoloHead
@@ -171,11 +168,7 @@ def _finish(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x *= (1 - rng.uniform(0.2, 0.6) * (g - g.min()) / max(float(np.ptp(g)), 1e-6))[..., None]
     x = np.clip(x, 0, 255).astype(np.uint8)
     if rng.random() < 0.2:
-        k = int(rng.integers(3, 12))
-        kernel = np.zeros((k, k), np.float32)
-        kernel[k // 2] = 1.0 / k
-        kernel = cv2.warpAffine(kernel, cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), float(rng.uniform(0, 180)), 1.0), (k, k))
-        x = cv2.filter2D(x, -1, kernel / max(kernel.sum(), 1e-6))
+        x = training.motion_blur(x, rng, 3, 12)
     elif rng.random() < 0.4:
         x = cv2.GaussianBlur(x, (0, 0), float(rng.uniform(0.3, 1.5)))
     if rng.random() < 0.6:
@@ -231,21 +224,9 @@ def render_scene(rng: np.random.Generator, split: str = "train") -> tuple[np.nda
     return out, b
 
 
-class RenderedScenes(torch.utils.data.IterableDataset):
-    def __init__(self, seed: int, split: str = "train"):
-        self.seed, self.split = seed, split
-
-    def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        rng = np.random.default_rng([self.seed, info.id if info else 0])
-        while True:
-            img, boxes = render_scene(rng, self.split)
-            yield torch.from_numpy(img), torch.from_numpy(boxes)
-
-
 def collate(batch):
     imgs, boxes = zip(*batch, strict=True)
-    return torch.stack(imgs), list(boxes)
+    return torch.from_numpy(np.stack(imgs)), [torch.from_numpy(b) for b in boxes]
 
 
 # -- the loss -------------------------------------------------------------------------------------
@@ -386,9 +367,7 @@ def train(args) -> int:
         print(f"resumed from {args.resume} at step {step}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    loader = torch.utils.data.DataLoader(RenderedScenes(args.seed + step), batch_size=args.batch, collate_fn=collate,
-                                         num_workers=args.workers, pin_memory=device.type == "cuda", persistent_workers=args.workers > 0,
-                                         prefetch_factor=4 if args.workers else None)
+    loader = training.loader(training.Rendered(render_scene, args.seed + step), args.batch, args.workers, device, collate)
     held = heldout_set(args.eval_n)
     print(f"step {step} heldout {evaluate(model, *held, device)}", flush=True)
     t0, first = time.time(), step
@@ -399,7 +378,7 @@ def train(args) -> int:
         torch.save(opt.state_dict(), out / "opt.pt")
 
     for imgs, boxes in loader:
-        lr = args.lr * min(1.0, (step - first + 1) / 100) * max(0.5 * (1 + math.cos(math.pi * min(step / args.total_steps, 1.0))), 0.02)
+        lr = training.learning_rate(args.lr, step, first, args.total_steps, warmup=100)
         for g in opt.param_groups:
             g["lr"] = lr
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -427,35 +406,19 @@ def export(checkpoint: str, dest: Path) -> str:
     """The checkpoint's trained layers, fp16, with the base weights they go on: the file ``Detector(head=...)`` loads."""
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     base = next(f for f in model_store.DEFAULT_FILES if f.name.endswith(".weights"))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"layers": {k: v.to(torch.float16) for k, v in ck["layers"].items()}, "train_from": ck["train_from"],
-                "step": ck["step"], "base_weights_sha256": base.sha256}, dest)
-    digest = hashlib.sha256(dest.read_bytes()).hexdigest()
-    print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB), step {ck['step']}, sha256 {digest}")
-    return digest
+    return training.write_weights({"layers": {k: v.to(torch.float16) for k, v in ck["layers"].items()}, "train_from": ck["train_from"],
+                                   "step": ck["step"], "base_weights_sha256": base.sha256}, dest)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m clockwork.train_detector", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="var/detector", help="checkpoint directory")
-    ap.add_argument("--resume", help="a last.pt to go on from")
-    ap.add_argument("--minutes", type=float, default=8.0, help="stop and checkpoint after this long")
-    ap.add_argument("--total-steps", type=int, default=20_000, help="the learning rate's cosine runs over this many steps in all; stop there")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    ap = training.parser("python -m clockwork.train_detector", __doc__, out="var/detector", total_steps=20_000, batch=64, lr=5e-4, eval_n=500)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--eval-n", type=int, default=500)
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--log-every", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--export", metavar="CHECKPOINT", help="write the fp16 head of CHECKPOINT to --to")
     ap.add_argument("--to", default="clock_head.pt", help="where --export writes")
     args = ap.parse_args(argv)
-    for name in ("total_steps", "batch", "eval_every", "log_every"):
-        if getattr(args, name) < 1:
-            ap.error(f"Invalid --{name.replace('_', '-')} ({getattr(args, name)}). Supported values are 1 or more.")
+    training.refuse_below_one(ap, args, "total_steps", "batch", "eval_every", "log_every")
     if args.export:
         export(args.export, Path(args.to))
         return 0

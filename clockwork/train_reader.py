@@ -18,9 +18,7 @@ warm-up, so a resumed command is a warm restart.
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -30,6 +28,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from clockwork import training
 from clockwork.clockface import ClockStyle, composite, draw_clock_face, random_style
 from clockwork.clocktime import circular_error
 from clockwork.reader import INPUT, MINUTES, WEIGHTS, ReaderNet, crop_box, decode, to_tensor
@@ -99,12 +98,8 @@ def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             cv2.line(x, tuple(int(v) for v in p1), tuple(int(v) for v in p2), tuple(float(v) for v in rng.uniform(0, 255, 3)),
                      int(rng.integers(1, 3)), cv2.LINE_AA)
     x = np.clip(x, 0, 255).astype(np.uint8)
-    if rng.random() < 0.2:  # motion blur
-        k = int(rng.integers(3, 8))
-        kernel = np.zeros((k, k), np.float32)
-        kernel[k // 2] = 1.0 / k
-        kernel = cv2.warpAffine(kernel, cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), float(rng.uniform(0, 180)), 1.0), (k, k))
-        x = cv2.filter2D(x, -1, kernel / max(kernel.sum(), 1e-6))
+    if rng.random() < 0.2:
+        x = training.motion_blur(x, rng, 3, 8)
     elif rng.random() < 0.3:
         x = cv2.GaussianBlur(x, (0, 0), float(rng.uniform(0.3, 1.3)))
     if rng.random() < 0.5:  # a small clock: down to 16-96 px and back up
@@ -149,18 +144,6 @@ def render_sample(rng: np.random.Generator, split: str = "train", unreadable: fl
     if kind == "blur":
         crop = cv2.GaussianBlur(crop, (0, 0), float(rng.uniform(5, 9)))
     return crop, hour * 60 + minute, int(kind == "clock")
-
-
-class RenderedClocks(torch.utils.data.IterableDataset):
-    def __init__(self, seed: int, split: str = "train"):
-        self.seed, self.split = seed, split
-
-    def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        rng = np.random.default_rng([self.seed, info.id if info else 0])
-        while True:
-            crop, minutes, readable = render_sample(rng, self.split)
-            yield torch.from_numpy(crop), minutes, readable
 
 
 def soft_targets(minutes: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
@@ -228,9 +211,7 @@ def train(args) -> int:
         print(f"resumed from {args.resume} at step {step}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    loader = torch.utils.data.DataLoader(RenderedClocks(args.seed + step, "train"), batch_size=args.batch,
-                                         num_workers=args.workers, pin_memory=device.type == "cuda", persistent_workers=args.workers > 0,
-                                         prefetch_factor=4 if args.workers else None)
+    loader = training.loader(training.Rendered(render_sample, args.seed + step), args.batch, args.workers, device)
     held = heldout_set(args.eval_n)
     gen = torch.Generator(device=device).manual_seed(args.seed + step)
     t0 = time.time()
@@ -254,7 +235,7 @@ def train(args) -> int:
         for k in range(args.reuse):  # each rendered batch is used --reuse times, the later times turned and shifted
             x = x0 if k == 0 else _reaugment(x0, gen).contiguous(memory_format=torch.channels_last)
             # one cosine over --total-steps across commands, after a short warm-up at the start of each command
-            lr = args.lr * min(1.0, (step - first + 1) / 300) * max(0.5 * (1 + math.cos(math.pi * min(step / args.total_steps, 1.0))), 0.02)
+            lr = training.learning_rate(args.lr, step, first, args.total_steps, warmup=300)
             for g in opt.param_groups:
                 g["lr"] = lr
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -281,38 +262,21 @@ def train(args) -> int:
 
 
 def export(checkpoint: str, dest: Path = WEIGHTS) -> str:
-    import hashlib
-
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": _cast(ck["model"], torch.float16), "step": ck["step"]}, dest)
-    digest = hashlib.sha256(dest.read_bytes()).hexdigest()
-    print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB), step {ck['step']}, sha256 {digest}")
-    return digest
+    return training.write_weights({"model": _cast(ck["model"], torch.float16), "step": ck["step"]}, dest)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m clockwork.train_reader", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="var/reader", help="checkpoint directory")
-    ap.add_argument("--resume", help="a last.pt to go on from")
-    ap.add_argument("--minutes", type=float, default=8.0, help="stop and checkpoint after this long")
-    ap.add_argument("--total-steps", type=int, default=60_000, help="the learning rate's cosine runs over this many steps in all; stop there")
+    ap = training.parser("python -m clockwork.train_reader", __doc__, out="var/reader", total_steps=60_000, batch=256, lr=2e-3, eval_n=2000)
     ap.add_argument("--reuse", type=int, default=2, help="steps per rendered batch (the later ones on turned and shifted copies)")
     ap.add_argument("--ema", type=float, default=0.999, help="decay of the averaged weights that are evaluated and exported")
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
-    ap.add_argument("--eval-n", type=int, default=2000)
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--export", metavar="CHECKPOINT", help="write the small fp16 weights of CHECKPOINT into the package")
     args = ap.parse_args(argv)
     if args.reuse < 1:
         ap.error(f"Invalid --reuse ({args.reuse}). Supported values are 1 or more (steps per rendered batch).")
     if not 0 <= args.ema < 1:
         ap.error(f"Invalid --ema ({args.ema}). Supported values are 0 <= ema < 1 (the averaged weights' decay).")
-    if args.total_steps < 1:
-        ap.error(f"Invalid --total-steps ({args.total_steps}). Supported values are 1 or more.")
+    training.refuse_below_one(ap, args, "total_steps")
     if args.export:
         export(args.export)
         return 0
