@@ -37,7 +37,7 @@ import torch
 from torch.nn import functional as F
 
 from clockwork import model_store, training
-from clockwork.boxes import LETTERBOX_FILL, iou_matrix, nms
+from clockwork.boxes import LETTERBOX_FILL, cxcywh_to_xywh, iou_matrix, nms
 from clockwork.clockface import composite, draw_clock_face, random_style
 from clockwork.darknet import Darknet, YoloHead
 from clockwork.train_reader import _warp
@@ -231,6 +231,11 @@ def collate(batch):
 
 # -- the loss -------------------------------------------------------------------------------------
 
+def _xywh(xyxy: torch.Tensor) -> torch.Tensor:
+    """Corner boxes (the targets) as top-left/size, the form ``clockwork.boxes`` computes IoU and NMS on."""
+    return torch.cat([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], 1)
+
+
 def yolo_loss(raws: list[torch.Tensor], heads: list[YoloHead], targets: list[torch.Tensor], cls: int = CLOCK,
               ignore_iou: float = 0.5) -> tuple[torch.Tensor, dict]:
     """YOLOv3's loss over both heads. ``raws``: each head's logits [B, A, H, W, 5 + C]; ``targets``: per
@@ -267,11 +272,11 @@ def yolo_loss(raws: list[torch.Tensor], heads: list[YoloHead], targets: list[tor
             cy = (torch.sigmoid(raw[..., 1]) + gy) * stride_y
             a = head.anchors.to(dev).view(1, na, 1, 1, 2)
             pw, ph = torch.exp(raw[..., 2].clamp(max=8)) * a[..., 0], torch.exp(raw[..., 3].clamp(max=8)) * a[..., 1]
-            pred = torch.stack([cx - pw / 2, cy - ph / 2, cx + pw / 2, cy + ph / 2], -1)
+            pred = torch.stack([cx - pw / 2, cy - ph / 2, pw, ph], -1)  # top-left/size, as clockwork.boxes takes them
             noobj = torch.ones(raw.shape[:4], dtype=torch.bool, device=dev)
             for b, boxes in enumerate(targets):
                 if len(boxes):
-                    ious = iou_matrix(pred[b].reshape(-1, 4), boxes.to(dev).float()).max(1).values
+                    ious = iou_matrix(pred[b].reshape(-1, 4), _xywh(boxes.to(dev).float())).max(1).values
                     noobj[b] &= (ious <= ignore_iou).view(na, gh, gw)
         obj_t = torch.zeros(raw.shape[:4], device=dev)
         rows = []
@@ -335,13 +340,11 @@ def evaluate(model: Darknet, imgs: torch.Tensor, boxes: list[torch.Tensor], devi
         for row, truth in zip(out, boxes[i:i + 32], strict=True):
             score = row[:, 4] * row[:, 5 + CLOCK]
             keep = score >= min_score
-            cx, cy, w, h = (row[keep, :4] * INPUT).unbind(1)
-            pred = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
-            sel = nms(pred, score[keep], torch.zeros_like(score[keep], dtype=torch.long), 0.45)
-            pred = pred[sel]
+            pred = cxcywh_to_xywh(row[keep, :4] * INPUT)
+            pred = pred[nms(pred, score[keep], torch.zeros_like(score[keep], dtype=torch.long), 0.45)]
             total += len(truth)
             if len(truth) and len(pred):
-                iou = iou_matrix(truth.to(device), pred)
+                iou = iou_matrix(_xywh(truth.to(device)), pred)
                 found += int((iou.max(1).values >= 0.5).sum())
                 false += int((iou.max(0).values < 0.5).sum())
             else:

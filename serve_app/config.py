@@ -91,7 +91,7 @@ class BuilderArgs(AppArgs):
     detector_num_gpus: float | None = Field(None, ge=0, description="GPU per replica; default 0.25 with a GPU, else 0")
     detector_num_cpus: float = Field(2, gt=0, description="also torch's thread count on the CPU (Ray sets OMP_NUM_THREADS)")
     detector_replicas: int = Field(1, ge=1)
-    ingress_replicas: int = Field(1, ge=1, description="API replicas; each runs the jobs posted to it (one per GPU spreads the result streams)")
+    ingress_replicas: int = Field(1, ge=1, description="API replicas; each runs the jobs posted to it (one carried four GPUs, docs/BENCHMARKS.md)")
 
     @field_validator("detector", mode="before")
     @classmethod

@@ -62,6 +62,24 @@ def test_the_loss_is_near_zero_for_logits_that_encode_the_boxes_and_high_otherwi
     assert parts_empty["noobj"] > 20 and parts_empty["xy"] == 0  # two confident boxes where there is no clock
 
 
+def test_a_second_confident_box_on_a_clock_is_not_punished_as_background():
+    heads = [layer for layer in base_model("cpu").layers if isinstance(layer, YoloHead)]
+    box = torch.tensor([[100.0, 120.0, 180.0, 210.0]])  # 80 x 90, centre (140, 165): the first head's anchor 81 x 82
+    raws = _perfect_logits(heads, box)
+    _, alone = yolo_loss(raws, heads, [box])
+    # the second head's anchor 37 x 58 at the centre's cell, sized to the same box: IoU about 1 with the truth
+    cell = raws[1][0, 2, 165 // 16, 140 // 16]
+    frac = torch.tensor([140 / 16 - 140 // 16, 165 / 16 - 165 // 16])
+    cell[:2] = torch.log(frac / (1 - frac))
+    cell[2:4] = torch.log(torch.tensor([80.0, 90.0]) / heads[1].anchors[2])
+    cell[4] = 12.0
+    _, both = yolo_loss(raws, heads, [box])
+    assert both["noobj"] - alone["noobj"] < 1e-3  # ignored (IoU > 0.5), not a 12-nat penalty
+    cell[:4] = torch.tensor([0.0, 0.0, -3.0, -3.0])  # the same cell boxing a speck beside the clock is background
+    _, off = yolo_loss(raws, heads, [box])
+    assert off["noobj"] - alone["noobj"] > 10
+
+
 def test_a_few_steps_on_one_batch_lower_the_loss():
     torch.manual_seed(0)
     model = base_model("cpu")
