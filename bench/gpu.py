@@ -109,9 +109,6 @@ class Sampler:
                 parts.append(f"gpu{i} util {a[:, 0].mean():.0f}%, dec {a[:, 1].mean():.0f}%")
         return "; ".join(parts)
 
-    def cpu_summary(self) -> str:
-        return self.cpu.summary()
-
 
 def seed_style(path: Path, max_frames: int) -> tuple[int, float]:
     import cv2
@@ -200,9 +197,10 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, ch
     video_s = sum(p["json"].get("duration_s", 0.0) for p in posts)
     failed = [p["json"].get("error") for p in posts if p["json"]["status"] != "succeeded"]
     serve.delete("bench")
-    print(f"ingress replicas {ingress}: {n} frames in {dt:.2f} s; processes: {sampler.cpu_summary()}", flush=True)
+    processes = sampler.cpu.summary()
+    print(f"ingress replicas {ingress}: {n} frames in {dt:.2f} s; processes: {processes}", flush=True)
     note = f"{len(failed)} failed: {failed[:2]}" if failed else "all succeeded"
-    return n, dt, f"{note}; processes (psutil): {sampler.cpu_summary()}", sampler.summary(), video_s
+    return n, dt, f"{note}; processes (psutil): {processes}", sampler.summary(), video_s
 
 
 def warm_clip(src: Path, media: Path, seconds: float = 10.0) -> Path:

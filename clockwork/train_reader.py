@@ -11,9 +11,9 @@ lighting, a shadow gradient, glare, motion or Gaussian blur, downscaling to 16-9
 noise and stray lines. 15% are unreadable (blurred past reading, hands hidden, a blank dial, or no
 clock at all) and teach the "readable" head. The minute target is soft: a Gaussian over +-2 minutes on
 the circle. Rendering runs in DataLoader workers (the GPU machine has 16 cores); the step runs in bf16.
-Each command stops cleanly after --minutes, writing ``last.pt`` (model and step) and ``opt.pt`` (the
-optimiser) to --out; the learning rate follows a cosine over each command's --minutes after a short
-warm-up, so a resumed command is a warm restart.
+Each command stops cleanly after --minutes, writing ``last.pt`` (the averaged and the trained weights, and
+the step) and ``opt.pt`` (the optimiser) to --out; the learning rate follows one cosine over --total-steps,
+counted across resumed commands, after a short warm-up at the start of each command.
 """
 
 from __future__ import annotations
