@@ -11,11 +11,11 @@ is untouched and stays the default until a head beats it on ``bench.recall`` wit
 
 Each training image is one network input, drawn by ``render_scene``: a "frame" of a random aspect ratio
 placed in the grey square the way the detector's views place one (the full view, a tile, or the zoomed-out
-view at half size); on it a procedural background (gradients, shapes, lines, text, noise: no photograph the
-evaluation set uses) with 0-3 clocks in the "train" style family of ``clockwork.clockface`` at 5% to 150% of
+view at half size); on it a background, half the time a photograph that the evaluation set never uses (``PHOTOS``),
+else procedural (gradients, shapes, lines, text, noise) with 0-3 clocks in the "train" style family of ``clockwork.clockface`` at 5% to 150% of
 the frame height (an extreme close-up is cropped by the frame), warped in perspective and turned, and 0-4
 round things that are not clocks (plates, wheels, fans, moons, signs, balls, buttons, round windows on
-another scene, targets, gears); then lighting, blur or motion blur, JPEG and grain. Targets are the visible
+another scene, targets, gears, discs and embossed coins cut from the same photographs); then lighting, blur or motion blur, JPEG and grain. Targets are the visible
 part of each clock, class "clock" (COCO's 74).
 
 The loss is YOLOv3's: each box to the best of the six anchors by shape; BCE on the centre offset, squared
@@ -46,7 +46,11 @@ INPUT = 416
 TRAIN_FROM = 13  # layers 13 on: both heads' convolutions; 0-12 (COCO's backbone) stay frozen
 CLOCK = 74  # "clock" in coco.names
 ASPECTS = ((16, 9), (16, 9), (16, 9), (4, 3), (2.39, 1), (1, 1), (9, 16))
-NEGATIVES = ("plate", "wheel", "fan", "moon", "sign", "ball", "button", "disc", "target", "gear")
+NEGATIVES = ("plate", "wheel", "fan", "moon", "sign", "ball", "button", "disc", "target", "gear", "photo", "photo", "relief")
+# scikit-image's photographs that the evaluation set (clockwork.evalset) never shows: textures for backgrounds and
+# for round things that are not clocks ("photo": a disc cut from one; "relief": an embossed one, a coin or a medal).
+PHOTOS = ("hubble_deep_field", "retina", "stereo_motorcycle", "cell", "horse", "page", "text", "shepp_logan_phantom", "microaneurysms")
+_photo_cache: dict[str, np.ndarray] = {}
 
 
 # -- rendering ------------------------------------------------------------------------------------
@@ -55,8 +59,35 @@ def _color(rng: np.random.Generator) -> tuple[int, int, int]:
     return tuple(int(v) for v in rng.integers(0, 256, size=3))
 
 
+def _photo(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    """A random crop of one of ``PHOTOS`` at a random zoom, flipped at times, a grey one tinted, ``h`` x ``w`` x 3."""
+    name = PHOTOS[rng.integers(len(PHOTOS))]
+    if name not in _photo_cache:
+        import skimage.data
+
+        img = getattr(skimage.data, name)()
+        img = img[0] if isinstance(img, tuple) else img  # stereo_motorcycle: (left, right, disparity)
+        img = img.astype(np.float32)
+        img = (img - img.min()) / max(float(np.ptp(img)), 1e-6) * 255  # horse and the phantom are 0/1 or floats
+        _photo_cache[name] = np.ascontiguousarray(np.dstack([img] * 3) if img.ndim == 2 else img[..., :3]).astype(np.uint8)
+    img = _photo_cache[name]
+    ih, iw = img.shape[:2]
+    zoom = max(w / iw, h / ih) * math.exp(rng.uniform(0, math.log(4)))
+    cw, ch = min(iw, max(2, int(w / zoom))), min(ih, max(2, int(h / zoom)))
+    x, y = int(rng.integers(0, iw - cw + 1)), int(rng.integers(0, ih - ch + 1))
+    out = cv2.resize(img[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    if name in ("cell", "horse", "page", "text", "shepp_logan_phantom", "microaneurysms") or rng.random() < 0.2:
+        out = (out.astype(np.float32) * rng.uniform(0.4, 1.2, size=3)).clip(0, 255).astype(np.uint8)
+    return np.ascontiguousarray(out)
+
+
 def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    """Procedural: a gradient, then shapes, lines, text and blurred noise at a random scale."""
+    """Half the time a photograph (``_photo``), else procedural: a gradient, then shapes, lines, text and
+    blurred noise at a random scale."""
+    if rng.random() < 0.5:
+        return _photo(rng, w, h)
     a, b = np.array(_color(rng), np.float32), np.array(_color(rng), np.float32)
     t = np.linspace(0, 1, w, dtype=np.float32)[None, :] * math.cos(rng.uniform(0, math.pi)) + \
         np.linspace(0, 1, h, dtype=np.float32)[:, None] * math.sin(rng.uniform(0, math.pi))
@@ -130,6 +161,17 @@ def _negative(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
         img[..., :3] = np.clip(img[..., :3] * light[..., None], 0, 255).astype(np.uint8)
     elif kind == "disc":  # a round window on another scene: a porthole, a mirror, a round picture
         img[..., :3] = _background(rng, size, size)
+    elif kind == "photo":  # a photograph on a round thing: a plate, a badge, a lens, a planet; a rim at times
+        img[..., :3] = _photo(rng, size, size)
+        if rng.random() < 0.5:
+            cv2.circle(img, c, r, rgb(), max(1, size // int(rng.integers(15, 60))), cv2.LINE_AA)
+    elif kind == "relief":  # a coin or a medal: a photograph embossed, in one metal tint
+        grey = cv2.cvtColor(_photo(rng, size, size), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        bump = cv2.filter2D(grey, -1, np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], np.float32))
+        relief = np.clip(128 + bump * rng.uniform(0.3, 1.0), 0, 255)[..., None] / 255
+        metal = np.array(_color(rng), np.float32) * 0.4 + np.array((200, 170, 110) if rng.random() < 0.5 else (190, 190, 195), np.float32) * 0.6
+        img[..., :3] = np.clip(relief * metal * 1.6, 0, 255).astype(np.uint8)
+        cv2.circle(img, c, r, (*(int(v) for v in metal), 255), max(2, size // 20), cv2.LINE_AA)
     elif kind == "target":
         for f in np.linspace(1.0, 0.1, int(rng.integers(3, 9))):
             cv2.circle(img, c, max(1, int(r * f)), rgb(), -1, cv2.LINE_AA)
