@@ -3,6 +3,7 @@
     python -m bench.recall                                   # default settings vs the full view alone, CPU
     python -m bench.recall --device cuda --configs default   # on a GPU
     python -m bench.recall --configs default --head H.pt     # also with fine-tuned heads (clockwork.train_detector)
+    python -m bench.recall --configs default --head H.pt --head-min-scores 0.5 0.6 0.7   # the heads at several thresholds
 
 The evaluation set (``clockwork.evalset``) is rendered once into --data. For each configuration of
 views and sampling it runs ``detect_video`` on every clip and prints recall per scale (a clip counts as
@@ -67,13 +68,20 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--head", help="also run every config with these fine-tuned heads over COCO's model, side by side")
+    ap.add_argument("--head-min-scores", nargs="+", type=float, metavar="S",
+                    help="run the heads at each of these min_score thresholds (default: the default min_score only)")
     args = ap.parse_args()
+    if args.head_min_scores and not args.head:
+        ap.error("--head-min-scores needs --head")
     data = Path(args.data)
     items = write_evalset(data, per_scale=args.per_scale, seed=args.seed)
-    detectors = {"": Detector(device=args.device, half=args.device != "cpu")}
+    runs = {"": (Detector(device=args.device, half=args.device != "cpu"), {})}  # suffix -> (detector, extra overrides)
     if args.head:
-        detectors[f" + {Path(args.head).name}"] = Detector(device=args.device, half=args.device != "cpu", head=args.head)
-    results = {name + suffix: run_config(items, data, detector, CONFIGS[name]) for name in args.configs for suffix, detector in detectors.items()}
+        head = Detector(device=args.device, half=args.device != "cpu", head=args.head)
+        for s in args.head_min_scores or [None]:
+            runs[f" + {Path(args.head).name}" + (f" @ min_score {s:g}" if s is not None else "")] = (head, {} if s is None else {"min_score": s})
+    results = {name + suffix: run_config(items, data, detector, {**CONFIGS[name], **extra})
+               for name in args.configs for suffix, (detector, extra) in runs.items()}
     lines = [f"{len(items)} clips of 1280x720 at 10 frames/s, 2 s each: {args.per_scale} clocks per scale "
              f"(eval styles), scikit-image's clock photograph per scale, 3 distractors per scale; seed {args.seed}; "
              f"device {args.device}. Default settings: views {','.join(DETECT.views)}, "

@@ -11,11 +11,12 @@ is untouched and stays the default until a head beats it on ``bench.recall`` wit
 
 Each training image is one network input, drawn by ``render_scene``: a "frame" of a random aspect ratio
 placed in the grey square the way the detector's views place one (the full view, a tile, or the zoomed-out
-view at half size); on it a background, half the time a photograph that the evaluation set never uses (``PHOTOS``),
-else procedural (gradients, shapes, lines, text, noise) with 0-3 clocks in the "train" style family of ``clockwork.clockface`` at 5% to 150% of
-the frame height (an extreme close-up is cropped by the frame), warped in perspective and turned, and 0-4
-round things that are not clocks (plates, wheels, fans, moons, signs, balls, buttons, round windows on
-another scene, targets, gears, discs and embossed coins cut from the same photographs); then lighting, blur or motion blur, JPEG and grain. Targets are the visible
+view at half size); on it a background, half the time a photograph that the evaluation set never uses
+(``PHOTOS``), else procedural (gradients, shapes, lines, text, noise), with 0-3 clocks in the "train" style
+family of ``clockwork.clockface`` at 5% to 150% of the frame height (an extreme close-up is cropped by the
+frame), warped in perspective and turned, and 0-4 round things that are not clocks (plates, wheels, fans,
+moons, signs, balls, buttons, round windows on another scene, targets, gears, discs and embossed coins cut
+from the same photographs); then lighting, blur or motion blur, JPEG and grain. Targets are the visible
 part of each clock, class "clock" (COCO's 74).
 
 The loss is YOLOv3's: each box to the best of the six anchors by shape; BCE on the centre offset, squared
@@ -46,7 +47,7 @@ INPUT = 416
 TRAIN_FROM = 13  # layers 13 on: both heads' convolutions; 0-12 (COCO's backbone) stay frozen
 CLOCK = 74  # "clock" in coco.names
 ASPECTS = ((16, 9), (16, 9), (16, 9), (4, 3), (2.39, 1), (1, 1), (9, 16))
-NEGATIVES = ("plate", "wheel", "fan", "moon", "sign", "ball", "button", "disc", "target", "gear", "photo", "photo", "relief")
+NEGATIVES = ("plate", "wheel", "wheel", "fan", "moon", "moon", "sign", "ball", "button", "disc", "target", "gear", "photo", "photo", "relief")
 # scikit-image's photographs that the evaluation set (clockwork.evalset) never shows: textures for backgrounds and
 # for round things that are not clocks ("photo": a disc cut from one; "relief": an embossed one, a coin or a medal).
 PHOTOS = ("hubble_deep_field", "retina", "stereo_motorcycle", "cell", "horse", "page", "text", "shepp_logan_phantom", "microaneurysms")
@@ -140,13 +141,18 @@ def _negative(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
             cv2.ellipse(img, centre, (int(r * 0.45), max(2, int(r * 0.18))), math.degrees(a), 0, 360, blade, -1, cv2.LINE_AA)
         for f in (0.33, 0.66, 0.98):
             cv2.circle(img, c, int(r * f), rgb(), max(1, size // 100), cv2.LINE_AA)
-    elif kind == "moon":
-        grey = int(rng.integers(150, 240))
-        cv2.circle(img, c, r, (grey, grey, grey - int(rng.integers(0, 30)), 255), -1, cv2.LINE_AA)
-        for _ in range(int(rng.integers(3, 15))):
-            d = int(rng.integers(max(2, r // 12), max(3, r // 3)))
-            g = grey - int(rng.integers(20, 70))
-            p = (int(c[0] + rng.uniform(-0.7, 0.7) * r), int(c[1] + rng.uniform(-0.7, 0.7) * r))
+    elif kind == "moon":  # a grey disc with a faint texture (half the time a photograph's) and a few craters
+        grey = int(rng.integers(110, 240))
+        if rng.random() < 0.5:
+            tex = cv2.cvtColor(_photo(rng, size, size), cv2.COLOR_RGB2GRAY).astype(np.float32)
+            tex = (tex - tex.mean()) * rng.uniform(0.1, 0.5) + grey
+            img[..., :3] = np.clip(tex, 0, 255).astype(np.uint8)[..., None]
+        else:
+            cv2.circle(img, c, r, (grey, grey, grey - int(rng.integers(0, 30)), 255), -1, cv2.LINE_AA)
+        for _ in range(int(rng.integers(3, 25))):
+            d = int(rng.integers(1, max(3, r // 4)))
+            g = int(np.clip(grey + rng.choice([-1, 1]) * rng.integers(20, 90), 0, 255))
+            p = (int(c[0] + rng.uniform(-0.8, 0.8) * r), int(c[1] + rng.uniform(-0.8, 0.8) * r))
             cv2.circle(img, p, d, (g, g, g, 255), -1, cv2.LINE_AA)
     elif kind == "sign":
         cv2.circle(img, c, int(r * 0.8), rgb(), -1, cv2.LINE_AA)
@@ -229,7 +235,7 @@ def render_scene(rng: np.random.Generator, split: str = "train") -> tuple[np.nda
     frame = _background(rng, w, h)
     owner = np.full((h, w), -1, np.int16)  # which thing each pixel shows: a clock hidden by what is drawn over it is not seen
     things = [("clock", None)] * int(rng.choice([0, 1, 1, 1, 1, 2, 2, 3])) + \
-             [("negative", NEGATIVES[rng.integers(len(NEGATIVES))]) for _ in range(int(rng.choice([0, 1, 1, 2, 2, 3, 4])))]
+             [("negative", NEGATIVES[rng.integers(len(NEGATIVES))]) for _ in range(int(rng.choice([0, 1, 1, 2, 2, 3, 4, 5])))]
     clocks = {}  # ident -> pixels of the whole dial
     for ident, i in enumerate(rng.permutation(len(things))):
         kind, what = things[i]
