@@ -149,8 +149,8 @@ def _negative(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
             img[..., :3] = np.clip(tex, 0, 255).astype(np.uint8)[..., None]
         else:
             cv2.circle(img, c, r, (grey, grey, grey - int(rng.integers(0, 30)), 255), -1, cv2.LINE_AA)
-        for _ in range(int(rng.integers(3, 25))):
-            d = int(rng.integers(1, max(3, r // 4)))
+        for _ in range(int(rng.integers(2, 16))):
+            d = int(rng.integers(1, max(3, r // int(rng.choice([6, 12, 24])))))
             g = int(np.clip(grey + rng.choice([-1, 1]) * rng.integers(20, 90), 0, 255))
             p = (int(c[0] + rng.uniform(-0.8, 0.8) * r), int(c[1] + rng.uniform(-0.8, 0.8) * r))
             cv2.circle(img, p, d, (g, g, g, 255), -1, cv2.LINE_AA)
