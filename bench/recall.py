@@ -29,6 +29,7 @@ from clockwork.settings import DETECT
 CONFIGS = {
     "full@every": {"views": ("full",), "sample_fps": None},  # what main did before views
     "default": {},
+    "full+tiles": {"views": ("full", "tiles")},  # the default scan without the zoomed-out view
     "full+zoomout@every": {"views": ("full", "zoomout"), "sample_fps": None},
     "all@every": {"views": ("full", "zoomout", "tiles"), "sample_fps": None},
     "all@5fps": {"views": ("full", "zoomout", "tiles"), "sample_fps": 5},

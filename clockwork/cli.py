@@ -126,7 +126,7 @@ def cmd_detect(args) -> int:
 
     mode = _mode(args)
     info = probe(args.video)  # bad input fails here, before the model loads
-    detector = Detector(args.cfg, args.weights, args.names, device=args.device)
+    detector = Detector(args.cfg, args.weights, args.names, device=args.device, head=args.head)
     progress = Progress(info.frames_total, Path(args.video).name)
     try:
         result = detect_video(args.video, labels=args.labels or None, min_score=args.min_score, **mode,
@@ -249,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cfg", help="darknet cfg of another model (default: embedded YOLOv3-tiny)")
     p.add_argument("--weights", help="darknet weights matching --cfg")
     p.add_argument("--names", help="class names file matching --cfg")
+    p.add_argument("--head", metavar="FILE", help="fine-tuned detection heads over the model "
+                   "(python -m clockwork.train_detector --export; docs/DETECTOR.md); it finds only the labels it was trained for")
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("annotate", help="draw the detections on a video (an .mp4) or on its frames (a folder of JPEGs)",

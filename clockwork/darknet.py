@@ -289,10 +289,11 @@ class Darknet(nn.Module):
         if offset != buf.size:
             raise ModelError(f"{path}: {buf.size - offset} weights left over after the last layer; the weights are for another cfg")
 
-    def load_head(self, path: str | Path) -> None:
+    def load_head(self, path: str | Path) -> tuple[str, ...]:
         """Overlay fine-tuned layers (``clockwork.train_detector --export``) on this model: the file holds the
-        state of every layer from ``train_from`` on; the layers before stay as loaded. Raises
-        :class:`ModelError` naming what does not fit."""
+        state of every layer from ``train_from`` on; the layers before stay as loaded. Returns the labels the
+        head was trained to find (files without the field are clock heads). Raises :class:`ModelError` naming
+        what does not fit."""
         path = Path(path)
         try:
             ck = torch.load(path, map_location="cpu", weights_only=True)
@@ -307,6 +308,7 @@ class Darknet(nn.Module):
             raise ModelError(f"{path}: its layers do not fit this model ({len(state)} tensors from layer {start}, "
                              f"the model has {len(own)}); it was trained for another cfg, or after the batch norms were folded")
         self.load_state_dict(state, strict=False)
+        return tuple(ck.get("labels", ("clock",)))
 
     def forward(self, x: torch.Tensor, raw: bool = False) -> torch.Tensor | list[torch.Tensor]:
         """Boxes ``[batch, boxes, 5 + classes]`` decoded as in the module's docstring; ``raw``: each YOLO

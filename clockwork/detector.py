@@ -99,8 +99,9 @@ class Detector:
         self.device = resolve_device(device)
         self.model = Darknet.from_files(cfg, weights)
         self.head_sha256 = None
+        self.head_labels: tuple[str, ...] | None = None  # what a fine-tuned head finds; its other classes are untrained
         if head is not None:  # fine-tuned layers over the base model (clockwork.train_detector)
-            self.model.load_head(head)
+            self.head_labels = self.model.load_head(head)
             self.head_sha256 = model_store.sha256_of(Path(head))
             self.name += "+" + Path(head).stem
         if fuse:
@@ -136,12 +137,16 @@ class Detector:
         return info
 
     def label_ids(self, labels: Iterable[str] | None) -> list[int] | None:
+        """Class ids of ``labels`` (None: every class; with a fine-tuned head, the head's labels)."""
         if labels is None:
-            return None
+            return None if self.head_labels is None else [self.labels.index(label) for label in self.head_labels]
         ids = []
         for label in labels:
             if label not in self.labels:
                 raise ValueError(unknown_label_message(label, self.labels))
+            if self.head_labels is not None and label not in self.head_labels:
+                raise ValueError(f"label {label!r}: this detector's fine-tuned head ({self.name}) finds only "
+                                 f"{', '.join(self.head_labels)}; run without the head (COCO's model) for {label!r}")
             ids.append(self.labels.index(label))
         return ids
 

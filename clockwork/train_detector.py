@@ -41,6 +41,7 @@ from clockwork import model_store, training
 from clockwork.boxes import LETTERBOX_FILL, cxcywh_to_xywh, iou_matrix, nms
 from clockwork.clockface import composite, draw_clock_face, random_style
 from clockwork.darknet import Darknet, YoloHead
+from clockwork.settings import CLOCK_LABEL
 from clockwork.train_reader import _warp
 
 INPUT = 416
@@ -458,7 +459,7 @@ def export(checkpoint: str, dest: Path) -> str:
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     base = next(f for f in model_store.DEFAULT_FILES if f.name.endswith(".weights"))
     return training.write_weights({"layers": {k: v.to(torch.float16) for k, v in ck["layers"].items()}, "train_from": ck["train_from"],
-                                   "step": ck["step"], "base_weights_sha256": base.sha256}, dest)
+                                   "step": ck["step"], "base_weights_sha256": base.sha256, "labels": [CLOCK_LABEL]}, dest)
 
 
 def main(argv=None) -> int:

@@ -60,7 +60,7 @@ def _pack_frames(packs) -> int:
 class DetectorDeployment:
     def __init__(self, args: dict | None = None):
         self.args = DetectorArgs(**(args or {}))
-        self.detector = Detector(device=self.args.device, half=self.args.half)
+        self.detector = Detector(device=self.args.device, half=self.args.half, head=self.args.head)
         self.device = str(self.detector.device)
         self.metrics = DetectorMetrics()
         self._tags = {"device": self.detector.device.type}

@@ -1,5 +1,6 @@
 """Fine-tuning the detector's heads: rendered scenes, YOLOv3's loss, a real CPU run, the head file laid over COCO."""
 
+import json
 import math
 
 import numpy as np
@@ -155,3 +156,36 @@ def test_boxes_scale_with_the_frame_and_the_sizes_cover_the_evaluation_scales():
     # small wall clocks (about 20 px at the network input) to extreme close-ups (the frame's height)
     assert (heights < 25).mean() > 0.05 and (heights > 200).mean() > 0.05
     assert math.isfinite(heights.mean())
+
+
+def _coco_heads_as_a_head_file(path):
+    """A valid head file whose layers are COCO's own (the plumbing is what is tested, not a training run)."""
+    from clockwork import training
+
+    training.write_weights({"layers": train_detector.head_state(base_model("cpu")), "train_from": TRAIN_FROM, "step": 0,
+                            "labels": ["clock"]}, path)
+    return path
+
+
+def test_a_head_finds_only_its_labels_and_says_so_for_others(tmp_path):
+    tuned = Detector(device="cpu", head=_coco_heads_as_a_head_file(tmp_path / "clock_head.pt"))
+    assert tuned.label_ids(None) == [CLOCK] and tuned.label_ids(["clock"]) == [CLOCK]
+    with pytest.raises(ValueError, match=r"label 'person': this detector's fine-tuned head .* finds only clock"):
+        tuned.label_ids(["clock", "person"])
+    assert Detector(device="cpu").label_ids(["person"]) == [0]  # COCO's model keeps every label
+
+
+def test_cli_detect_takes_a_head_and_refuses_a_bad_one_by_name(samples_dir, tmp_path, capsys):
+    from clockwork.cli import main
+
+    video = str(samples_dir / "clock_moving_360p25.mp4")
+    head = _coco_heads_as_a_head_file(tmp_path / "clock_head.pt")
+    capsys.readouterr()  # write_weights' line
+    assert main(["detect", video, "--sample-fps", "2", "--device", "cpu", "--views", "full", "--head", str(head), "--json", "-"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["model"]["head_sha256"] and doc["segments"]
+    (tmp_path / "junk.pt").write_bytes(b"not a head")
+    assert main(["detect", video, "--device", "cpu", "--head", str(tmp_path / "junk.pt")]) == 2
+    assert "cannot read detector head" in capsys.readouterr().err
+    assert main(["detect", video, "--device", "cpu", "--head", str(head), "--labels", "person"]) == 2
+    assert "finds only clock" in capsys.readouterr().err
