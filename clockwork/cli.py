@@ -249,8 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cfg", help="darknet cfg of another model (default: embedded YOLOv3-tiny)")
     p.add_argument("--weights", help="darknet weights matching --cfg")
     p.add_argument("--names", help="class names file matching --cfg")
-    p.add_argument("--head", metavar="FILE", help="fine-tuned detection heads over the model "
-                   "(python -m clockwork.train_detector --export; docs/DETECTOR.md); it finds only the labels it was trained for")
+    p.add_argument("--head", default=DETECT.head or "none", metavar="clock|none|FILE",
+                   help="fine-tuned detection heads over the model: clock (the embedded clock head), none (COCO's own) or a "
+                        "file from python -m clockwork.train_detector --export (docs/DETECTOR.md); a head finds only its labels "
+                        f"(default: {DETECT.head or 'none'})")
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("annotate", help="draw the detections on a video (an .mp4) or on its frames (a folder of JPEGs)",

@@ -23,6 +23,26 @@ from clockwork.views import plan_views
 # Boxes under this objectness x class probability never reach NMS, whatever the caller's threshold.
 CANDIDATE_FLOOR = 0.01
 
+# The fine-tuned clock head shipped in the package (python -m clockwork.train_detector; docs/DETECTOR.md, run gpu-3),
+# pinned like the reader's weights. ``head="clock"`` names it.
+CLOCK_HEAD = Path(__file__).with_name("models") / "clock_head.pt"
+CLOCK_HEAD_SHA256 = "32fd1823dc916c4556546191754afefe59c847b7fa2f18e7fd1ebe96fca1b684"
+_UNSAID = object()
+
+
+def head_path(head: str | Path | None) -> Path | None:
+    """``"clock"``: the embedded clock head, sha256-checked; ``None`` or ``"none"``: COCO's own heads; else a head file."""
+    if head is None or str(head) in ("", "none"):
+        return None
+    if str(head) != "clock":
+        return Path(head)
+    if not CLOCK_HEAD.is_file():
+        raise ModelError(f"the embedded clock head {CLOCK_HEAD} is missing; reinstall clockwork, or pass head none")
+    digest = model_store.sha256_of(CLOCK_HEAD)
+    if digest != CLOCK_HEAD_SHA256:
+        raise ModelError(f"{CLOCK_HEAD}: sha256 {digest} is not the pinned {CLOCK_HEAD_SHA256}")
+    return CLOCK_HEAD
+
 
 Thresholds = float | Mapping[str, float]
 
@@ -70,8 +90,10 @@ class Detector:
     ``Detector()`` loads the embedded default (YOLOv3-tiny, COCO). Pass ``cfg``/``weights``/``names``
     to load another darknet model (full YOLOv3, YOLOv4-tiny) from the user's paths. ``half``: fp16 on CUDA
     (``DETECT.half``). ``fuse``: batch norms folded into the convolutions (the same outputs, fewer kernels;
-    False only to measure the difference, bench/profile.py ``--unfused``). ``head``: a file of fine-tuned
-    layers laid over the model (``python -m clockwork.train_detector --export``).
+    False only to measure the difference, bench/profile.py ``--unfused``). ``head``: fine-tuned layers laid
+    over the model (``head_path``: "clock", the embedded clock head; None, COCO's own; or a file that
+    ``python -m clockwork.train_detector --export`` wrote); ``DETECT.head`` for the embedded model, None
+    for another model given by ``cfg``/``weights``.
     """
 
     def __init__(
@@ -86,7 +108,7 @@ class Detector:
         iou_threshold: float = DETECT.iou_threshold,
         micro_batch: int | None = None,
         fuse: bool = True,
-        head: str | Path | None = None,
+        head: str | Path | None | object = _UNSAID,
     ):
         if (cfg is None) != (weights is None):
             raise ModelError("pass both cfg and weights, or neither for the embedded default model")
@@ -98,6 +120,9 @@ class Detector:
             self.name = Path(cfg).stem
         self.device = resolve_device(device)
         self.model = Darknet.from_files(cfg, weights)
+        if head is _UNSAID:
+            head = DETECT.head if self.name == model_store.DEFAULT_MODEL_NAME else None
+        head = head_path(head)
         self.head_sha256 = None
         self.head_labels: tuple[str, ...] | None = None  # what a fine-tuned head finds; its other classes are untrained
         if head is not None:  # fine-tuned layers over the base model (clockwork.train_detector)

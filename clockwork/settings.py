@@ -30,6 +30,9 @@ class DetectDefaults:
     """What a detection run does when the caller says nothing."""
 
     labels: tuple[str, ...] = (CLOCK_LABEL,)
+    # Detection heads over COCO's YOLOv3-tiny (clockwork.detector.head_path): None keeps COCO's own (every COCO
+    # label); "clock" is the embedded fine-tuned clock head (docs/DETECTOR.md), which finds clocks only.
+    head: str | None = None
     min_score: float = 0.5
     # Frames a second that are detected (None: every frame). 5 pays for the six views of each frame:
     # 30 model inputs per second of 30 fps video, what one view of every frame cost (docs/BENCHMARKS.md).

@@ -81,7 +81,8 @@ class DetectorArgs(BaseModel):
     half: bool = Field(DETECT.half, description="fp16 on CUDA; ignored on the CPU")
     nvdec: bool = Field(DETECT.nvdec, description="decode with NVDEC where the file allows; the CPU otherwise")
     memory_fraction: float | None = Field(None, gt=0, le=1, description="cap on this replica's PyTorch GPU memory")
-    head: str | None = Field(None, description="a fine-tuned head file over COCO's model (docs/DETECTOR.md); it finds only its labels")
+    head: str | None = Field(DETECT.head, description="fine-tuned heads over COCO's model: clock (embedded), none, or a head file "
+                             "(docs/DETECTOR.md); a head finds only its labels")
 
 
 class BuilderArgs(AppArgs):

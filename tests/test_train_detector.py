@@ -189,3 +189,16 @@ def test_cli_detect_takes_a_head_and_refuses_a_bad_one_by_name(samples_dir, tmp_
     assert "cannot read detector head" in capsys.readouterr().err
     assert main(["detect", video, "--device", "cpu", "--head", str(head), "--labels", "person"]) == 2
     assert "finds only clock" in capsys.readouterr().err
+
+
+def test_the_embedded_clock_head_is_pinned_and_named_clock(tmp_path, monkeypatch):
+    from clockwork import detector as detector_module
+
+    tuned = Detector(device="cpu", head="clock")
+    assert tuned.model_info["head_sha256"] == detector_module.CLOCK_HEAD_SHA256 and tuned.label_ids(None) == [CLOCK]
+    assert Detector(device="cpu", head="none").head_labels is None
+    altered = tmp_path / "clock_head.pt"
+    altered.write_bytes(detector_module.CLOCK_HEAD.read_bytes() + b"\\0")
+    monkeypatch.setattr(detector_module, "CLOCK_HEAD", altered)
+    with pytest.raises(ModelError, match="is not the pinned"):
+        Detector(device="cpu", head="clock")
