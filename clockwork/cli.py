@@ -90,7 +90,8 @@ def _mode(args) -> dict:
         scan, fps = resolve_mode(args.scan, args.sample_fps)
     except ValueError as exc:
         raise ValueError(f"--scan with --sample-fps: {exc}") from None
-    return {"scan": scan, "sample_fps": fps}
+    # a scan chooses its frames: detect_video takes no sample_fps with it (None there means every frame)
+    return {"scan": True} if scan else {"scan": False, "sample_fps": fps}
 
 
 def _mode_arguments(p: argparse.ArgumentParser) -> None:

@@ -16,6 +16,13 @@ def test_detect_prints_segments_as_hms(samples_dir, capsys):
     assert "2 segment(s)" in out and "00:00:05.000 -> 00:00:07." in out
 
 
+def test_detect_with_no_mode_flag_scans(samples_dir, capsys):
+    """The plainest command: no --scan, no --sample-fps (it once failed: the scan was handed sample_fps=None)."""
+    assert main(["detect", str(samples_dir / "clock_moving_360p25.mp4"), "--device", "cpu", "--views", "full", "--json", "-"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["scan"] and doc["segments"], doc.get("scan")
+
+
 def test_detect_json_to_stdout(samples_dir, capsys):
     assert main(["detect", str(samples_dir / "distractor_life_25.mp4"), "--json", "-", "--sample-fps", "2", "--device", "cpu",
                  "--views", "full"]) == 0
