@@ -161,6 +161,11 @@ class Detector:
             info["head_sha256"] = self.head_sha256
         return info
 
+    @property
+    def findable_labels(self) -> list[str]:
+        """The labels this detector finds: a fine-tuned head's, else every class of the model."""
+        return list(self.head_labels or self.labels)
+
     def label_ids(self, labels: Iterable[str] | None) -> list[int] | None:
         """Class ids of ``labels`` (None: every class; with a fine-tuned head, the head's labels)."""
         if labels is None:

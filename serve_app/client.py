@@ -68,7 +68,7 @@ class LocalDetectorClient:
         self._lock = threading.Lock()
 
     async def labels(self) -> list[str]:
-        return list(self.detector.labels)
+        return self.detector.findable_labels
 
     async def ping(self) -> None:
         return None

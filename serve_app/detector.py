@@ -115,7 +115,7 @@ class DetectorDeployment:
     def info(self) -> dict:
         import ray
 
-        return {"device": self.device, "model": self.detector.model_info, "labels": self.detector.labels,
+        return {"device": self.device, "model": self.detector.model_info, "labels": self.detector.findable_labels,
                 "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "node_id": ray.get_runtime_context().get_node_id()}
 
     @serve.batch(max_batch_size=SERVE_BATCH.max_batch_frames, batch_wait_timeout_s=SERVE_BATCH.batch_wait_timeout_s,

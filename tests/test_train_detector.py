@@ -202,3 +202,12 @@ def test_the_embedded_clock_head_is_pinned_and_named_clock(tmp_path, monkeypatch
     monkeypatch.setattr(detector_module, "CLOCK_HEAD", altered)
     with pytest.raises(ModelError, match="is not the pinned"):
         Detector(device="cpu", head="clock")
+
+
+def test_the_api_refuses_a_label_the_head_does_not_find(make_client, tmp_path):
+    from serve_app.client import LocalDetectorClient
+
+    tuned = Detector(device="cpu", head=_coco_heads_as_a_head_file(tmp_path / "clock_head.pt"))
+    client = make_client(detector_client=LocalDetectorClient(tuned))
+    r = client.post("/video-inference", json={"filename": "clock_moving_360p25.mp4", "labels": ["person"]})
+    assert r.status_code == 400 and "Unknown label 'person'" in r.text and "clock" in r.text, r.text
