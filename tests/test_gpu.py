@@ -105,21 +105,33 @@ def evalset(tmp_path_factory):
     return out, write_evalset(out, per_scale=3, distractors_per_scale=1)
 
 
-def test_cpu_and_gpu_agree_on_the_evaluation_set(evalset, detector, gpu_detector):
-    """Every view, on both paths, at the default settings: the same clips found, the same false segments."""
+def _agree_on_the_evaluation_set(evalset, cpu_detector, gpu_detector, **settings):
     from clockwork.evalset import score_clip
     from clockwork.pipeline import detect_video
 
     data, items = evalset
     same, lines = 0, []
     for item in items:
-        cpu = score_clip(item, detect_video(data / item.name, detector=detector))
-        gpu = score_clip(item, detect_video(data / item.name, detector=gpu_detector))
+        cpu = score_clip(item, detect_video(data / item.name, detector=cpu_detector, **settings))
+        gpu = score_clip(item, detect_video(data / item.name, detector=gpu_detector, **settings))
         key = "false_segments" if item.kind == "distractor" else "found"
         same += cpu[key] == gpu[key]
         lines.append(f"{item.name}: cpu {cpu} gpu {gpu}")
     print("\n".join(lines))
     assert same >= 0.95 * len(items), "\n".join(lines)
+
+
+def test_cpu_and_gpu_agree_on_the_evaluation_set(evalset, detector, gpu_detector):
+    """Every view, on both paths, at the default settings: the same clips found, the same false segments."""
+    _agree_on_the_evaluation_set(evalset, detector, gpu_detector)
+
+
+def test_cpu_and_gpu_agree_on_the_evaluation_set_with_the_clock_head(evalset):
+    """The embedded clock head at the settings docs/DETECTOR.md chose for it."""
+    from clockwork.detector import Detector
+
+    _agree_on_the_evaluation_set(evalset, Detector(device="cpu", head="clock"), Detector(device="cuda", half=True, head="clock"),
+                                 views=("full", "tiles"), min_score=0.7)
 
 
 def test_fallback_reasons(samples_dir, gpu_detector):
