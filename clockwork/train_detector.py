@@ -14,7 +14,7 @@ placed in the grey square the way the detector's views place one (the full view,
 view at half size); on it a background, half the time a photograph that the evaluation set never uses
 (``PHOTOS``), else procedural (gradients, shapes, lines, text, noise), with 0-3 clocks in the "train" style
 family of ``clockwork.clockface`` at 5% to 150% of the frame height (an extreme close-up is cropped by the
-frame), warped in perspective and turned, and 0-4 round things that are not clocks (plates, wheels, fans,
+frame), warped in perspective and turned, and 0-5 round things that are not clocks (plates, wheels, fans,
 moons, signs, balls, buttons, round windows on another scene, targets, gears, discs and embossed coins cut
 from the same photographs); then lighting, blur or motion blur, JPEG and grain. Targets are the visible
 part of each clock, class "clock" (COCO's 74).
