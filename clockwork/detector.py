@@ -30,18 +30,16 @@ CLOCK_HEAD_SHA256 = "32fd1823dc916c4556546191754afefe59c847b7fa2f18e7fd1ebe96fca
 _UNSAID = object()
 
 
-def head_path(head: str | Path | None) -> Path | None:
-    """``"clock"``: the embedded clock head, sha256-checked; ``None`` or ``"none"``: COCO's own heads; else a head file."""
+def resolve_head(head: str | Path | None) -> tuple[Path, str | None] | None:
+    """``"clock"``: the embedded clock head and its checked sha256; ``None`` or ``"none"``: no head (COCO's own);
+    else a head file (its sha256 is taken once it has loaded)."""
     if head is None or str(head) in ("", "none"):
         return None
     if str(head) != "clock":
-        return Path(head)
+        return Path(head), None
     if not CLOCK_HEAD.is_file():
         raise ModelError(f"the embedded clock head {CLOCK_HEAD} is missing; reinstall clockwork, or pass head none")
-    digest = model_store.sha256_of(CLOCK_HEAD)
-    if digest != CLOCK_HEAD_SHA256:
-        raise ModelError(f"{CLOCK_HEAD}: sha256 {digest} is not the pinned {CLOCK_HEAD_SHA256}")
-    return CLOCK_HEAD
+    return CLOCK_HEAD, model_store.pinned_sha256(CLOCK_HEAD, CLOCK_HEAD_SHA256)
 
 
 Thresholds = float | Mapping[str, float]
@@ -91,7 +89,7 @@ class Detector:
     to load another darknet model (full YOLOv3, YOLOv4-tiny) from the user's paths. ``half``: fp16 on CUDA
     (``DETECT.half``). ``fuse``: batch norms folded into the convolutions (the same outputs, fewer kernels;
     False only to measure the difference, bench/profile.py ``--unfused``). ``head``: fine-tuned layers laid
-    over the model (``head_path``: "clock", the embedded clock head; None, COCO's own; or a file that
+    over the model (``resolve_head``: "clock", the embedded clock head; None, COCO's own; or a file that
     ``python -m clockwork.train_detector --export`` wrote); ``DETECT.head`` for the embedded model, None
     for another model given by ``cfg``/``weights``.
     """
@@ -116,19 +114,20 @@ class Detector:
             paths = model_store.default_model_paths()
             cfg, weights, names = paths.cfg, paths.weights, names or paths.names
             self.name = model_store.DEFAULT_MODEL_NAME
+            head = DETECT.head if head is _UNSAID else head
         else:
             self.name = Path(cfg).stem
+            head = None if head is _UNSAID else head
         self.device = resolve_device(device)
         self.model = Darknet.from_files(cfg, weights)
-        if head is _UNSAID:
-            head = DETECT.head if self.name == model_store.DEFAULT_MODEL_NAME else None
-        head = head_path(head)
+        resolved = resolve_head(head)
         self.head_sha256 = None
         self.head_labels: tuple[str, ...] | None = None  # what a fine-tuned head finds; its other classes are untrained
-        if head is not None:  # fine-tuned layers over the base model (clockwork.train_detector)
-            self.head_labels = self.model.load_head(head)
-            self.head_sha256 = model_store.sha256_of(Path(head))
-            self.name += "+" + Path(head).stem
+        if resolved is not None:  # fine-tuned layers over the base model (clockwork.train_detector)
+            path, digest = resolved
+            self.head_labels = self.model.load_head(path)
+            self.head_sha256 = digest or model_store.sha256_of(path)
+            self.name += "+" + path.stem
         if fuse:
             self.model.fuse()
         self.input_size = int(input_size or self.model.width)

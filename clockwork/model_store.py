@@ -57,6 +57,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def pinned_sha256(path: Path, pinned: str) -> str:
+    """The sha256 of a file that ships pinned (the reader's weights, the clock head); :class:`ModelError` if it
+    is not the pinned one."""
+    digest = sha256_of(path)
+    if digest != pinned:
+        raise ModelError(f"{path}: sha256 {digest} is not the pinned {pinned}")
+    return digest
+
+
 def default_model_paths(model_dir: Path | None = None) -> ModelPaths:
     """Paths of the embedded default model; raises :class:`ModelError` if setup has not run."""
     root = Path(model_dir) if model_dir else settings.model_dir()

@@ -25,7 +25,7 @@ from torch import nn
 
 from clockwork.clocktime import ClockTime
 from clockwork.errors import ModelError
-from clockwork.model_store import sha256_of
+from clockwork.model_store import pinned_sha256, sha256_of
 from clockwork.settings import DETECT
 
 INPUT = 96
@@ -119,8 +119,7 @@ class ClockReader:
         path = Path(weights) if weights else WEIGHTS
         if not path.is_file():
             raise ModelError(f"clock reader weights not found: {path} (train them with python -m clockwork.train_reader)")
-        if weights is None and sha256_of(path) != WEIGHTS_SHA256:
-            raise ModelError(f"{path}: sha256 {sha256_of(path)} is not the pinned {WEIGHTS_SHA256}")
+        self.sha256 = pinned_sha256(path, WEIGHTS_SHA256) if weights is None else sha256_of(path)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             self.net = ReaderNet()
@@ -129,7 +128,6 @@ class ClockReader:
             raise ModelError(f"{path}: not clock reader weights ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
         self.device = torch.device(device)
         self.net.to(self.device).eval()
-        self.sha256 = sha256_of(path)
 
     @property
     def info(self) -> dict:

@@ -30,7 +30,7 @@ class DetectDefaults:
     """What a detection run does when the caller says nothing."""
 
     labels: tuple[str, ...] = (CLOCK_LABEL,)
-    # Detection heads over COCO's YOLOv3-tiny (clockwork.detector.head_path): None keeps COCO's own (every COCO
+    # Detection heads over COCO's YOLOv3-tiny (clockwork.detector.resolve_head): None keeps COCO's own (every COCO
     # label); "clock" is the embedded fine-tuned clock head (docs/DETECTOR.md), which finds clocks only.
     head: str | None = None
     min_score: float = 0.5

@@ -52,7 +52,7 @@ NEGATIVES = ("plate", "wheel", "wheel", "fan", "moon", "moon", "sign", "ball", "
 # scikit-image's photographs that the evaluation set (clockwork.evalset) never shows: textures for backgrounds and
 # for round things that are not clocks ("photo": a disc cut from one; "relief": an embossed one, a coin or a medal).
 PHOTOS = ("hubble_deep_field", "retina", "stereo_motorcycle", "cell", "horse", "page", "text", "shepp_logan_phantom", "microaneurysms")
-_photo_cache: dict[str, np.ndarray] = {}
+_photo_cache: dict[str, tuple[np.ndarray, bool]] = {}  # name -> (RGB uint8, whether the photograph is grey)
 
 
 # -- rendering ------------------------------------------------------------------------------------
@@ -71,8 +71,9 @@ def _photo(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
         img = img[0] if isinstance(img, tuple) else img  # stereo_motorcycle: (left, right, disparity)
         img = img.astype(np.float32)
         img = (img - img.min()) / max(float(np.ptp(img)), 1e-6) * 255  # horse and the phantom are 0/1 or floats
-        _photo_cache[name] = np.ascontiguousarray(np.dstack([img] * 3) if img.ndim == 2 else img[..., :3]).astype(np.uint8)
-    img = _photo_cache[name]
+        grey = img.ndim == 2
+        _photo_cache[name] = (np.ascontiguousarray(np.dstack([img] * 3) if grey else img[..., :3]).astype(np.uint8), grey)
+    img, grey = _photo_cache[name]
     ih, iw = img.shape[:2]
     zoom = max(w / iw, h / ih) * math.exp(rng.uniform(0, math.log(4)))
     cw, ch = min(iw, max(2, int(w / zoom))), min(ih, max(2, int(h / zoom)))
@@ -80,7 +81,7 @@ def _photo(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     out = cv2.resize(img[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.5:
         out = out[:, ::-1]
-    if name in ("cell", "horse", "page", "text", "shepp_logan_phantom", "microaneurysms") or rng.random() < 0.2:
+    if grey or rng.random() < 0.2:
         out = (out.astype(np.float32) * rng.uniform(0.4, 1.2, size=3)).clip(0, 255).astype(np.uint8)
     return np.ascontiguousarray(out)
 

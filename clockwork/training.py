@@ -4,13 +4,14 @@ learning-rate schedule and the export of small weights."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from clockwork import model_store
 
 
 def parser(prog: str, doc: str, *, out: str, total_steps: int, batch: int, lr: float, eval_n: int) -> argparse.ArgumentParser:
@@ -44,7 +45,7 @@ def write_weights(payload: dict, dest: Path) -> str:
     """Save ``payload`` (which names its ``step``) to ``dest``; print and return the file's sha256 (to pin)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, dest)
-    digest = hashlib.sha256(dest.read_bytes()).hexdigest()
+    digest = model_store.sha256_of(dest)
     print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB), step {payload['step']}, sha256 {digest}")
     return digest
 
