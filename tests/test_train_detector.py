@@ -211,3 +211,13 @@ def test_the_api_refuses_a_label_the_head_does_not_find(make_client, tmp_path):
     client = make_client(detector_client=LocalDetectorClient(tuned))
     r = client.post("/video-inference", json={"filename": "clock_moving_360p25.mp4", "labels": ["person"]})
     assert r.status_code == 400 and "Unknown label 'person'" in r.text and "clock" in r.text, r.text
+
+
+def test_bench_recall_refuses_head_thresholds_without_a_head(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "bench.recall", "--data", str(tmp_path / "evalset"), "--head-min-scores", "0.7"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "--head-min-scores needs --head" in proc.stderr, proc.stderr
+    assert not (tmp_path / "evalset").exists()  # refused before anything is rendered
