@@ -91,7 +91,8 @@ def _mode(args) -> dict:
     except ValueError as exc:
         raise ValueError(f"--scan with --sample-fps: {exc}") from None
     # a scan chooses its frames: detect_video takes no sample_fps with it (None there means every frame)
-    return {"scan": True} if scan else {"scan": False, "sample_fps": fps}
+    mode = {"scan": True} if scan else {"scan": False, "sample_fps": fps}
+    return {**mode, "multiscale_fps": args.multiscale_fps or None}
 
 
 def _mode_arguments(p: argparse.ArgumentParser) -> None:
@@ -100,6 +101,9 @@ def _mode_arguments(p: argparse.ArgumentParser) -> None:
                         f"disappears (default: on, unless --sample-fps is given)")
     p.add_argument("--sample-fps", type=_rate, default=None,
                    help=f"without a scan: detect N frames a second; 0: every frame (default: {DETECT.sample_fps or 0:g} with --no-scan)")
+    p.add_argument("--multiscale-fps", type=_rate, default=DETECT.multiscale_fps,
+                   help="where every frame is examined (every frame, a scan's refined windows), the views after the first run on "
+                        f"N frames a second; 0: on every frame (default: {DETECT.multiscale_fps or 0:g})")
 
 
 def _score(text: str) -> float:

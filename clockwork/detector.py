@@ -182,26 +182,33 @@ class Detector:
     # -- one batch of frames -> detections ---------------------------------------------------------
 
     def detect_batch(self, batch: FrameBatch, *, min_score: Thresholds = DETECT.min_score,
-                     labels: Iterable[str] | None = DETECT.labels, views: Sequence[str] = DETECT.views) -> list[FrameDetections]:
+                     labels: Iterable[str] | None = DETECT.labels, views: Sequence[str] = DETECT.views,
+                     stride: int = 1) -> list[FrameDetections]:
         """The detections of every frame in ``batch`` (frames without any included), CPU or GPU frames alike,
-        with every view of ``views`` merged."""
-        prepared = self.prepare(batch, views)
+        with every view of ``views`` merged (the views after the first on every ``stride``-th frame:
+        ``clockwork.views.view_stride``)."""
+        prepared = self.prepare(batch, views, stride)
         found = self.postprocess(self.infer(self.model_input(prepared)), prepared, min_score=min_score, labels=labels)
         return [FrameDetections(i, t, d) for i, t, d in zip(batch.indexes, batch.timestamps, found, strict=True)]
 
-    def prepare(self, batch: FrameBatch, views: Sequence[str] = DETECT.views) -> Prepared:
+    def prepare(self, batch: FrameBatch, views: Sequence[str] = DETECT.views, stride: int = 1) -> Prepared:
         """One row per view of each frame, letterboxed where the frames are: on the GPU for NVDEC frames,
-        on the host for CPU frames."""
+        on the host for CPU frames. The first view sees every frame; the others only the frames whose number is
+        a multiple of ``stride`` (1: every frame)."""
         n, h, w = len(batch), batch.data.shape[1], batch.data.shape[2]
         plan = plan_views(views, w, h)
-        metas = [view_letterbox(v.x0, v.y0, v.w, v.h, self.input_size, v.zoom, frame_w=w, frame_h=h) for v in plan]
-        frame_of = [i for _ in plan for i in range(n)]
-        rows = [m for m in metas for _ in range(n)]
+        every = list(range(n))
+        some = every if stride <= 1 else [i for i, index in enumerate(batch.indexes) if index % stride == 0]
+        parts = [(v, view_letterbox(v.x0, v.y0, v.w, v.h, self.input_size, v.zoom, frame_w=w, frame_h=h),
+                  every if v.name == plan[0].name else some) for v in plan]
+        parts = [(v, m, sel) for v, m, sel in parts if sel]
+        frame_of = [i for _, _, sel in parts for i in sel]
+        rows = [m for _, m, sel in parts for _ in sel]
         if batch.on_gpu:
-            images = torch.cat([self._letterbox_gpu_view(batch.data, m, area=v.zoom < 1) for v, m in zip(plan, metas, strict=True)])
+            images = torch.cat([self._letterbox_gpu_view(batch.data if len(sel) == n else batch.data[sel], m, area=v.zoom < 1)
+                                for v, m, sel in parts])
         else:
-            images = np.stack([letterbox_region(image, m, self.input_size, area=v.zoom < 1)
-                               for v, m in zip(plan, metas, strict=True) for image in batch.data])
+            images = np.stack([letterbox_region(batch.data[i], m, self.input_size, area=v.zoom < 1) for v, m, sel in parts for i in sel])
         return Prepared(images, rows, frame_of, n)
 
     def model_input(self, prepared: Prepared) -> torch.Tensor:

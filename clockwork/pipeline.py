@@ -20,7 +20,7 @@ from clockwork.result import Detection, FrameDetections, VideoResult
 from clockwork.scan import coarse_fps, refine_windows, resolve_mode, scan_record
 from clockwork.segments import Hit, Segment, SegmentRules, build_segments, segment_fps
 from clockwork.settings import CLOCK_LABEL, DETECT
-from clockwork.views import parse_views
+from clockwork.views import parse_views, view_stride
 
 if TYPE_CHECKING:
     from clockwork.detector import Detector, Thresholds
@@ -48,7 +48,8 @@ class ResultBuilder:
     """
 
     def __init__(self, info: VideoInfo, *, model: dict, labels: Sequence[str] | None, min_score: Thresholds,
-                 sample_fps: float | None, rules: SegmentRules = SegmentRules(), views: Sequence[str] = DETECT.views):
+                 sample_fps: float | None, rules: SegmentRules = SegmentRules(), views: Sequence[str] = DETECT.views,
+                 multiscale_fps: float | None = DETECT.multiscale_fps):
         self.info = info
         self.model = model
         self.labels = list(labels) if labels is not None else None
@@ -56,6 +57,7 @@ class ResultBuilder:
         self.sample_fps = sample_fps
         self.rules = rules
         self.views = list(views)
+        self.multiscale_fps = multiscale_fps or None
         self.frames: list[FrameDetections] = []
         self.weak: list[Hit] = []
         self.processed = 0
@@ -113,7 +115,7 @@ class ResultBuilder:
             video_file=Path(info.path).name, fps=info.fps, width=info.width, height=info.height,
             duration_s=info.duration_s, frames_total=frames_total, frames_processed=self.processed,
             model=self.model, labels=self.labels, min_score=self.min_score, sample_fps=self.sample_fps, views=self.views,
-            frame_data=frames, segments=segments,
+            multiscale_fps=self.multiscale_fps if len(self.views) > 1 and not self.sample_fps else None, frame_data=frames, segments=segments,
             scan=scan_record(*self._scan, self.processed - self._scan[2]) if self._scan else None,
         )
 
@@ -246,6 +248,7 @@ def detect_video(
     clock_reader: ClockReader | None = None,
     progress: ProgressFn | None = None,
     scan: bool | None = None,
+    multiscale_fps: float | None = DETECT.multiscale_fps,
 ) -> VideoResult:
     """Find ``labels`` (all classes when None) in every frame of ``path`` (or ``sample_fps`` frames a second).
 
@@ -256,7 +259,8 @@ def detect_video(
 
     By default it scans (``clockwork.scan``): a few frames a second, and every frame around the places where a
     label appears or disappears. Naming ``sample_fps`` (None: every frame) detects at that rate instead;
-    ``scan=False`` alone detects at ``DETECT.sample_fps``."""
+    ``scan=False`` alone detects at ``DETECT.sample_fps``. Where every frame is examined, the views after the
+    first run on ``multiscale_fps`` frames a second (``clockwork.views.view_stride``; None: every frame)."""
     from clockwork.detector import Detector
     from clockwork.frames import FrameReader
 
@@ -268,9 +272,12 @@ def detect_video(
     read_grid = SampleGrid(DETECT.read_fps) if read_time else None
     detector.label_ids(labels)  # reject bad arguments before decoding anything
     views = parse_views(views)
+    view_stride(None, None, multiscale_fps)  # a bad rate is refused before decoding too
+
     def run(reader: FrameReader, builder: ResultBuilder, grid: SampleGrid | None, done: int, total: int) -> int:
+        stride = view_stride(reader.info.fps, reader.sample_fps, multiscale_fps)
         for batch in prefetch(reader):
-            found = detector.detect_batch(batch, min_score=builder.detect_threshold, labels=labels, views=views)
+            found = detector.detect_batch(batch, min_score=builder.detect_threshold, labels=labels, views=views, stride=stride)
             if grid is not None:
                 found = read_clocks(clock_reader, batch, found, grid, min_score=builder.min_score)
             builder.add(found)
@@ -289,7 +296,7 @@ def detect_video(
     with FrameReader(path, device=detector.device, sample_fps=coarse or sample_fps, batch_size=batch_size, info=info) as reader:
         info = reader.info
         builder = ResultBuilder(info, model=detector.model_info, labels=labels, min_score=min_score,
-                                sample_fps=sample_fps, rules=rules, views=views)
+                                sample_fps=sample_fps, rules=rules, views=views, multiscale_fps=multiscale_fps)
         total = int(info.duration_s * coarse) + 1 if coarse else info.frames_total
         done = run(reader, builder, read_grid, 0, total)
         decoded = reader.frames_decoded

@@ -96,6 +96,8 @@ class VideoResult:
     frame_data: list[FrameDetections] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
     views: list[str] = field(default_factory=lambda: ["full"])  # which views of each frame the model saw
+    # where every frame was examined, the views after the first ran on about this many frames a second (None: every frame)
+    multiscale_fps: float | None = None
     scan: dict | None = None  # coarse-to-fine scan (clockwork.scan): the coarse rate and the windows seen at every frame
 
     @property
@@ -141,7 +143,7 @@ class VideoResult:
             min_score=d.get("min_score"), sample_fps=d.get("sample_fps"),
             frame_data=[FrameDetections.from_json(f) for f in d.get("frame_data", [])],
             segments=[Segment.from_json(s) for s in d.get("segments", [])],
-            views=list(d.get("views", ["full"])), scan=d.get("scan"),
+            views=list(d.get("views", ["full"])), multiscale_fps=d.get("multiscale_fps"), scan=d.get("scan"),
         )
 
     def to_json(self) -> dict:
@@ -161,6 +163,7 @@ class VideoResult:
             "min_score": self.min_score,
             "sample_fps": self.sample_fps,
             "views": list(self.views),
+            "multiscale_fps": self.multiscale_fps,
             "scan": self.scan,
             "segments": [s.to_json() for s in self.segments],
             "frame_data": [f.to_json() for f in self.frame_data],

@@ -47,6 +47,12 @@ class DetectDefaults:
     # Which views of each frame the model sees (clockwork.views) and, in the merge, the share of a box
     # inside a higher-scoring box of its class above which it is dropped.
     views: tuple[str, ...] = ("full", "zoomout", "tiles")
+    # Where every frame is examined (every-frame mode, a scan's refined windows), the views after the first run on
+    # at most this many frames a second (clockwork.views.view_stride; None: on every frame). The first view
+    # (full) still sees every frame; a clock that only the zoomed-out view or the tiles find is then placed
+    # to within 1/multiscale_fps s, and the model sees 2 inputs a frame at 25 fps instead of 6
+    # (docs/BENCHMARKS.md, issue 13). Sampled mode and a scan's coarse pass show every view of each frame.
+    multiscale_fps: float | None = 5.0
     # Hysteresis: a segment goes on through frames whose best score is at least hold_ratio x min_score.
     hold_ratio: float = 0.6
     # Reading the time (read_time=True): dials read per second of a segment, and the readable score kept.

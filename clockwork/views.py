@@ -12,14 +12,21 @@ the same class is dropped):
 - ``tiles``: a 2 x 2 grid of overlapping crops (each ``TILE_FRACTION`` of the frame's width and height),
   each letterboxed to the full input, so a small clock is seen about 1.7x larger.
 
+Every view sees every examined frame, except where every frame is examined (every-frame mode, a scan's
+refined windows): there the views after the first run on every ``view_stride``-th frame only
+(``DETECT.multiscale_fps`` a second), which is what makes every-frame detection affordable.
+
 A view is a region of the source frame plus a zoom; ``clockwork.boxes.view_letterbox`` turns it into
 the letterbox that maps boxes back.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from clockwork.settings import DETECT
 
 VIEW_NAMES = ("full", "zoomout", "tiles")
 ZOOM_OUT = 0.5
@@ -63,3 +70,14 @@ def plan_views(names: Iterable[str], width: int, height: int) -> list[View]:
                 for x0 in (0, width - tw):
                     out.append(View("tiles", x0, y0, tw, th))
     return out
+
+
+def view_stride(fps: float | None, sample_fps: float | None, multiscale_fps: float | None = DETECT.multiscale_fps) -> int:
+    """Every how many decoded frames the views after the first run: frames whose number is a multiple of the
+    stride get every view. 1 (every examined frame) in sampled mode (``sample_fps`` set) or when
+    ``multiscale_fps`` is None or 0; else ``fps / multiscale_fps`` rounded, so about ``multiscale_fps`` a second."""
+    if multiscale_fps is not None and not (multiscale_fps >= 0 and math.isfinite(multiscale_fps)):
+        raise ValueError(f"Invalid multiscale_fps ({multiscale_fps!r}). Supported values are None or 0 (every frame) and positive rates.")
+    if sample_fps or not multiscale_fps or not fps or fps <= 0:
+        return 1
+    return max(1, int(round(float(fps) / float(multiscale_fps))))

@@ -1,6 +1,7 @@
 """The HTTP contract, on Starlette, with no Ray inside: ``build_app(Api(args, detector)) -> Starlette``.
 
-    POST /video-inference   {"filename", "postback_url"?, "labels"?, "min_score"?, "scan"?, "sample_fps"?, "views"?, "read_time"?} -> 202
+    POST /video-inference   {"filename", "postback_url"?, "labels"?, "min_score"?, "scan"?, "sample_fps"?, "views"?, "multiscale_fps"?,
+                             "read_time"?} -> 202
     GET  /jobs              the jobs, newest first: ?status=&limit=&offset=
     GET  /jobs/{id}         status, progress, timings, error, postback state and history
     DELETE /jobs/{id}       cancel a queued or running job
@@ -76,6 +77,8 @@ class InferenceRequest(BaseModel):
     sample_fps: StrictFloat | StrictInt | None = Field(None, ge=0, le=1000, description="sampled mode: frames a second; 0: every frame")
     scan: StrictBool | None = Field(None, description="coarse-to-fine scan (default: on unless sample_fps is given)")
     views: list[StrictStr] | None = Field(None, min_length=1, max_length=3)
+    multiscale_fps: StrictFloat | StrictInt | None = Field(None, ge=0, le=1000, description="where every frame is examined, the "
+                                                           "views after the first run this many frames a second; 0: every frame")
     read_time: StrictBool = False
 
 
@@ -137,7 +140,8 @@ class Api:
         req = self._validate(await self._json_object(request))
         scan, sample_fps = self._mode(req)
         params = {"labels": await self._labels_of(req), "min_score": self._min_score(req), "sample_fps": sample_fps,
-                  "views": self._views(req), "read_time": req.read_time, **({"scan": True} if scan else {})}
+                  "views": self._views(req), "multiscale_fps": self._multiscale_fps(req), "read_time": req.read_time,
+                  **({"scan": True} if scan else {})}
         path = self._path_of(req.filename)
         if req.postback_url is not None:
             await self._check_postback(req.postback_url)
@@ -268,6 +272,12 @@ class Api:
             return resolve_mode(req.scan, req.sample_fps, default_scan=self.args.scan, default_sample_fps=self.args.sample_fps)
         except ValueError as exc:
             raise ApiError(400, f"invalid request: {exc}") from None
+
+    def _multiscale_fps(self, req: InferenceRequest) -> float | None:
+        rate = req.multiscale_fps if req.multiscale_fps is not None else self.args.multiscale_fps
+        if rate is not None and not math.isfinite(rate):
+            raise ApiError(400, "invalid request: multiscale_fps must be 0 (every frame) or a positive number of frames a second")
+        return (float(rate) or None) if rate is not None else None
 
     def _views(self, req: InferenceRequest) -> list[str]:
         try:

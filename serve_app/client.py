@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from clockwork.errors import VideoError
+from clockwork.settings import DETECT
 
 
 class DetectorClient(Protocol):
@@ -29,7 +30,8 @@ class DetectorClient(Protocol):
 
     def detect_chunk(self, path: str, start_s: float, end_s: float | None, *, labels: list[str] | None,
                      min_score: float | dict, sample_fps: float | None, views: list[str],
-                     read_time: bool = False, roots: list[str] | None = None) -> AsyncIterator[dict]: ...
+                     read_time: bool = False, roots: list[str] | None = None,
+                     multiscale_fps: float | None = DETECT.multiscale_fps) -> AsyncIterator[dict]: ...
 
 
 class RayDetectorClient:
@@ -54,10 +56,10 @@ class RayDetectorClient:
         return (await self._information())["model"]
 
     def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time=False,
-                     roots=None) -> AsyncIterator[dict]:
+                     roots=None, multiscale_fps=DETECT.multiscale_fps) -> AsyncIterator[dict]:
         return self.handle.options(stream=True).detect_chunk.remote(
             path, start_s, end_s, labels=labels, min_score=min_score, sample_fps=sample_fps, views=views, read_time=read_time,
-            roots=roots)
+            roots=roots, multiscale_fps=multiscale_fps)
 
 
 class LocalDetectorClient:
@@ -77,23 +79,24 @@ class LocalDetectorClient:
         return self.detector.model_info
 
     async def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time=False,
-                           roots=None) -> AsyncIterator[dict]:
+                           roots=None, multiscale_fps=DETECT.multiscale_fps) -> AsyncIterator[dict]:
         from clockwork.decode import SampleGrid
         from clockwork.frames import FrameReader
         from clockwork.media import open_confined
         from clockwork.pipeline import prefetch, read_clocks
         from clockwork.reader import shared_reader
-        from clockwork.settings import DETECT
+        from clockwork.views import view_stride
 
         self.detector.label_ids(labels)
         with open_confined(path, roots) as opened:
             reader = await asyncio.to_thread(renamed_errors(FrameReader, path), opened, device=self.detector.device,
                                              sample_fps=sample_fps, start_s=start_s, end_s=end_s)
+        stride = view_stride(reader.info.fps, sample_fps, multiscale_fps)
         batches = prefetch(reader)
         grid = SampleGrid(DETECT.read_fps, start_s) if read_time else None
         try:
             while (batch := await asyncio.to_thread(next, batches, None)) is not None:
-                found = await asyncio.to_thread(self._detect, batch, labels, min_score, views)
+                found = await asyncio.to_thread(self._detect, batch, labels, min_score, views, stride)
                 if grid is not None:
                     found = await asyncio.to_thread(read_clocks, shared_reader(str(self.detector.device)), batch, found, grid,
                                                   min_score=0.0)
@@ -103,9 +106,9 @@ class LocalDetectorClient:
             batches.close()
             reader.close()
 
-    def _detect(self, batch, labels, min_score, views):
+    def _detect(self, batch, labels, min_score, views, stride):
         with self._lock:
-            return self.detector.detect_batch(batch, labels=labels, min_score=min_score, views=views)
+            return self.detector.detect_batch(batch, labels=labels, min_score=min_score, views=views, stride=stride)
 
 
 def renamed_errors(fn, path: str):

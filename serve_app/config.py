@@ -26,6 +26,8 @@ class AppArgs(BaseModel):
     sample_fps: float | None = Field(DETECT.sample_fps, ge=0, description="default rate of sampled mode (no scan); 0 or None: every frame")
     scan: bool = Field(DETECT.scan, description="coarse-to-fine scan by default (clockwork.scan); a request's sample_fps turns it off")
     views: list[str] = Field(default_factory=lambda: list(DETECT.views), description="default views of each frame")
+    multiscale_fps: float | None = Field(DETECT.multiscale_fps, ge=0, description="where every frame is examined, the views "
+                                         "after the first run this many frames a second; 0 or None: every frame")
     postback_secret: str | None = Field(None, description="HMAC-SHA256 key for postback signatures")
     api_token: str | None = Field(None, description="bearer token required on every route but /healthz")
     postback_allow: list[str] = Field(default_factory=list, description="CIDRs or host names; if set, only these")

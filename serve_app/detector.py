@@ -25,7 +25,7 @@ from clockwork.media import open_confined
 from clockwork.pipeline import prefetch, read_clocks
 from clockwork.reader import shared_reader
 from clockwork.settings import DETECT, SERVE_BATCH
-from clockwork.views import parse_views
+from clockwork.views import parse_views, view_stride
 from serve_app.client import renamed_errors
 from serve_app.config import DetectorArgs
 from serve_app.metrics import DetectorMetrics
@@ -138,7 +138,7 @@ class DetectorDeployment:
     async def detect_chunk(self, path: str, start_s: float = 0.0, end_s: float | None = None, *,
                            labels: list[str] | None, min_score: float | dict, sample_fps: float | None,
                            views: list[str] | None = None, read_time: bool = False,
-                           roots: list[str] | None = None) -> AsyncIterator[dict]:
+                           roots: list[str] | None = None, multiscale_fps: float | None = DETECT.multiscale_fps) -> AsyncIterator[dict]:
         """Stream ``{"frames": [FrameDetections, ...], "processed": n}`` per pack (frames with detections
         only), then ``{"done": True, "decoder": ..., "frames_decoded": n}``. Raises VideoError subclasses
         for bad files."""
@@ -155,11 +155,12 @@ class DetectorDeployment:
                                              batch_size=self.args.frames_per_call, nvdec=self.args.nvdec, info=info)
         if reader.fallback_reason:
             self.metrics.fallbacks.inc(tags={"reason": reader.fallback_reason})
+        stride = view_stride(info.fps, sample_fps, multiscale_fps)
 
         def packs():
             for batch in reader:
                 t = time.perf_counter()
-                yield batch, FramePack(self.detector.prepare(batch, views), labels, min_score), time.perf_counter() - t
+                yield batch, FramePack(self.detector.prepare(batch, views, stride), labels, min_score), time.perf_counter() - t
 
         grid = SampleGrid(DETECT.read_fps, start_s) if read_time else None
         produced = prefetch(packs(), depth=3)

@@ -27,6 +27,7 @@ from clockwork.media import PathNotAllowedError, open_confined, relative_name
 from clockwork.pipeline import ResultBuilder
 from clockwork.postback import HostPolicy, RetryPolicy, deliver_once
 from clockwork.scan import coarse_fps
+from clockwork.settings import DETECT
 from serve_app.client import DetectorClient, video_error_of
 from serve_app.config import AppArgs
 from serve_app.metrics import IngressMetrics
@@ -70,7 +71,8 @@ class ChunkFanout:
         params = dict(params)
         scan = params.pop("scan", False)
         builder = ResultBuilder(info, model=model, labels=params["labels"], min_score=params["min_score"],
-                                sample_fps=None if scan else params["sample_fps"], views=params["views"])
+                                sample_fps=None if scan else params["sample_fps"], views=params["views"],
+                                multiscale_fps=params.get("multiscale_fps", DETECT.multiscale_fps))
         coarse = coarse_fps(info.fps) if scan else None
         chunks = plan_chunks(info.duration_s, self.chunk_s)
         t = time.perf_counter()
@@ -382,7 +384,8 @@ def _iso(t: dt.datetime | None) -> str | None:
 
 
 def _result_params(params: dict) -> dict:
-    return {"views": ["full"], **{k: params[k] for k in ("labels", "min_score", "sample_fps", "scan", "views", "read_time") if k in params}}
+    keys = ("labels", "min_score", "sample_fps", "scan", "views", "multiscale_fps", "read_time")
+    return {"views": ["full"], **{k: params[k] for k in keys if k in params}}
 
 
 def job_status(job: Job, name: str, base_url: str = "") -> dict:

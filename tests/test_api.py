@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from clockwork import detect_video
 from clockwork.postback import verify_signature
 from clockwork.testing import Receiver, wait_for_job
@@ -37,6 +39,20 @@ def test_round_trip_equals_detect_video(make_client, samples_dir, detector):
     assert client.get(f"/jobs/{job_id}/result").content == post["body"]
     status = wait(client, job_id, lambda s: s["postback"]["delivered"])
     assert status["progress"]["frames_done"] == status["progress"]["frames_total"] == doc["frames_total"]
+
+
+@pytest.mark.slow
+def test_every_frame_through_the_api_shows_the_other_views_at_the_requested_rate(make_client, samples_dir, detector):
+    """A request's multiscale_fps reaches the detector's chunks (and the result): through the API as in-process."""
+    client = make_client()
+    resp = client.post("/video-inference", json={"filename": "clock_60fps_480p.mp4", "sample_fps": 0, "multiscale_fps": 10})
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["job_id"]
+    wait(client, job_id, lambda s: s["status"] == "succeeded", 300)
+    doc = client.get(f"/jobs/{job_id}/result").json()
+    expected = detect_video(samples_dir / "clock_60fps_480p.mp4", detector=detector, sample_fps=None, multiscale_fps=10)
+    assert doc["multiscale_fps"] == 10 and doc["frames_processed"] == 240
+    assert {k: v for k, v in doc.items() if k not in ("job_id", "status")} == json.loads(json.dumps(expected.to_json()))
 
 
 def check(resp, status, words):
@@ -71,6 +87,8 @@ def test_error_statuses(make_client, samples_dir, tmp_path):
     check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "views": ["zoom"]}), 400,
           "Supported values are one or more of full, zoomout, tiles")
     check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "sample_fps": -1}), 400, "sample_fps")
+    check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "multiscale_fps": -1}), 400, "multiscale_fps")
+    check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "multiscale_fps": "fast"}), 400, "multiscale_fps")
     check(post({"filename": "clock_moving_360p25.mp4", "postback_url": "ftp://127.0.0.1/x"}), 400, "scheme")
     check(post({"filename": "clock_moving_360p25.mp4", "postback_url": "http://169.254.169.254/latest"}), 400,
           "not in the allowlist|refused")

@@ -46,6 +46,9 @@ def test_bad_flag_value_is_refused(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["detect", "x.mp4", "--sample-fps", "-1"])
     assert exc.value.code == 2 and "must be >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["detect", "x.mp4", "--multiscale-fps", "-5"])
+    assert exc.value.code == 2 and "--multiscale-fps: must be >= 0" in capsys.readouterr().err
 
 
 def test_unknown_view_exits_2_with_one_line(samples_dir, capsys):

@@ -112,3 +112,39 @@ def test_the_gpu_letterbox_path_agrees_with_the_cpu_one(samples_dir, detector):
                 assert len(confident_a) == len(confident_b), (a, b)
                 for u, v in zip(confident_a, confident_b, strict=True):
                     assert max(abs(u.x - v.x), abs(u.y - v.y), abs(u.w - v.w), abs(u.h - v.h)) <= 8 and abs(u.score - v.score) < 0.05
+
+
+def test_with_a_stride_the_views_after_the_first_see_only_every_stride_th_frame(detector):
+    """Every-frame passes show the zoomed-out view and the tiles on every ``stride``-th frame (frame numbers that are
+    multiples of it), the full view on all: a small clock only tiles find is found on those frames alone, and there
+    exactly as without a stride; on the host and on torch tensors (the NVDEC path's letterbox) alike."""
+    import torch
+
+    from clockwork.views import view_stride
+
+    one = scene(ROMAN_OCTAGON, 110, 940)
+    frames = np.repeat(one.data, 6, axis=0)
+    batch = FrameBatch(list(range(3, 9)), [i / 25 for i in range(3, 9)], frames)  # frames 3..8: 5 is the stride's
+    stride = view_stride(25.0, None, 5.0)
+    assert stride == 5
+    prepared = detector.prepare(batch, ("full", "zoomout", "tiles"), stride)
+    assert len(prepared) == 6 + 5  # six full views, then the zoomed-out view and four tiles of frame 5
+    assert prepared.frame_of[6:] == [2] * 5
+    every = detector.detect_batch(batch, min_score=0.5)[0].detections
+    for data in (frames, torch.from_numpy(frames)):
+        found = detector.detect_batch(FrameBatch(batch.indexes, batch.timestamps, data), min_score=0.5, stride=stride)
+        assert [bool(f.detections) for f in found] == [False, False, True, False, False, False]
+        assert [(round(d.x), round(d.y), round(d.w), round(d.h)) for d in found[2].detections] == \
+            [(round(d.x), round(d.y), round(d.w), round(d.h)) for d in every]
+
+
+def test_view_stride_follows_the_mode_and_refuses_a_bad_rate():
+    from clockwork.views import view_stride
+
+    assert view_stride(25.0, None, 5.0) == 5 and view_stride(30.0, None, 5.0) == 6 and view_stride(29.97, None, 5.0) == 6
+    assert view_stride(25.0, 5.0, 5.0) == 1  # sampled mode: every sampled frame gets every view
+    assert view_stride(25.0, None, None) == 1 and view_stride(25.0, None, 0) == 1  # every view on every frame
+    assert view_stride(4.0, None, 5.0) == 1  # a slow video: every frame is already within the rate
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"Invalid multiscale_fps"):
+            view_stride(25.0, None, bad)

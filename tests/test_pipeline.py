@@ -46,7 +46,7 @@ def test_result_json_contract(results, manifest):
     assert 0 <= det["x"] and det["x"] + det["w"] <= 640 and det["y"] + det["h"] <= 360
     assert set(doc["segments"][0]) == {"label", "start_s", "end_s", "start_frame", "end_frame", "max_score", "frames", "track"}
     # the default is a scan: 2 frames a second of the 8 s, and every frame of the four windows around the clocks' ends
-    assert doc["views"] == ["full", "zoomout", "tiles"] and doc["sample_fps"] is None
+    assert doc["views"] == ["full", "zoomout", "tiles"] and doc["sample_fps"] is None and doc["multiscale_fps"] == 5
     assert doc["scan"]["coarse_fps"] == 2 and doc["scan"]["frames_coarse"] == 16 and len(doc["scan"]["refined"]) == 4
     assert doc["frames_processed"] == 16 + doc["scan"]["frames_refined"] < 200
     assert doc["model"]["name"] == "yolov3-tiny"
@@ -64,6 +64,28 @@ def test_sampled_detection(samples_dir, detector):
     r = detect_video(samples_dir / "clock_static_720p30.mp4", sample_fps=5, detector=detector)
     assert r.frames_processed == 30 and r.frames_total == 180
     assert len(r.segments) == 1 and abs(r.segments[0].start_s - 1.0) <= TOLERANCE_S
+
+
+@pytest.mark.slow
+def test_every_frame_mode_with_the_views_at_a_lower_rate_keeps_the_segments(samples_dir, manifest, detector):
+    """Every-frame mode shows the zoomed-out view and the tiles on 5 frames a second (every 12th frame at 60 fps), the
+    full view on all; its segments match the ground truth and, within one stride, those of every view on every frame."""
+    name = "clock_60fps_480p.mp4"
+    fast = detect_video(samples_dir / name, detector=detector, sample_fps=None)
+    every = detect_video(samples_dir / name, detector=detector, sample_fps=None, multiscale_fps=None)
+    assert fast.frames_processed == every.frames_processed == fast.frames_total
+    doc = fast.to_json()
+    assert doc["multiscale_fps"] == 5 and every.to_json()["multiscale_fps"] is None
+    truth = manifest["files"][name]["clock_intervals"]
+    assert len(fast.segments) == len(every.segments) == len(truth)
+    for a, b, (start, end) in zip(fast.segments, every.segments, truth, strict=True):
+        assert abs(a.start_s - start) <= TOLERANCE_S and abs(a.end_s - end) <= TOLERANCE_S
+        assert abs(a.start_s - b.start_s) <= 12 / 60 + 1e-6 and abs(a.end_s - b.end_s) <= 12 / 60 + 1e-6
+
+
+def test_a_bad_multiscale_rate_fails_before_work(samples_dir, detector):
+    with pytest.raises(ValueError, match=r"Invalid multiscale_fps \(-1"):
+        detect_video(samples_dir / "clock_60fps_480p.mp4", detector=detector, sample_fps=None, multiscale_fps=-1.0)
 
 
 def test_missing_video_fails_before_work(tmp_path, detector):
