@@ -6,7 +6,7 @@ On the same set of 1080p H.264 files (made with libx264 on a CPU machine; the GP
 1. seed-style loop: cv2.VideoCapture, one frame at a time, same model on the GPU, fp32, batch 1;
 2. Ray Data: CPU decoding in tasks, then map_batches into a GPU actor pool (fp16, batch 64);
 3. ours: the Serve app through its HTTP API, all files posted at once, every frame (sample_fps 0) through the
-   default views, YOLOv3-tiny at 416;
+   default views (the zoomed-out view and the tiles on ``--multiscale-fps`` frames a second), YOLOv3-tiny at 416;
 4. decode ceiling: NVDEC decoding alone (PyNvVideoCodec, RGB on the GPU) with 1, 7 and 14 sessions;
 5. (diagnostic) the core GPU pipeline without Serve: NVDEC + GPU letterbox + one shared model, in threads.
 6. (stage "scan") ours in scan mode, the API's default: video seconds covered per second.
@@ -223,13 +223,26 @@ def warm_clip(src: Path, media: Path, seconds: float = 10.0) -> Path:
     return dst
 
 
+_INFO: dict[Path, object] = {}
+
+
 def _reader(path: Path):
-    """Frames of a 1080p30 H.264 bench file on the GPU, through the one frame path (no probe needed)."""
-    from clockwork.decode import VideoInfo
+    """Frames of a bench file on the GPU, through the one frame path (each file probed once: copies share it)."""
+    from clockwork.decode import probe
     from clockwork.frames import FrameReader
 
-    info = VideoInfo(str(path), 1920, 1080, 30.0, 0, 0.0, "h264", 0, False)
-    return FrameReader(path, device="cuda", info=info, batch_size=32)
+    key = path.resolve()
+    if key not in _INFO:
+        _INFO[key] = probe(path)
+    return FrameReader(path, device="cuda", info=_INFO[key], batch_size=32)
+
+
+def _stride(path: Path) -> int:
+    """The view stride of every-frame mode on this file at the default multiscale rate (what the API does)."""
+    from clockwork.views import view_stride
+
+    with _reader(path) as reader:
+        return view_stride(reader.info.fps, None)
 
 
 def direct(files: list[Path], sessions: int) -> tuple[int, float]:
@@ -237,12 +250,13 @@ def direct(files: list[Path], sessions: int) -> tuple[int, float]:
     Tells the cost of the pipeline itself from the cost of Serve around it."""
     det = Detector(device="cuda", half=True)
     lock = threading.Lock()
+    stride = _stride(files[0])
 
     def one(path):
         n = 0
         with _reader(path) as reader:
             for batch in reader:
-                prepared = det.prepare(batch)
+                prepared = det.prepare(batch, DETECT.views, stride)
                 with lock:
                     raw = det.infer(det.model_input(prepared))
                 det.postprocess(raw, prepared, labels=["clock"])
@@ -261,7 +275,7 @@ def breakdown(path: Path) -> dict[str, float]:
     """Milliseconds per frame of each stage of the core GPU pipeline, one session, synchronised after each."""
     det = Detector(device="cuda", half=True)
     acc = {"decode": 0.0, "letterbox": 0.0, "infer": 0.0, "postprocess": 0.0}
-    n = 0
+    n, stride = 0, _stride(path)
     for rep in range(2):  # the first pass warms up cuDNN; the second is measured
         with _reader(path) as reader:
             it = iter(reader)
@@ -272,7 +286,7 @@ def breakdown(path: Path) -> dict[str, float]:
                 if batch is None:
                     break
                 t1 = time.perf_counter()
-                prepared = det.prepare(batch)
+                prepared = det.prepare(batch, DETECT.views, stride)
                 torch.cuda.synchronize()
                 t2 = time.perf_counter()
                 raw = det.infer(det.model_input(prepared))
@@ -314,6 +328,8 @@ def main() -> int:
     ap.add_argument("--replicas", default="4", help="detector replicas per GPU; a comma list runs stage 3 for each")
     ap.add_argument("--gpus", type=int, default=1)
     ap.add_argument("--ingress", default="1", help="API (ingress) replicas; a comma list runs stage 3 for each")
+    ap.add_argument("--multiscale-fps", default=f"{DETECT.multiscale_fps or 0:g}",
+                    help="the request's multiscale_fps in stage 3 (0: every view on every frame); a comma list runs stage 3 for each")
     ap.add_argument("--chunk-s", type=float, default=5.0, help="the app's chunk length: smaller spreads one file over more replicas")
     ap.add_argument("--seed-frames", type=int, default=600)
     ap.add_argument("--ceiling-frames", type=int, default=0, help="frames per decode session in the ceiling stage (0: whole files)")
@@ -352,10 +368,13 @@ def main() -> int:
         notes = []
         for r in replica_counts:
             for ing in (int(i) for i in args.ingress.split(",")):
-                n, dt, note, summary, _ = ours(files, media, r, args.gpus, port, args.chunk_s, ingress=ing)
-                stage = f"3. ours (Serve API, NVDEC, fp16, every frame), {r} replicas/GPU, {ing} ingress"
-                res[stage], util[stage] = (n, dt), summary
-                notes.append(f"{r} replicas/GPU, {ing} ingress: {note}")
+                for m in (float(x) for x in args.multiscale_fps.split(",")):
+                    n, dt, note, summary, _ = ours(files, media, r, args.gpus, port, args.chunk_s, ingress=ing,
+                                                   body={"sample_fps": 0, "multiscale_fps": m})
+                    views = f"other views {m:g}/s" if m else "every view every frame"
+                    stage = f"3. ours (Serve API, NVDEC, fp16, every frame, {views}), {r} replicas/GPU, {ing} ingress"
+                    res[stage], util[stage] = (n, dt), summary
+                    notes.append(f"{r} replicas/GPU, {ing} ingress, {views}: {note}")
         note = "\n  - ".join([""] + notes)
     if "scan" in stages:  # the API's default: coarse-to-fine; what counts is video covered per second
         from ray import serve
@@ -385,7 +404,8 @@ def main() -> int:
                 res[f"4. NVDEC decode only, {k} sessions"] = decode_ceiling(files, k, args.ceiling_frames)
             util[f"4. NVDEC decode only, {k} sessions"] = s.summary()
     fps = {k: n / dt for k, (n, dt) in res.items()}
-    lines = [f"{len(src)} file(s) x {args.copies} copies ({', '.join(p.name for p in src)}); views {','.join(DETECT.views)}; "
+    lines = [f"{len(src)} file(s) x {args.copies} copies ({', '.join(p.name for p in src)}); views {','.join(DETECT.views)} "
+             f"(in every-frame mode the views after full on --multiscale-fps {args.multiscale_fps} frames a second); "
              f"detector replicas per GPU {args.replicas} "
              f"(each 1/N of a GPU; Ray Data pool {pool_size} actors); chunk_s {args.chunk_s:g}; {args.gpus} GPU(s); torch {torch.__version__}.", "",
              "| stage | frames | seconds | frames/s | utilisation (NVML mean) |", "|---|---|---|---|---|"]
@@ -399,7 +419,9 @@ def main() -> int:
     if o and "2. Ray Data (CPU decode tasks -> GPU actor pool)" in fps:
         lines.append(f"- ours / Ray Data: {o / fps['2. Ray Data (CPU decode tasks -> GPU actor pool)']:.2f}x")
     if o and ceiling:
-        lines.append(f"- ours / best decode ceiling: {o / ceiling:.2f}")
+        for k, v in fps.items():
+            if k.startswith("3."):
+                lines.append(f"- {k} / best decode ceiling: {v / ceiling:.2f}")
     if note:
         lines.append(f"- API jobs: {note}")
     lines += extra_lines
