@@ -81,6 +81,11 @@ class ServeBatchDefaults:
     frames_per_call: int = 8
     max_batch_frames: int = 64
     batch_wait_timeout_s: float = 0.02
+    # Chunks one replica decodes at once; the others wait their turn. Every decoder holds its surfaces and a few
+    # batches of frames in GPU memory (about 0.8 GB at 1080p): 14 chunks a replica at once ran one H100 out of
+    # memory inside NVDEC, which ends the process (docs/BENCHMARKS.md). Two a replica keep 8 replicas at 16
+    # sessions, past the decoders' best (14 on an H100, ../shared/device/README.md).
+    decoders: int = 2
 
 
 @dataclass(frozen=True)

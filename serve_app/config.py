@@ -80,6 +80,7 @@ class DetectorArgs(BaseModel):
     frames_per_call: int = Field(SERVE_BATCH.frames_per_call, ge=1, description="frames a chunk sends to the batcher at a time")
     max_batch_frames: int = Field(SERVE_BATCH.max_batch_frames, ge=1, description="frames per inference batch across requests")
     batch_wait_timeout_s: float = Field(SERVE_BATCH.batch_wait_timeout_s, ge=0)
+    decoders: int = Field(SERVE_BATCH.decoders, ge=1, description="chunks this replica decodes at once; more wait their turn")
     half: bool = Field(DETECT.half, description="fp16 on CUDA; ignored on the CPU")
     nvdec: bool = Field(DETECT.nvdec, description="decode with NVDEC where the file allows; the CPU otherwise")
     memory_fraction: float | None = Field(None, gt=0, le=1, description="cap on this replica's PyTorch GPU memory")

@@ -66,6 +66,7 @@ class DetectorDeployment:
         self._tags = {"device": self.detector.device.type}
         self._configure(self.args.max_batch_frames, self.args.batch_wait_timeout_s)
         self._probes: dict = {}
+        self._decoders = asyncio.Semaphore(self.args.decoders)  # see SERVE_BATCH.decoders: NVDEC memory
         self.gpu_id = (self.detector.device.index or 0) if self.detector.device.type == "cuda" else None
         if self.gpu_id is not None:
             # Bound this replica's share of the card for PyTorch's allocator; a Ray GPU fraction is only a
@@ -141,11 +142,19 @@ class DetectorDeployment:
                            roots: list[str] | None = None, multiscale_fps: float | None = DETECT.multiscale_fps) -> AsyncIterator[dict]:
         """Stream ``{"frames": [FrameDetections, ...], "processed": n}`` per pack (frames with detections
         only), then ``{"done": True, "decoder": ..., "frames_decoded": n}``. Raises VideoError subclasses
-        for bad files."""
-        from clockwork.result import FrameDetections
-
+        for bad files. At most ``decoders`` chunks decode at once (``SERVE_BATCH.decoders``)."""
         self.detector.label_ids(labels)
         views = parse_views(views or DETECT.views)
+        async with self._decoders:
+            async for item in self._detect_chunk(path, start_s, end_s, labels=labels, min_score=min_score,
+                                                 sample_fps=sample_fps, views=views, read_time=read_time, roots=roots,
+                                                 multiscale_fps=multiscale_fps):
+                yield item
+
+    async def _detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time, roots,
+                            multiscale_fps) -> AsyncIterator[dict]:
+        from clockwork.result import FrameDetections
+
         # the file is opened once here and read through that descriptor: a name swapped for a symlink after the
         # API's check is refused (roots are the API's media roots)
         with open_confined(path, roots) as opened:
