@@ -172,7 +172,9 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, ch
                            "postback_allow": ["127.0.0.0/8"], "detector_num_gpus": 1 / replicas,
                            "detector_replicas": replicas * gpus, "ingress_replicas": ingress,
                            "detector_num_cpus": max(1, min(2, ((os.cpu_count() or 4) - 2) // (replicas * gpus))), "chunk_s": chunk_s,
-                           "max_chunks_in_flight": 16, "detector": {"frames_per_call": 32, "max_batch_frames": 256}}),
+                           "max_chunks_in_flight": 16,
+                           # about 16 decoder sessions a GPU whatever the replica count (the decoders' best is 14)
+                           "detector": {"frames_per_call": 32, "max_batch_frames": 256, "decoders": -(-16 // replicas)}}),
               name="bench", route_prefix="/")
     base = f"http://127.0.0.1:{port}"
     warm_file = warm_clip(files[0], media)
@@ -406,7 +408,7 @@ def main() -> int:
     fps = {k: n / dt for k, (n, dt) in res.items()}
     lines = [f"{len(src)} file(s) x {args.copies} copies ({', '.join(p.name for p in src)}); views {','.join(DETECT.views)} "
              f"(in every-frame mode the views after full on --multiscale-fps {args.multiscale_fps} frames a second); "
-             f"detector replicas per GPU {args.replicas} "
+             f"detector replicas per GPU {args.replicas} (each decoding 16/N chunks at once) "
              f"(each 1/N of a GPU; Ray Data pool {pool_size} actors); chunk_s {args.chunk_s:g}; {args.gpus} GPU(s); torch {torch.__version__}.", "",
              "| stage | frames | seconds | frames/s | utilisation (NVML mean) |", "|---|---|---|---|---|"]
     for k, (n, dt) in res.items():
