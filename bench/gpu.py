@@ -247,9 +247,9 @@ def _stride(path: Path) -> int:
         return view_stride(reader.info.fps, None)
 
 
-def direct(files: list[Path], sessions: int) -> tuple[int, float]:
-    """The core GPU pipeline without Serve: NVDEC sessions in threads, one shared fp16 model.
-    Tells the cost of the pipeline itself from the cost of Serve around it."""
+def direct(files: list[Path], sessions: int, cap: int = 0) -> tuple[int, float]:
+    """The core GPU pipeline without Serve: NVDEC sessions in threads, one shared fp16 model; each session stops
+    after ``cap`` frames (0: the whole file). Tells the cost of the pipeline itself from the cost of Serve around it."""
     det = Detector(device="cuda", half=True)
     lock = threading.Lock()
     stride = _stride(files[0])
@@ -263,9 +263,11 @@ def direct(files: list[Path], sessions: int) -> tuple[int, float]:
                     raw = det.infer(det.model_input(prepared))
                 det.postprocess(raw, prepared, labels=["clock"])
                 n += len(batch)
+                if cap and n >= cap:
+                    break
         return n
 
-    work = list(files)
+    work = [files[i % len(files)] for i in range(sessions)] if cap else list(files)
     t = time.perf_counter()
     with cf.ThreadPoolExecutor(sessions) as pool:
         n = sum(pool.map(one, work))
@@ -334,7 +336,8 @@ def main() -> int:
                     help="the request's multiscale_fps in stage 3 (0: every view on every frame); a comma list runs stage 3 for each")
     ap.add_argument("--chunk-s", type=float, default=5.0, help="the app's chunk length: smaller spreads one file over more replicas")
     ap.add_argument("--seed-frames", type=int, default=600)
-    ap.add_argument("--ceiling-frames", type=int, default=0, help="frames per decode session in the ceiling stage (0: whole files)")
+    ap.add_argument("--ceiling-frames", type=int, default=0,
+                    help="frames per decode session in the ceiling and direct stages (0: whole files)")
     ap.add_argument("--out", default=None, help="also write the record here")
     ap.add_argument("--stages", default="seed,raydata,ours,direct,breakdown,ceiling")
     args = ap.parse_args()
@@ -396,10 +399,16 @@ def main() -> int:
         extra_lines.append("- one session, ms per frame (batch 32, synchronised): " +
                            ", ".join(f"{k} {v:.2f}" for k, v in bd.items()))
     if "direct" in stages:
+        from clockwork import nvdec
+
         for k in (7, 14):
-            with Sampler(args.gpus) as s:
-                res[f"5. core pipeline without Serve, {k} sessions"] = direct(files, k)
-            util[f"5. core pipeline without Serve, {k} sessions"] = s.summary()
+            for shared in (False, True):
+                nvdec.SHARE_CONTEXT = shared
+                stage = f"5. core pipeline without Serve, {k} sessions, decoders in {'the primary' if shared else 'their own'} context"
+                with Sampler(args.gpus) as s:
+                    res[stage] = direct(files, k, args.ceiling_frames)
+                util[stage] = s.summary()
+        nvdec.SHARE_CONTEXT = True
     if "ceiling" in stages:
         for k in (1, 7, 14):
             with Sampler(args.gpus) as s:

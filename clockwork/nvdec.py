@@ -39,6 +39,30 @@ def gpu_decode_problem(info: VideoInfo) -> str | None:
     return None
 
 
+# Decoders run in the CUDA context PyTorch uses (the device's primary context) rather than one of their own: kernels
+# of different contexts time-slice the GPU and never overlap (bench/gpu.py's direct stage compares the two).
+SHARE_CONTEXT = True
+
+
+def primary_context(gpu_id: int) -> int:
+    """The handle of GPU ``gpu_id``'s primary CUDA context (the one PyTorch runs in), retained once per process."""
+    if gpu_id not in _PRIMARY:
+        import ctypes
+
+        torch.cuda.init()
+        lib = ctypes.CDLL("libcuda.so.1")
+        dev, ctx = ctypes.c_int(), ctypes.c_void_p()
+        for call, args in (("cuDeviceGet", (ctypes.byref(dev), gpu_id)), ("cuDevicePrimaryCtxRetain", (ctypes.byref(ctx), dev))):
+            status = getattr(lib, call)(*args)
+            if status != 0:
+                raise RuntimeError(f"{call} failed on GPU {gpu_id} (CUresult {status})")
+        _PRIMARY[gpu_id] = int(ctx.value)
+    return _PRIMARY[gpu_id]
+
+
+_PRIMARY: dict[int, int] = {}
+
+
 @dataclass
 class GpuBatch:
     indexes: list[int]
@@ -59,8 +83,9 @@ class GpuVideoDecoder:
         self.sample_fps = sample_fps
         self.start_frame = int(math.ceil(start_s * self.fps - 1e-6))
         self.end_frame = None if end_s is None else int(math.ceil(end_s * self.fps - 1e-6))
+        context = {"cuda_context": primary_context(gpu_id)} if SHARE_CONTEXT else {}
         self._dec = nvc.ThreadedDecoder(str(path), buffer_size=batch * 2, gpu_id=gpu_id, use_device_memory=True,
-                                        output_color_type=nvc.OutputColorType.RGB, start_frame=self.start_frame)
+                                        output_color_type=nvc.OutputColorType.RGB, start_frame=self.start_frame, **context)
         self.frames_in_chunk = 0  # frames decoded inside the chunk so far (the CPU decoder names it the same)
 
     def close(self) -> None:
