@@ -110,6 +110,33 @@ class Sampler:
         return "; ".join(parts)
 
 
+class Mps:
+    """NVIDIA's Multi-Process Service for the run: the detector replicas' kernels then share the GPU at once instead
+    of taking turns (time-slicing between processes). Started before Ray so that every worker inherits its pipe
+    directory, and stopped at the end; the card's settings (compute mode) are not touched."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def __enter__(self):
+        if self.enabled:
+            import subprocess
+
+            root = Path(tempfile.mkdtemp(prefix="clockwork-mps-"))
+            os.environ["CUDA_MPS_PIPE_DIRECTORY"] = str(root / "pipe")
+            os.environ["CUDA_MPS_LOG_DIRECTORY"] = str(root / "log")
+            for d in ("pipe", "log"):
+                (root / d).mkdir()
+            subprocess.run(["nvidia-cuda-mps-control", "-d"], check=True)
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            import subprocess
+
+            subprocess.run(["nvidia-cuda-mps-control"], input=b"quit\n", check=False)
+
+
 def seed_style(path: Path, max_frames: int) -> tuple[int, float]:
     import cv2
 
@@ -340,7 +367,13 @@ def main() -> int:
                     help="frames per decode session in the ceiling and direct stages (0: whole files)")
     ap.add_argument("--out", default=None, help="also write the record here")
     ap.add_argument("--stages", default="seed,raydata,ours,direct,breakdown,ceiling")
+    ap.add_argument("--mps", action="store_true", help="run every stage under NVIDIA MPS (started and stopped here)")
     args = ap.parse_args()
+    with Mps(args.mps):
+        return run(args)
+
+
+def run(args) -> int:
     import ray
 
     stages = args.stages.split(",")
@@ -418,7 +451,8 @@ def main() -> int:
     lines = [f"{len(src)} file(s) x {args.copies} copies ({', '.join(p.name for p in src)}); views {','.join(DETECT.views)} "
              f"(in every-frame mode the views after full on --multiscale-fps {args.multiscale_fps} frames a second); "
              f"detector replicas per GPU {args.replicas} (each decoding 16/N chunks at once) "
-             f"(each 1/N of a GPU; Ray Data pool {pool_size} actors); chunk_s {args.chunk_s:g}; {args.gpus} GPU(s); torch {torch.__version__}.", "",
+             f"(each 1/N of a GPU; Ray Data pool {pool_size} actors); chunk_s {args.chunk_s:g}; {args.gpus} GPU(s); "
+             f"{'under MPS' if args.mps else 'no MPS (processes time-slice the GPU)'}; torch {torch.__version__}.", "",
              "| stage | frames | seconds | frames/s | utilisation (NVML mean) |", "|---|---|---|---|---|"]
     for k, (n, dt) in res.items():
         lines.append(f"| {k} | {n} | {dt:.2f} | {fps[k]:.1f} | {util.get(k, '')} |")
