@@ -131,10 +131,11 @@ class Mps:
         return self
 
     def __exit__(self, *exc):
-        if self.enabled:
+        if self.enabled:  # "quit" waits for every client, this process included: asked in the background, it ends after us
             import subprocess
 
-            subprocess.run(["nvidia-cuda-mps-control"], input=b"quit\n", check=False)
+            subprocess.Popen(["sh", "-c", "echo quit | nvidia-cuda-mps-control"], start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def seed_style(path: Path, max_frames: int) -> tuple[int, float]:
