@@ -112,21 +112,16 @@ class Sampler:
 
 class Mps:
     """NVIDIA's Multi-Process Service for the run: the detector replicas' kernels then share the GPU at once instead
-    of taking turns (time-slicing between processes). Started before Ray so that every worker inherits its pipe
-    directory, and stopped at the end; the card's settings (compute mode) are not touched."""
+    of taking turns (time-slicing between processes). Started before Ray, on its default pipe directory, and
+    stopped at the end; the card's settings (compute mode) are not touched."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
 
     def __enter__(self):
-        if self.enabled:
+        if self.enabled:  # MPS's default pipe directory (/tmp/nvidia-mps): every CUDA process of this user finds it
             import subprocess
 
-            root = Path(tempfile.mkdtemp(prefix="clockwork-mps-"))
-            os.environ["CUDA_MPS_PIPE_DIRECTORY"] = str(root / "pipe")
-            os.environ["CUDA_MPS_LOG_DIRECTORY"] = str(root / "log")
-            for d in ("pipe", "log"):
-                (root / d).mkdir()
             subprocess.run(["nvidia-cuda-mps-control", "-d"], check=True)
         return self
 
