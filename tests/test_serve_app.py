@@ -230,3 +230,43 @@ def test_app_restart_with_job_in_flight(deploy, tmp_path):
         status = app.get(f"/jobs/{job_id}").json()
     assert doc["status"] == "succeeded" and status["attempts"] == 2 and status["postback"]["delivered"]
     assert len([p for p in rx.posts if p["json"]["job_id"] == job_id]) == 1
+
+
+def test_a_replica_decodes_at_most_its_decoders_chunks_at_once(serve_port, samples_dir):
+    """A Detector replica with ``decoders=1`` given two chunks at once decodes them one after the other: the second
+    stream's first pack comes after the first stream's last item, and both streams are whole."""
+    import threading
+
+    from ray import serve
+
+    from serve_app.detector import DetectorDeployment
+
+    name = f"decoders{uuid.uuid4().hex[:6]}"
+    handle = serve.run(DetectorDeployment.options(ray_actor_options={"num_cpus": 1, "num_gpus": 0}).bind(
+        {"device": "cpu", "decoders": 1, "frames_per_call": 4}), name=name, route_prefix=None)
+    path = str(samples_dir / "clock_static_720p30.mp4")
+    events, lock = [], threading.Lock()
+
+    def consume(tag):
+        stream = handle.options(stream=True).detect_chunk.remote(path, 0.0, None, labels=["clock"], min_score=0.5,
+                                                                 sample_fps=5, views=["full"])
+        for item in stream:
+            with lock:
+                events.append((tag, bool(item.get("done")), item.get("processed", 0)))
+
+    try:
+        threads = [threading.Thread(target=consume, args=(tag,)) for tag in "ab"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=180)
+    finally:
+        serve.delete(name)
+    tags = [tag for tag, _, _ in events]
+    first = tags[0]
+    switch = tags.index("b" if first == "a" else "a")
+    assert all(tag == first for tag in tags[:switch]) and all(tag != first for tag in tags[switch:]), tags
+    assert events[switch - 1][1], "the second chunk started before the first one had finished"
+    for tag in "ab":  # each stream: every sampled frame (6 s at 5 a second), then its end
+        mine = [e for e in events if e[0] == tag]
+        assert sum(p for _, _, p in mine) == 30 and mine[-1][1]
