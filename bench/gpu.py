@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import functools
 import os
 import sys
 import tempfile
@@ -248,26 +249,26 @@ def warm_clip(src: Path, media: Path, seconds: float = 10.0) -> Path:
     return dst
 
 
-_INFO: dict[Path, object] = {}
+@functools.cache
+def _info(path: Path):
+    """The file's probe, once per path."""
+    from clockwork.decode import probe
+
+    return probe(path)
 
 
 def _reader(path: Path):
-    """Frames of a bench file on the GPU, through the one frame path (each file probed once: copies share it)."""
-    from clockwork.decode import probe
+    """Frames of a bench file on the GPU, through the one frame path."""
     from clockwork.frames import FrameReader
 
-    key = path.resolve()
-    if key not in _INFO:
-        _INFO[key] = probe(path)
-    return FrameReader(path, device="cuda", info=_INFO[key], batch_size=32)
+    return FrameReader(path, device="cuda", info=_info(path), batch_size=32)
 
 
 def _stride(path: Path) -> int:
     """The view stride of every-frame mode on this file at the default multiscale rate (what the API does)."""
     from clockwork.views import view_stride
 
-    with _reader(path) as reader:
-        return view_stride(reader.info.fps, None)
+    return view_stride(_info(path).fps, None)
 
 
 def direct(files: list[Path], sessions: int, cap: int = 0) -> tuple[int, float]:

@@ -13,6 +13,7 @@ Timestamps on this path are ``frame index / average fps``: exact for constant-fr
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,28 +40,25 @@ def gpu_decode_problem(info: VideoInfo) -> str | None:
     return None
 
 
-# Decoders run in the CUDA context PyTorch uses (the device's primary context) rather than one of their own: kernels
-# of different contexts time-slice the GPU and never overlap (bench/gpu.py's direct stage compares the two).
+# Decoders run in the CUDA context PyTorch uses (the device's primary context) rather than one of their own each, so
+# a process holds one context, not one more per open chunk. In one process on an H100 the two gave the same
+# frames/s (bench/gpu.py's direct stage compares them; docs/BENCHMARKS.md, session 8).
 SHARE_CONTEXT = True
 
 
+@functools.cache
 def primary_context(gpu_id: int) -> int:
     """The handle of GPU ``gpu_id``'s primary CUDA context (the one PyTorch runs in), retained once per process."""
-    if gpu_id not in _PRIMARY:
-        import ctypes
+    import ctypes
 
-        torch.cuda.init()
-        lib = ctypes.CDLL("libcuda.so.1")
-        dev, ctx = ctypes.c_int(), ctypes.c_void_p()
-        for call, args in (("cuDeviceGet", (ctypes.byref(dev), gpu_id)), ("cuDevicePrimaryCtxRetain", (ctypes.byref(ctx), dev))):
-            status = getattr(lib, call)(*args)
-            if status != 0:
-                raise RuntimeError(f"{call} failed on GPU {gpu_id} (CUresult {status})")
-        _PRIMARY[gpu_id] = int(ctx.value)
-    return _PRIMARY[gpu_id]
-
-
-_PRIMARY: dict[int, int] = {}
+    torch.cuda.init()
+    lib = ctypes.CDLL("libcuda.so.1")
+    dev, ctx = ctypes.c_int(), ctypes.c_void_p()
+    for call, args in (("cuDeviceGet", (ctypes.byref(dev), gpu_id)), ("cuDevicePrimaryCtxRetain", (ctypes.byref(ctx), dev))):
+        status = getattr(lib, call)(*args)
+        if status != 0:
+            raise RuntimeError(f"{call} failed on GPU {gpu_id} (CUresult {status})")
+    return int(ctx.value)
 
 
 @dataclass
