@@ -234,3 +234,16 @@ def test_prometheus_config_scrapes_ray_dcgm_and_pushgateway():
         proc = subprocess.run([str(promtool), "check", "config", "--syntax-only", str(REPO / "monitoring" / "prometheus.yml")],
                               capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_bad_decoder_and_multiscale_arguments_are_refused_by_name():
+    """A replica that may decode no chunk, or a negative rate of the other views, is refused when the app is built."""
+    from pydantic import ValidationError
+
+    from serve_app.config import BuilderArgs
+
+    with pytest.raises(ValidationError, match=r"detector\.decoders\n  Input should be greater than or equal to 1"):
+        BuilderArgs.model_validate({"detector": {"decoders": 0}})
+    with pytest.raises(ValidationError, match=r"multiscale_fps\n  Input should be greater than or equal to 0"):
+        BuilderArgs.model_validate({"multiscale_fps": -1})
+    assert BuilderArgs.model_validate({"detector": {"decoders": 6}, "multiscale_fps": 0}).detector.decoders == 6
