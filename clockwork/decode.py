@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -161,6 +161,26 @@ _PACKET_TIMES: dict[tuple, np.ndarray] = {}
 _PACKET_TIMES_LOCK = threading.Lock()
 
 
+def keyframe_times(path: str | Path, times: Sequence[float]) -> list[float | None]:
+    """For each time (s from the stream's start), the presentation time of the keyframe that a decoder asked
+    to start there begins from: the last one at or before it. One seek and one packet each, no decoding; None
+    where the seek lands on no keyframe at or before the time (a file without an index, a cut file)."""
+    out: list[float | None] = []
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            tb = stream.time_base
+            start = container.start_time / av.time_base if container.start_time is not None else 0.0
+            for t in times:
+                container.seek(round((t + start) / tb), stream=stream, backward=True)  # round: a float a hair under a keyframe must not seek to the one before
+                packet = next((p for p in container.demux(stream) if p.pts is not None and p.size), None)
+                k = None if packet is None or not packet.is_keyframe else float(packet.pts * tb) - start
+                out.append(k if k is not None and k <= t + 1e-6 else None)
+    except (av.error.FFmpegError, OSError):
+        return [None] * len(times)
+    return out
+
+
 def measured_duration(path: str | Path, claimed_s: float) -> float | None:
     """Where the video packets really end (s), read from the file's tail: a seek to the claimed end
     lands on the last keyframe, and the packets after it are demuxed (no decoding). ``None`` when no
@@ -222,7 +242,7 @@ class VideoDecoder:
             if self.start_s > 0:
                 self._index0 = self._count_frames_before(self.start_s)
                 tb = self._stream.time_base
-                self._container.seek(int((self.start_s + self._start_s) / tb), stream=self._stream, backward=True)
+                self._container.seek(round((self.start_s + self._start_s) / tb), stream=self._stream, backward=True)
             self._frames = self._container.decode(self._stream)
             self._first = self._next_raw()
             if self._first is None:
@@ -235,6 +255,7 @@ class VideoDecoder:
             self.close()
             raise
         self.frames_decoded = self._index0  # absolute index one past the last frame decoded so far
+        self.frames_skipped = 0  # decoded only to reach start_s: the seek's keyframe came before it
 
     @property
     def frames_in_chunk(self) -> int:
@@ -276,6 +297,7 @@ class VideoDecoder:
         while raw is not None:
             t = (raw.time if raw.time is not None else index / (self.info.fps or 30.0)) - self._start_s
             if t < self.start_s - 1e-6:  # frames between the seek's keyframe and the chunk start
+                self.frames_skipped += 1
                 raw = self._next_raw()
                 continue
             if self.end_s is not None and t >= self.end_s - 1e-6:

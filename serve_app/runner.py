@@ -19,9 +19,10 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 
 from clockwork.catalog import Catalog, Job, JobStatus, utcnow
-from clockwork.decode import VideoInfo, measured_duration, probe
+from clockwork.decode import VideoInfo, keyframe_times, measured_duration, probe
 from clockwork.errors import ClockworkError, CorruptVideoError, VideoError, VideoTooLargeError
 from clockwork.media import PathNotAllowedError, open_confined, relative_name
 from clockwork.pipeline import ResultBuilder
@@ -35,12 +36,24 @@ from serve_app.metrics import IngressMetrics
 logger = logging.getLogger("clockwork.serve")
 
 
-def plan_chunks(duration_s: float, chunk_s: float) -> list[tuple[float, float | None]]:
-    """Time ranges covering the video; the last is open-ended so no trailing frame is lost."""
+def plan_chunks(duration_s: float, chunk_s: float,
+                keyframe_before: Callable[[list[float]], list[float | None]] | None = None) -> list[tuple[float, float | None]]:
+    """Time ranges covering the video; the last is open-ended so no trailing frame is lost.
+
+    With ``keyframe_before`` (times -> the keyframe at or before each, or None; ``clockwork.decode.keyframe_times``)
+    each boundary moves back to its keyframe where the chunk before it stays at least half a chunk long: a
+    chunk that starts on a keyframe decodes no frame of the chunk before it (a decoder starts at a keyframe)."""
     if duration_s <= chunk_s * 1.5:
         return [(0.0, None)]
-    n = int(duration_s // chunk_s)
-    return [(i * chunk_s, (i + 1) * chunk_s if i < n - 1 else None) for i in range(n)]
+    bounds = [i * chunk_s for i in range(1, int(duration_s // chunk_s))]
+    if keyframe_before is not None:
+        previous = 0.0
+        for i, key in enumerate(keyframe_before(bounds)):
+            if key is not None and previous + chunk_s / 2 <= key <= bounds[i]:
+                bounds[i] = key
+            previous = bounds[i]
+    edges = [0.0, *bounds, None]
+    return list(zip(edges[:-1], edges[1:], strict=True))
 
 
 def failure_document(job: Job, error: str) -> dict:
@@ -74,7 +87,7 @@ class ChunkFanout:
                                 sample_fps=None if scan else params["sample_fps"], views=params["views"],
                                 multiscale_fps=params.get("multiscale_fps", DETECT.multiscale_fps))
         coarse = coarse_fps(info.fps) if scan else None
-        chunks = plan_chunks(info.duration_s, self.chunk_s)
+        chunks = await asyncio.to_thread(plan_chunks, info.duration_s, self.chunk_s, partial(self._keyframes, path))
         t = time.perf_counter()
         await self._fan(path, {**params, "sample_fps": coarse or params["sample_fps"]}, builder,
                         [(a, b, True) for a, b in chunks])
@@ -92,6 +105,10 @@ class ChunkFanout:
         if self.empty_from is not None:
             timings["video_ends_before_s"] = self.empty_from
         return result.to_json(), timings
+
+    def _keyframes(self, path: str, times: list[float]) -> list[float | None]:
+        with open_confined(path, self.roots) as opened:
+            return keyframe_times(opened, times)
 
     async def _fan(self, path: str, params: dict, builder: ResultBuilder, chunks: list[tuple[float, float | None, bool]]) -> None:
         try:

@@ -5,7 +5,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from clockwork.decode import VideoDecoder, probe
+from clockwork.decode import VideoDecoder, keyframe_times, probe
 from clockwork.errors import CorruptVideoError, NotAVideoError, NoVideoStreamError, VideoError, VideoNotFoundError
 
 
@@ -126,3 +126,35 @@ def test_chunks_decode_exactly_like_the_whole_file(samples_dir, sample_fps):
 def test_bad_chunk_is_refused():
     with pytest.raises(ValueError, match=r"Invalid chunk \(2.0, 1.0\)"):
         VideoDecoder("x.mp4", start_s=2.0, end_s=1.0)
+
+
+def test_chunks_planned_on_keyframes_decode_nothing_twice(make_video):
+    """A 10 s video with a keyframe every 29 frames (1.16 s; no scene-cut keyframes), cut into 3 s chunks: the boundaries
+    move back to the keyframes at 2.32 s and 5.8 s, and a chunk started there decodes no frame of the chunk before it
+    (one started at 3 s decodes 17). 2.32 s is a keyframe time whose float, divided by the MP4's 1/12800 time base,
+    falls a hair under its tick: truncated, the seek went to the keyframe before it and decoded a whole interval twice."""
+    from serve_app.runner import plan_chunks
+
+    path = make_video("gop.mp4", "-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=10", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                      "-g", "29", "-keyint_min", "29", "-sc_threshold", "0", "-video_track_timescale", "12800")
+    assert keyframe_times(path, [0.0, 3.0, 6.0, 2.32, 5.79]) == pytest.approx([0.0, 2.32, 5.8, 2.32, 4.64])
+    assert plan_chunks(10.0, 3.0) == [(0.0, 3.0), (3.0, 6.0), (6.0, None)]
+    planned = plan_chunks(10.0, 3.0, lambda times: keyframe_times(path, times))
+    assert [a for a, _ in planned] == pytest.approx([0.0, 2.32, 5.8]) and [b for _, b in planned][:2] == [a for a, _ in planned][1:]
+    frames = []
+    for a, b in planned:
+        with VideoDecoder(path, start_s=a, end_s=b) as dec:
+            frames += [f.index for f in dec]
+            assert dec.frames_skipped == 0, (a, b)
+    assert frames == list(range(250))
+    with VideoDecoder(path, start_s=3.0, end_s=6.0) as dec:
+        assert [f.index for f in dec] == list(range(75, 150)) and dec.frames_skipped == 17
+
+
+def test_chunk_boundaries_stay_where_keyframes_are_unknown_or_too_early():
+    from serve_app.runner import plan_chunks
+
+    # no keyframe found (None), or one that would leave the chunk before it under half a chunk
+    assert plan_chunks(10.0, 3.0, lambda times: [None, 1.0]) == [(0.0, 3.0), (3.0, 6.0), (6.0, None)]
+    assert plan_chunks(10.0, 3.0, lambda times: [2.9, 4.0]) == [(0.0, 2.9), (2.9, 6.0), (6.0, None)]
+    assert keyframe_times("/nonexistent.mp4", [1.0, 2.0]) == [None, None]
