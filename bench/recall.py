@@ -1,6 +1,7 @@
 """Recall per scale, false positives on distractors, and speed, on the project's own evaluation set.
 
-    python -m bench.recall                                   # default settings vs the full view alone, CPU
+    python -m bench.recall                                   # every configuration below, CPU
+    python -m bench.recall --configs default coco            # the default beside COCO's heads (the default until session 9)
     python -m bench.recall --device cuda --configs default   # on a GPU
     python -m bench.recall --configs default --head H.pt     # also with fine-tuned heads (clockwork.train_detector)
     python -m bench.recall --configs default --head H.pt --head-min-scores 0.5 0.6 0.7   # the heads at several thresholds
@@ -29,6 +30,9 @@ from clockwork.settings import DETECT
 CONFIGS = {
     "full@every": {"views": ("full",), "sample_fps": None},  # what main did before views
     "default": {},
+    # the default until session 9: COCO's heads, three views, 0.5 (its dials read, as the default reads them)
+    "coco": {"head": "none", "views": ("full", "zoomout", "tiles"), "min_score": 0.5},
+    "unread": {"read_time": False},  # the default without the reader's check (every clock found kept)
     "full+tiles": {"views": ("full", "tiles")},  # the default scan without the zoomed-out view
     "full+zoomout@every": {"views": ("full", "zoomout"), "sample_fps": None},
     "all@every": {"views": ("full", "zoomout", "tiles"), "sample_fps": None},
@@ -76,16 +80,28 @@ def main() -> int:
         ap.error("--head-min-scores needs --head")
     data = Path(args.data)
     items = write_evalset(data, per_scale=args.per_scale, seed=args.seed)
-    runs = {"": (Detector(device=args.device, half=args.device != "cpu"), {})}  # suffix -> (detector, extra overrides)
+    detectors: dict = {}
+
+    def detector(head):
+        if head not in detectors:
+            detectors[head] = Detector(device=args.device, half=args.device != "cpu", head=head)
+        return detectors[head]
+
+    runs = {"": (None, {})}  # suffix -> (heads over the config's own, extra overrides)
     if args.head:
-        head = Detector(device=args.device, half=args.device != "cpu", head=args.head)
         for s in args.head_min_scores or [None]:
-            runs[f" + {Path(args.head).name}" + (f" @ min_score {s:g}" if s is not None else "")] = (head, {} if s is None else {"min_score": s})
-    results = {name + suffix: run_config(items, data, detector, {**CONFIGS[name], **extra})
-               for name in args.configs for suffix, (detector, extra) in runs.items()}
+            runs[f" + {Path(args.head).name}" + (f" @ min_score {s:g}" if s is not None else "")] = (args.head, {} if s is None else {"min_score": s})
+    results = {}
+    for name in args.configs:
+        for suffix, (head, extra) in runs.items():
+            overrides = {**CONFIGS[name], **extra}
+            chosen = detector(head or overrides.pop("head", DETECT.head))
+            overrides.pop("head", None)
+            results[name + suffix] = run_config(items, data, chosen, overrides)
     lines = [f"{len(items)} clips of 1280x720 at 10 frames/s, 2 s each: {args.per_scale} clocks per scale "
              f"(eval styles), scikit-image's clock photograph per scale, 3 distractors per scale; seed {args.seed}; "
-             f"device {args.device}. Default settings: views {','.join(DETECT.views)}, "
+             f"device {args.device}. Default settings: head {DETECT.head or 'none (COCO)'}, views {','.join(DETECT.views)}, "
+             f"min_score {DETECT.min_score:g}, read_time {DETECT.read_time}, "
              + (f"a scan at {DETECT.scan_fps:g} frames/s." if DETECT.scan else f"sample_fps {DETECT.sample_fps}."), "",
              "| config | " + " | ".join(f"recall {s}" for s in SCALES) + " | photo found | false segments/min | "
              "video s per wall s |", "|---" * (len(SCALES) + 4) + "|"]

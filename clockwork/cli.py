@@ -183,7 +183,7 @@ def cmd_submit(args) -> int:
     client = Client(args.url, token)
     fields = {"postback_url": args.postback_url, "labels": args.labels, "min_score": args.min_score,
               "sample_fps": args.sample_fps, "scan": args.scan, "views": args.views.split(",") if args.views else None,
-              "read_time": args.read_time or None}
+              "read_time": args.read_time}
     try:
         job = client.submit(args.video, idempotency_key=args.idempotency_key, **fields)
         print(f"job {job['job_id']} {job['status']}: {args.url.rstrip('/')}{job['status_url']}" if job["status_url"].startswith("/")
@@ -247,8 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--views", default=",".join(DETECT.views),
                    help=f"views of each frame the model sees, comma-separated from {', '.join(VIEW_NAMES)} "
                         f"(default: {','.join(DETECT.views)})")
-    p.add_argument("--read-time", action="store_true",
-                   help=f"read the time each clock shows, {DETECT.read_fps:g} times a second of a segment, and fuse one reading per segment")
+    p.add_argument("--read-time", action=argparse.BooleanOptionalAction, default=DETECT.read_time,
+                   help=f"read the time each clock shows, {DETECT.read_fps:g} times a second of a segment, and fuse one reading per "
+                        "segment; a clock never readable makes no segment (--no-read-time keeps every clock found, unread; "
+                        f"default: {DETECT.read_time})")
     p.add_argument("--json", metavar="OUT|-", help="write the result JSON to OUT, or to stdout with -")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--cfg", help="darknet cfg of another model (default: embedded YOLOv3-tiny)")
@@ -271,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=_score, default=DETECT.min_score, help=f"when detecting (default: {DETECT.min_score})")
     _mode_arguments(p)
     p.add_argument("--views", default=",".join(DETECT.views), help=f"when detecting (default: {','.join(DETECT.views)})")
-    p.add_argument("--read-time", action="store_true", help="when detecting: read the clocks' time and print it by each box")
+    p.add_argument("--read-time", action=argparse.BooleanOptionalAction, default=DETECT.read_time,
+                   help=f"when detecting: read the clocks' time and print it by each box (default: {DETECT.read_time})")
     p.set_defaults(func=cmd_annotate)
 
     p = sub.add_parser("submit", help="send a video to a running API and, with --wait, follow it to its result",
@@ -287,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-fps", type=float, help="0: every frame (default: the server's)")
     p.add_argument("--scan", action=argparse.BooleanOptionalAction, default=None, help="coarse-to-fine scan (default: the server's)")
     p.add_argument("--views", help=f"comma-separated from {', '.join(VIEW_NAMES)} (default: the server's)")
-    p.add_argument("--read-time", action="store_true", help="read the time the clocks show")
+    p.add_argument("--read-time", action=argparse.BooleanOptionalAction, default=None,
+                   help="read the time the clocks show (default: the server's)")
     p.add_argument("--idempotency-key", help="the same key returns the same job")
     p.set_defaults(func=cmd_submit)
 

@@ -172,7 +172,8 @@ def keyframe_times(path: str | Path, times: Sequence[float]) -> list[float | Non
             tb = stream.time_base
             start = container.start_time / av.time_base if container.start_time is not None else 0.0
             for t in times:
-                container.seek(round((t + start) / tb), stream=stream, backward=True)  # round: a float a hair under a keyframe must not seek to the one before
+                # round, not truncate: a keyframe's float time a hair under its tick would seek to the keyframe before
+                container.seek(round((t + start) / tb), stream=stream, backward=True)
                 packet = next((p for p in container.demux(stream) if p.pts is not None and p.size), None)
                 k = None if packet is None or not packet.is_keyframe else float(packet.pts * tb) - start
                 out.append(k if k is not None and k <= t + 1e-6 else None)

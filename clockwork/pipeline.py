@@ -106,7 +106,7 @@ class ResultBuilder:
     def build(self, frames_decoded: int | None = None) -> VideoResult:
         info = self.info
         frames_total = frames_decoded or info.frames_total
-        frames = link_tracks(sorted(self.frames, key=lambda f: f.frame_no))
+        frames = drop_unreadable_tracks(link_tracks(sorted(self.frames, key=lambda f: f.frame_no)))
         hits = [h for f in frames for h in f.hits()] + self.weak
         segments = build_segments(hits, fps=segment_fps(info.fps, self.sample_fps), duration_s=info.duration_s,
                                   rules=self.rules)
@@ -166,6 +166,26 @@ def link_tracks(frames: list[FrameDetections], *, min_iou: float = DETECT.track_
             taken.add(tid)
             linked.append(replace(d, track=tid))
         out.append(FrameDetections(f.frame_no, f.timestamp_s, linked))
+    return out
+
+
+def drop_unreadable_tracks(frames: list[FrameDetections], threshold: float = DETECT.readable_threshold) -> list[FrameDetections]:
+    """Without the clocks whose dial was read and never found readable: a clock track with at least one reading
+    (``read_time``) none of which reaches ``threshold`` loses its detections, so it makes no segment. Emblems, moons
+    and wheels that a detector takes for clocks read as unreadable (docs/DETECTOR.md); a track never read is kept."""
+    read: dict[int, bool] = {}  # track -> whether any reading of it was readable
+    for f in frames:
+        for d in f.detections:
+            if d.clock_time is not None and d.track is not None:
+                read[d.track] = read.get(d.track, False) or d.clock_time.readable >= threshold
+    unreadable = {t for t, ok in read.items() if not ok}
+    if not unreadable:
+        return frames
+    out = []
+    for f in frames:
+        kept = [d for d in f.detections if d.track not in unreadable]
+        if kept:
+            out.append(FrameDetections(f.frame_no, f.timestamp_s, kept))
     return out
 
 
@@ -244,7 +264,7 @@ def detect_video(
     batch_size: int | None = None,
     rules: SegmentRules = SegmentRules(),
     views: Sequence[str] = DETECT.views,
-    read_time: bool = False,
+    read_time: bool = DETECT.read_time,
     clock_reader: ClockReader | None = None,
     progress: ProgressFn | None = None,
     scan: bool | None = None,
@@ -254,8 +274,8 @@ def detect_video(
 
     Frames are decoded where the detector runs: with NVDEC on a GPU where the file allows it. Each frame is
     seen through ``views`` (``clockwork.views``) and their boxes are merged. With ``read_time`` the clocks'
-    dials are read ``DETECT.read_fps`` times a second (``clockwork.reader``) and each segment gets one
-    fused reading of its tracked clock.
+    dials are read ``DETECT.read_fps`` times a second (``clockwork.reader``), each segment gets one
+    fused reading of its tracked clock, and a clock never readable makes no segment (``drop_unreadable_tracks``).
 
     By default it scans (``clockwork.scan``): a few frames a second, and every frame around the places where a
     label appears or disappears. Naming ``sample_fps`` (None: every frame) detects at that rate instead;

@@ -39,6 +39,7 @@ from clockwork.errors import VideoError, VideoNotFoundError, unknown_label_messa
 from clockwork.media import PathNotAllowedError, resolve_in_roots
 from clockwork.postback import PostbackURLError
 from clockwork.scan import resolve_mode
+from clockwork.settings import DETECT
 from clockwork.views import parse_views
 from serve_app.client import DetectorClient
 from serve_app.config import AppArgs
@@ -79,7 +80,7 @@ class InferenceRequest(BaseModel):
     views: list[StrictStr] | None = Field(None, min_length=1, max_length=3)
     multiscale_fps: StrictFloat | StrictInt | None = Field(None, ge=0, le=1000, description="where every frame is examined, the "
                                                            "views after the first run this many frames a second; 0: every frame")
-    read_time: StrictBool = False
+    read_time: StrictBool = DETECT.read_time
 
 
 class Api:

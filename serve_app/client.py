@@ -30,7 +30,7 @@ class DetectorClient(Protocol):
 
     def detect_chunk(self, path: str, start_s: float, end_s: float | None, *, labels: list[str] | None,
                      min_score: float | dict, sample_fps: float | None, views: list[str],
-                     read_time: bool = False, roots: list[str] | None = None,
+                     read_time: bool = DETECT.read_time, roots: list[str] | None = None,
                      multiscale_fps: float | None = DETECT.multiscale_fps) -> AsyncIterator[dict]: ...
 
 
@@ -55,7 +55,7 @@ class RayDetectorClient:
     async def model_info(self) -> dict:
         return (await self._information())["model"]
 
-    def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time=False,
+    def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time=DETECT.read_time,
                      roots=None, multiscale_fps=DETECT.multiscale_fps) -> AsyncIterator[dict]:
         return self.handle.options(stream=True).detect_chunk.remote(
             path, start_s, end_s, labels=labels, min_score=min_score, sample_fps=sample_fps, views=views, read_time=read_time,
@@ -78,7 +78,7 @@ class LocalDetectorClient:
     async def model_info(self) -> dict:
         return self.detector.model_info
 
-    async def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time=False,
+    async def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time=DETECT.read_time,
                            roots=None, multiscale_fps=DETECT.multiscale_fps) -> AsyncIterator[dict]:
         from clockwork.decode import SampleGrid
         from clockwork.frames import FrameReader

@@ -138,7 +138,7 @@ class DetectorDeployment:
 
     async def detect_chunk(self, path: str, start_s: float = 0.0, end_s: float | None = None, *,
                            labels: list[str] | None, min_score: float | dict, sample_fps: float | None,
-                           views: list[str] | None = None, read_time: bool = False,
+                           views: list[str] | None = None, read_time: bool = DETECT.read_time,
                            roots: list[str] | None = None, multiscale_fps: float | None = DETECT.multiscale_fps) -> AsyncIterator[dict]:
         """Stream ``{"frames": [FrameDetections, ...], "processed": n}`` per pack (frames with detections
         only), then ``{"done": True, "decoder": ..., "frames_decoded": n}``. Raises VideoError subclasses

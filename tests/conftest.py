@@ -92,6 +92,14 @@ def detector():
     return Detector(device="cpu")
 
 
+@pytest.fixture(scope="session")
+def coco_detector():
+    """COCO's own heads (every COCO label): what tests of the model itself compare against."""
+    from clockwork.detector import Detector
+
+    return Detector(device="cpu", head="none")
+
+
 def ffmpeg(*args: str) -> None:
     """Run ffmpeg for a test fixture; the command is visible in the test that calls it."""
     subprocess.run([shutil.which("ffmpeg"), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)

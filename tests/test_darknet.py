@@ -77,7 +77,8 @@ def test_default_model_matches_opencv4_on_real_photographs(default_model, tmp_pa
     assert not np.any(scores[~kept] > 0.2401)
 
 
-def test_detections_agree_with_opencv4_after_nms(default_model, detector, tmp_path):
+def test_detections_agree_with_opencv4_after_nms(default_model, coco_detector, tmp_path):
+    detector = coco_detector
     """Boxes and scores, after thresholding and NMS, agree on real photographs."""
     import cv2
 

@@ -31,7 +31,8 @@ def test_batch_equals_one_by_one(detector):
     assert [[(d.label, round(d.score, 3)) for d in x] for x in batched] == [[(d.label, round(d.score, 3)) for d in x] for x in single]
 
 
-def test_label_filter_and_per_class_threshold(detector):
+def test_label_filter_and_per_class_threshold(coco_detector):
+    detector = coco_detector
     frame = frame_with_clock()
     assert detector.detect([frame], labels=["person"], min_score=0.1)[0] == []
     assert detector.detect([frame], min_score={"clock": 0.999, "*": 0.5}, labels=["clock"])[0] == []
@@ -71,7 +72,9 @@ def scene(style, size, x) -> FrameBatch:
     return FrameBatch([0], [0.0], frame[None])
 
 
-def test_zoomed_out_view_finds_an_extreme_close_up(detector):
+def test_zoomed_out_view_finds_an_extreme_close_up(coco_detector):
+    """COCO's heads need the zoomed-out view for a frame-filling clock (the clock head trained on such clocks)."""
+    detector = coco_detector
     batch = scene(PLAIN_ROUND, 1000, 140)  # the dial overflows the frame top and bottom
     full = detector.detect_batch(batch, views=("full",), min_score=0.1)[0].detections
     views = detector.detect_batch(batch, views=("full", "zoomout", "tiles"), min_score=0.1)[0].detections
@@ -79,7 +82,8 @@ def test_zoomed_out_view_finds_an_extreme_close_up(detector):
     assert len(views) == 1 and views[0].score > 0.9 and views[0].h == 720 and views[0].w > 800
 
 
-def test_tiles_find_a_small_clock_and_map_it_back(detector):
+def test_tiles_find_a_small_clock_and_map_it_back(coco_detector):
+    detector = coco_detector
     batch = scene(ROMAN_OCTAGON, 110, 940)
     assert detector.detect_batch(batch, views=("full",), min_score=0.1)[0].detections == []
     found = detector.detect_batch(batch, views=("full", "zoomout", "tiles"), min_score=0.5)[0].detections
@@ -114,12 +118,14 @@ def test_the_gpu_letterbox_path_agrees_with_the_cpu_one(samples_dir, detector):
                     assert max(abs(u.x - v.x), abs(u.y - v.y), abs(u.w - v.w), abs(u.h - v.h)) <= 8 and abs(u.score - v.score) < 0.05
 
 
-def test_with_a_stride_the_views_after_the_first_see_only_every_stride_th_frame(detector):
+def test_with_a_stride_the_views_after_the_first_see_only_every_stride_th_frame(coco_detector):
     """Every-frame passes show the zoomed-out view and the tiles on every ``stride``-th frame (frame numbers that are
     multiples of it), the full view on all: a small clock only tiles find is found on those frames alone, and there
-    exactly as without a stride; on the host and on torch tensors (the NVDEC path's letterbox) alike."""
+    exactly as without a stride; on the host and on torch tensors (the NVDEC path's letterbox) alike. COCO's heads: the
+    clock head finds this clock in the full view too."""
     import torch
 
+    detector = coco_detector
     from clockwork.views import view_stride
 
     one = scene(ROMAN_OCTAGON, 110, 940)

@@ -42,14 +42,15 @@ def test_result_json_contract(results, manifest):
     assert set(frame) == {"frame_no", "timestamp_s", "detections"}
     assert frame["timestamp_s"] == pytest.approx(frame["frame_no"] / 25)
     det = frame["detections"][0]
-    assert set(det) == {"x", "y", "w", "h", "type", "label", "score", "track"} and det["type"] == "clock"
+    assert set(det) <= {"x", "y", "w", "h", "type", "label", "score", "track", "clock_time"} and det["type"] == "clock"
+    assert any("clock_time" in d for f in doc["frame_data"] for d in f["detections"])  # read_time is on by default
     assert 0 <= det["x"] and det["x"] + det["w"] <= 640 and det["y"] + det["h"] <= 360
-    assert set(doc["segments"][0]) == {"label", "start_s", "end_s", "start_frame", "end_frame", "max_score", "frames", "track"}
+    assert set(doc["segments"][0]) == {"label", "start_s", "end_s", "start_frame", "end_frame", "max_score", "frames", "track", "clock_time"}
     # the default is a scan: 2 frames a second of the 8 s, and every frame of the four windows around the clocks' ends
-    assert doc["views"] == ["full", "zoomout", "tiles"] and doc["sample_fps"] is None and doc["multiscale_fps"] == 5
+    assert doc["views"] == ["full", "tiles"] and doc["sample_fps"] is None and doc["multiscale_fps"] == 5
     assert doc["scan"]["coarse_fps"] == 2 and doc["scan"]["frames_coarse"] == 16 and len(doc["scan"]["refined"]) == 4
     assert doc["frames_processed"] == 16 + doc["scan"]["frames_refined"] < 200
-    assert doc["model"]["name"] == "yolov3-tiny"
+    assert doc["model"]["name"] == "yolov3-tiny+clock_head" and doc["model"]["head_sha256"]  # the default head
 
 
 def test_portrait_boxes_are_in_display_coordinates(results):
@@ -91,6 +92,31 @@ def test_a_bad_multiscale_rate_fails_before_work(samples_dir, detector):
 def test_missing_video_fails_before_work(tmp_path, detector):
     with pytest.raises(VideoNotFoundError):
         detect_video(tmp_path / "missing.mp4", detector=detector)
+
+
+def test_a_clock_read_and_never_readable_makes_no_segment():
+    """Three clocks in turn: one read unreadable at every reading (an emblem), one read readable once of three, one never
+    read. The first loses its boxes and its segment; the others keep theirs. Without readings nothing is dropped."""
+    from clockwork.clocktime import ClockTime
+    from clockwork.decode import VideoInfo
+    from clockwork.pipeline import ResultBuilder
+    from clockwork.result import Detection
+
+    def build(read: bool):
+        b = ResultBuilder(VideoInfo("three.mp4", 640, 360, 10.0, 90, 9.0, "h264", 0, False), model={}, labels=["clock"],
+                          min_score=0.5, sample_fps=None)
+        for i in range(90):
+            x, readable = [(10, 0.01), (250, 0.9 if i == 45 else 0.2), (500, None)][i // 30]
+            t = ClockTime(600, 0.9, readable) if read and readable is not None and i % 5 == 0 else None
+            b.add_frame(i, i / 10, [Detection(x, 50, 100, 100, "clock", 0.9, clock_time=t)] if i % 30 < 20 else [])
+        return b.build()
+
+    result = build(read=True)
+    assert [(s.start_s, s.end_s) for s in result.segments] == [(3.0, 5.0), (6.0, 8.0)]
+    assert {d.x for f in result.frame_data for d in f.detections} == {250, 500}
+    assert result.segments[0].clock_time.minutes == 600
+    unread = build(read=False)
+    assert [(s.start_s, s.end_s) for s in unread.segments] == [(0.0, 2.0), (3.0, 5.0), (6.0, 8.0)]
 
 
 def test_tracks_follow_each_clock_and_segments_name_theirs():

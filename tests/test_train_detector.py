@@ -113,7 +113,7 @@ def test_trains_resumes_exports_and_the_detector_loads_the_head(tmp_path, capsys
     head = tmp_path / "head.pt"
     digest = train_detector.export(str(tmp_path / "b" / "last.pt"), head)
     assert head.stat().st_size < 6_000_000  # fp16, the layers from TRAIN_FROM on
-    coco, tuned = Detector(device="cpu"), Detector(device="cpu", head=head)
+    coco, tuned = Detector(device="cpu", head="none"), Detector(device="cpu", head=head)
     assert tuned.model_info["head_sha256"] == digest and "head_sha256" not in coco.model_info
     assert torch.equal(coco.model.layers[0].conv.weight, tuned.model.layers[0].conv.weight)
     assert not torch.equal(coco.model.layers[TRAIN_FROM + 1].conv.weight, tuned.model.layers[TRAIN_FROM + 1].conv.weight)
@@ -172,7 +172,7 @@ def test_a_head_finds_only_its_labels_and_says_so_for_others(tmp_path):
     assert tuned.label_ids(None) == [CLOCK] and tuned.label_ids(["clock"]) == [CLOCK]
     with pytest.raises(ValueError, match=r"label 'person': this detector's fine-tuned head .* finds only clock"):
         tuned.label_ids(["clock", "person"])
-    assert Detector(device="cpu").label_ids(["person"]) == [0]  # COCO's model keeps every label
+    assert Detector(device="cpu", head="none").label_ids(["person"]) == [0]  # COCO's model keeps every label
 
 
 def test_cli_detect_takes_a_head_and_refuses_a_bad_one_by_name(samples_dir, tmp_path, capsys):
