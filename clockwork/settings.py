@@ -36,8 +36,8 @@ class DetectDefaults:
     # no false segment; COCO's heads with three views at 0.5, the default until session 9, 129 and 2 (docs/DETECTOR.md).
     head: str | None = "clock"
     min_score: float = 0.7
-    # Frames a second that are detected (None: every frame). 5 pays for the six views of each frame:
-    # 30 model inputs per second of 30 fps video, what one view of every frame cost (docs/BENCHMARKS.md).
+    # Frames a second that are detected in sampled mode (None: every frame). Chosen when each frame had six views
+    # (30 model inputs per second of 30 fps video, what one view of every frame cost; docs/BENCHMARKS.md); five now.
     sample_fps: float | None = 5.0
     # Coarse-to-fine scanning (clockwork.scan): detect scan_fps frames a second, then every frame only around
     # the ticks where a label appears or disappears. On by default: on the sample library its boundaries match

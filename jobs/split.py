@@ -37,7 +37,7 @@ from jobs._common import EXIT_OK, EXIT_PARTIAL, Fatal, Steps, cluster_gpus, conn
 
 @ray.remote
 def detect_task(path: str, label: str, min_score: float, sample_fps: float | None, views: tuple[str, ...],
-                read_time: bool = True, scan: bool = False, rules: SegmentRules = SegmentRules()) -> dict:
+                read_time: bool = DETECT.read_time, scan: bool = False, rules: SegmentRules = SegmentRules()) -> dict:
     """Detect one video; on a GPU task the frames come from NVDEC (``detect_video`` reads through FrameReader)."""
     from clockwork.pipeline import detect_video
 
@@ -69,7 +69,7 @@ def parse(argv):
     ap.add_argument("--out", required=True, help="directory for the snippets")
     ap.add_argument("--database-url", default=None,
                     help="catalog URL (default: $CLOCKWORK_DATABASE_URL, else catalog.sqlite in $CLOCKWORK_DATA_DIR)")
-    ap.add_argument("--read-time", action=argparse.BooleanOptionalAction, default=True,
+    ap.add_argument("--read-time", action=argparse.BooleanOptionalAction, default=DETECT.read_time,
                     help="read the time each clock shows while detecting, so jobs.join can order by time of day (default: on)")
     ap.add_argument("--min-score", type=float, default=DETECT.min_score)
     ap.add_argument("--scan", action=argparse.BooleanOptionalAction, default=None,
