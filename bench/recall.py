@@ -95,9 +95,8 @@ def main() -> int:
     for name in args.configs:
         for suffix, (head, extra) in runs.items():
             overrides = {**CONFIGS[name], **extra}
-            chosen = detector(head or overrides.pop("head", DETECT.head))
-            overrides.pop("head", None)
-            results[name + suffix] = run_config(items, data, chosen, overrides)
+            config_head = overrides.pop("head", DETECT.head)
+            results[name + suffix] = run_config(items, data, detector(head or config_head), overrides)
     lines = [f"{len(items)} clips of 1280x720 at 10 frames/s, 2 s each: {args.per_scale} clocks per scale "
              f"(eval styles), scikit-image's clock photograph per scale, 3 distractors per scale; seed {args.seed}; "
              f"device {args.device}. Default settings: head {DETECT.head or 'none (COCO)'}, views {','.join(DETECT.views)}, "

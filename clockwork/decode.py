@@ -136,6 +136,11 @@ def probe(path: str | Path, *, max_pixels: int | None = LIMITS.max_frame_pixels)
         return dec.info
 
 
+def _start_s(container) -> float:
+    """Where the container's timeline starts (s): stream times minus this are times from the video's start."""
+    return container.start_time / av.time_base if container.start_time is not None else 0.0
+
+
 def packet_times(path: str | Path) -> np.ndarray:
     """The sorted presentation times (s, from the stream's start) of every video packet, by demuxing
     only; cached per file (device, inode, size, mtime), so the chunks of one video index it once."""
@@ -147,7 +152,7 @@ def packet_times(path: str | Path) -> np.ndarray:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             tb = stream.time_base
-            start = container.start_time / av.time_base if container.start_time is not None else 0.0
+            start = _start_s(container)
             times = np.sort(np.asarray([float(p.pts * tb) - start for p in container.demux(stream)
                                         if p.pts is not None and p.size], dtype=np.float64))
         with _PACKET_TIMES_LOCK:
@@ -170,7 +175,7 @@ def keyframe_times(path: str | Path, times: Sequence[float]) -> list[float | Non
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             tb = stream.time_base
-            start = container.start_time / av.time_base if container.start_time is not None else 0.0
+            start = _start_s(container)
             for t in times:
                 # round, not truncate: a keyframe's float time a hair under its tick would seek to the keyframe before
                 container.seek(round((t + start) / tb), stream=stream, backward=True)
@@ -190,7 +195,7 @@ def measured_duration(path: str | Path, claimed_s: float) -> float | None:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             tb = stream.time_base
-            start = container.start_time / av.time_base if container.start_time is not None else 0.0
+            start = _start_s(container)
             end = _last_end(container, stream, tb, seek_to=claimed_s + start)
             if end is None:  # the seek found nothing (a cut file): demux from the start
                 container.seek(0, stream=stream, backward=True)
@@ -237,8 +242,7 @@ class VideoDecoder:
             self._stream.thread_type = "AUTO"
             if threads:
                 self._stream.codec_context.thread_count = threads
-            start = self._container.start_time
-            self._start_s = start / av.time_base if start is not None else 0.0
+            self._start_s = _start_s(self._container)
             self._index0 = 0
             if self.start_s > 0:
                 self._index0 = self._count_frames_before(self.start_s)

@@ -32,8 +32,8 @@ class DetectDefaults:
     labels: tuple[str, ...] = (CLOCK_LABEL,)
     # Detection heads over COCO's YOLOv3-tiny (clockwork.detector.resolve_head): "clock" is the embedded fine-tuned
     # clock head (docs/DETECTOR.md), which finds clocks only; None keeps COCO's own (every COCO label). The clock head
-    # with views full + tiles at 0.7, its dials read (read_time), found 144 of 144 clocks of three evaluation sets and
-    # no false segment; COCO's heads with three views at 0.5, the default until session 9, 129 and 2 (docs/DETECTOR.md).
+    # with views full + tiles at 0.7, its dials read (read_time), found 240 of 240 clocks of five evaluation sets and
+    # no false segment; COCO's heads with three views at 0.5, the default until session 9, 196 and 5 (docs/DETECTOR.md).
     head: str | None = "clock"
     min_score: float = 0.7
     # Frames a second that are detected in sampled mode (None: every frame). Chosen when each frame had six views
