@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import functools
+import itertools
 import os
 import sys
 import tempfile
@@ -183,9 +184,12 @@ def ray_data(files: list[Path], replicas: int) -> tuple[int, float]:
 
 
 def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, chunk_s: float,
-         body: dict | None = None, ingress: int = 1) -> tuple[int, float, str, str, float]:
+         body: dict | None = None, ingress: int = 1, sessions: int = 16,
+         spy: tuple[float, Path] | None = None) -> tuple[int, float, str, str, float]:
     """Every file through the HTTP API at once; ``body`` adds request fields (default: every frame, the default
-    views). Returns frames examined, seconds, a note, NVML utilisation and the seconds of video covered."""
+    views); about ``sessions`` decoders a GPU. ``spy`` (seconds, folder): py-spy records two detector replicas
+    that long, from 15 s into the timed run. Returns frames examined, seconds, a note, NVML utilisation and the
+    seconds of video covered."""
     body = {"sample_fps": 0} if body is None else body
     from ray import serve
 
@@ -197,8 +201,8 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, ch
                            "detector_replicas": replicas * gpus, "ingress_replicas": ingress,
                            "detector_num_cpus": max(1, min(2, ((os.cpu_count() or 4) - 2) // (replicas * gpus))), "chunk_s": chunk_s,
                            "max_chunks_in_flight": 16,
-                           # about 16 decoder sessions a GPU whatever the replica count (the decoders' best is 14)
-                           "detector": {"frames_per_call": 32, "max_batch_frames": 256, "decoders": -(-16 // replicas)}}),
+                           # about `sessions` decoder sessions a GPU whatever the replica count (the decoders' best is 14)
+                           "detector": {"frames_per_call": 32, "max_batch_frames": 256, "decoders": -(-sessions // replicas)}}),
               name="bench", route_prefix="/")
     base = f"http://127.0.0.1:{port}"
     warm_file = warm_clip(files[0], media)
@@ -214,11 +218,16 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, ch
         rx.posts.clear()
         with Sampler(gpus) as sampler:
             t = time.perf_counter()
+            spying = threading.Thread(target=py_spy, args=(*spy, sampler.cpu), daemon=True) if spy else None
+            if spying:
+                spying.start()
             with cf.ThreadPoolExecutor(32) as pool:
                 list(pool.map(lambda p: requests.post(f"{base}/video-inference",
                                                       json={"filename": p.name, "postback_url": rx.url, **body}), files))
             posts = rx.wait_for(len(files), timeout=1200)
             dt = time.perf_counter() - t
+            if spying:
+                spying.join()
     n = sum(p["json"].get("frames_processed", 0) for p in posts)
     video_s = sum(p["json"].get("duration_s", 0.0) for p in posts)
     failed = [p["json"].get("error") for p in posts if p["json"]["status"] != "succeeded"]
@@ -227,6 +236,25 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, ch
     print(f"ingress replicas {ingress}: {n} frames in {dt:.2f} s; processes: {processes}", flush=True)
     note = f"{len(failed)} failed: {failed[:2]}" if failed else "all succeeded"
     return n, dt, f"{note}; processes (psutil): {processes}", sampler.summary(), video_s
+
+
+def py_spy(seconds: float, folder: Path, cpu: ProcessCpu, delay_s: float = 15.0) -> None:
+    """Sample two detector replicas with py-spy (a wheel on the GPU machine) for ``seconds``: one every thread that
+    is not idle, the other only the thread holding the GIL. Raw (collapsed) stacks, one file each, for
+    ``bench/spy_report.py``."""
+    import subprocess
+
+    time.sleep(delay_s)
+    pids = [pid for pid, (role, _) in cpu.procs.items() if role == "Detector"][:2]
+    runs = []
+    for pid, extra, name in zip(pids, ([], ["--gil"]), ("replica-threads.txt", "replica-gil.txt"), strict=False):
+        cmd = ["py-spy", "record", "--pid", str(pid), "--duration", f"{seconds:g}", "--rate", "100", "--format", "raw",
+               "--nonblocking", "--output", str(folder / name), *extra]
+        runs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    for r in runs:
+        _, err = r.communicate()
+        if r.returncode:
+            print(f"py-spy failed ({r.returncode}): {err.decode()[-500:]}", flush=True)
 
 
 def warm_clip(src: Path, media: Path, seconds: float = 10.0) -> Path:
@@ -365,6 +393,10 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="also write the record here")
     ap.add_argument("--stages", default="seed,raydata,ours,direct,breakdown,ceiling")
     ap.add_argument("--mps", action="store_true", help="run every stage under NVIDIA MPS (started and stopped here)")
+    ap.add_argument("--sessions", default="16", help="decoder sessions per GPU in stage 3, over the replicas; a comma list runs stage 3 for each")
+    ap.add_argument("--ceiling-sessions", default="1,7,14", help="NVDEC sessions of each decode-ceiling run")
+    ap.add_argument("--py-spy", type=float, default=0, metavar="SECONDS",
+                    help="record two detector replicas of the first stage-3 run with py-spy this long (raw stacks next to --out)")
     args = ap.parse_args()
     with Mps(args.mps):
         return run(args)
@@ -401,15 +433,18 @@ def run(args) -> int:
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})  # one proxy for every replica count
         notes = []
-        for r in replica_counts:
-            for ing in (int(i) for i in args.ingress.split(",")):
-                for m in (float(x) for x in args.multiscale_fps.split(",")):
-                    n, dt, note, summary, _ = ours(files, media, r, args.gpus, port, args.chunk_s, ingress=ing,
-                                                   body={"sample_fps": 0, "multiscale_fps": m})
-                    views = f"other views {m:g}/s" if m else "every view every frame"
-                    stage = f"3. ours (Serve API, NVDEC, fp16, every frame, {views}), {r} replicas/GPU, {ing} ingress"
-                    res[stage], util[stage] = (n, dt), summary
-                    notes.append(f"{r} replicas/GPU, {ing} ingress, {views}: {note}")
+        spy = (args.py_spy, Path(args.out or ".").resolve().parent) if args.py_spy else None
+        for r, ing, m, k in itertools.product(replica_counts, (int(i) for i in args.ingress.split(",")),
+                                              (float(x) for x in args.multiscale_fps.split(",")),
+                                              (int(x) for x in args.sessions.split(","))):
+            n, dt, note, summary, _ = ours(files, media, r, args.gpus, port, args.chunk_s, ingress=ing, sessions=k,
+                                           body={"sample_fps": 0, "multiscale_fps": m}, spy=spy)
+            spy = None  # the first run only
+            views = f"other views {m:g}/s" if m else "every view every frame"
+            stage = (f"3. ours (Serve API, NVDEC, fp16, every frame, {views}), {r} replicas/GPU x {-(-k // r)} decoders, "
+                     f"{ing} ingress")
+            res[stage], util[stage] = (n, dt), summary
+            notes.append(f"{r} replicas/GPU x {-(-k // r)} decoders, {ing} ingress, {views}: {note}")
         note = "\n  - ".join([""] + notes)
     if "scan" in stages:  # the API's default: coarse-to-fine; what counts is video covered per second
         from ray import serve
@@ -440,14 +475,14 @@ def run(args) -> int:
                 util[stage] = s.summary()
         nvdec.SHARE_CONTEXT = True
     if "ceiling" in stages:
-        for k in (1, 7, 14):
+        for k in (int(x) for x in args.ceiling_sessions.split(",")):
             with Sampler(args.gpus) as s:
                 res[f"4. NVDEC decode only, {k} sessions"] = decode_ceiling(files, k, args.ceiling_frames)
             util[f"4. NVDEC decode only, {k} sessions"] = s.summary()
     fps = {k: n / dt for k, (n, dt) in res.items()}
     lines = [f"{len(src)} file(s) x {args.copies} copies ({', '.join(p.name for p in src)}); views {','.join(DETECT.views)} "
              f"(in every-frame mode the views after full on --multiscale-fps {args.multiscale_fps} frames a second); "
-             f"detector replicas per GPU {args.replicas} (each decoding 16/N chunks at once) "
+             f"detector replicas per GPU {args.replicas} (each decoding {args.sessions}/N chunks at once) "
              f"(each 1/N of a GPU; Ray Data pool {pool_size} actors); chunk_s {args.chunk_s:g}; {args.gpus} GPU(s); "
              f"{'under MPS' if args.mps else 'no MPS (processes time-slice the GPU)'}; torch {torch.__version__}.", "",
              "| stage | frames | seconds | frames/s | utilisation (NVML mean) |", "|---|---|---|---|---|"]

@@ -133,7 +133,7 @@ def read_clocks(reader: ClockReader, batch, found: list[FrameDetections], grid: 
     threshold = min_score.get(CLOCK_LABEL, DETECT.min_score) if isinstance(min_score, Mapping) else min_score
     crops, where = [], []
     for k, f in todo:
-        image = batch.data[k] if not batch.on_gpu else batch.data[k].cpu().numpy()
+        image = batch.data[k]  # on the GPU, crop_box copies only the part it crops
         for j, d in enumerate(f.detections):
             if d.label == CLOCK_LABEL and d.score >= threshold:
                 crops.append(crop_box(image, (d.x, d.y, d.w, d.h)))

@@ -48,6 +48,26 @@ def test_crop_is_square_around_the_box_and_repeats_edges():
     assert crop[:, 0].mean() == 255 and crop[:, -1].mean() == 0  # left white, right black, edges repeated
 
 
+@pytest.mark.parametrize("box", [(200, 120, 60, 60), (3, 5, 40, 30), (470, 370, 60, 50), (-30, 150, 80, 80),
+                                 (100.4, 200.7, 13.3, 17.9), (0, 0, 500, 400), (480, 10, 300, 300)])
+def test_a_frame_on_the_gpu_crops_like_one_on_the_host(box):
+    """A frame given as a tensor (a GPU frame; here a CPU tensor) copies only the region the crop samples: the crop
+    is the same as the whole frame's, inside the image, at its edges and past them."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    frame = cv2_blur(rng.integers(0, 256, (400, 500, 3), dtype=np.uint8))
+    whole, region = crop_box(frame, box), crop_box(torch.from_numpy(frame), box)
+    assert region.shape == whole.shape == (INPUT, INPUT, 3)
+    assert np.abs(whole.astype(int) - region.astype(int)).max() <= 1
+
+
+def cv2_blur(image):
+    import cv2
+
+    return cv2.GaussianBlur(image, (0, 0), 2)
+
+
 def test_weights_are_pinned(tmp_path, monkeypatch):
     from clockwork import reader as module
 
