@@ -124,8 +124,24 @@ class Mps:
         if self.enabled:  # MPS's default pipe directory (/tmp/nvidia-mps): every CUDA process of this user finds it
             import subprocess
 
+            # A daemon an earlier run told to quit still runs until its clients are gone, and turns new clients away
+            # (they then time-slice without MPS: half the frames/s, seen in session 10): end it first, and wait.
+            subprocess.run("echo quit | nvidia-cuda-mps-control", shell=True, capture_output=True)
+            for _ in range(100):
+                if subprocess.run(["pgrep", "-f", "nvidia-cuda-mps"], capture_output=True).returncode:
+                    break
+                time.sleep(0.1)
+            else:
+                raise RuntimeError("an earlier MPS daemon does not quit; `echo quit | nvidia-cuda-mps-control` by hand")
             subprocess.run(["nvidia-cuda-mps-control", "-d"], check=True)
         return self
+
+    @staticmethod
+    def serving() -> bool:
+        """Whether an MPS server runs (it starts with the first client): stage 3's note says so."""
+        import subprocess
+
+        return subprocess.run(["pgrep", "-f", "nvidia-cuda-mps-server"], capture_output=True).returncode == 0
 
     def __exit__(self, *exc):
         if self.enabled:  # "quit" waits for every client, this process included: asked in the background, it ends after us
@@ -216,6 +232,7 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, ch
         for j in warm:
             rx.wait_for(1, job_id=j, timeout=300)
         rx.posts.clear()
+        mps_serving = Mps.serving()
         with Sampler(gpus) as sampler:
             t = time.perf_counter()
             spying = threading.Thread(target=py_spy, args=(*spy, sampler.cpu), daemon=True) if spy else None
@@ -235,6 +252,7 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, ch
     processes = sampler.cpu.summary()
     print(f"ingress replicas {ingress}: {n} frames in {dt:.2f} s; processes: {processes}", flush=True)
     note = f"{len(failed)} failed: {failed[:2]}" if failed else "all succeeded"
+    note += f"; MPS server {'running' if mps_serving else 'not running'} after the warm-up"
     return n, dt, f"{note}; processes (psutil): {processes}", sampler.summary(), video_s
 
 

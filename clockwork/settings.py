@@ -92,9 +92,11 @@ class ServeBatchDefaults:
     batch_wait_timeout_s: float = 0.02
     # Chunks one replica decodes at once; the others wait their turn. Every decoder holds its surfaces and a few
     # batches of frames in GPU memory (about 0.8 GB at 1080p): 14 chunks a replica at once ran one H100 out of
-    # memory inside NVDEC, which ends the process (docs/BENCHMARKS.md). Two a replica keep 8 replicas at 16
-    # sessions, past the decoders' best (14 on an H100, ../shared/device/README.md).
-    decoders: int = 2
+    # memory inside NVDEC, which ends the process (docs/BENCHMARKS.md). Three a replica keep 8 replicas at 24
+    # sessions: through the API under MPS on an H100 that gave 3,994 frames/s against 3,598 with two (16 sessions),
+    # measured side by side (docs/BENCHMARKS.md, session 10); NVDEC alone peaks near 14 sessions, but a chunk's
+    # session idles while it opens, seeks, closes and waits for the model.
+    decoders: int = 3
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clockwork.boxes import iou_matrix, letterbox, letterbox_params, nms, unletterbox
+from clockwork.boxes import inside_matrix, iou_matrix, letterbox, letterbox_params, merge_contained, nms, unletterbox
 
 sizes = st.integers(min_value=16, max_value=2000)
 
@@ -58,3 +58,45 @@ def test_nms_properties(items, thr):
                 assert iou[a, b] <= thr + 1e-9
     for j in set(range(len(items))) - set(keep):  # every dropped box is covered by a kept one
         assert any(classes[k] == classes[j] and iou[k, j] > thr and scores[k] >= scores[j] for k in keep)
+
+
+def _merge_reference(boxes, scores, classes, keep, threshold):
+    """merge_contained's rule spelled out box by box in plain Python (what it did before it ran in NumPy)."""
+    b = boxes[keep]
+    inside, area = inside_matrix(b, b).tolist(), (b[:, 2] * b[:, 3]).tolist()
+    cls, idx, scores = classes[keep].tolist(), keep.tolist(), scores.clone()
+    alive = [True] * len(idx)
+    for j in sorted(range(len(idx)), key=lambda k: area[k]):
+        holders = [i for i in range(len(idx)) if i != j and alive[i] and cls[i] == cls[j] and area[i] > area[j]
+                   and inside[i][j] >= threshold]
+        if holders:
+            i = max(holders, key=lambda k: area[k])
+            scores[idx[i]] = max(scores[idx[i]], scores[idx[j]])
+            alive[j] = False
+    kept = [k for k, a in zip(idx, alive, strict=True) if a]
+    return sorted(kept, key=lambda k: -float(scores[k])), scores
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(2, 40))
+def test_merge_contained_follows_the_rule_box_by_box(seed, n):
+    """Nested boxes of two classes (clocks inside clocks, dials inside them): the vectorised merge keeps the boxes
+    and scores that the rule applied one box at a time keeps."""
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 200, (n, 2))
+    wh = rng.uniform(2, 120, (n, 2))
+    nested = rng.random(n) < 0.5  # half the boxes inside an earlier one
+    for k in range(1, n):
+        if nested[k]:
+            p = rng.integers(0, k)
+            wh[k] = wh[p] * rng.uniform(0.3, 0.95, 2)
+            xy[k] = xy[p] + (wh[p] - wh[k]) * rng.uniform(-0.1, 1.1, 2)
+    boxes = torch.tensor(np.hstack([xy, wh]), dtype=torch.float64)
+    scores = torch.tensor(rng.uniform(0.1, 1.0, n), dtype=torch.float32)
+    classes = torch.tensor(rng.integers(0, 2, n))
+    keep = torch.tensor(sorted(rng.choice(n, size=int(rng.integers(2, n + 1)), replace=False).tolist()))
+    got_keep, got_scores = merge_contained(boxes, scores, classes, keep, 0.8)
+    want_keep, want_scores = _merge_reference(boxes, scores, classes, keep, 0.8)
+    assert sorted(got_keep.tolist()) == sorted(want_keep)
+    assert torch.equal(got_scores, want_scores)
+    assert got_scores[got_keep].tolist() == sorted(got_scores[got_keep].tolist(), reverse=True)
