@@ -200,7 +200,7 @@ def ray_data(files: list[Path], replicas: int) -> tuple[int, float]:
 
 
 def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, chunk_s: float,
-         body: dict | None = None, ingress: int = 1, sessions: int = 16,
+         body: dict | None = None, ingress: int = 1, sessions: int = 16, capped: bool = False,
          spy: tuple[float, Path] | None = None) -> tuple[int, float, str, str, float]:
     """Every file through the HTTP API at once; ``body`` adds request fields (default: every frame, the default
     views); about ``sessions`` decoders a GPU. ``spy`` (seconds, folder): py-spy records two detector replicas
@@ -217,6 +217,9 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, ch
                            "detector_replicas": replicas * gpus, "ingress_replicas": ingress,
                            "detector_num_cpus": max(1, min(2, ((os.cpu_count() or 4) - 2) // (replicas * gpus))), "chunk_s": chunk_s,
                            "max_chunks_in_flight": 16,
+                           # capped: chunks wait in the API and go to the first replica with a free decoder (README, Sizing)
+                           **({"max_chunks_total": replicas * gpus * -(-sessions // replicas),
+                               "detector_max_ongoing_requests": -(-sessions // replicas) + 1} if capped else {}),
                            # about `sessions` decoder sessions a GPU whatever the replica count (the decoders' best is 14)
                            "detector": {"frames_per_call": 32, "max_batch_frames": 256, "decoders": -(-sessions // replicas)}}),
               name="bench", route_prefix="/")
@@ -412,6 +415,8 @@ def main() -> int:
     ap.add_argument("--stages", default="seed,raydata,ours,direct,breakdown,ceiling")
     ap.add_argument("--mps", action="store_true", help="run every stage under NVIDIA MPS (started and stopped here)")
     ap.add_argument("--sessions", default="16", help="decoder sessions per GPU in stage 3, over the replicas; a comma list runs stage 3 for each")
+    ap.add_argument("--chunk-cap", default="0", help="1: the API holds chunks back to its replicas' decoders (max_chunks_total); "
+                    "a comma list (0,1) runs stage 3 for each")
     ap.add_argument("--ceiling-sessions", default="1,7,14", help="NVDEC sessions of each decode-ceiling run")
     ap.add_argument("--py-spy", type=float, default=0, metavar="SECONDS",
                     help="record two detector replicas of the first stage-3 run with py-spy this long (raw stacks next to --out)")
@@ -452,17 +457,19 @@ def run(args) -> int:
         serve.start(http_options={"host": "127.0.0.1", "port": port})  # one proxy for every replica count
         notes = []
         spy = (args.py_spy, Path(args.out or ".").resolve().parent) if args.py_spy else None
-        for r, ing, m, k in itertools.product(replica_counts, (int(i) for i in args.ingress.split(",")),
-                                              (float(x) for x in args.multiscale_fps.split(",")),
-                                              (int(x) for x in args.sessions.split(","))):
+        for r, ing, m, k, cap in itertools.product(replica_counts, [int(i) for i in args.ingress.split(",")],
+                                                   [float(x) for x in args.multiscale_fps.split(",")],
+                                                   [int(x) for x in args.sessions.split(",")],
+                                                   [bool(int(x)) for x in args.chunk_cap.split(",")]):
             n, dt, note, summary, _ = ours(files, media, r, args.gpus, port, args.chunk_s, ingress=ing, sessions=k,
-                                           body={"sample_fps": 0, "multiscale_fps": m}, spy=spy)
+                                           capped=cap, body={"sample_fps": 0, "multiscale_fps": m}, spy=spy)
             spy = None  # the first run only
             views = f"other views {m:g}/s" if m else "every view every frame"
-            stage = (f"3. ours (Serve API, NVDEC, fp16, every frame, {views}), {r} replicas/GPU x {-(-k // r)} decoders, "
+            capping = ", chunks held in the API" if cap else ""
+            stage = (f"3. ours (Serve API, NVDEC, fp16, every frame, {views}), {r} replicas/GPU x {-(-k // r)} decoders{capping}, "
                      f"{ing} ingress")
             res[stage], util[stage] = (n, dt), summary
-            notes.append(f"{r} replicas/GPU x {-(-k // r)} decoders, {ing} ingress, {views}: {note}")
+            notes.append(f"{r} replicas/GPU x {-(-k // r)} decoders{capping}, {ing} ingress, {views}: {note}")
         note = "\n  - ".join([""] + notes)
     if "scan" in stages:  # the API's default: coarse-to-fine; what counts is video covered per second
         from ray import serve

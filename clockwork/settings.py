@@ -90,6 +90,8 @@ class ServeBatchDefaults:
     frames_per_call: int = 8
     max_batch_frames: int = 64
     batch_wait_timeout_s: float = 0.02
+    # Calls one replica takes at once: chunks (each waits there for a decoder) and the API's small calls.
+    max_ongoing_requests: int = 64
     # Chunks one replica decodes at once; the others wait their turn. Every decoder holds its surfaces and a few
     # batches of frames in GPU memory (about 0.8 GB at 1080p): 14 chunks a replica at once ran one H100 out of
     # memory inside NVDEC, which ends the process (docs/BENCHMARKS.md). Three a replica keep 8 replicas at 24

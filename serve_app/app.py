@@ -31,7 +31,7 @@ def app_builder(args: BuilderArgs) -> Application:
         args = BuilderArgs.model_validate(args or {})
     num_gpus = _default_gpu_fraction() if args.detector_num_gpus is None else args.detector_num_gpus
     detector = DetectorDeployment.options(
-        num_replicas=args.detector_replicas,
+        num_replicas=args.detector_replicas, max_ongoing_requests=args.detector_max_ongoing_requests,
         ray_actor_options={"num_cpus": args.detector_num_cpus, "num_gpus": num_gpus},
     ).bind(args.detector.model_dump())
     return Ingress.options(num_replicas=args.ingress_replicas).bind(detector, args.app_args().model_dump())

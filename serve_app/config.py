@@ -45,6 +45,9 @@ class AppArgs(BaseModel):
     idempotency_window_s: float = Field(600.0, ge=0)
     chunk_s: float = Field(120.0, gt=0, description="videos longer than this are cut into chunks run in parallel")
     max_chunks_in_flight: int = Field(8, ge=1)
+    max_chunks_total: int | None = Field(None, ge=1, description="chunks in flight across every job of one API replica; with a "
+                                         "fixed detector pool, its replicas x decoders, so chunks wait here and go to the first "
+                                         "replica with a free decoder instead of queueing inside a busy one (README, Sizing)")
     chunk_retries: int = Field(3, ge=0, description="retries of a chunk whose detector replica died")
     max_job_attempts: int = Field(3, ge=1, description="runs of a job across app restarts before it is marked failed")
     lease_s: float = Field(20.0, gt=1, description="a job whose runner stops renewing for this long is resumed elsewhere")
@@ -96,6 +99,9 @@ class BuilderArgs(AppArgs):
     detector_num_gpus: float | None = Field(None, ge=0, description="GPU per replica; default 0.25 with a GPU, else 0")
     detector_num_cpus: float = Field(2, gt=0, description="also torch's thread count on the CPU (Ray sets OMP_NUM_THREADS)")
     detector_replicas: int = Field(1, ge=1)
+    detector_max_ongoing_requests: int = Field(SERVE_BATCH.max_ongoing_requests, ge=1,
+                                               description="calls a detector replica takes at once (chunks and the API's "
+                                               "small calls); decoders + 1 with max_chunks_total (README, Sizing)")
     ingress_replicas: int = Field(1, ge=1, description="API replicas; each runs the jobs posted to it (one carried four GPUs, docs/BENCHMARKS.md)")
 
     @field_validator("detector", mode="before")

@@ -53,7 +53,7 @@ def _pack_frames(packs) -> int:
     name="Detector",
     # max_ongoing_requests must be >= the calls one batch can hold (max_batch_frames / frames_per_call),
     # or batches never fill (Ray issue #43288); 64 also silences Serve's check, which counts calls as frames.
-    max_ongoing_requests=64,
+    max_ongoing_requests=SERVE_BATCH.max_ongoing_requests,
     ray_actor_options={"num_cpus": 1, "num_gpus": 0},
     health_check_period_s=5,
 )

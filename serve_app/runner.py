@@ -12,6 +12,7 @@ Three parts, each small: :class:`ChunkFanout` (one video -> chunks -> detector c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -67,10 +68,12 @@ class ChunkFanout:
     first that fails for good cancels its siblings, and its error is the job's."""
 
     def __init__(self, detector: DetectorClient, *, chunk_s: float, max_in_flight: int, retries: int,
-                 on_progress: Callable[[int], Awaitable[None]], roots: list[str] | None = None):
+                 on_progress: Callable[[int], Awaitable[None]], roots: list[str] | None = None,
+                 slots: asyncio.Semaphore | None = None):
         self.detector = detector
         self.chunk_s = chunk_s
         self.sem = asyncio.Semaphore(max_in_flight)
+        self.slots = slots  # shared by every job of this API replica (AppArgs.max_chunks_total); None: no such cap
         self.retries = retries
         self.on_progress = on_progress
         self.roots = roots
@@ -121,7 +124,7 @@ class ChunkFanout:
     async def _chunk(self, path: str, params: dict, builder: ResultBuilder, start: float, end: float | None,
                      counts: bool = True) -> None:
         """One chunk; ``counts``: its decoded frames count towards the video's (not a scan's refined windows)."""
-        async with self.sem:
+        async with self.sem, self.slots or contextlib.nullcontext():
             for attempt in range(self.retries + 1):
                 if self.empty_from is not None and start >= self.empty_from:
                     return  # an earlier chunk found the end of the video: the header claimed more
@@ -191,6 +194,7 @@ class JobRunner:
         self.detecting: set[str] = set()  # jobs whose detection runs here (a cancellation stops these)
         # postbacks in flight at once: a crowd of slow receivers holds these, nothing else
         self.postback_slots = asyncio.Semaphore(args.max_postbacks_in_flight)
+        self.chunk_slots = asyncio.Semaphore(args.max_chunks_total) if args.max_chunks_total else None
 
     # -- scheduling ------------------------------------------------------------------------------
 
@@ -305,7 +309,8 @@ class JobRunner:
 
         self.detecting.add(job.id)
         fanout = ChunkFanout(self.detector, chunk_s=self.args.chunk_s, max_in_flight=self.args.max_chunks_in_flight,
-                             retries=self.args.chunk_retries, on_progress=progress, roots=self.args.media_roots)
+                             retries=self.args.chunk_retries, on_progress=progress, roots=self.args.media_roots,
+                             slots=self.chunk_slots)
         try:
             info = await asyncio.to_thread(self.checked_info, job.video_path)
             await asyncio.to_thread(self._update, job.id, frames_total=info.frames_total)

@@ -356,3 +356,44 @@ def test_a_failed_chunk_cancels_its_siblings_and_fails_the_job_once(make_client,
     assert time.monotonic() - t < 8
     assert bad.closed_early, "the sibling chunks were not cancelled"
     assert "Task exception was never retrieved" not in caplog.text
+
+
+class CountingChunks(LocalDetectorClient):
+    """The real detector; records the most chunks that were running at once, across every job."""
+
+    def __init__(self, detector):
+        super().__init__(detector)
+        self.running = self.most = 0
+
+    async def detect_chunk(self, path, start_s, end_s, **kwargs):
+        import asyncio
+
+        self.running += 1
+        self.most = max(self.most, self.running)
+        running = True
+        try:
+            async for item in super().detect_chunk(path, start_s, end_s, **kwargs):
+                await asyncio.sleep(0.05)  # long enough for the other job's chunks to start beside this one
+                if item.get("done"):  # the caller stops reading here (the stream is closed later)
+                    self.running, running = self.running - 1, False
+                yield item
+        finally:
+            if running:
+                self.running -= 1
+
+
+@pytest.mark.parametrize("total,most", [(None, 4), (2, 2)])
+def test_max_chunks_total_caps_chunks_across_jobs(make_client, tmp_path, detector, total, most):
+    """Two jobs of three chunks each, two chunks a job at once: four run together; with ``max_chunks_total`` 2 never
+    more than two across both jobs, and both jobs still finish with every frame."""
+    tiny(tmp_path / "media", "a.mp4", 3, "160x120")
+    tiny(tmp_path / "media", "b.mp4", 3, "160x120")
+    counting = CountingChunks(detector)
+    client = make_client(detector_client=counting, chunk_s=1.0, max_chunks_in_flight=2, max_chunks_total=total)
+    jobs = [client.post("/video-inference", json={"filename": f"{n}.mp4", "views": ["full"], "sample_fps": 0}).json()["job_id"]
+            for n in "ab"]
+    for job_id in jobs:
+        status = wait(client, job_id, lambda s: s["status"] in ("succeeded", "failed"), timeout=60)
+        assert status["status"] == "succeeded", status
+        assert client.get(f"/jobs/{job_id}/result").json()["frames_processed"] == 30
+    assert counting.most == most
