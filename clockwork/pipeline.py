@@ -323,7 +323,7 @@ def detect_video(
     if coarse:
         windows = builder.scan_windows(coarse)
         total = done + sum(int((b - a) * (info.fps or 30.0)) + 1 for a, b in windows)
-        for a, b in windows:
+        for a, b in windows:  # read there too: a track the coarse pass saw only below min_score was never read
             with FrameReader(path, device=detector.device, start_s=a, end_s=b, batch_size=batch_size, info=info) as reader:
-                done = run(reader, builder, None, done, total)
+                done = run(reader, builder, SampleGrid(DETECT.read_fps, a) if read_time else None, done, total)
     return builder.build(decoded)

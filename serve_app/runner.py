@@ -101,7 +101,9 @@ class ChunkFanout:
         if coarse:
             end = min(info.duration_s, self.empty_from) if self.empty_from is not None else info.duration_s
             windows = builder.scan_windows(coarse, end)
-            await self._fan(path, {**params, "sample_fps": None, "read_time": False}, builder, [(a, b, False) for a, b in windows])
+            # the windows read the dials too: a clock seen only faintly by the coarse pass is read here, so the reader's
+            # check sees every track (clockwork.pipeline.drop_unreadable_tracks)
+            await self._fan(path, {**params, "sample_fps": None}, builder, [(a, b, False) for a, b in windows])
             timings["refined"] = len(windows)
         result = builder.build(decoded)
         timings["detect_s"] = round(time.perf_counter() - t, 3)
