@@ -139,3 +139,17 @@ def test_tracks_follow_each_clock_and_segments_name_theirs():
     assert seg.track == next(iter(tracks)) and seg.end_s == 3.0
     doc = result.to_json()
     assert doc["segments"][0]["track"] == seg.track and doc["frame_data"][0]["detections"][0]["track"] in tracks | others
+
+
+
+def test_a_clock_found_only_in_the_scans_windows_is_read_and_checked(tmp_path, detector):
+    """Game of Life, seed 2 (bench/life.py renders the same clip): the clock head fires on it in the scan's refined
+    frames only, above min_score there and below it in the coarse frames. The windows read the dials too, so the
+    track is read, found unreadable and dropped; unread (nothing checked) it makes a segment. Before session 10 the
+    windows read nothing and the default kept it."""
+    from bench.life import render
+
+    clip = render(tmp_path / "life-2.mp4", 2)
+    unread = detect_video(clip, detector=detector, read_time=False)
+    checked = detect_video(clip, detector=detector)
+    assert len(unread.segments) == 1 and checked.segments == []
