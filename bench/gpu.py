@@ -211,6 +211,7 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, ch
 
     from serve_app.app import app_builder
 
+    decoders = -(-sessions // replicas)  # about `sessions` decoder sessions a GPU whatever the replica count
     tmp = Path(tempfile.mkdtemp())
     serve.run(app_builder({"media_roots": [str(media)], "database_url": f"sqlite:///{tmp}/c.sqlite",
                            "postback_allow": ["127.0.0.0/8"], "detector_num_gpus": 1 / replicas,
@@ -218,10 +219,9 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, ch
                            "detector_num_cpus": max(1, min(2, ((os.cpu_count() or 4) - 2) // (replicas * gpus))), "chunk_s": chunk_s,
                            "max_chunks_in_flight": 16,
                            # capped: chunks wait in the API and go to the first replica with a free decoder (README, Sizing)
-                           **({"max_chunks_total": replicas * gpus * -(-sessions // replicas),
-                               "detector_max_ongoing_requests": -(-sessions // replicas) + 1} if capped else {}),
-                           # about `sessions` decoder sessions a GPU whatever the replica count (the decoders' best is 14)
-                           "detector": {"frames_per_call": 32, "max_batch_frames": 256, "decoders": -(-sessions // replicas)}}),
+                           **({"max_chunks_total": replicas * gpus * decoders,
+                               "detector_max_ongoing_requests": decoders + 1} if capped else {}),
+                           "detector": {"frames_per_call": 32, "max_batch_frames": 256, "decoders": decoders}}),
               name="bench", route_prefix="/")
     base = f"http://127.0.0.1:{port}"
     warm_file = warm_clip(files[0], media)

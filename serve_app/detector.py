@@ -51,8 +51,9 @@ def _pack_frames(packs) -> int:
 
 @serve.deployment(
     name="Detector",
-    # max_ongoing_requests must be >= the calls one batch can hold (max_batch_frames / frames_per_call),
-    # or batches never fill (Ray issue #43288); 64 also silences Serve's check, which counts calls as frames.
+    # A call is a chunk (streamed) or one of the API's small calls; packs of the chunks decoding here meet in one batch
+    # inside the replica. 64 by default (SERVE_BATCH.max_ongoing_requests); decoders + 1 with the API's max_chunks_total.
+    # Serve warns when this is below the batch size (max_batch_frames): it counts calls as if each were one frame.
     max_ongoing_requests=SERVE_BATCH.max_ongoing_requests,
     ray_actor_options={"num_cpus": 1, "num_gpus": 0},
     health_check_period_s=5,
