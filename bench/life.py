@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from bench._record import record
+from bench.digital import CONFIGS  # the same three configs side by side
 from clockwork.detector import Detector
 from clockwork.ffmpeg import run
 from clockwork.pipeline import detect_video
@@ -23,8 +24,6 @@ from clockwork.settings import DETECT
 
 # the sample library's distractor_life_25.mp4 source (clockwork.samples), with a seed: ffmpeg draws a random grid without one
 LIFE = "life=s={w}x{h}:r={r}:mold=10:ratio=0.1:seed={seed}:death_color=#204060:life_color=#c0a040"
-CONFIGS = {"default": {}, "default, dials unread": {"read_time": False},
-           "COCO's heads, full + zoomout + tiles, 0.5 (the old default)": {"head": "none", "views": ("full", "zoomout", "tiles"), "min_score": 0.5}}
 
 
 def render(out: Path, seed: int) -> Path:

@@ -247,3 +247,18 @@ def test_bad_decoder_and_multiscale_arguments_are_refused_by_name():
     with pytest.raises(ValidationError, match=r"multiscale_fps\n  Input should be greater than or equal to 0"):
         BuilderArgs.model_validate({"multiscale_fps": -1})
     assert BuilderArgs.model_validate({"detector": {"decoders": 6}, "multiscale_fps": 0}).detector.decoders == 6
+
+
+def test_chunk_caps_below_one_are_refused_by_name():
+    """A cap that would let no chunk run (max_chunks_total) or a detector that takes no call is refused when the app
+    is built; unset, the cap is off."""
+    from pydantic import ValidationError
+
+    from serve_app.config import BuilderArgs
+
+    with pytest.raises(ValidationError, match=r"max_chunks_total\n  Input should be greater than or equal to 1"):
+        BuilderArgs.model_validate({"max_chunks_total": 0})
+    with pytest.raises(ValidationError, match=r"detector_max_ongoing_requests\n  Input should be greater than or equal to 1"):
+        BuilderArgs.model_validate({"detector_max_ongoing_requests": 0})
+    args = BuilderArgs.model_validate({"max_chunks_total": 24, "detector_max_ongoing_requests": 4})
+    assert args.app_args().max_chunks_total == 24 and BuilderArgs().max_chunks_total is None
