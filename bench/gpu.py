@@ -20,6 +20,7 @@ import concurrent.futures as cf
 import functools
 import itertools
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -201,7 +202,7 @@ def ray_data(files: list[Path], replicas: int) -> tuple[int, float]:
 
 def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, chunk_s: float,
          body: dict | None = None, ingress: int = 1, sessions: int = 16, capped: bool = False,
-         spy: tuple[float, Path] | None = None) -> tuple[int, float, str, str, float]:
+         spy: tuple[float, Path] | None = None, reuse: bool = DETECT.nvdec_reuse) -> tuple[int, float, str, str, float]:
     """Every file through the HTTP API at once; ``body`` adds request fields (default: every frame, the default
     views); about ``sessions`` decoders a GPU. ``spy`` (seconds, folder): py-spy records two detector replicas
     that long, from 15 s into the timed run. Returns frames examined, seconds, a note, NVML utilisation and the
@@ -221,7 +222,8 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, ch
                            # capped: chunks wait in the API and go to the first replica with a free decoder (README, Sizing)
                            **({"max_chunks_total": replicas * gpus * decoders,
                                "detector_max_ongoing_requests": decoders + 1} if capped else {}),
-                           "detector": {"frames_per_call": 32, "max_batch_frames": 256, "decoders": decoders}}),
+                           "detector": {"frames_per_call": 32, "max_batch_frames": 256, "decoders": decoders,
+                                        "nvdec_reuse": reuse}}),
               name="bench", route_prefix="/")
     base = f"http://127.0.0.1:{port}"
     warm_file = warm_clip(files[0], media)
@@ -378,6 +380,49 @@ def breakdown(path: Path) -> dict[str, float]:
     return {k: v * 1000 / n for k, v in acc.items()}
 
 
+def churn(path: Path, chunks: int, reuse: bool) -> str:
+    """Open, read one batch of and close ``chunks`` chunks of ``path`` one after another (60 s apart, wrapping), while a
+    Python thread ticks every millisecond: its longest and summed stalls past 5 ms are time another thread held the GIL."""
+    from clockwork import nvdec
+    from clockwork.frames import FrameReader
+
+    info = _info(path)
+    stalls, stop = [], threading.Event()
+
+    def tick():
+        last = time.perf_counter()
+        while not stop.is_set():
+            time.sleep(0.001)
+            now = time.perf_counter()
+            if now - last > 0.005:
+                stalls.append(now - last)
+            last = now
+
+    nvdec.POOL.clear()
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    opens, closes = [], []
+    t0 = time.perf_counter()
+    for i in range(chunks):
+        start = (i * 60.0) % max(60.0, info.duration_s - 10)
+        t = time.perf_counter()
+        reader = FrameReader(path, device="cuda", start_s=start, end_s=start + 60, info=info, nvdec_reuse=reuse)
+        batch = next(iter(reader))
+        opens.append(time.perf_counter() - t)
+        assert batch.indexes[0] == round(start * info.fps), (batch.indexes[0], start)
+        t = time.perf_counter()
+        reader.close()
+        closes.append(time.perf_counter() - t)
+    dt = time.perf_counter() - t0
+    stop.set()
+    ticker.join()
+    nvdec.POOL.clear()
+    ms = lambda xs: f"median {1000 * statistics.median(xs):.1f} ms, max {1000 * max(xs):.1f} ms"  # noqa: E731
+    return (f"- decoder churn, {chunks} chunks of {path.name} one after another, decoders {'reused' if reuse else 'ended'}: "
+            f"{dt:.2f} s; open + first batch {ms(opens)}; close {ms(closes)}; GIL held elsewhere (stalls > 5 ms of a "
+            f"ticking thread): {len(stalls)} stalls, {1000 * sum(stalls):.0f} ms in all, longest {1000 * max(stalls, default=0):.0f} ms")
+
+
 def decode_ceiling(files: list[Path], sessions: int, cap: int = 0) -> tuple[int, float]:
     """NVDEC alone, ``sessions`` at once; each stops after ``cap`` frames (0: the whole file), so that 14
     sessions over 30-minute films take seconds, not minutes."""
@@ -407,7 +452,12 @@ def main() -> int:
     ap.add_argument("--ingress", default="1", help="API (ingress) replicas; a comma list runs stage 3 for each")
     ap.add_argument("--multiscale-fps", default=f"{DETECT.multiscale_fps or 0:g}",
                     help="the request's multiscale_fps in stage 3 (0: every view on every frame); a comma list runs stage 3 for each")
-    ap.add_argument("--chunk-s", type=float, default=5.0, help="the app's chunk length: smaller spreads one file over more replicas")
+    ap.add_argument("--chunk-s", default="5", help="the app's chunk length: smaller spreads one file over more replicas; "
+                    "a comma list runs stage 3 for each")
+    ap.add_argument("--reuse", default=f"{int(DETECT.nvdec_reuse)}", help="1: a finished chunk's NVDEC decoder serves the next "
+                    "(DETECT.nvdec_reuse); a comma list (0,1) runs stage 3 for each")
+    ap.add_argument("--churn", type=int, default=0, metavar="CHUNKS",
+                    help="stage 7: open, read 64 frames of and close this many chunks one after another, with and without reuse")
     ap.add_argument("--seed-frames", type=int, default=600)
     ap.add_argument("--ceiling-frames", type=int, default=0,
                     help="frames per decode session in the ceiling and direct stages (0: whole files)")
@@ -429,6 +479,7 @@ def run(args) -> int:
     import ray
 
     stages = args.stages.split(",")
+    chunk_lengths = [float(x) for x in args.chunk_s.split(",")]
     replica_counts = [int(r) for r in args.replicas.split(",")]
     pool_size = replica_counts[0] * args.gpus
     src = sorted(Path(args.videos).glob("*.mp4"))
@@ -457,19 +508,19 @@ def run(args) -> int:
         serve.start(http_options={"host": "127.0.0.1", "port": port})  # one proxy for every replica count
         notes = []
         spy = (args.py_spy, Path(args.out or ".").resolve().parent) if args.py_spy else None
-        for r, ing, m, k, cap in itertools.product(replica_counts, [int(i) for i in args.ingress.split(",")],
-                                                   [float(x) for x in args.multiscale_fps.split(",")],
-                                                   [int(x) for x in args.sessions.split(",")],
-                                                   [bool(int(x)) for x in args.chunk_cap.split(",")]):
-            n, dt, note, summary, _ = ours(files, media, r, args.gpus, port, args.chunk_s, ingress=ing, sessions=k,
-                                           capped=cap, body={"sample_fps": 0, "multiscale_fps": m}, spy=spy)
+        for r, ing, m, k, cap, chunk_s, reuse in itertools.product(
+                replica_counts, [int(i) for i in args.ingress.split(",")], [float(x) for x in args.multiscale_fps.split(",")],
+                [int(x) for x in args.sessions.split(",")], [bool(int(x)) for x in args.chunk_cap.split(",")], chunk_lengths,
+                [bool(int(x)) for x in args.reuse.split(",")]):
+            n, dt, note, summary, _ = ours(files, media, r, args.gpus, port, chunk_s, ingress=ing, sessions=k,
+                                           capped=cap, body={"sample_fps": 0, "multiscale_fps": m}, spy=spy, reuse=reuse)
             spy = None  # the first run only
             views = f"other views {m:g}/s" if m else "every view every frame"
-            capping = ", chunks held in the API" if cap else ""
-            stage = (f"3. ours (Serve API, NVDEC, fp16, every frame, {views}), {r} replicas/GPU x {-(-k // r)} decoders{capping}, "
-                     f"{ing} ingress")
+            setting = (f"{r} replicas/GPU x {-(-k // r)} decoders{', chunks held in the API' if cap else ''}, chunks of {chunk_s:g} s, "
+                       f"decoders {'reused' if reuse else 'ended'} after a chunk, {ing} ingress")
+            stage = f"3. ours (Serve API, NVDEC, fp16, every frame, {views}), {setting}"
             res[stage], util[stage] = (n, dt), summary
-            notes.append(f"{r} replicas/GPU x {-(-k // r)} decoders{capping}, {ing} ingress, {views}: {note}")
+            notes.append(f"{setting}, {views}: {note}")
         note = "\n  - ".join([""] + notes)
     if "scan" in stages:  # the API's default: coarse-to-fine; what counts is video covered per second
         from ray import serve
@@ -478,12 +529,15 @@ def run(args) -> int:
             port = free_port()
             serve.start(http_options={"host": "127.0.0.1", "port": port})
         r = replica_counts[0]
-        n, dt, note_scan, summary, video_s = ours(files, media, r, args.gpus, port, args.chunk_s, body={})
+        n, dt, note_scan, summary, video_s = ours(files, media, r, args.gpus, port, chunk_lengths[0], body={})
         stage = f"6. ours, scan mode (the default), {r} replicas/GPU"
         res[stage], util[stage] = (n, dt), summary
         extra_scan = (f"- scan mode through the API: {video_s:.0f} s of video in {dt:.1f} s = {video_s / dt:.1f} video s per s "
                       f"({video_s / dt:.0f} video hours per GPU-hour on {args.gpus} GPU(s)); {n} frames examined; {note_scan}")
     extra_lines = [extra_scan] if "scan" in stages else []
+    if args.churn:
+        for reuse in (False, True):
+            extra_lines.append(churn(src[0], args.churn, reuse))
     if "breakdown" in stages:
         bd = breakdown(src[0])
         extra_lines.append("- one session, ms per frame (batch 32, synchronised): " +
@@ -508,7 +562,7 @@ def run(args) -> int:
     lines = [f"{len(src)} file(s) x {args.copies} copies ({', '.join(p.name for p in src)}); views {','.join(DETECT.views)} "
              f"(in every-frame mode the views after full on --multiscale-fps {args.multiscale_fps} frames a second); "
              f"detector replicas per GPU {args.replicas} (each decoding {args.sessions}/N chunks at once) "
-             f"(each 1/N of a GPU; Ray Data pool {pool_size} actors); chunk_s {args.chunk_s:g}; {args.gpus} GPU(s); "
+             f"(each 1/N of a GPU; Ray Data pool {pool_size} actors); chunk_s {args.chunk_s}; {args.gpus} GPU(s); "
              f"{'under MPS' if args.mps else 'no MPS (processes time-slice the GPU)'}; torch {torch.__version__}.", "",
              "| stage | frames | seconds | frames/s | utilisation (NVML mean) |", "|---|---|---|---|---|"]
     for k, (n, dt) in res.items():

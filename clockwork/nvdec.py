@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 
 from clockwork.decode import SampleGrid, VideoInfo
+from clockwork.settings import DETECT
 
 # NVDEC on Hopper (H100/H200): H.264, HEVC, VP9, MPEG-2 ... but no AV1 in hardware.
 NVDEC_CODECS = {"h264", "hevc", "vp9", "mpeg2video", "mpeg4", "vc1", "vp8", "mjpeg"}
@@ -61,6 +63,61 @@ def primary_context(gpu_id: int) -> int:
     return int(ctx.value)
 
 
+class DecoderPool:
+    """Decoders a finished chunk left, kept for the next chunk of this process (``DETECT.nvdec_reuse``).
+
+    Ending a ``ThreadedDecoder`` destroys its NVDEC decoder and surfaces while holding the GIL (about 0.1 s a chunk
+    in a profiled replica, docs/BENCHMARKS.md, session 10); ``reconfigure_decoder`` points a kept one at the next
+    file and frame instead. The pool keeps at most as many idle decoders as were ever open at once in the process
+    (a replica's ``decoders``, the CLI's one), so it holds no GPU memory that the busiest moment did not.
+    A decoder that raised is ended, never kept."""
+
+    def __init__(self):
+        self._idle: dict[tuple, list] = {}
+        self._lock = threading.Lock()
+        self.open = 0  # decoders handed out and not yet returned
+        self.peak = 0
+        self.reused = 0  # chunks that got a kept decoder (a test and the benchmarks read it)
+
+    def take(self, key: tuple):
+        with self._lock:
+            idle = self._idle.get(key)
+            dec = idle.pop() if idle else None
+            self.open += 1
+            self.peak = max(self.peak, self.open)
+            self.reused += dec is not None
+            return dec
+
+    def give(self, key: tuple, dec, keep: bool) -> None:
+        """Return a decoder that ``take`` handed out (None: its construction failed)."""
+        with self._lock:
+            self.open -= 1
+            kept = sum(len(v) for v in self._idle.values())
+            if dec is None:
+                return
+            if keep and kept < self.peak:
+                self._idle.setdefault(key, []).append(dec)
+                return
+        _end(dec)
+
+    def clear(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for decs in idle.values():
+            for dec in decs:
+                _end(dec)
+
+
+def _end(dec) -> None:
+    try:
+        dec.end()
+    except Exception:  # already ended
+        pass
+
+
+POOL = DecoderPool()
+
+
 @dataclass
 class GpuBatch:
     indexes: list[int]
@@ -72,7 +129,8 @@ class GpuVideoDecoder:
     """Decode ``[start_s, end_s)`` of a file on GPU ``gpu_id`` in batches of ``batch`` frames."""
 
     def __init__(self, path: str | Path, info: VideoInfo, *, gpu_id: int = 0, batch: int = 32,
-                 sample_fps: float | None = None, start_s: float = 0.0, end_s: float | None = None):
+                 sample_fps: float | None = None, start_s: float = 0.0, end_s: float | None = None,
+                 reuse: bool = DETECT.nvdec_reuse):
         import PyNvVideoCodec as nvc
 
         self.info = info
@@ -81,18 +139,33 @@ class GpuVideoDecoder:
         self.sample_fps = sample_fps
         self.start_frame = int(math.ceil(start_s * self.fps - 1e-6))
         self.end_frame = None if end_s is None else int(math.ceil(end_s * self.fps - 1e-6))
-        context = {"cuda_context": primary_context(gpu_id)} if SHARE_CONTEXT else {}
-        self._dec = nvc.ThreadedDecoder(str(path), buffer_size=batch * 2, gpu_id=gpu_id, use_device_memory=True,
-                                        output_color_type=nvc.OutputColorType.RGB, start_frame=self.start_frame, **context)
+        self._key = (gpu_id, batch, SHARE_CONTEXT) if reuse else None
+        self._healthy = True  # kept for the next chunk only when nothing raised
+        dec = POOL.take(self._key) if reuse else None
+        try:
+            if dec is not None:
+                dec.reconfigure_decoder(str(path), self.start_frame)
+            else:
+                context = {"cuda_context": primary_context(gpu_id)} if SHARE_CONTEXT else {}
+                # one NVDEC decoder per ThreadedDecoder (its cache would keep one per resolution it has seen)
+                dec = nvc.ThreadedDecoder(str(path), buffer_size=batch * 2, gpu_id=gpu_id, use_device_memory=True,
+                                          output_color_type=nvc.OutputColorType.RGB, start_frame=self.start_frame,
+                                          decoder_cache_size=1, **context)
+        except BaseException:
+            if reuse:
+                POOL.give(self._key, dec, keep=False)
+            raise
+        self._dec = dec
         self.frames_in_chunk = 0  # frames decoded inside the chunk so far (the CPU decoder names it the same)
 
     def close(self) -> None:
         dec, self._dec = getattr(self, "_dec", None), None
-        if dec is not None:
-            try:
-                dec.end()
-            except Exception:  # already ended
-                pass
+        if dec is None:
+            return
+        if self._key is None:
+            _end(dec)
+        else:
+            POOL.give(self._key, dec, keep=self._healthy)
 
     def __enter__(self):
         return self
@@ -105,7 +178,9 @@ class GpuVideoDecoder:
         index = self.start_frame
         grid = SampleGrid(self.sample_fps, index / self.fps)
         while True:
+            self._healthy = False
             frames = self._dec.get_batch_frames(self.batch)
+            self._healthy = True
             if not frames:
                 return
             keep_idx, keep_ts, tensors = [], [], []

@@ -81,6 +81,9 @@ class DetectDefaults:
     gpu_batch: int = 32
     half: bool = True  # fp16 on CUDA; ignored on the CPU
     nvdec: bool = True  # decode with NVDEC where the file allows it
+    # A finished chunk's NVDEC decoder is kept and pointed at the next chunk (clockwork.nvdec.DecoderPool) instead
+    # of ended: ending one holds the GIL about 0.1 s (docs/BENCHMARKS.md, session 11).
+    nvdec_reuse: bool = True
 
 
 @dataclass(frozen=True)

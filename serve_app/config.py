@@ -86,6 +86,8 @@ class DetectorArgs(BaseModel):
     decoders: int = Field(SERVE_BATCH.decoders, ge=1, description="chunks this replica decodes at once; more wait their turn")
     half: bool = Field(DETECT.half, description="fp16 on CUDA; ignored on the CPU")
     nvdec: bool = Field(DETECT.nvdec, description="decode with NVDEC where the file allows; the CPU otherwise")
+    nvdec_reuse: bool = Field(DETECT.nvdec_reuse, description="point a finished chunk's NVDEC decoder at the next chunk "
+                              "instead of ending it (ending one holds the GIL)")
     memory_fraction: float | None = Field(None, gt=0, le=1, description="cap on this replica's PyTorch GPU memory")
     head: str | None = Field(DETECT.head, description="fine-tuned heads over COCO's model: clock (embedded), none, or a head file "
                              "(docs/DETECTOR.md); a head finds only its labels")

@@ -138,6 +138,35 @@ def test_cpu_and_gpu_agree_on_the_evaluation_set_with_cocos_heads(evalset):
                                  views=("full", "zoomout", "tiles"), min_score=0.5)
 
 
+def _frames(path, start_s, end_s, reuse, batches=None):
+    with FrameReader(path, device="cuda", start_s=start_s, end_s=end_s, nvdec_reuse=reuse) as reader:
+        out = []
+        for batch in reader:
+            out.append((batch.indexes, batch.data.cpu()))
+            if batches and len(out) == batches:
+                break
+    return out
+
+
+def test_a_kept_decoder_reads_the_next_chunk_like_a_new_one(samples_dir):
+    """clockwork.nvdec.DecoderPool: a decoder left by a chunk (of another file and size, stopped mid-way) and pointed
+    at the next one gives the frames a new decoder gives, bit for bit, from the right frame."""
+    from clockwork import nvdec
+
+    a, b = samples_dir / "clock_static_720p30.mp4", samples_dir / "clock_60fps_480p.mp4"
+    nvdec.POOL.clear()
+    fresh = [_frames(b, 1.05, 2.5, reuse=False), _frames(a, 2.0, 3.0, reuse=False)]
+    _frames(a, 0.5, 4.0, reuse=True, batches=1)  # stopped after one batch: its decoder holds frames of a
+    reused = nvdec.POOL.reused
+    kept = [_frames(b, 1.05, 2.5, reuse=True), _frames(a, 2.0, 3.0, reuse=True)]
+    assert nvdec.POOL.reused == reused + 2 and nvdec.POOL.open == 0
+    for new, old, first in zip(kept, fresh, (63, 60), strict=True):  # 1.05 s at 60 fps, 2.0 s at 30 fps
+        assert [i for i, _ in new] == [i for i, _ in old] and old[0][0][0] == first
+        for (_, x), (_, y) in zip(new, old, strict=True):
+            assert x.shape == y.shape and bool((x == y).all())
+    nvdec.POOL.clear()
+
+
 def test_fallback_reasons(samples_dir, gpu_detector):
     assert FrameReader.nvdec_problem(probe(samples_dir / "clock_portrait_2997.mp4"), "cuda") == "rotation"
     av1 = VideoInfo("x.mkv", 1920, 1080, 30.0, 300, 10.0, "av1", 0, False)
