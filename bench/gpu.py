@@ -76,7 +76,8 @@ class ProcessCpu:
 
 
 class Sampler:
-    """Mean GPU and decoder utilisation over a stage (NVML, every 0.25 s)."""
+    """Mean GPU and decoder utilisation over a stage (NVML, every 0.25 s); the decoders' also by tenth of the stage,
+    which shows what the start and the end of a run (the last chunks, fewer than the decoders) cost."""
 
     def __init__(self, gpus: int):
         from clockwork.gpu_stats import GpuStats
@@ -109,7 +110,8 @@ class Sampler:
         for i, s in enumerate(self.samples):
             if s:
                 a = np.array(s)
-                parts.append(f"gpu{i} util {a[:, 0].mean():.0f}%, dec {a[:, 1].mean():.0f}%")
+                tenths = " ".join(f"{x.mean():.0f}" for x in np.array_split(a[:, 1], 10) if len(x))
+                parts.append(f"gpu{i} util {a[:, 0].mean():.0f}%, dec {a[:, 1].mean():.0f}% (by tenth of the stage: {tenths})")
         return "; ".join(parts)
 
 
