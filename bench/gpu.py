@@ -204,8 +204,7 @@ def ray_data(files: list[Path], replicas: int) -> tuple[int, float]:
 
 def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, chunk_s: float,
          body: dict | None = None, ingress: int = 1, sessions: int = 16, capped: bool = False,
-         spy: tuple[float, Path] | None = None, reuse: bool = DETECT.nvdec_reuse,
-         lookahead: int | None = DETECT.nvdec_lookahead) -> tuple[int, float, str, str, float]:
+         spy: tuple[float, Path] | None = None, reuse: bool = DETECT.nvdec_reuse) -> tuple[int, float, str, str, float]:
     """Every file through the HTTP API at once; ``body`` adds request fields (default: every frame, the default
     views); about ``sessions`` decoders a GPU. ``spy`` (seconds, folder): py-spy records two detector replicas
     that long, from 15 s into the timed run. Returns frames examined, seconds, a note, NVML utilisation and the
@@ -226,7 +225,7 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, ch
                            **({"max_chunks_total": replicas * gpus * decoders,
                                "detector_max_ongoing_requests": decoders + 1} if capped else {}),
                            "detector": {"frames_per_call": 32, "max_batch_frames": 256, "decoders": decoders,
-                                        "nvdec_reuse": reuse, "nvdec_lookahead": lookahead}}),
+                                        "nvdec_reuse": reuse}}),
               name="bench", route_prefix="/")
     base = f"http://127.0.0.1:{port}"
     warm_file = warm_clip(files[0], media)
@@ -459,8 +458,6 @@ def main() -> int:
                     "a comma list runs stage 3 for each")
     ap.add_argument("--reuse", default=f"{int(DETECT.nvdec_reuse)}", help="1: a finished chunk's NVDEC decoder serves the next "
                     "(DETECT.nvdec_reuse); a comma list (0,1) runs stage 3 for each")
-    ap.add_argument("--lookahead", default=f"{DETECT.nvdec_lookahead}", help="frames an NVDEC decoder decodes ahead of the "
-                    "batch being read (None: one more batch; DETECT.nvdec_lookahead); a comma list runs stage 3 for each")
     ap.add_argument("--churn", type=int, default=0, metavar="CHUNKS",
                     help="stage 7: open, read 64 frames of and close this many chunks one after another, with and without reuse")
     ap.add_argument("--seed-frames", type=int, default=600)
@@ -513,19 +510,16 @@ def run(args) -> int:
         serve.start(http_options={"host": "127.0.0.1", "port": port})  # one proxy for every replica count
         notes = []
         spy = (args.py_spy, Path(args.out or ".").resolve().parent) if args.py_spy else None
-        for r, ing, m, k, cap, chunk_s, reuse, ahead in itertools.product(
+        for r, ing, m, k, cap, chunk_s, reuse in itertools.product(
                 replica_counts, [int(i) for i in args.ingress.split(",")], [float(x) for x in args.multiscale_fps.split(",")],
                 [int(x) for x in args.sessions.split(",")], [bool(int(x)) for x in args.chunk_cap.split(",")], chunk_lengths,
-                [bool(int(x)) for x in args.reuse.split(",")],
-                [None if x == "None" else int(x) for x in args.lookahead.split(",")]):
+                [bool(int(x)) for x in args.reuse.split(",")]):
             n, dt, note, summary, _ = ours(files, media, r, args.gpus, port, chunk_s, ingress=ing, sessions=k,
-                                           capped=cap, body={"sample_fps": 0, "multiscale_fps": m}, spy=spy, reuse=reuse,
-                                           lookahead=ahead)
+                                           capped=cap, body={"sample_fps": 0, "multiscale_fps": m}, spy=spy, reuse=reuse)
             spy = None  # the first run only
             views = f"other views {m:g}/s" if m else "every view every frame"
             setting = (f"{r} replicas/GPU x {-(-k // r)} decoders{', chunks held in the API' if cap else ''}, chunks of {chunk_s:g} s, "
-                       f"decoders {'reused' if reuse else 'ended'} after a chunk, "
-                       f"{'a batch' if ahead is None else ahead} frames decoded ahead, {ing} ingress")
+                       f"decoders {'reused' if reuse else 'ended'} after a chunk, {ing} ingress")
             stage = f"3. ours (Serve API, NVDEC, fp16, every frame, {views}), {setting}"
             res[stage], util[stage] = (n, dt), summary
             notes.append(f"{setting}, {views}: {note}")

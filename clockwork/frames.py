@@ -65,7 +65,7 @@ class FrameReader:
     def __init__(self, path: str | Path, *, device: str | torch.device | None = "cpu",
                  sample_fps: float | None = None, start_s: float = 0.0, end_s: float | None = None,
                  batch_size: int | None = None, nvdec: bool = DETECT.nvdec, info: VideoInfo | None = None,
-                 nvdec_reuse: bool = DETECT.nvdec_reuse, nvdec_lookahead: int | None = DETECT.nvdec_lookahead):
+                 nvdec_reuse: bool = DETECT.nvdec_reuse):
         self.path = str(path)
         self.device_type, self.device_index = _parse_device(device)
         self.sample_fps = sample_fps
@@ -91,8 +91,7 @@ class FrameReader:
             if cpu_dec is not None:
                 cpu_dec.close()
             self._dec = GpuVideoDecoder(path, self.info, gpu_id=self.device_index, batch=self.batch_size,
-                                        sample_fps=sample_fps, start_s=start_s, end_s=end_s, reuse=nvdec_reuse,
-                                        lookahead=nvdec_lookahead)
+                                        sample_fps=sample_fps, start_s=start_s, end_s=end_s, reuse=nvdec_reuse)
         else:
             self._dec = cpu_dec or VideoDecoder(path, sample_fps=sample_fps, start_s=start_s, end_s=end_s)
             self.info = self._dec.info  # the CPU decoder knows the rotation from the first frame

@@ -130,7 +130,7 @@ class GpuVideoDecoder:
 
     def __init__(self, path: str | Path, info: VideoInfo, *, gpu_id: int = 0, batch: int = 32,
                  sample_fps: float | None = None, start_s: float = 0.0, end_s: float | None = None,
-                 reuse: bool = DETECT.nvdec_reuse, lookahead: int | None = DETECT.nvdec_lookahead):
+                 reuse: bool = DETECT.nvdec_reuse):
         import PyNvVideoCodec as nvc
 
         self.info = info
@@ -139,10 +139,7 @@ class GpuVideoDecoder:
         self.sample_fps = sample_fps
         self.start_frame = int(math.ceil(start_s * self.fps - 1e-6))
         self.end_frame = None if end_s is None else int(math.ceil(end_s * self.fps - 1e-6))
-        # The decoder's thread runs up to `lookahead` frames past the batch being read; past a chunk's end they are
-        # decoded for nothing (None: one more batch, as before session 11).
-        buffer = batch + (batch if lookahead is None else lookahead)
-        self._key = (gpu_id, buffer, SHARE_CONTEXT) if reuse else None
+        self._key = (gpu_id, batch, SHARE_CONTEXT) if reuse else None
         self._healthy = True  # kept for the next chunk only when nothing raised
         dec = POOL.take(self._key) if reuse else None
         try:
@@ -151,7 +148,7 @@ class GpuVideoDecoder:
             else:
                 context = {"cuda_context": primary_context(gpu_id)} if SHARE_CONTEXT else {}
                 # one NVDEC decoder per ThreadedDecoder (its cache would keep one per resolution it has seen)
-                dec = nvc.ThreadedDecoder(str(path), buffer_size=buffer, gpu_id=gpu_id, use_device_memory=True,
+                dec = nvc.ThreadedDecoder(str(path), buffer_size=batch * 2, gpu_id=gpu_id, use_device_memory=True,
                                           output_color_type=nvc.OutputColorType.RGB, start_frame=self.start_frame,
                                           decoder_cache_size=1, **context)
         except BaseException:

@@ -84,9 +84,6 @@ class DetectDefaults:
     # A finished chunk's NVDEC decoder is kept and pointed at the next chunk (clockwork.nvdec.DecoderPool) instead
     # of ended: ending one holds the GIL about 0.1 s (docs/BENCHMARKS.md, session 11).
     nvdec_reuse: bool = True
-    # Frames an NVDEC decoder's thread decodes ahead of the batch being read (None: one more batch). Past a chunk's end
-    # they are decoded for nothing: a batch of 32 ahead is 7% of a 30 s chunk at 30 fps.
-    nvdec_lookahead: int | None = None
 
 
 @dataclass(frozen=True)
