@@ -425,6 +425,41 @@ def churn(path: Path, chunks: int, reuse: bool) -> str:
             f"ticking thread): {len(stalls)} stalls, {1000 * sum(stalls):.0f} ms in all, longest {1000 * max(stalls, default=0):.0f} ms")
 
 
+def _model_loop(stop, ready, batch: int) -> None:
+    """In a child process: the detector's model on one random batch, again and again, as replicas load the card."""
+    det = Detector(device="cuda", half=True)
+    x = torch.rand(batch, 3, det.input_size, det.input_size, device=det.device).to(det.dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+    det.infer(x)
+    torch.cuda.synchronize()
+    ready.set()
+    while not stop.is_set():
+        for _ in range(10):
+            det.infer(x)
+        torch.cuda.synchronize()
+
+
+def loaded_ceiling(files: list[Path], sessions: int, cap: int, procs: int, batch: int = 64) -> tuple[int, float]:
+    """The decode ceiling while ``procs`` other processes run the model on the same card (under MPS with --mps): does a
+    decoder turn out fewer frames a second when the model shares the card?"""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # CUDA in a child needs a fresh interpreter
+    stop, readies = ctx.Event(), [ctx.Event() for _ in range(procs)]
+    workers = [ctx.Process(target=_model_loop, args=(stop, r, batch), daemon=True) for r in readies]
+    for w in workers:
+        w.start()
+    try:
+        for r in readies:
+            if not r.wait(300):
+                raise RuntimeError("a model process did not start in 300 s")
+        return decode_ceiling(files, sessions, cap)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(30)
+
+
 def decode_ceiling(files: list[Path], sessions: int, cap: int = 0) -> tuple[int, float]:
     """NVDEC alone, ``sessions`` at once; each stops after ``cap`` frames (0: the whole file), so that 14
     sessions over 30-minute films take seconds, not minutes."""
@@ -458,6 +493,8 @@ def main() -> int:
                     "a comma list runs stage 3 for each")
     ap.add_argument("--reuse", default=f"{int(DETECT.nvdec_reuse)}", help="1: a finished chunk's NVDEC decoder serves the next "
                     "(DETECT.nvdec_reuse); a comma list (0,1) runs stage 3 for each")
+    ap.add_argument("--loaded", type=int, default=0, metavar="PROCS",
+                    help="stage 4b: each ceiling run again while this many processes run the model on the card")
     ap.add_argument("--churn", type=int, default=0, metavar="CHUNKS",
                     help="stage 7: open, read 64 frames of and close this many chunks one after another, with and without reuse")
     ap.add_argument("--seed-frames", type=int, default=600)
@@ -560,6 +597,11 @@ def run(args) -> int:
             with Sampler(args.gpus) as s:
                 res[f"4. NVDEC decode only, {k} sessions"] = decode_ceiling(files, k, args.ceiling_frames)
             util[f"4. NVDEC decode only, {k} sessions"] = s.summary()
+            if args.loaded:
+                stage = f"4b. NVDEC decode only, {k} sessions, the model looping in {args.loaded} other processes"
+                with Sampler(args.gpus) as s:
+                    res[stage] = loaded_ceiling(files, k, args.ceiling_frames, args.loaded)
+                util[stage] = s.summary()
     fps = {k: n / dt for k, (n, dt) in res.items()}
     lines = [f"{len(src)} file(s) x {args.copies} copies ({', '.join(p.name for p in src)}); views {','.join(DETECT.views)} "
              f"(in every-frame mode the views after full on --multiscale-fps {args.multiscale_fps} frames a second); "
@@ -580,6 +622,9 @@ def run(args) -> int:
         for k, v in fps.items():
             if k.startswith("3."):
                 lines.append(f"- {k} / best decode ceiling: {v / ceiling:.2f}")
+    for k, v in fps.items():
+        if k.startswith("4b.") and ceiling:
+            lines.append(f"- {k} / best decode ceiling (the card idle but for decoding): {v / ceiling:.2f}")
     if note:
         lines.append(f"- API jobs: {note}")
     lines += extra_lines

@@ -43,7 +43,10 @@ class AppArgs(BaseModel):
     public_url: str | None = Field(None, description="base of the URLs the API hands out (status_url, Location); default: relative")
     max_active_jobs: int = Field(1000, ge=1, description="queued + running jobs before POST answers 429")
     idempotency_window_s: float = Field(600.0, ge=0)
-    chunk_s: float = Field(120.0, gt=0, description="videos longer than this are cut into chunks run in parallel")
+    # 30 s: on one H100 through the API, chunks of 30 s against 60 s gave 4,036 against 3,799 frames/s side by side, and
+    # against 120 s 4,004 and 3,997 (docs/BENCHMARKS.md, session 11); a single film's last chunks (fewer than the
+    # decoders) leave less of the card idle, and a kept decoder makes a chunk's start cheap (DETECT.nvdec_reuse).
+    chunk_s: float = Field(30.0, gt=0, description="videos longer than 1.5 chunk_s are cut into chunks of about chunk_s run in parallel")
     max_chunks_in_flight: int = Field(8, ge=1)
     max_chunks_total: int | None = Field(None, ge=1, description="chunks in flight across every job of one API replica; with a "
                                          "fixed detector pool, its replicas x decoders, so chunks wait here and go to the first "
