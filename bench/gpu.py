@@ -129,13 +129,18 @@ class Mps:
 
             # A daemon an earlier run told to quit still runs until its clients are gone, and turns new clients away
             # (they then time-slice without MPS: half the frames/s, seen in session 10): end it first, and wait.
-            subprocess.run("echo quit | nvidia-cuda-mps-control", shell=True, capture_output=True)
+            # The control client can hang on a daemon in a bad state (about 160 s, session 11): give it 15 s.
+            try:
+                subprocess.run("echo quit | nvidia-cuda-mps-control", shell=True, capture_output=True, timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
             for _ in range(100):
                 if subprocess.run(["pgrep", "-f", "nvidia-cuda-mps"], capture_output=True).returncode:
                     break
                 time.sleep(0.1)
             else:
-                raise RuntimeError("an earlier MPS daemon does not quit; `echo quit | nvidia-cuda-mps-control` by hand")
+                raise RuntimeError("an earlier MPS daemon does not quit (`pgrep -af nvidia-cuda-mps` names it); end it by hand "
+                                   "(`echo quit | nvidia-cuda-mps-control`, else kill it) before measuring")
             subprocess.run(["nvidia-cuda-mps-control", "-d"], check=True)
         return self
 
