@@ -131,7 +131,7 @@ class Mps:
             # (they then time-slice without MPS: half the frames/s, seen in session 10): end it first, and wait.
             # The control client can hang on a daemon in a bad state (about 160 s, session 11): give it 15 s.
             try:
-                subprocess.run("echo quit | nvidia-cuda-mps-control", shell=True, capture_output=True, timeout=15)
+                subprocess.run(["nvidia-cuda-mps-control"], input=b"quit\n", capture_output=True, timeout=15)
             except subprocess.TimeoutExpired:
                 pass
             for _ in range(100):
