@@ -141,6 +141,11 @@ class GpuVideoDecoder:
         self.end_frame = None if end_s is None else int(math.ceil(end_s * self.fps - 1e-6))
         self._key = (gpu_id, batch, SHARE_CONTEXT) if reuse else None
         self._healthy = True  # kept for the next chunk only when nothing raised
+        # Held while a batch is fetched and copied out, and while closing: once close() returns, this object never
+        # touches the decoder again, even from a thread still iterating it (an abandoned prefetch), since a kept
+        # decoder may by then serve another chunk.
+        self._lock = threading.Lock()
+        self._copied: torch.cuda.Event | None = None  # the last batch's copy out of the decoder's surfaces
         dec = POOL.take(self._key) if reuse else None
         try:
             if dec is not None:
@@ -159,13 +164,16 @@ class GpuVideoDecoder:
         self.frames_in_chunk = 0  # frames decoded inside the chunk so far (the CPU decoder names it the same)
 
     def close(self) -> None:
-        dec, self._dec = getattr(self, "_dec", None), None
+        with self._lock:
+            dec, self._dec = self._dec, None
         if dec is None:
             return
         if self._key is None:
             _end(dec)
-        else:
-            POOL.give(self._key, dec, keep=self._healthy)
+            return
+        if self._copied is not None:  # the copy must be done before another chunk's frames land in those surfaces
+            self._copied.synchronize()
+        POOL.give(self._key, dec, keep=self._healthy)
 
     def __enter__(self):
         return self
@@ -178,24 +186,32 @@ class GpuVideoDecoder:
         index = self.start_frame
         grid = SampleGrid(self.sample_fps, index / self.fps)
         while True:
-            self._healthy = False
-            frames = self._dec.get_batch_frames(self.batch)
-            self._healthy = True
-            if not frames:
-                return
-            keep_idx, keep_ts, tensors = [], [], []
-            for frame in frames:
-                if self.end_frame is not None and index >= self.end_frame:
-                    break
-                t = index / self.fps
-                if grid.keep(t):
-                    keep_idx.append(index)
-                    keep_ts.append(round(t, 6))
-                    tensors.append(torch.from_dlpack(frame))
-                index += 1
-            self.frames_in_chunk = index - self.start_frame
-            if tensors:
-                # stack copies the frames out of the decoder's surfaces
-                yield GpuBatch(keep_idx, keep_ts, torch.stack(tensors))
+            with self._lock:
+                if self._dec is None:  # closed while this iteration was suspended: the decoder is not ours any more
+                    return
+                self._healthy = False
+                frames = self._dec.get_batch_frames(self.batch)
+                self._healthy = True
+                if not frames:
+                    return
+                keep_idx, keep_ts, tensors = [], [], []
+                for frame in frames:
+                    if self.end_frame is not None and index >= self.end_frame:
+                        break
+                    t = index / self.fps
+                    if grid.keep(t):
+                        keep_idx.append(index)
+                        keep_ts.append(round(t, 6))
+                        tensors.append(torch.from_dlpack(frame))
+                    index += 1
+                self.frames_in_chunk = index - self.start_frame
+                stacked = None
+                if tensors:
+                    stacked = torch.stack(tensors)  # copies the frames out of the decoder's surfaces
+                    if self._key is not None:
+                        self._copied = torch.cuda.Event()
+                        self._copied.record()
+            if stacked is not None:
+                yield GpuBatch(keep_idx, keep_ts, stacked)
             if self.end_frame is not None and index >= self.end_frame:
                 return

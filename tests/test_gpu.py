@@ -167,6 +167,32 @@ def test_a_kept_decoder_reads_the_next_chunk_like_a_new_one(samples_dir):
     nvdec.POOL.clear()
 
 
+def test_a_decoder_closed_under_an_abandoned_iteration_is_not_read_from_again(samples_dir):
+    """A reader closed while a prefetch thread still iterates it (as when a model call raised in detect_video) gives
+    its decoder to the next chunk; the abandoned thread, woken afterwards, must take no frame of that chunk."""
+    from clockwork import nvdec
+    from clockwork.pipeline import prefetch
+
+    a, b = samples_dir / "clock_static_720p30.mp4", samples_dir / "clock_60fps_480p.mp4"
+    nvdec.POOL.clear()
+    fresh = _frames(b, 1.05, 3.5, reuse=False)
+    reader = FrameReader(a, device="cuda", nvdec_reuse=True)
+    abandoned = prefetch(reader, depth=1)
+    next(abandoned)  # its thread reads on and waits to hand over the next batch
+    reader.close()
+    reused = nvdec.POOL.reused
+    with FrameReader(b, device="cuda", start_s=1.05, end_s=3.5, nvdec_reuse=True) as other:
+        batches = iter(other)
+        got = [next(batches)]
+        abandoned.close()  # the abandoned thread wakes while the decoder serves b
+        got += list(batches)
+    assert nvdec.POOL.reused == reused + 1
+    assert [x.indexes for x in got] == [i for i, _ in fresh]
+    for x, (_, y) in zip(got, fresh, strict=True):
+        assert bool((x.data.cpu() == y).all())
+    nvdec.POOL.clear()
+
+
 def test_fallback_reasons(samples_dir, gpu_detector):
     assert FrameReader.nvdec_problem(probe(samples_dir / "clock_portrait_2997.mp4"), "cuda") == "rotation"
     av1 = VideoInfo("x.mkv", 1920, 1080, 30.0, 300, 10.0, "av1", 0, False)
