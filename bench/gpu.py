@@ -501,7 +501,7 @@ def main() -> int:
     ap.add_argument("--loaded", type=int, default=0, metavar="PROCS",
                     help="stage 4b: each ceiling run again while this many processes run the model on the card")
     ap.add_argument("--churn", type=int, default=0, metavar="CHUNKS",
-                    help="stage 7: open, read 64 frames of and close this many chunks one after another, with and without reuse")
+                    help="stage 7: open, read one batch of and close this many chunks one after another, with and without reuse")
     ap.add_argument("--seed-frames", type=int, default=600)
     ap.add_argument("--ceiling-frames", type=int, default=0,
                     help="frames per decode session in the ceiling and direct stages (0: whole files)")

@@ -20,15 +20,16 @@ from bench.digital import CONFIGS  # the same three configs side by side
 from clockwork.detector import Detector
 from clockwork.ffmpeg import run
 from clockwork.pipeline import detect_video
+from clockwork.samples import SAMPLES
 from clockwork.settings import DETECT
 
-# the sample library's distractor_life_25.mp4 source (clockwork.samples), with a seed: ffmpeg draws a random grid without one
-LIFE = "life=s={w}x{h}:r={r}:mold=10:ratio=0.1:seed={seed}:death_color=#204060:life_color=#c0a040"
+# the sample library's clip; its life source draws a random grid unless given a seed
+LIFE = next(clip for clip in SAMPLES if clip.name == "distractor_life_25.mp4")
 
 
 def render(out: Path, seed: int) -> Path:
-    source = LIFE.format(w=480, h=272, r=25, seed=seed)
-    run(["-y", "-f", "lavfi", "-i", source, "-t", "4", "-pix_fmt", "yuv420p", "-c:v", "libx264", str(out)])
+    source = LIFE.background.format(w=LIFE.width, h=LIFE.height, r=LIFE.fps) + f":seed={seed}"
+    run(["-y", "-f", "lavfi", "-i", source, "-t", f"{LIFE.duration_s:g}", "-pix_fmt", "yuv420p", "-c:v", "libx264", str(out)])
     return out
 
 

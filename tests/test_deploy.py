@@ -262,3 +262,16 @@ def test_chunk_caps_below_one_are_refused_by_name():
         BuilderArgs.model_validate({"detector_max_ongoing_requests": 0})
     args = BuilderArgs.model_validate({"max_chunks_total": 24, "detector_max_ongoing_requests": 4})
     assert args.app_args().max_chunks_total == 24 and BuilderArgs().max_chunks_total is None
+
+
+def test_a_bad_nvdec_reuse_or_chunk_length_is_refused_by_name():
+    """The settings session 11 added or changed: a value that is not a yes/no, or a chunk of no length, is refused by
+    name when the app is built."""
+    from pydantic import ValidationError
+
+    from serve_app.config import BuilderArgs
+
+    with pytest.raises(ValidationError, match=r"detector\.nvdec_reuse\n  Input should be a valid boolean"):
+        BuilderArgs.model_validate({"detector": {"nvdec_reuse": "sometimes"}})
+    with pytest.raises(ValidationError, match=r"chunk_s\n  Input should be greater than 0"):
+        BuilderArgs.model_validate({"chunk_s": 0})

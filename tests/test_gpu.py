@@ -148,6 +148,13 @@ def _frames(path, start_s, end_s, reuse, batches=None):
     return out
 
 
+def _assert_same_frames(new, old):
+    """Two reads of one range as (indexes, frames) per batch: the same frames at the same indexes, bit for bit."""
+    assert [i for i, _ in new] == [i for i, _ in old]
+    for (_, x), (_, y) in zip(new, old, strict=True):
+        assert x.shape == y.shape and bool((x == y).all())
+
+
 def test_a_kept_decoder_reads_the_next_chunk_like_a_new_one(samples_dir):
     """clockwork.nvdec.DecoderPool: a decoder left by a chunk (of another file and size, stopped mid-way) and pointed
     at the next one gives the frames a new decoder gives, bit for bit, from the right frame."""
@@ -161,9 +168,8 @@ def test_a_kept_decoder_reads_the_next_chunk_like_a_new_one(samples_dir):
     kept = [_frames(b, 1.05, 2.5, reuse=True), _frames(a, 2.0, 3.0, reuse=True)]
     assert nvdec.POOL.reused == reused + 2 and nvdec.POOL.open == 0
     for new, old, first in zip(kept, fresh, (63, 60), strict=True):  # 1.05 s at 60 fps, 2.0 s at 30 fps
-        assert [i for i, _ in new] == [i for i, _ in old] and old[0][0][0] == first
-        for (_, x), (_, y) in zip(new, old, strict=True):
-            assert x.shape == y.shape and bool((x == y).all())
+        _assert_same_frames(new, old)
+        assert old[0][0][0] == first
     nvdec.POOL.clear()
 
 
@@ -187,9 +193,7 @@ def test_a_decoder_closed_under_an_abandoned_iteration_is_not_read_from_again(sa
         abandoned.close()  # the abandoned thread wakes while the decoder serves b
         got += list(batches)
     assert nvdec.POOL.reused == reused + 1
-    assert [x.indexes for x in got] == [i for i, _ in fresh]
-    for x, (_, y) in zip(got, fresh, strict=True):
-        assert bool((x.data.cpu() == y).all())
+    _assert_same_frames([(x.indexes, x.data.cpu()) for x in got], fresh)
     nvdec.POOL.clear()
 
 

@@ -141,7 +141,6 @@ def test_tracks_follow_each_clock_and_segments_name_theirs():
     assert doc["segments"][0]["track"] == seg.track and doc["frame_data"][0]["detections"][0]["track"] in tracks | others
 
 
-
 def test_a_clock_found_only_in_the_scans_windows_is_read_and_checked(tmp_path, detector):
     """Game of Life, seed 2 (bench/life.py renders the same clip): the clock head fires on it in the scan's refined
     frames only, above min_score there and below it in the coarse frames. The windows read the dials too, so the
