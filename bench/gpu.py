@@ -209,7 +209,8 @@ def ray_data(files: list[Path], replicas: int) -> tuple[int, float]:
 
 def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, chunk_s: float,
          body: dict | None = None, ingress: int = 1, sessions: int = 16, capped: bool = False,
-         spy: tuple[float, Path] | None = None, reuse: bool = DETECT.nvdec_reuse) -> tuple[int, float, str, str, float]:
+         spy: tuple[float, Path] | None = None, reuse: bool = DETECT.nvdec_reuse,
+         stream: bool = DETECT.nvdec_stream) -> tuple[int, float, str, str, float]:
     """Every file through the HTTP API at once; ``body`` adds request fields (default: every frame, the default
     views); about ``sessions`` decoders a GPU. ``spy`` (seconds, folder): py-spy records two detector replicas
     that long, from 15 s into the timed run. Returns frames examined, seconds, a note, NVML utilisation and the
@@ -230,7 +231,7 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, ch
                            **({"max_chunks_total": replicas * gpus * decoders,
                                "detector_max_ongoing_requests": decoders + 1} if capped else {}),
                            "detector": {"frames_per_call": 32, "max_batch_frames": 256, "decoders": decoders,
-                                        "nvdec_reuse": reuse}}),
+                                        "nvdec_reuse": reuse, "nvdec_stream": stream}}),
               name="bench", route_prefix="/")
     base = f"http://127.0.0.1:{port}"
     warm_file = warm_clip(files[0], media)
@@ -315,11 +316,11 @@ def _info(path: Path):
     return probe(path)
 
 
-def _reader(path: Path):
+def _reader(path: Path, stream: bool = DETECT.nvdec_stream):
     """Frames of a bench file on the GPU, through the one frame path."""
     from clockwork.frames import FrameReader
 
-    return FrameReader(path, device="cuda", info=_info(path), batch_size=32)
+    return FrameReader(path, device="cuda", info=_info(path), batch_size=32, nvdec_stream=stream)
 
 
 def _stride(path: Path) -> int:
@@ -444,7 +445,8 @@ def _model_loop(stop, ready, batch: int) -> None:
         torch.cuda.synchronize()
 
 
-def loaded_ceiling(files: list[Path], sessions: int, cap: int, procs: int, batch: int = 64) -> tuple[int, float]:
+def loaded_ceiling(files: list[Path], sessions: int, cap: int, procs: int, batch: int = 64,
+                   stream: bool = DETECT.nvdec_stream) -> tuple[int, float]:
     """The decode ceiling while ``procs`` other processes run the model on the same card (under MPS with --mps): does a
     decoder turn out fewer frames a second when the model shares the card?"""
     import multiprocessing as mp
@@ -458,19 +460,19 @@ def loaded_ceiling(files: list[Path], sessions: int, cap: int, procs: int, batch
         for r in readies:
             if not r.wait(300):
                 raise RuntimeError("a model process did not start in 300 s")
-        return decode_ceiling(files, sessions, cap)
+        return decode_ceiling(files, sessions, cap, stream)
     finally:
         stop.set()
         for w in workers:
             w.join(30)
 
 
-def decode_ceiling(files: list[Path], sessions: int, cap: int = 0) -> tuple[int, float]:
+def decode_ceiling(files: list[Path], sessions: int, cap: int = 0, stream: bool = DETECT.nvdec_stream) -> tuple[int, float]:
     """NVDEC alone, ``sessions`` at once; each stops after ``cap`` frames (0: the whole file), so that 14
     sessions over 30-minute films take seconds, not minutes."""
     def one(path):
         n = 0
-        with _reader(path) as reader:
+        with _reader(path, stream) as reader:
             for batch in reader:
                 n += len(batch)
                 if cap and n >= cap:
@@ -498,6 +500,9 @@ def main() -> int:
                     "a comma list runs stage 3 for each")
     ap.add_argument("--reuse", default=f"{int(DETECT.nvdec_reuse)}", help="1: a finished chunk's NVDEC decoder serves the next "
                     "(DETECT.nvdec_reuse); a comma list (0,1) runs stage 3 for each")
+    ap.add_argument("--stream", default=f"{int(DETECT.nvdec_stream)}", help="1: each NVDEC decoder works on a CUDA stream of "
+                    "its own, 0: on the null stream, the model's (DETECT.nvdec_stream); a comma list (0,1) runs stage 3 and "
+                    "the ceiling for each")
     ap.add_argument("--loaded", type=int, default=0, metavar="PROCS",
                     help="stage 4b: each ceiling run again while this many processes run the model on the card")
     ap.add_argument("--churn", type=int, default=0, metavar="CHUNKS",
@@ -523,6 +528,7 @@ def run(args) -> int:
     import ray
 
     stages = args.stages.split(",")
+    streams = [bool(int(x)) for x in args.stream.split(",")]
     chunk_lengths = [float(x) for x in args.chunk_s.split(",")]
     replica_counts = [int(r) for r in args.replicas.split(",")]
     pool_size = replica_counts[0] * args.gpus
@@ -552,16 +558,18 @@ def run(args) -> int:
         serve.start(http_options={"host": "127.0.0.1", "port": port})  # one proxy for every replica count
         notes = []
         spy = (args.py_spy, Path(args.out or ".").resolve().parent) if args.py_spy else None
-        for r, ing, m, k, cap, chunk_s, reuse in itertools.product(
+        for stream, r, ing, m, k, cap, chunk_s, reuse in itertools.product(streams,
                 replica_counts, [int(i) for i in args.ingress.split(",")], [float(x) for x in args.multiscale_fps.split(",")],
                 [int(x) for x in args.sessions.split(",")], [bool(int(x)) for x in args.chunk_cap.split(",")], chunk_lengths,
                 [bool(int(x)) for x in args.reuse.split(",")]):
             n, dt, note, summary, _ = ours(files, media, r, args.gpus, port, chunk_s, ingress=ing, sessions=k,
-                                           capped=cap, body={"sample_fps": 0, "multiscale_fps": m}, spy=spy, reuse=reuse)
+                                           capped=cap, body={"sample_fps": 0, "multiscale_fps": m}, spy=spy, reuse=reuse,
+                                           stream=stream)
             spy = None  # the first run only
             views = f"other views {m:g}/s" if m else "every view every frame"
             setting = (f"{r} replicas/GPU x {-(-k // r)} decoders{', chunks held in the API' if cap else ''}, chunks of {chunk_s:g} s, "
-                       f"decoders {'reused' if reuse else 'ended'} after a chunk, {ing} ingress")
+                       f"decoders {'reused' if reuse else 'ended'} after a chunk, {ing} ingress, "
+                       f"decoders on {'streams of their own' if stream else 'the null stream'}")
             stage = f"3. ours (Serve API, NVDEC, fp16, every frame, {views}), {setting}"
             res[stage], util[stage] = (n, dt), summary
             notes.append(f"{setting}, {views}: {note}")
@@ -598,14 +606,16 @@ def run(args) -> int:
                 util[stage] = s.summary()
         nvdec.SHARE_CONTEXT = True
     if "ceiling" in stages:
-        for k in (int(x) for x in args.ceiling_sessions.split(",")):
+        for stream, k in itertools.product(streams, (int(x) for x in args.ceiling_sessions.split(","))):
+            on = "streams of their own" if stream else "the null stream"
+            stage = f"4. NVDEC decode only, {k} sessions, on {on}"
             with Sampler(args.gpus) as s:
-                res[f"4. NVDEC decode only, {k} sessions"] = decode_ceiling(files, k, args.ceiling_frames)
-            util[f"4. NVDEC decode only, {k} sessions"] = s.summary()
+                res[stage] = decode_ceiling(files, k, args.ceiling_frames, stream)
+            util[stage] = s.summary()
             if args.loaded:
-                stage = f"4b. NVDEC decode only, {k} sessions, the model looping in {args.loaded} other processes"
+                stage = f"4b. NVDEC decode only, {k} sessions, on {on}, the model looping in {args.loaded} other processes"
                 with Sampler(args.gpus) as s:
-                    res[stage] = loaded_ceiling(files, k, args.ceiling_frames, args.loaded)
+                    res[stage] = loaded_ceiling(files, k, args.ceiling_frames, args.loaded, stream=stream)
                 util[stage] = s.summary()
     fps = {k: n / dt for k, (n, dt) in res.items()}
     lines = [f"{len(src)} file(s) x {args.copies} copies ({', '.join(p.name for p in src)}); views {','.join(DETECT.views)} "

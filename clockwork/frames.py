@@ -59,13 +59,14 @@ class FrameReader:
     device). ``nvdec=False`` keeps decoding on the CPU whatever the device. ``info`` (what ``probe``
     gives) lets a caller that already has it skip opening the file twice (a chunk of a long video). ``nvdec_reuse``: take
     an NVDEC decoder an earlier reader of this process left, and leave this one for the next (``clockwork.nvdec.DecoderPool``).
+    ``nvdec_stream``: the NVDEC decoder works on a CUDA stream of its own, not the model's (``DETECT.nvdec_stream``).
     After iterating, ``frames_decoded`` counts the frames decoded inside the range, sampled or not.
     """
 
     def __init__(self, path: str | Path, *, device: str | torch.device | None = "cpu",
                  sample_fps: float | None = None, start_s: float = 0.0, end_s: float | None = None,
                  batch_size: int | None = None, nvdec: bool = DETECT.nvdec, info: VideoInfo | None = None,
-                 nvdec_reuse: bool = DETECT.nvdec_reuse):
+                 nvdec_reuse: bool = DETECT.nvdec_reuse, nvdec_stream: bool = DETECT.nvdec_stream):
         self.path = str(path)
         self.device_type, self.device_index = _parse_device(device)
         self.sample_fps = sample_fps
@@ -91,7 +92,8 @@ class FrameReader:
             if cpu_dec is not None:
                 cpu_dec.close()
             self._dec = GpuVideoDecoder(path, self.info, gpu_id=self.device_index, batch=self.batch_size,
-                                        sample_fps=sample_fps, start_s=start_s, end_s=end_s, reuse=nvdec_reuse)
+                                        sample_fps=sample_fps, start_s=start_s, end_s=end_s, reuse=nvdec_reuse,
+                                        stream=nvdec_stream)
         else:
             self._dec = cpu_dec or VideoDecoder(path, sample_fps=sample_fps, start_s=start_s, end_s=end_s)
             self.info = self._dec.info  # the CPU decoder knows the rotation from the first frame

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -119,6 +120,22 @@ POOL = DecoderPool()
 
 
 @dataclass
+class _Session:
+    """One NVDEC decoder (a ``ThreadedDecoder``) and the CUDA stream it works on (None: the context's null stream).
+
+    With a stream of its own (``DETECT.nvdec_stream``) the decoder's colour conversion and our copy out of its surfaces
+    run on that stream. On the null stream PyNvVideoCodec waits for the stream after every frame (``cuStreamSynchronize``
+    in ``NvDecoder::HandlePictureDisplay``), and in PyTorch's context that stream is also the one the model's kernels
+    run on: each frame then waited for the model's queued work, and its conversion could not run beside it."""
+
+    dec: Any
+    stream: torch.cuda.Stream | None
+
+    def end(self) -> None:
+        _end(self.dec)
+
+
+@dataclass
 class GpuBatch:
     indexes: list[int]
     timestamps: list[float]
@@ -130,7 +147,7 @@ class GpuVideoDecoder:
 
     def __init__(self, path: str | Path, info: VideoInfo, *, gpu_id: int = 0, batch: int = 32,
                  sample_fps: float | None = None, start_s: float = 0.0, end_s: float | None = None,
-                 reuse: bool = DETECT.nvdec_reuse):
+                 reuse: bool = DETECT.nvdec_reuse, stream: bool = DETECT.nvdec_stream):
         import PyNvVideoCodec as nvc
 
         self.info = info
@@ -139,41 +156,45 @@ class GpuVideoDecoder:
         self.sample_fps = sample_fps
         self.start_frame = int(math.ceil(start_s * self.fps - 1e-6))
         self.end_frame = None if end_s is None else int(math.ceil(end_s * self.fps - 1e-6))
-        self._key = (gpu_id, batch, SHARE_CONTEXT) if reuse else None
+        stream = stream and SHARE_CONTEXT  # a stream of PyTorch's context, so only for a decoder in that context
+        self._key = (gpu_id, batch, SHARE_CONTEXT, stream) if reuse else None
         self._healthy = True  # kept for the next chunk only when nothing raised
         # Held while a batch is fetched and copied out, and while closing: once close() returns, this object never
         # touches the decoder again, even from a thread still iterating it (an abandoned prefetch), since a kept
         # decoder may by then serve another chunk.
         self._lock = threading.Lock()
         self._copied: torch.cuda.Event | None = None  # the last batch's copy out of the decoder's surfaces
-        dec = POOL.take(self._key) if reuse else None
+        session = POOL.take(self._key) if reuse else None
         try:
-            if dec is not None:
-                dec.reconfigure_decoder(str(path), self.start_frame)
+            if session is not None:
+                session.dec.reconfigure_decoder(str(path), self.start_frame)
             else:
+                session = _Session(None, torch.cuda.Stream(device=gpu_id, priority=-1) if stream else None)
                 context = {"cuda_context": primary_context(gpu_id)} if SHARE_CONTEXT else {}
+                if session.stream is not None:
+                    context["cuda_stream"] = session.stream.cuda_stream
                 # one NVDEC decoder per ThreadedDecoder (its cache would keep one per resolution it has seen)
-                dec = nvc.ThreadedDecoder(str(path), buffer_size=batch * 2, gpu_id=gpu_id, use_device_memory=True,
-                                          output_color_type=nvc.OutputColorType.RGB, start_frame=self.start_frame,
-                                          decoder_cache_size=1, **context)
+                session.dec = nvc.ThreadedDecoder(str(path), buffer_size=batch * 2, gpu_id=gpu_id, use_device_memory=True,
+                                                  output_color_type=nvc.OutputColorType.RGB, start_frame=self.start_frame,
+                                                  decoder_cache_size=1, **context)
         except BaseException:
             if reuse:
-                POOL.give(self._key, dec, keep=False)
+                POOL.give(self._key, session if session is not None and session.dec is not None else None, keep=False)
             raise
-        self._dec = dec
+        self._session: _Session | None = session
         self.frames_in_chunk = 0  # frames decoded inside the chunk so far (the CPU decoder names it the same)
 
     def close(self) -> None:
         with self._lock:
-            dec, self._dec = self._dec, None
-        if dec is None:
+            session, self._session = self._session, None
+        if session is None:
             return
         if self._key is None:
-            _end(dec)
+            session.end()
             return
         if self._copied is not None:  # the copy must be done before another chunk's frames land in those surfaces
             self._copied.synchronize()
-        POOL.give(self._key, dec, keep=self._healthy)
+        POOL.give(self._key, session, keep=self._healthy)
 
     def __enter__(self):
         return self
@@ -187,30 +208,40 @@ class GpuVideoDecoder:
         grid = SampleGrid(self.sample_fps, index / self.fps)
         while True:
             with self._lock:
-                if self._dec is None:  # closed while this iteration was suspended: the decoder is not ours any more
+                session = self._session
+                if session is None:  # closed while this iteration was suspended: the decoder is not ours any more
                     return
                 self._healthy = False
-                frames = self._dec.get_batch_frames(self.batch)
+                frames = session.dec.get_batch_frames(self.batch)
                 self._healthy = True
                 if not frames:
                     return
                 keep_idx, keep_ts, tensors = [], [], []
-                for frame in frames:
-                    if self.end_frame is not None and index >= self.end_frame:
-                        break
-                    t = index / self.fps
-                    if grid.keep(t):
-                        keep_idx.append(index)
-                        keep_ts.append(round(t, 6))
-                        tensors.append(torch.from_dlpack(frame))
-                    index += 1
-                self.frames_in_chunk = index - self.start_frame
                 stacked = None
-                if tensors:
-                    stacked = torch.stack(tensors)  # copies the frames out of the decoder's surfaces
-                    if self._key is not None:
-                        self._copied = torch.cuda.Event()
-                        self._copied.record()
+                # On the decoder's own stream the copy follows the frames' conversion there, and comes before the
+                # decoder writes those surfaces again (after the next fetch). torch.cuda.stream(None) changes nothing.
+                with torch.cuda.stream(session.stream):
+                    for frame in frames:
+                        if self.end_frame is not None and index >= self.end_frame:
+                            break
+                        t = index / self.fps
+                        if grid.keep(t):
+                            keep_idx.append(index)
+                            keep_ts.append(round(t, 6))
+                            tensors.append(torch.from_dlpack(frame))
+                        index += 1
+                    if tensors:
+                        stacked = torch.stack(tensors)  # copies the frames out of the decoder's surfaces
+                        if self._key is not None or session.stream is not None:
+                            self._copied = torch.cuda.Event()
+                            self._copied.record()
+                self.frames_in_chunk = index - self.start_frame
+                if stacked is not None and session.stream is not None:
+                    # the caller's work (the current stream: the model's) waits for the copy, and the allocator does
+                    # not hand the batch's memory to the decoder's stream again before that work is done with it
+                    consumer = torch.cuda.current_stream(stacked.device)
+                    consumer.wait_event(self._copied)
+                    stacked.record_stream(consumer)
             if stacked is not None:
                 yield GpuBatch(keep_idx, keep_ts, stacked)
             if self.end_frame is not None and index >= self.end_frame:

@@ -84,6 +84,10 @@ class DetectDefaults:
     # A finished chunk's NVDEC decoder is kept and pointed at the next chunk (clockwork.nvdec.DecoderPool) instead
     # of ended: ending one holds the GIL about 0.1 s (docs/BENCHMARKS.md, session 11).
     nvdec_reuse: bool = True
+    # Each NVDEC decoder converts frames on a CUDA stream of its own (high priority), not the null stream, which in
+    # PyTorch's context is the model's: there the decoder waited for the model's queued kernels after every frame
+    # (clockwork.nvdec._Session; docs/BENCHMARKS.md, session 12).
+    nvdec_stream: bool = True
 
 
 @dataclass(frozen=True)

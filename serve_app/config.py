@@ -91,6 +91,8 @@ class DetectorArgs(BaseModel):
     nvdec: bool = Field(DETECT.nvdec, description="decode with NVDEC where the file allows; the CPU otherwise")
     nvdec_reuse: bool = Field(DETECT.nvdec_reuse, description="point a finished chunk's NVDEC decoder at the next chunk "
                               "instead of ending it (ending one holds the GIL)")
+    nvdec_stream: bool = Field(DETECT.nvdec_stream, description="each NVDEC decoder converts frames on a CUDA stream of its "
+                               "own, not the model's (the null stream, where every frame waited for the model's kernels)")
     memory_fraction: float | None = Field(None, gt=0, le=1, description="cap on this replica's PyTorch GPU memory")
     head: str | None = Field(DETECT.head, description="fine-tuned heads over COCO's model: clock (embedded), none, or a head file "
                              "(docs/DETECTOR.md); a head finds only its labels")

@@ -163,7 +163,7 @@ class DetectorDeployment:
             reader = await asyncio.to_thread(renamed_errors(FrameReader, path), opened, device=self.detector.device,
                                              sample_fps=sample_fps, start_s=start_s, end_s=end_s,
                                              batch_size=self.args.frames_per_call, nvdec=self.args.nvdec, info=info,
-                                             nvdec_reuse=self.args.nvdec_reuse)
+                                             nvdec_reuse=self.args.nvdec_reuse, nvdec_stream=self.args.nvdec_stream)
         if reader.fallback_reason:
             self.metrics.fallbacks.inc(tags={"reason": reader.fallback_reason})
         stride = view_stride(info.fps, sample_fps, multiscale_fps)

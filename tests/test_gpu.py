@@ -138,10 +138,14 @@ def test_cpu_and_gpu_agree_on_the_evaluation_set_with_cocos_heads(evalset):
                                  views=("full", "zoomout", "tiles"), min_score=0.5)
 
 
-def _frames(path, start_s, end_s, reuse, batches=None):
-    with FrameReader(path, device="cuda", start_s=start_s, end_s=end_s, nvdec_reuse=reuse) as reader:
+def _frames(path, start_s, end_s, reuse, batches=None, stream=True, busy=None):
+    """(indexes, frames on the host) per batch; ``busy()``, if given, queues work on the current stream before each
+    batch is taken."""
+    with FrameReader(path, device="cuda", start_s=start_s, end_s=end_s, nvdec_reuse=reuse, nvdec_stream=stream) as reader:
         out = []
         for batch in reader:
+            if busy:
+                busy()
             out.append((batch.indexes, batch.data.cpu()))
             if batches and len(out) == batches:
                 break
@@ -194,6 +198,30 @@ def test_a_decoder_closed_under_an_abandoned_iteration_is_not_read_from_again(sa
         got += list(batches)
     assert nvdec.POOL.reused == reused + 1
     _assert_same_frames([(x.indexes, x.data.cpu()) for x in got], fresh)
+    nvdec.POOL.clear()
+
+
+def test_a_decoder_on_its_own_stream_gives_the_null_streams_frames_while_the_model_runs(samples_dir):
+    """DETECT.nvdec_stream: the decoder converts frames, and the reader copies them out, on a stream of the decoder's
+    own while the model's kernels fill the current stream; the frames must be those the null stream gives (where
+    every step waited for the model), bit for bit, kept decoders and new alike."""
+    import torch
+
+    from clockwork import nvdec
+
+    a, b = samples_dir / "clock_static_720p30.mp4", samples_dir / "clock_60fps_480p.mp4"
+    x = torch.randn(4096, 4096, device="cuda", dtype=torch.half)
+
+    def busy():  # about the work of a model call, queued ahead of the batch's use
+        for _ in range(8):
+            torch.mm(x, x).clamp_(-1, 1)
+
+    nvdec.POOL.clear()
+    for path, start, end in ((a, 0.5, 5.0), (b, 1.05, 4.0)):
+        null = _frames(path, start, end, reuse=False, stream=False)
+        for reuse in (False, True, True):  # new; then kept decoders, the second pointed at this file again
+            _assert_same_frames(_frames(path, start, end, reuse=reuse, busy=busy), null)
+    assert nvdec.POOL.reused >= 3
     nvdec.POOL.clear()
 
 
