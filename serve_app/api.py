@@ -35,6 +35,7 @@ from starlette.routing import Route
 
 from clockwork import version
 from clockwork.catalog import Catalog, Job, JobStatus, QueueFullError
+from clockwork.decode import VideoInfo
 from clockwork.errors import VideoError, VideoNotFoundError, unknown_label_message
 from clockwork.media import PathNotAllowedError, resolve_in_roots
 from clockwork.postback import PostbackURLError
@@ -146,7 +147,7 @@ class Api:
         path = self._path_of(req.filename)
         if req.postback_url is not None:
             await self._check_postback(req.postback_url)
-        await self._check_video(path, req.filename)
+        info = await self._check_video(path, req.filename)
         body_hash = hashlib.sha256(json.dumps({"path": str(path), "postback_url": req.postback_url, **params},
                                               sort_keys=True).encode()).hexdigest()
         job = Job(video_path=str(path), filename=req.filename, params=params, postback_url=req.postback_url,
@@ -160,7 +161,7 @@ class Api:
             raise ApiError(422, "this Idempotency-Key was used with a different request body; use a new key for a new request",
                            job_id=job.id)
         if created:
-            self.runner.start(job.id)
+            self.runner.start(job.id, info)
         return self._accepted(request, job, replayed=not created)
 
     async def status(self, request: Request) -> Response:
@@ -305,11 +306,11 @@ class Api:
         except PostbackURLError as exc:
             raise ApiError(400, str(exc), postback_url=url) from None
 
-    async def _check_video(self, path: Path, filename: str) -> None:
+    async def _check_video(self, path: Path, filename: str) -> VideoInfo:
         """Header, first frame and tail (cheap): a file is refused here, with its name as given, when it is not a
-        usable video or is over the limits."""
+        usable video or is over the limits. The job's run starts from what this found."""
         try:
-            await asyncio.to_thread(self.runner.checked_info, str(path))
+            return await self.runner.check(str(path))
         except VideoNotFoundError as exc:
             raise ApiError(404, exc.public(filename), filename=filename) from None
         except VideoError as exc:

@@ -197,12 +197,15 @@ class JobRunner:
         # postbacks in flight at once: a crowd of slow receivers holds these, nothing else
         self.postback_slots = asyncio.Semaphore(args.max_postbacks_in_flight)
         self.chunk_slots = asyncio.Semaphore(args.max_chunks_total) if args.max_chunks_total else None
+        self.check_slots = asyncio.Semaphore(args.video_checks_in_flight)  # FIFO: the earliest post is checked first
 
     # -- scheduling ------------------------------------------------------------------------------
 
-    def start(self, job_id: str) -> None:
+    def start(self, job_id: str, info: VideoInfo | None = None) -> None:
+        """Run a job here unless it runs here already; ``info``: its video as POST just checked it (``check``),
+        so the run does not check it again (a job resumed after a restart has none and is checked anew)."""
         if job_id not in self.tasks:
-            task = asyncio.get_running_loop().create_task(self._run(job_id))
+            task = asyncio.get_running_loop().create_task(self._run(job_id, info))
             self.tasks[job_id] = task
             task.add_done_callback(lambda t, j=job_id: self.tasks.pop(j) if self.tasks.get(j) is t else None)
 
@@ -245,7 +248,7 @@ class JobRunner:
                 asyncio.get_running_loop().call_soon(self.start, job_id)
                 return
 
-    async def _run(self, job_id: str) -> None:
+    async def _run(self, job_id: str, info: VideoInfo | None = None) -> None:
         try:
             if not await asyncio.to_thread(self.catalog.claim, job_id, self.owner, self.args.lease_s):
                 return
@@ -256,7 +259,7 @@ class JobRunner:
         try:
             job = await asyncio.to_thread(self.load, job_id)
             if JobStatus(job.status).active:
-                await self._detect_job(job)
+                await self._detect_job(job, info)
                 job = await asyncio.to_thread(self.load, job_id)
             if job.postback_url and not job.postback_delivered and not job.postback_gave_up:
                 await self._postback(job)
@@ -290,7 +293,7 @@ class JobRunner:
 
     # -- detection -------------------------------------------------------------------------------
 
-    async def _detect_job(self, job: Job) -> None:
+    async def _detect_job(self, job: Job, checked: VideoInfo | None = None) -> None:
         if job.attempts >= self.args.max_job_attempts:
             await asyncio.to_thread(self._finish, job, None, (
                 f"gave up after {job.attempts} attempts: the app or its detector stopped during each run"))
@@ -314,7 +317,7 @@ class JobRunner:
                              retries=self.args.chunk_retries, on_progress=progress, roots=self.args.media_roots,
                              slots=self.chunk_slots)
         try:
-            info = await asyncio.to_thread(self.checked_info, job.video_path)
+            info = checked if checked is not None and job.attempts == 0 else await self.check(job.video_path)
             await asyncio.to_thread(self._update, job.id, frames_total=info.frames_total)
             params = {"views": ["full"], **job.params}  # a job queued before views existed ran the full view
             document, timings = await fanout.run(job.video_path, info, params, await self.detector.model_info())
@@ -328,6 +331,11 @@ class JobRunner:
         timings["total_s"] = round(time.perf_counter() - t0, 3)
         self.metrics.job_seconds.observe(timings["total_s"])
         await asyncio.to_thread(self._finish, job, document, None, timings)
+
+    async def check(self, path: str) -> VideoInfo:
+        """``checked_info`` in a worker thread, at most ``video_checks_in_flight`` at once, in the order asked."""
+        async with self.check_slots:
+            return await asyncio.to_thread(self.checked_info, path)
 
     def checked_info(self, path: str) -> VideoInfo:
         """The video as the runner plans it: confined to the media roots when the file is opened, inside the

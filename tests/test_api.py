@@ -186,3 +186,62 @@ def test_read_time_reads_each_segment_and_the_result_keeps_it(make_client):
     assert 0 < len(read) <= 8
     # the catalog keeps the readings: the stored result is what GET /result serves
     assert client.get(f"/jobs/{job_id}/result").json()["segments"][0]["clock_time"] == seg["clock_time"]
+
+
+def test_a_posted_video_is_checked_once_and_a_resumed_job_again(make_client, monkeypatch, tmp_path, samples_dir):
+    """POST checks the video (header, first frame, tail) and the job's run starts from that check instead of making
+    it again; a job the reaper resumes (here: one admitted by an API replica that died before running it) has no
+    such check and makes its own."""
+    import serve_app.runner as runner
+    from clockwork.catalog import Catalog, Job
+
+    calls = []
+    probe = runner.probe
+    monkeypatch.setattr(runner, "probe", lambda path, **kw: calls.append(path) or probe(path, **kw))
+    client = make_client()
+    resp = client.post("/video-inference", json={"filename": "clock_moving_360p25.mp4", "sample_fps": 2})
+    assert resp.status_code == 202, resp.text
+    wait(client, resp.json()["job_id"], lambda s: s["status"] == "succeeded")
+    assert len(calls) == 1
+    path = str(samples_dir / "clock_moving_360p25.mp4")
+    with Catalog(f"sqlite:///{tmp_path}/catalog.sqlite").session() as s:  # the app's catalog (make_client)
+        orphan = Job(video_path=path, filename="clock_moving_360p25.mp4", body_hash="orphan", dedupe_key="body:orphan",
+                     params={"labels": ["clock"], "min_score": 0.5, "sample_fps": 2.0, "views": ["full"]})
+        s.add(orphan)
+        s.flush()
+        orphan_id = orphan.id
+    wait(client, orphan_id, lambda s: s["status"] == "succeeded")
+    assert len(calls) == 2
+
+
+def test_video_checks_run_a_few_at_a_time_in_the_order_posted():
+    """AppArgs.video_checks_in_flight: checks past the limit wait, and the earliest posted is checked first (a crowd of
+    posts must not make every job wait for every check)."""
+    import asyncio
+    import threading
+    import time
+
+    from serve_app.config import AppArgs
+    from serve_app.runner import JobRunner
+
+    runner = JobRunner(AppArgs(video_checks_in_flight=2), catalog=None, detector=None, metrics=None)
+    lock, running, most, finished = threading.Lock(), [0], [0], []
+
+    def slow_check(path):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+            finished.append(path)
+        return path
+
+    runner.checked_info = slow_check
+
+    async def post_all():
+        return await asyncio.gather(*(runner.check(f"v{i}") for i in range(8)))
+
+    assert asyncio.run(post_all()) == [f"v{i}" for i in range(8)]
+    assert most[0] == 2
+    assert finished[:2] in (["v0", "v1"], ["v1", "v0"]) and set(finished[-2:]) == {"v6", "v7"}
