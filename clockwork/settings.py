@@ -85,8 +85,10 @@ class DetectDefaults:
     # of ended: ending one holds the GIL about 0.1 s (docs/BENCHMARKS.md, session 11).
     nvdec_reuse: bool = True
     # Each NVDEC decoder converts frames on a CUDA stream of its own (high priority), not the null stream, which in
-    # PyTorch's context is the model's: there the decoder waited for the model's queued kernels after every frame
-    # (clockwork.nvdec._Session; docs/BENCHMARKS.md, session 12).
+    # PyTorch's context is the model's: there the decoder synchronises the stream after every frame, waiting for the
+    # model's queued kernels (clockwork.nvdec._Session). Through the API it gave the same frames/s (H100 3,875 against
+    # 3,773; H200 4,207 against 4,230) with less CPU a replica (96% against 106% of a core; 76% against 88%), and the
+    # same frames bit for bit (tests/test_gpu.py; docs/BENCHMARKS.md, session 12).
     nvdec_stream: bool = True
 
 
