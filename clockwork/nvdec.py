@@ -126,7 +126,8 @@ class _Session:
     With a stream of its own (``DETECT.nvdec_stream``) the decoder's colour conversion and our copy out of its surfaces
     run on that stream. On the null stream PyNvVideoCodec waits for the stream after every frame (``cuStreamSynchronize``
     in ``NvDecoder::HandlePictureDisplay``), and in PyTorch's context that stream is also the one the model's kernels
-    run on: each frame then waited for the model's queued work, and its conversion could not run beside it."""
+    run on: each frame then waited for the model's queued work. Through the API a stream of its own gave the same
+    frames/s and took less CPU a replica (docs/BENCHMARKS.md, session 12)."""
 
     dec: Any
     stream: torch.cuda.Stream | None
