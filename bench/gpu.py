@@ -524,13 +524,26 @@ def main() -> int:
         return run(args)
 
 
+def _each(text: str, cast=int) -> list:
+    """A comma list of the command line (``--replicas 4,8``): one value per run."""
+    return [cast(x) for x in text.split(",")]
+
+
+def _flag(x: str) -> bool:
+    return bool(int(x))
+
+
+def _streams(stream: bool) -> str:
+    return "streams of their own" if stream else "the null stream"
+
+
 def run(args) -> int:
     import ray
 
     stages = args.stages.split(",")
-    streams = [bool(int(x)) for x in args.stream.split(",")]
-    chunk_lengths = [float(x) for x in args.chunk_s.split(",")]
-    replica_counts = [int(r) for r in args.replicas.split(",")]
+    streams = _each(args.stream, _flag)
+    chunk_lengths = _each(args.chunk_s, float)
+    replica_counts = _each(args.replicas)
     pool_size = replica_counts[0] * args.gpus
     src = sorted(Path(args.videos).glob("*.mp4"))
     media = Path(tempfile.mkdtemp(prefix="bench-media-", dir=Path(args.videos).resolve().parent))  # same filesystem
@@ -558,10 +571,9 @@ def run(args) -> int:
         serve.start(http_options={"host": "127.0.0.1", "port": port})  # one proxy for every replica count
         notes = []
         spy = (args.py_spy, Path(args.out or ".").resolve().parent) if args.py_spy else None
-        for stream, r, ing, m, k, cap, chunk_s, reuse in itertools.product(streams,
-                replica_counts, [int(i) for i in args.ingress.split(",")], [float(x) for x in args.multiscale_fps.split(",")],
-                [int(x) for x in args.sessions.split(",")], [bool(int(x)) for x in args.chunk_cap.split(",")], chunk_lengths,
-                [bool(int(x)) for x in args.reuse.split(",")]):
+        for stream, r, ing, m, k, cap, chunk_s, reuse in itertools.product(
+                streams, replica_counts, _each(args.ingress), _each(args.multiscale_fps, float), _each(args.sessions),
+                _each(args.chunk_cap, _flag), chunk_lengths, _each(args.reuse, _flag)):
             n, dt, note, summary, _ = ours(files, media, r, args.gpus, port, chunk_s, ingress=ing, sessions=k,
                                            capped=cap, body={"sample_fps": 0, "multiscale_fps": m}, spy=spy, reuse=reuse,
                                            stream=stream)
@@ -569,7 +581,7 @@ def run(args) -> int:
             views = f"other views {m:g}/s" if m else "every view every frame"
             setting = (f"{r} replicas/GPU x {-(-k // r)} decoders{', chunks held in the API' if cap else ''}, chunks of {chunk_s:g} s, "
                        f"decoders {'reused' if reuse else 'ended'} after a chunk, {ing} ingress, "
-                       f"decoders on {'streams of their own' if stream else 'the null stream'}")
+                       f"decoders on {_streams(stream)}")
             stage = f"3. ours (Serve API, NVDEC, fp16, every frame, {views}), {setting}"
             res[stage], util[stage] = (n, dt), summary
             notes.append(f"{setting}, {views}: {note}")
@@ -606,8 +618,8 @@ def run(args) -> int:
                 util[stage] = s.summary()
         nvdec.SHARE_CONTEXT = True
     if "ceiling" in stages:
-        for stream, k in itertools.product(streams, (int(x) for x in args.ceiling_sessions.split(","))):
-            on = "streams of their own" if stream else "the null stream"
+        for stream, k in itertools.product(streams, _each(args.ceiling_sessions)):
+            on = _streams(stream)
             stage = f"4. NVDEC decode only, {k} sessions, on {on}"
             with Sampler(args.gpus) as s:
                 res[stage] = decode_ceiling(files, k, args.ceiling_frames, stream)

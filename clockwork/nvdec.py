@@ -233,9 +233,8 @@ class GpuVideoDecoder:
                         index += 1
                     if tensors:
                         stacked = torch.stack(tensors)  # copies the frames out of the decoder's surfaces
-                        if self._key is not None or session.stream is not None:
-                            self._copied = torch.cuda.Event()
-                            self._copied.record()
+                        self._copied = torch.cuda.Event()
+                        self._copied.record()
                 self.frames_in_chunk = index - self.start_frame
                 if stacked is not None and session.stream is not None:
                     # the caller's work (the current stream: the model's) waits for the copy, and the allocator does

@@ -42,9 +42,10 @@ class AppArgs(BaseModel):
     max_postbacks_in_flight: int = Field(32, ge=1, description="postback attempts at once; slow receivers wait for a slot")
     public_url: str | None = Field(None, description="base of the URLs the API hands out (status_url, Location); default: relative")
     max_active_jobs: int = Field(1000, ge=1, description="queued + running jobs before POST answers 429")
-    # Checking a video (header, first frame, tail) is CPU work in the API process: about 0.2 s for a 1080p film at
-    # 8 Mb/s. Posted all at once, 36 such films shared the process's GIL until every check ended together, and the
-    # card waited 6 s for the first chunk (docs/BENCHMARKS.md, session 12); taken in turn, the first job starts at once.
+    # Checking a video (header, first frame, tail) is CPU work in the API process: about 0.2 s for a grainy 1080p film
+    # at 8 Mb/s on a 2-core machine. Posted all at once, 36 such films shared the process's GIL until every check ended
+    # together, and an H100 waited about 6 s for the first chunk (docs/BENCHMARKS.md, session 12); taken in turn, the
+    # first job starts at once.
     video_checks_in_flight: int = Field(4, ge=1, description="videos checked at once (POST and a job's start); the rest wait in turn")
     idempotency_window_s: float = Field(600.0, ge=0)
     # 30 s: on one H100 through the API, chunks of 30 s against 60 s gave 4,036 against 3,799 frames/s side by side, and

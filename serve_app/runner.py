@@ -317,7 +317,7 @@ class JobRunner:
                              retries=self.args.chunk_retries, on_progress=progress, roots=self.args.media_roots,
                              slots=self.chunk_slots)
         try:
-            info = checked if checked is not None and job.attempts == 0 else await self.check(job.video_path)
+            info = checked or await self.check(job.video_path)
             await asyncio.to_thread(self._update, job.id, frames_total=info.frames_total)
             params = {"views": ["full"], **job.params}  # a job queued before views existed ran the full view
             document, timings = await fanout.run(job.video_path, info, params, await self.detector.model_info())

@@ -275,3 +275,17 @@ def test_a_bad_nvdec_reuse_or_chunk_length_is_refused_by_name():
         BuilderArgs.model_validate({"detector": {"nvdec_reuse": "sometimes"}})
     with pytest.raises(ValidationError, match=r"chunk_s\n  Input should be greater than 0"):
         BuilderArgs.model_validate({"chunk_s": 0})
+
+
+def test_a_bad_nvdec_stream_or_video_check_limit_is_refused_by_name():
+    """The settings session 12 added: a stream switch that is not a yes/no, or no video check at a time (every POST
+    would wait for ever), is refused by name when the app is built."""
+    from pydantic import ValidationError
+
+    from serve_app.config import BuilderArgs
+
+    with pytest.raises(ValidationError, match=r"detector\.nvdec_stream\n  Input should be a valid boolean"):
+        BuilderArgs.model_validate({"detector": {"nvdec_stream": "sometimes"}})
+    with pytest.raises(ValidationError, match=r"video_checks_in_flight\n  Input should be greater than or equal to 1"):
+        BuilderArgs.model_validate({"video_checks_in_flight": 0})
+    assert BuilderArgs.model_validate({"video_checks_in_flight": 2}).app_args().video_checks_in_flight == 2
