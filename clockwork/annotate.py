@@ -11,9 +11,10 @@ draws on a copy. Used by the web pages (a frame with its boxes) and by ``clockwo
 
 from __future__ import annotations
 
+import bisect
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -23,6 +24,7 @@ from clockwork import ffmpeg as ff
 from clockwork.decode import VideoDecoder
 from clockwork.errors import FFmpegError
 from clockwork.result import Detection, VideoResult
+from clockwork.settings import SEGMENTS
 
 # One colour per track (RGB), cycling; detections without a track take the first.
 PALETTE = ((255, 64, 64), (64, 160, 255), (255, 200, 0), (80, 220, 120), (220, 90, 255), (255, 140, 40))
@@ -74,6 +76,16 @@ def frame_at(path: str | Path, t_s: float) -> np.ndarray:
         return image
 
 
+def thumbnail(image: np.ndarray, detections: Sequence[Detection], *, max_width: int,
+              annotator: BoxAnnotator | None = None) -> np.ndarray:
+    """``image`` scaled down to ``max_width`` and then boxed, so labels are drawn at the size they are seen."""
+    scale = min(1.0, max_width / image.shape[1])
+    if scale < 1.0:
+        image = cv2.resize(image, (max_width, max(1, round(image.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+        detections = [replace(d, x=d.x * scale, y=d.y * scale, w=d.w * scale, h=d.h * scale) for d in detections]
+    return (annotator or BoxAnnotator()).annotate(image, detections)
+
+
 def jpeg(image: np.ndarray, *, max_width: int | None = None, quality: int = 85) -> bytes:
     """RGB uint8 -> JPEG bytes, scaled down to ``max_width`` if wider."""
     if max_width and image.shape[1] > max_width:
@@ -85,38 +97,73 @@ def jpeg(image: np.ndarray, *, max_width: int | None = None, quality: int = 85) 
     return buf.tobytes()
 
 
+class TrackBoxes:
+    """A result's boxes on every frame, not only on the frames examined: between two examined frames of one
+    track at most ``max_gap_s`` apart (the segment rule's gap, which a scan's coarse step never exceeds), the
+    box moves linearly from one to the other. A box without a track shows until the next examined frame."""
+
+    def __init__(self, result: VideoResult, *, max_gap_s: float | None = None):
+        frame_s = 1.0 / result.fps if result.fps else 0.0
+        self.max_gap_s = (SEGMENTS.gap_s if max_gap_s is None else max_gap_s) + frame_s + 1e-6
+        self.tracks: dict[object, list[tuple[float, Detection]]] = {}
+        for f in result.frame_data:
+            for i, d in enumerate(f.detections):
+                key = d.track if d.track is not None else ("untracked", f.frame_no, i)
+                self.tracks.setdefault(key, []).append((f.timestamp_s, d))
+        self.times = {key: [t for t, _ in seen] for key, seen in self.tracks.items()}
+
+    def at(self, t_s: float) -> list[Detection]:
+        """The boxes shown at time ``t_s`` (a frame's own timestamp)."""
+        shown = []
+        for key, seen in self.tracks.items():
+            i = bisect.bisect_right(self.times[key], t_s + 1e-6) - 1
+            if i < 0:
+                continue
+            t0, d0 = seen[i]
+            if abs(t_s - t0) <= 1e-6:
+                shown.append(d0)
+            elif isinstance(key, tuple):  # untracked: held until the next examined frame
+                if t_s - t0 <= self.max_gap_s:
+                    shown.append(d0)
+            elif i + 1 < len(seen) and seen[i + 1][0] - t0 <= self.max_gap_s:
+                t1, d1 = seen[i + 1]
+                a = (t_s - t0) / (t1 - t0)
+                shown.append(replace(d0, x=d0.x + a * (d1.x - d0.x), y=d0.y + a * (d1.y - d0.y), w=d0.w + a * (d1.w - d0.w),
+                                     h=d0.h + a * (d1.h - d0.h), score=min(d0.score, d1.score)))
+        return shown
+
+
 def annotate_video(path: str | Path, result: VideoResult, out: str | Path, *, annotator: BoxAnnotator | None = None,
                    ) -> Path:
-    """Every frame of ``path`` with the result's boxes drawn (a frame without detections of its own shows
-    the last detected frame's boxes until the next detection), encoded with libx264 to ``out`` (.mp4),
-    or written as JPEG files into ``out`` when it is a folder (only frames with detections)."""
+    """Every frame of ``path`` with the result's boxes drawn, carried along each track between the frames
+    examined (:class:`TrackBoxes`), encoded with libx264 to ``out`` (.mp4; written to a temporary name and
+    renamed when complete), or written as JPEG files into ``out`` when it is a folder (frames with a box)."""
     annotator = annotator or BoxAnnotator()
-    by_frame = {f.frame_no: f.detections for f in result.frame_data}
+    boxes = TrackBoxes(result)
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         out.mkdir(parents=True, exist_ok=True)
         with VideoDecoder(path) as dec:
             for frame in dec:
-                if by_frame.get(frame.index):
-                    (out / f"frame_{frame.index:06d}.jpg").write_bytes(jpeg(annotator.annotate(frame.image, by_frame[frame.index])))
+                shown = boxes.at(frame.timestamp_s)
+                if shown:
+                    (out / f"frame_{frame.index:06d}.jpg").write_bytes(jpeg(annotator.annotate(frame.image, shown)))
         return out
-    hold = max(1, round(result.fps / (result.sample_fps or result.fps))) if result.fps else 1
+    part = out.with_name(f".{out.stem}.part{out.suffix}")
     with VideoDecoder(path) as dec:
         w, h, fps = dec.info.width, dec.info.height, dec.info.fps or 25.0
         cmd = [ff.ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-               "-r", f"{fps:.6f}", "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", str(out)]
+               "-r", f"{fps:.6f}", "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast",
+               "-movflags", "+faststart", str(part)]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
-        shown, shown_at = [], -10**9
         try:
             for frame in dec:
-                if frame.index in by_frame:
-                    shown, shown_at = by_frame[frame.index], frame.index
-                elif frame.index - shown_at >= hold:
-                    shown = []
-                proc.stdin.write(annotator.annotate(frame.image, shown).tobytes())
+                proc.stdin.write(annotator.annotate(frame.image, boxes.at(frame.timestamp_s)).tobytes())
         finally:
             proc.stdin.close()
             code = proc.wait()
     if code != 0:
+        part.unlink(missing_ok=True)
         raise FFmpegError(f"ffmpeg could not encode {out} (exit status {code})", cmd=cmd)
+    part.replace(out)
     return out

@@ -132,6 +132,7 @@ class Job(Base):
     dedupe_key: Mapped[str | None] = mapped_column(String(300), unique=True)
     frames_done: Mapped[int] = mapped_column(Integer, default=0)
     frames_total: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[dict | None] = mapped_column(JSON)  # the stage, and video seconds done of its total (ChunkFanout)
     error: Mapped[str | None] = mapped_column(Text)
     timings: Mapped[dict] = mapped_column(JSON, default=dict)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -31,39 +31,57 @@ from clockwork.views import VIEW_NAMES, parse_views
 # ``clockwork serve``), so the core never imports the layers built on it.
 COMMANDS_GROUP = "clockwork.commands"
 
-LONG_VIDEO_FRAMES = 300
+LONG_VIDEO_S = 10.0  # a bar only for stages longer than this
 PROGRESS_EVERY_S = 10.0  # progress lines off a terminal (pipes, `ray job logs`)
 
 
 class Progress:
-    """A bar on a terminal; off one, a line every PROGRESS_EVERY_S: frames, frames/s and ETA."""
+    """Progress in video seconds, stage by stage (a scan's coarse pass, then its refined windows): a bar on a
+    terminal; off one, a line every PROGRESS_EVERY_S with the stage's rate in video seconds a second and its ETA.
+    A stage's total is fixed when it starts, so neither the total nor the ETA jumps within it."""
 
-    def __init__(self, total: int, name: str, *, every_s: float = PROGRESS_EVERY_S, stream=None):
-        self.total, self.name, self.every_s = total, name, every_s
+    def __init__(self, name: str, *, every_s: float = PROGRESS_EVERY_S, stream=None):
+        self.name, self.every_s = name, every_s
         self.stream = stream or sys.stderr
-        self.t0 = self.last = time.monotonic()
+        self.stage: str | None = None
         self.bar = None
-        if self.stream.isatty() and total > LONG_VIDEO_FRAMES:
+
+    def _begin(self, stage: str, total_s: float) -> None:
+        self.close()
+        self.stage, self.total_s = stage, total_s
+        self.t0 = self.last = time.monotonic()
+        self.done_s = 0.0
+        if self.stream.isatty() and total_s >= LONG_VIDEO_S:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="frame", desc=name, file=self.stream)
+            self.bar = tqdm(total=round(total_s, 1), unit="video s", desc=f"{self.name} ({stage})", file=self.stream,
+                            bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} video s [{elapsed}<{remaining}, {rate_fmt}]")
 
-    def __call__(self, done: int, total: int | None = None) -> None:
-        total = total or self.total
+    def __call__(self, done_s: float, total_s: float, stage: str) -> None:
+        if stage != self.stage:
+            self._begin(stage, total_s)
         if self.bar is not None:
-            self.bar.update(done - self.bar.n)
+            self.bar.update(round(done_s - self.bar.n, 1))
+            self.done_s = done_s
             return
         now = time.monotonic()
-        if now - self.last >= self.every_s or (done >= total > 0 and self.last != -1):
-            self.last = -1 if done >= total else now
-            rate = done / max(now - self.t0, 1e-6)
-            eta = hms((total - done) / rate)[:8] if rate > 0 and total > done else "00:00:00"
-            pct = f" ({100 * done / total:.0f}%)" if total else ""
-            print(f"{self.name}: {done}/{total} frames{pct}, {rate:.1f} frames/s, ETA {eta}", file=self.stream, flush=True)
+        finished = done_s >= total_s and self.done_s < total_s
+        self.done_s = done_s
+        if now - self.last >= self.every_s or (finished and now - self.t0 >= min(self.every_s, 1.0)):
+            self.last = now
+            print(self.line(done_s, now - self.t0), file=self.stream, flush=True)
+
+    def line(self, done_s: float, elapsed_s: float) -> str:
+        rate = done_s / elapsed_s if elapsed_s > 0 else 0.0
+        eta = hms((self.total_s - done_s) / rate)[:8] if rate > 0 and self.total_s > done_s else "00:00:00"
+        pct = f" ({100 * done_s / self.total_s:.0f}%)" if self.total_s else ""
+        return (f"{self.name} ({self.stage}): {done_s:.1f}/{self.total_s:.1f} video s{pct}, "
+                f"{rate:.1f} video s/s, ETA {eta}")
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 def hms(seconds: float) -> str:
@@ -75,8 +93,15 @@ def hms(seconds: float) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
 
 
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
 def _rate(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not (value >= 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
@@ -107,7 +132,7 @@ def _mode_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _score(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
     return value
@@ -130,9 +155,11 @@ def cmd_detect(args) -> int:
     from clockwork.pipeline import detect_video
 
     mode = _mode(args)
-    info = probe(args.video)  # bad input fails here, before the model loads
+    if args.json and args.json != "-" and not Path(args.json).resolve().parent.is_dir():
+        raise ValueError(f"--json {args.json}: the folder {Path(args.json).parent} does not exist")  # before detecting
+    probe(args.video)  # bad input fails here, before the model loads
     detector = Detector(args.cfg, args.weights, args.names, device=args.device, head=args.head)
-    progress = Progress(info.frames_total, Path(args.video).name)
+    progress = Progress(Path(args.video).name)
     try:
         result = detect_video(args.video, labels=args.labels or None, min_score=args.min_score, **mode,
                               views=parse_views(args.views), read_time=args.read_time, detector=detector, progress=progress)
@@ -163,8 +190,8 @@ def cmd_annotate(args) -> int:
         from clockwork.decode import probe
         from clockwork.pipeline import detect_video
 
-        info = probe(args.video)
-        progress = Progress(info.frames_total, Path(args.video).name)
+        probe(args.video)  # bad input fails here, before the model loads
+        progress = Progress(Path(args.video).name)
         try:
             result = detect_video(args.video, labels=args.labels or None, min_score=args.min_score, **_mode(args),
                                   views=parse_views(args.views), read_time=args.read_time, progress=progress)
@@ -177,7 +204,7 @@ def cmd_annotate(args) -> int:
 
 def cmd_submit(args) -> int:
     from clockwork import settings
-    from clockwork.client import ApiError, Client
+    from clockwork.client import ApiError, ApiUnreachable, Client
 
     token = args.token_file.read_text().strip() if args.token_file else settings.api_token()
     client = Client(args.url, token)
@@ -194,15 +221,18 @@ def cmd_submit(args) -> int:
 
         def show(status):
             nonlocal progress
-            total = status["progress"]["frames_total"] or 0
-            if progress is None and total:
-                progress = Progress(total, args.video)
-            if progress is not None:
-                progress(status["progress"]["frames_done"], total)
+            done = status["progress"]
+            if done.get("stage") and done.get("video_s_total"):
+                progress = progress or Progress(args.video)
+                progress(done["video_s_done"], done["video_s_total"], done["stage"])
 
         status = client.wait(job["job_id"], timeout_s=args.timeout, interval_s=1.0, on_status=show)
         if progress is not None:
             progress.close()
+    except ApiUnreachable as exc:
+        print(f"clockwork: error: {exc.message}; is `clockwork serve` running there? --url names another address",
+              file=sys.stderr)
+        return 2
     except ApiError as exc:
         print(f"clockwork: error: {exc.message} (HTTP {exc.status})", file=sys.stderr)
         return 2

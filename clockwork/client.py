@@ -26,6 +26,15 @@ class ApiError(RuntimeError):
         self.status, self.message, self.body = status, message, body or {}
 
 
+class ApiUnreachable(ApiError):
+    """Nothing answered at the base URL (no server there, or a wrong port)."""
+
+    def __init__(self, base_url: str, cause: Exception):
+        reason = type(cause.args[0]).__name__ if cause.args and isinstance(cause.args[0], Exception) else type(cause).__name__
+        super().__init__(0, f"cannot reach the API at {base_url} ({reason})")
+        self.base_url = base_url
+
+
 class Client:
     def __init__(self, base_url: str, token: str | None = None, *, timeout_s: float = 30.0):
         self.base_url = base_url.rstrip("/")
@@ -35,7 +44,10 @@ class Client:
         self.timeout_s = timeout_s
 
     def _call(self, method: str, path: str, **kwargs) -> Any:
-        resp = self.session.request(method, self.base_url + path, timeout=self.timeout_s, **kwargs)
+        try:
+            resp = self.session.request(method, self.base_url + path, timeout=self.timeout_s, **kwargs)
+        except requests.ConnectionError as exc:
+            raise ApiUnreachable(self.base_url, exc) from None
         try:
             body = resp.json()
         except ValueError:

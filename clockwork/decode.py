@@ -103,6 +103,10 @@ def _open(path: Path) -> av.container.InputContainer:
         raise NotAVideoError(path, reason) from None
 
 
+# FFmpeg's demuxers of single pictures (image2 reads numbered stills too; *_pipe: png_pipe, jpeg_pipe, webp_pipe, ...)
+STILL_IMAGE_FORMATS = frozenset({"image2", "image2pipe"})
+
+
 def _info(path: Path, container: av.container.InputContainer, max_pixels: int | None = None) -> VideoInfo:
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams})
@@ -110,6 +114,8 @@ def _info(path: Path, container: av.container.InputContainer, max_pixels: int | 
             raise NotAVideoError(path, f"FFmpeg found no audio or video in it (streams: {', '.join(kinds) or 'none'})")
         raise NoVideoStreamError(path, f"the file has no video stream (streams: {', '.join(kinds)})")
     stream = container.streams.video[0]
+    if container.format.name in STILL_IMAGE_FORMATS or container.format.name.endswith("_pipe"):
+        raise NotAVideoError(path, f"a still image ({container.format.name}), not a video")
     cc = stream.codec_context
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     fps = float(rate) if rate else 0.0

@@ -172,10 +172,15 @@ class Detector:
         ids = []
         for label in labels:
             if label not in self.labels:
+                if self.head_labels is not None:  # suggest what this head finds, not COCO names it refuses
+                    raise ValueError(unknown_label_message(label, list(self.head_labels))
+                                     + f" This detector's head ({self.name}) finds only {', '.join(self.head_labels)}; "
+                                     "--head none (the Serve detector's head: none) has COCO's classes.")
                 raise ValueError(unknown_label_message(label, self.labels))
             if self.head_labels is not None and label not in self.head_labels:
                 raise ValueError(f"label {label!r}: this detector's fine-tuned head ({self.name}) finds only "
-                                 f"{', '.join(self.head_labels)}; run without the head (COCO's model) for {label!r}")
+                                 f"{', '.join(self.head_labels)}; --head none (the Serve detector's head: none) uses "
+                                 f"COCO's own heads, which find {label!r}")
             ids.append(self.labels.index(label))
         return ids
 

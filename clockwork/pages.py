@@ -25,7 +25,16 @@ def hms(seconds: float | None) -> str:
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+def hms_cs(seconds: float | None) -> str:
+    """Seconds as HH:MM:SS.ss, for a segment's ends (whole seconds would show 0.52 s as 00:00:01)."""
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    cs = int(round(max(seconds, 0.0) * 100))
+    return f"{hms(cs // 100)}.{cs % 100:02d}"
+
+
 _ENV.filters["hms"] = hms
+_ENV.filters["hms_cs"] = hms_cs
 
 
 def render(template: str, **context) -> str:
@@ -60,8 +69,22 @@ def segment_frames(result: VideoResult, segment: Segment) -> dict[str, int]:
               and any(d.label == segment.label for d in f.detections)]
     if not inside:
         return {"start": segment.start_frame}
-    peak = max(inside, key=lambda f: f.best_score(segment.label))
+    middle = (inside[0].frame_no + inside[-1].frame_no) / 2
+    # ties (a clock at score 1.0 throughout) go to the frame nearest the middle, not the first
+    peak = max(inside, key=lambda f: (round(f.best_score(segment.label), 3), -abs(f.frame_no - middle)))
     return {"start": inside[0].frame_no, "peak": peak.frame_no, "end": inside[-1].frame_no}
+
+
+def uncovered(placed: list[dict], duration_s: float, *, min_s: float = 0.05) -> list[tuple[float, float]]:
+    """The stretches of ``[0, duration_s)`` that no placed piece covers (at least ``min_s`` long)."""
+    gaps, at = [], 0.0
+    for piece in sorted(placed, key=lambda p: p["start_s"]):
+        if piece["start_s"] - at >= min_s:
+            gaps.append((at, piece["start_s"]))
+        at = max(at, piece["end_s"])
+    if duration_s - at >= min_s:
+        gaps.append((at, duration_s))
+    return gaps
 
 
 def remix_view(doc: dict, *, video_url: str, thumb_url=None, source_url=None) -> dict:
@@ -74,10 +97,12 @@ def remix_view(doc: dict, *, video_url: str, thumb_url=None, source_url=None) ->
         snippets.append({**s, "source_name": Path(s["source"]).name, "thumb_url": thumb_url(s) if thumb_url else None,
                          "source_url": source_url(s["source"]) if source_url else None})
     duration = doc.get("duration_s") or sum(s["end_s"] - s["start_s"] for s in doc["snippets"])
-    placed = [{"label": Path(s["source"]).name, "start_s": s["offset_s"],
+    placed = [{"label": Path(s["source"]).name, "start_s": s["offset_s"], "kind": "snippet",
                "end_s": s["offset_s"] + s.get("played_s", s["end_s"] - s["start_s"])} for s in doc["snippets"]]
-    placed += [{"label": f"card {c['shows']}", "start_s": c["offset_s"], "end_s": c["offset_s"] + c["duration_s"], "card": True}
-               for c in doc.get("cards", [])]
+    placed += [{"label": f"card {c['shows']}", "start_s": c["offset_s"], "end_s": c["offset_s"] + c["duration_s"], "kind": "card"}
+               for c in doc.get("cards") or []]
+    placed += [{"label": "gap", "start_s": a, "end_s": b, "kind": "gap"} for a, b in uncovered(placed, duration)]
+    placed.sort(key=lambda p: p["start_s"])
     used = {(s["source"], round(s["start_s"], 3)) for s in doc["snippets"]}
     sources = []
     for path, info in sorted(doc["sources"].items()):
@@ -89,5 +114,7 @@ def remix_view(doc: dict, *, video_url: str, thumb_url=None, source_url=None) ->
             "label": doc.get("label"), "order": doc.get("order"), "timeline": Timeline(duration), "placed": placed,
             "sources": sources, "left_out": doc.get("left_out", []),
             "no_clocks": [Path(p).name for p in doc["no_clocks"]] if doc.get("no_clocks") is not None else None,
-            "any_time": any(s.get("clock_time") for s in doc["snippets"]), "coverage": doc.get("coverage"),
+            "any_time": any(s.get("clock_time") for s in doc["snippets"]),
+            # the dial's coverage means something only where the remix keeps the time of day
+            "coverage": doc.get("coverage") if doc.get("order") == "time-of-day" else None,
             "cards": doc.get("cards"), "runs_at": any(s.get("runs_at") for s in doc["snippets"])}

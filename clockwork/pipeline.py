@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-ProgressFn = Callable[[int, int], None]  # (frames_done, frames_total)
+# (video seconds done, video seconds in this stage, stage): a stage's total is fixed when it starts
+ProgressFn = Callable[[float, float, str], None]
+STAGE_COARSE, STAGE_REFINE, STAGE_EVERY, STAGE_SAMPLED = "scan", "refine", "every frame", "sampled"
 UNSAID = object()  # detect_video's sample_fps when the caller names none
 
 
@@ -149,24 +151,34 @@ def read_clocks(reader: ClockReader, batch, found: list[FrameDetections], grid: 
 
 def link_tracks(frames: list[FrameDetections], *, min_iou: float = DETECT.track_iou) -> list[FrameDetections]:
     """Give every detection a track id: in frame order, a detection joins the live track of its label whose
-    last box overlaps it most (IoU >= ``min_iou``; one detection per track and frame), or starts a new one."""
-    last: list[Detection] = []  # the last box of each track; a track's id is its index
+    box, moved on at the track's last velocity to this frame's time, overlaps it most (IoU >= ``min_iou``; one
+    detection per track and frame), or starts a new one. The prediction keeps a moving clock one track across
+    a scan's coarse steps, where frames are half a second apart."""
+    last: list[tuple[Detection, float, float, float]] = []  # per track: last box, its time, velocity x and y (px/s)
     out = []
     for f in frames:
         taken: set[int] = set()
         linked = []
         for d in sorted(f.detections, key=lambda d: -d.score):
-            candidates = [(t, _iou(box, d)) for t, box in enumerate(last) if t not in taken and box.label == d.label]
+            candidates = [(t, max(_iou(box, d), _iou(_moved(box, vx * (f.timestamp_s - at), vy * (f.timestamp_s - at)), d)))
+                          for t, (box, at, vx, vy) in enumerate(last) if t not in taken and box.label == d.label]
             tid, iou = max(candidates, key=lambda c: c[1], default=(None, 0.0))
             if tid is None or iou < min_iou:
                 tid = len(last)
-                last.append(d)
+                last.append((d, f.timestamp_s, 0.0, 0.0))
             else:
-                last[tid] = d
+                box, at, _, _ = last[tid]
+                dt = f.timestamp_s - at
+                velocity = ((d.x + d.w / 2 - box.x - box.w / 2) / dt, (d.y + d.h / 2 - box.y - box.h / 2) / dt) if dt > 0 else (0.0, 0.0)
+                last[tid] = (d, f.timestamp_s, *velocity)
             taken.add(tid)
             linked.append(replace(d, track=tid))
         out.append(FrameDetections(f.frame_no, f.timestamp_s, linked))
     return out
+
+
+def _moved(box: Detection, dx: float, dy: float) -> Detection:
+    return replace(box, x=box.x + dx, y=box.y + dy)
 
 
 def drop_unreadable_tracks(frames: list[FrameDetections], threshold: float = DETECT.readable_threshold) -> list[FrameDetections]:
@@ -294,17 +306,22 @@ def detect_video(
     views = parse_views(views)
     view_stride(None, None, multiscale_fps)  # a bad rate is refused before decoding too
 
-    def run(reader: FrameReader, builder: ResultBuilder, grid: SampleGrid | None, done: int, total: int) -> int:
+    def run(reader: FrameReader, builder: ResultBuilder, grid: SampleGrid | None, stage: tuple[str, float, float, float]) -> None:
+        """Detect every frame ``reader`` gives; ``stage``: its name, total video seconds, seconds done before
+        this reader, and where this reader starts."""
+        name, total_s, before_s, start_s = stage
         stride = view_stride(reader.info.fps, reader.sample_fps, multiscale_fps)
+        frame_s = 1.0 / reader.info.fps if reader.info.fps else 0.0
+        span_s = max((reader.end_s if reader.end_s is not None else info.duration_s) - start_s, 0.0)
         for batch in prefetch(reader):
             found = detector.detect_batch(batch, min_score=builder.detect_threshold, labels=labels, views=views, stride=stride)
             if grid is not None:
                 found = read_clocks(clock_reader, batch, found, grid, min_score=builder.min_score)
             builder.add(found)
-            done += len(batch)
             if progress:
-                progress(min(done, total), total)
-        return done
+                progress(min(before_s + min(max(batch.timestamps[-1] + frame_s - start_s, 0.0), span_s), total_s), total_s, name)
+        if progress:
+            progress(min(before_s + span_s, total_s), total_s, name)
 
     scan, sample_fps = resolve_mode(scan, None if sample_fps is UNSAID else (sample_fps or 0))
     coarse = info = None
@@ -317,13 +334,14 @@ def detect_video(
         info = reader.info
         builder = ResultBuilder(info, model=detector.model_info, labels=labels, min_score=min_score,
                                 sample_fps=sample_fps, rules=rules, views=views, multiscale_fps=multiscale_fps)
-        total = int(info.duration_s * coarse) + 1 if coarse else info.frames_total
-        done = run(reader, builder, read_grid, 0, total)
+        stage = STAGE_COARSE if coarse else STAGE_SAMPLED if sample_fps else STAGE_EVERY
+        run(reader, builder, read_grid, (stage, info.duration_s, 0.0, 0.0))
         decoded = reader.frames_decoded
     if coarse:
         windows = builder.scan_windows(coarse)
-        total = done + sum(int((b - a) * (info.fps or 30.0)) + 1 for a, b in windows)
+        total_s, done_s = sum(b - a for a, b in windows), 0.0
         for a, b in windows:  # read there too: a track the coarse pass saw only below min_score was never read
             with FrameReader(path, device=detector.device, start_s=a, end_s=b, batch_size=batch_size, info=info) as reader:
-                done = run(reader, builder, SampleGrid(DETECT.read_fps, a) if read_time else None, done, total)
+                run(reader, builder, SampleGrid(DETECT.read_fps, a) if read_time else None, (STAGE_REFINE, total_s, done_s, a))
+            done_s += b - a
     return builder.build(decoded)

@@ -42,7 +42,7 @@ from clockwork.remix import (
 )
 from clockwork.remix import select as choose
 from clockwork.settings import DETECT
-from jobs._common import EXIT_OK, Fatal, connect, open_catalog, require_ffmpeg, run, setup_logging
+from jobs._common import EXIT_OK, Fatal, connect, open_catalog, parse_args, require_ffmpeg, run, setup_logging
 
 
 @ray.remote(num_cpus=1)
@@ -82,7 +82,7 @@ def parse(argv):
     ap.add_argument("--out", required=True, help="the remix, e.g. out.mp4 (out.html and videolist.txt go beside it)")
     ap.add_argument("--database-url", default=None)
     ap.add_argument("-v", "--verbose", action="store_true")
-    return ap.parse_args(argv)
+    return parse_args(ap, argv)
 
 
 def main(argv=None) -> int:
@@ -117,7 +117,11 @@ def main(argv=None) -> int:
             if result is not None and not any(seg.label == args.label for seg in result.segments):
                 no_clocks.append(video.path)
     if not picks:
-        raise Fatal(f"no {args.label!r} snippets in the catalog ({catalog.url}); run `python -m jobs.split` first")
+        with catalog.session() as s:
+            labels = sorted(set(s.scalars(select(Snippet.label).where(Snippet.status == "done"))))
+        hint = (f"; the catalog has snippets labelled {', '.join(map(repr, labels))}" if labels
+                else "; run `python -m jobs.split` first")
+        raise Fatal(f"no {args.label!r} snippets in the catalog ({catalog.url}){hint}")
     missing = [p.path for p in picks if not p.path or not Path(p.path).is_file()]
     if missing:
         raise Fatal(f"{len(missing)} snippet file(s) registered in the catalog are gone, e.g. {missing[0]}; "

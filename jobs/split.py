@@ -32,7 +32,7 @@ from clockwork.scan import resolve_mode
 from clockwork.segments import SegmentRules
 from clockwork.settings import CLIPS, DETECT, SEGMENTS
 from clockwork.views import parse_views
-from jobs._common import EXIT_OK, EXIT_PARTIAL, Fatal, Steps, cluster_gpus, connect, open_catalog, require_ffmpeg, run, setup_logging
+from jobs._common import EXIT_OK, EXIT_PARTIAL, Fatal, Steps, cluster_gpus, connect, open_catalog, parse_args, require_ffmpeg, run, setup_logging
 
 
 @ray.remote
@@ -41,9 +41,11 @@ def detect_task(path: str, label: str, min_score: float, sample_fps: float | Non
     """Detect one video; on a GPU task the frames come from NVDEC (``detect_video`` reads through FrameReader)."""
     from clockwork.pipeline import detect_video
 
+    # a scan chooses its own frames: detect_video takes no sample_fps with it (None there means every frame)
+    mode = {"scan": True} if scan else {"scan": False, "sample_fps": sample_fps}
     try:
-        return {"path": path, "result": detect_video(path, labels=[label], min_score=min_score, sample_fps=sample_fps,
-                                                     views=views, read_time=read_time, scan=scan, rules=rules)}
+        return {"path": path, "result": detect_video(path, labels=[label], min_score=min_score, views=views,
+                                                     read_time=read_time, rules=rules, **mode)}
     except Exception as exc:  # recorded per video; the others go on
         return {"path": path, "error": f"{type(exc).__name__}: {exc}"}
 
@@ -87,7 +89,7 @@ def parse(argv):
     ap.add_argument("--fps", type=int, default=CLIPS.fps)
     ap.add_argument("--threads", type=int, default=CLIPS.threads, help="ffmpeg threads per snippet (the task's num_cpus)")
     ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args(argv)
+    args = parse_args(ap, argv)
     if args.sample_fps is not None and not (args.sample_fps >= 0 and math.isfinite(args.sample_fps)):
         ap.error(f"--sample-fps must be 0 (every frame) or a positive number, got {args.sample_fps:g}")
     try:
@@ -240,6 +242,9 @@ def main(argv=None) -> int:
     profile = Profile(args.width, args.height, args.fps, threads=args.threads)
     for root in args.media_root:
         if not Path(root).is_dir():
+            if not Path(root).is_absolute() and "/runtime_resources/" in str(Path.cwd()):
+                raise Fatal(f"media root {root!r} is not a directory in Ray's copy of the working directory, which leaves out "
+                            "git-ignored folders such as var/; give --media-root as an absolute path")
             raise Fatal(f"media root {root!r} is not a directory")
     run_ = Run(args, open_catalog(args.database_url), JobMetrics("split"))
     t0 = time.time()

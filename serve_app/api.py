@@ -297,7 +297,8 @@ class Api:
         except OSError:
             found = False
         if not found:
-            raise ApiError(404, f"video not found: {filename}", filename=filename)
+            raise ApiError(404, f"video not found: {filename} (file names are relative to the server's media roots)",
+                           filename=filename)
         return path
 
     async def _check_postback(self, url: str) -> None:
@@ -392,7 +393,7 @@ def _int_param(q, name: str, default: int, low: int, high: int) -> int:
     raw = q.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12 or not low <= int(raw) <= high:
         raise ApiError(400, f"Invalid {name} {raw[:20]!r}. Supported values are integers from {low} to {high}.")
     return int(raw)
 

@@ -60,6 +60,8 @@ class AppArgs(BaseModel):
     max_job_attempts: int = Field(3, ge=1, description="runs of a job across app restarts before it is marked failed")
     lease_s: float = Field(20.0, gt=1, description="a job whose runner stops renewing for this long is resumed elsewhere")
     reaper_interval_s: float = Field(2.0, gt=0)
+    cache_dir: str | None = Field(None, description="where the web pages keep the annotated videos they draw; "
+                                  "default: annotated/ in $CLOCKWORK_DATA_DIR")
 
     @field_validator("media_roots", "postback_allow", "postback_deny", "labels", mode="before")
     @classmethod

@@ -7,7 +7,8 @@ core CLI never imports this layer.
 from __future__ import annotations
 
 import os
-import time
+import signal
+import threading
 from pathlib import Path
 
 from serve_app.config import AppArgs, BuilderArgs
@@ -74,11 +75,20 @@ def serve_forever(*, host: str = "127.0.0.1", port: int = 8000, metrics_port: in
     serve.run(app_builder(args), name="clockwork", route_prefix="/")
     print(f"clockwork API on http://{host}:{port} (media roots: {', '.join(args.media_roots)}), on a Ray of its own started for it;\n"
           f"  web pages at http://{host}:{port}/ui, the API described at http://{host}:{port}/docs,\n"
-          f"  Prometheus metrics at http://127.0.0.1:{metrics_port}/metrics; Ctrl-C stops it", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        serve.shutdown()
-        ray.shutdown()
+          f"  Prometheus metrics at http://127.0.0.1:{metrics_port}/metrics; Ctrl-C or SIGTERM stops it", flush=True)
+    stop = threading.Event()
+    received: list[str] = []
+
+    def on_signal(signum, _frame) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    # Set explicitly: a shell starts a background job with SIGINT ignored, and Ray's own SIGTERM handler dumps stacks.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    while not stop.wait(3600):
+        pass
+    print(f"clockwork serve: {received[0]} received; stopping the app and its Ray", flush=True)
+    serve.shutdown()
+    ray.shutdown()
     return 0

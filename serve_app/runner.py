@@ -26,7 +26,7 @@ from clockwork.catalog import Catalog, Job, JobStatus, utcnow
 from clockwork.decode import VideoInfo, keyframe_times, measured_duration, probe
 from clockwork.errors import ClockworkError, CorruptVideoError, VideoError, VideoTooLargeError
 from clockwork.media import PathNotAllowedError, open_confined, relative_name
-from clockwork.pipeline import ResultBuilder
+from clockwork.pipeline import STAGE_COARSE, STAGE_EVERY, STAGE_REFINE, STAGE_SAMPLED, ResultBuilder
 from clockwork.postback import HostPolicy, RetryPolicy, deliver_once
 from clockwork.scan import coarse_fps
 from clockwork.settings import DETECT
@@ -68,7 +68,7 @@ class ChunkFanout:
     first that fails for good cancels its siblings, and its error is the job's."""
 
     def __init__(self, detector: DetectorClient, *, chunk_s: float, max_in_flight: int, retries: int,
-                 on_progress: Callable[[int], Awaitable[None]], roots: list[str] | None = None,
+                 on_progress: Callable[[int, dict], Awaitable[None]], roots: list[str] | None = None,
                  slots: asyncio.Semaphore | None = None):
         self.detector = detector
         self.chunk_s = chunk_s
@@ -79,6 +79,9 @@ class ChunkFanout:
         self.roots = roots
         self.done = 0
         self.decoded = 0
+        # the stage in video seconds: its name, its total (fixed when it starts), seconds done, frames a second examined
+        self.stage = {"stage": "", "video_s_done": 0.0, "video_s_total": 0.0}
+        self.rate = 0.0
         self.empty_from: float | None = None  # the first chunk that decoded nothing: the video ends before it
 
     async def run(self, path: str, info: VideoInfo, params: dict, model: dict) -> tuple[dict, dict]:
@@ -92,8 +95,9 @@ class ChunkFanout:
         coarse = coarse_fps(info.fps) if scan else None
         chunks = await asyncio.to_thread(plan_chunks, info.duration_s, self.chunk_s, partial(self._keyframes, path))
         t = time.perf_counter()
-        await self._fan(path, {**params, "sample_fps": coarse or params["sample_fps"]}, builder,
-                        [(a, b, True) for a, b in chunks])
+        rate = coarse or params["sample_fps"]
+        self._begin(STAGE_COARSE if coarse else STAGE_SAMPLED if rate else STAGE_EVERY, info.duration_s, rate or info.fps)
+        await self._fan(path, {**params, "sample_fps": rate}, builder, [(a, b, True) for a, b in chunks])
         if info.frames_listed and self.decoded < 0.95 * info.frames_listed - 1:
             raise CorruptVideoError(path, f"truncated: decoded {self.decoded} of the {info.frames_listed} frames the container lists")
         decoded = self.decoded
@@ -103,6 +107,7 @@ class ChunkFanout:
             windows = builder.scan_windows(coarse, end)
             # the windows read the dials too: a clock seen only faintly by the coarse pass is read here, so the reader's
             # check sees every track (clockwork.pipeline.drop_unreadable_tracks)
+            self._begin(STAGE_REFINE, sum(b - a for a, b in windows), info.fps)
             await self._fan(path, {**params, "sample_fps": None}, builder, [(a, b, False) for a, b in windows])
             timings["refined"] = len(windows)
         result = builder.build(decoded)
@@ -110,6 +115,16 @@ class ChunkFanout:
         if self.empty_from is not None:
             timings["video_ends_before_s"] = self.empty_from
         return result.to_json(), timings
+
+    def _begin(self, stage: str, total_s: float, rate: float | None) -> None:
+        self.stage = {"stage": stage, "video_s_done": 0.0, "video_s_total": round(total_s, 3), "stage_started": time.time()}
+        self.rate = rate or 30.0
+
+    def _advance(self, processed: int, room_s: float) -> float:
+        """Video seconds that ``processed`` frames of a chunk cover, at most what the chunk has left."""
+        seconds = min(processed / self.rate, max(room_s, 0.0))
+        self.stage["video_s_done"] = round(min(self.stage["video_s_done"] + seconds, self.stage["video_s_total"]), 3)
+        return seconds
 
     def _keyframes(self, path: str, times: list[float]) -> list[float | None]:
         with open_confined(path, self.roots) as opened:
@@ -130,7 +145,8 @@ class ChunkFanout:
             for attempt in range(self.retries + 1):
                 if self.empty_from is not None and start >= self.empty_from:
                     return  # an earlier chunk found the end of the video: the header claimed more
-                frames, processed, decoded = [], 0, 0
+                frames, processed, decoded, covered = [], 0, 0, 0.0
+                room = (end if end is not None else self.stage["video_s_total"]) - start
                 try:
                     # the detector runs at the hysteresis threshold; the builder keeps what reaches min_score
                     async for item in self.detector.detect_chunk(path, start, end, roots=self.roots,
@@ -141,11 +157,13 @@ class ChunkFanout:
                         frames.extend(item["frames"])
                         processed += item["processed"]
                         self.done += item["processed"]
-                        await self.on_progress(self.done)
+                        covered += self._advance(item["processed"], room - covered)
+                        await self.on_progress(self.done, self.stage)
                 except Exception as exc:
                     if video_error_of(exc) is not None:
                         raise
                     self.done -= processed
+                    self.stage["video_s_done"] = round(max(self.stage["video_s_done"] - covered, 0.0), 3)
                     if attempt == self.retries:
                         raise
                     logger.warning("%s chunk %s-%s failed (%s); retrying", path, start, end, type(exc).__name__)
@@ -155,6 +173,8 @@ class ChunkFanout:
                     self.decoded += decoded
                 if counts and decoded == 0 and start > 0:
                     self.empty_from = start if self.empty_from is None else min(self.empty_from, start)
+                covered += self._advance(1 << 30, room - covered)  # the chunk is done: all of its time is
+                await self.on_progress(self.done, self.stage)
                 for f in frames:
                     builder.add_frame(f.frame_no, f.timestamp_s, f.detections)
                 builder.processed += processed - len(frames)
@@ -299,16 +319,16 @@ class JobRunner:
                 f"gave up after {job.attempts} attempts: the app or its detector stopped during each run"))
             return
         await asyncio.to_thread(self._update, job.id, status=JobStatus.RUNNING.value, started_at=utcnow(),
-                                attempts=job.attempts + 1, frames_done=0, error=None)
+                                attempts=job.attempts + 1, frames_done=0, progress=None, error=None)
         t0 = time.perf_counter()
         last_write = [0.0]
 
-        async def progress(done: int) -> None:  # best effort: a catalog that cannot write now fails the job at its end
+        async def progress(done: int, stage: dict) -> None:  # best effort: a catalog that cannot write now fails the job at its end
             now = time.monotonic()
-            if now - last_write[0] >= 0.5:
+            if now - last_write[0] >= 0.5 or stage["video_s_done"] >= stage["video_s_total"]:
                 last_write[0] = now
                 try:
-                    await asyncio.to_thread(self._update, job.id, frames_done=done)
+                    await asyncio.to_thread(self._update, job.id, frames_done=done, progress=dict(stage))
                 except Exception as exc:
                     logger.warning("job %s: progress not recorded (%s)", job.id, type(exc).__name__)
 
@@ -424,7 +444,8 @@ def job_status(job: Job, name: str, base_url: str = "") -> dict:
     """GET /jobs/{id}: ``name`` is the file as the caller named it; URLs are relative to ``base_url``."""
     return {
         "job_id": job.id, "status": job.status, "filename": name,
-        "progress": {"frames_done": job.frames_done, "frames_total": job.frames_total},
+        "progress": {"frames_done": job.frames_done, "frames_total": job.frames_total,
+                     **(job.progress or {"stage": None, "video_s_done": 0.0, "video_s_total": 0.0})},
         "timings": {"created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
                     "finished_at": _iso(job.finished_at), **(job.timings or {})},
         "error": job.error, "attempts": job.attempts,

@@ -1,7 +1,7 @@
 """The web pages, served by the API itself under ``/ui`` (same ingress, same token): jobs with their
 progress, one video with its segments and the frames where they start, peak and end (boxes drawn), the
-library (videos with no clock found too), and the latest remix. Server-rendered (``clockwork.pages``),
-no JavaScript.
+library (videos with no clock found too), every remix. A video's page plays it with its boxes drawn on every
+frame (``annotate_video``, drawn once per result and cached). Server-rendered (``clockwork.pages``), no JavaScript.
 
 When the app has an API token, a browser signs in once at ``/ui/login``; the token is kept in an
 HttpOnly cookie. API clients may send the bearer header instead.
@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, quote
 
@@ -19,8 +21,9 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from clockwork.annotate import BoxAnnotator, frame_at, jpeg
-from clockwork.catalog import Job, JobStatus, Remix, Result, Video, utcnow
+from clockwork import settings
+from clockwork.annotate import annotate_video, frame_at, jpeg, thumbnail
+from clockwork.catalog import Job, JobStatus, Remix, Result, Video
 from clockwork.media import list_videos, relative_name
 from clockwork.pages import Timeline, remix_view, render, segment_frames
 from serve_app.api import bearer_matches
@@ -28,6 +31,7 @@ from serve_app.api import bearer_matches
 logger = logging.getLogger("clockwork.serve")
 
 COOKIE = "clockwork_token"
+REMIXES_LISTED = 200  # newest first on the remix page
 PAGE_SIZE = 50
 THUMB_WIDTH = 480
 
@@ -43,6 +47,10 @@ class Ui:
         self.api = api
         self.catalog = api.catalog
         self.args = api.args
+        self.cache = Path(self.args.cache_dir) if self.args.cache_dir else settings.data_dir() / "annotated"
+        # annotated videos are drawn one at a time, off the event loop, each once (result id -> its drawing)
+        self.drawing: dict[int, Future] = {}
+        self.draw_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotate")
 
     # -- plumbing ----------------------------------------------------------------------------------
 
@@ -59,7 +67,8 @@ class Ui:
         return hmac.compare_digest(cookie.encode(), token.encode())
 
     def page(self, request: Request, template: str, http_status: int = 200, **context) -> HTMLResponse:
-        html = render(template, ui=self.base(request), docs_url=request.scope.get("root_path", "").rstrip("/") + "/docs", **context)
+        html = render(template, ui=self.base(request), docs_url=request.scope.get("root_path", "").rstrip("/") + "/docs",
+                      signed_in_by_cookie=bool(self.args.api_token and request.cookies.get(COOKIE)), **context)
         return HTMLResponse(html, status_code=http_status)
 
     def guarded(self, handler, *, open_route: bool = False):
@@ -94,12 +103,17 @@ class Ui:
         resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", path=request.scope.get("root_path", "") or "/")
         return resp
 
+    async def logout(self, request: Request) -> Response:
+        resp = RedirectResponse(f"{self.base(request)}/login", status_code=303)
+        resp.delete_cookie(COOKIE, path=request.scope.get("root_path", "") or "/", httponly=True, samesite="strict")
+        return resp
+
     async def home(self, request: Request) -> Response:
         return RedirectResponse(self.base(request) + "/jobs", status_code=307)
 
     async def jobs(self, request: Request) -> Response:
         raw = request.query_params.get("offset", "0")
-        offset = int(raw) if raw.isdigit() else 0
+        offset = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 12 else 0
         jobs, total = await asyncio.to_thread(self.catalog.list_jobs, limit=PAGE_SIZE, offset=offset)
         rows = [self._job_row(j) for j in jobs]
         refresh = 2 if any(JobStatus(j.status).active for j in jobs) else None
@@ -107,16 +121,18 @@ class Ui:
                          next_offset=offset + PAGE_SIZE if offset + PAGE_SIZE < total else None)
 
     def _job_row(self, job: Job) -> dict:
-        done, total = job.frames_done or 0, job.frames_total or 0
-        fps = eta = None
-        if job.started_at is not None and done:
-            end = job.finished_at or utcnow()
-            elapsed = max((end - job.started_at).total_seconds(), 1e-3)
-            fps = round(done / elapsed, 1)
-            if JobStatus(job.status).active and total > done:
-                eta = (total - done) / max(fps, 1e-6)
-        return {"id": job.id, "name": self.api.runner.name_of(job), "status": job.status, "frames_done": done,
-                "frames_total": total, "percent": round(100 * done / total) if total else 0, "fps": fps, "eta": eta,
+        """Progress in video seconds of the job's current stage (a scan's coarse pass, then its windows): each
+        stage has a total fixed when it starts, and its own rate and ETA."""
+        stage = job.progress or {}
+        done, total = float(stage.get("video_s_done") or 0.0), float(stage.get("video_s_total") or 0.0)
+        rate = eta = None
+        if JobStatus(job.status).active and stage.get("stage_started") and done:
+            rate = done / max(time.time() - float(stage["stage_started"]), 1e-3)
+            eta = (total - done) / rate if total > done else 0.0
+        return {"id": job.id, "name": self.api.runner.name_of(job), "status": job.status, "stage": stage.get("stage"),
+                "video_s_done": done, "video_s_total": total, "frames_done": job.frames_done or 0,
+                "percent": round(100 * done / total) if total else (100 if job.status == JobStatus.SUCCEEDED else 0),
+                "rate": round(rate, 1) if rate is not None else None, "eta": eta,
                 "created": job.created_at.strftime("%Y-%m-%d %H:%M:%S") if job.created_at else ""}
 
     async def job(self, request: Request) -> Response:
@@ -157,8 +173,48 @@ class Ui:
             raise UiError(404, f"no video {video_id}")
         path, result_id = found
         context = await asyncio.to_thread(self._result_context, result_id, request) if result_id else {}
+        player = self._player(video_id, path, result_id) if result_id else None
         return self.page(request, "video.html", nav="library", name=relative_name(path, self.args.media_roots),
-                         json_url=None, **context)
+                         json_url=None, player=player, refresh=3 if player and player["state"] == "drawing" else None,
+                         **context)
+
+    def _annotated(self, result_id: int) -> Path:
+        return self.cache / f"result-{result_id}.mp4"
+
+    def _player(self, video_id: int, path: str, result_id: int) -> dict:
+        """The video with its boxes on every frame: drawn once per result (``annotate_video``) in the background."""
+        out = self._annotated(result_id)
+        url = f"/videos/{video_id}/annotated.mp4"
+        if out.is_file():
+            return {"state": "ready", "url": url}
+        job = self.drawing.get(result_id)
+        if job is None:
+            self.drawing[result_id] = job = self.draw_pool.submit(self._draw, path, result_id)
+        if job.done() and job.exception() is not None:
+            return {"state": "failed", "error": str(job.exception()).splitlines()[0][:300]}
+        return {"state": "drawing"} if not job.done() else {"state": "ready", "url": url}
+
+    def _draw(self, path: str, result_id: int) -> Path:
+        with self.catalog.session(read_only=True) as s:
+            result = s.get(Result, result_id).video_result()
+        self.cache.mkdir(parents=True, exist_ok=True)
+        return annotate_video(path, result, self._annotated(result_id))
+
+    async def annotated_video(self, request: Request) -> Response:
+        video_id = _int(request.path_params["video_id"])
+
+        def find() -> Path:
+            with self.catalog.session(read_only=True) as s:
+                video = s.get(Video, video_id)
+                result = self.catalog.latest_result(s, video) if video else None
+                if result is None:
+                    raise UiError(404, f"no scanned video {video_id}")
+                return self._annotated(result.id)
+
+        out = await asyncio.to_thread(find)
+        if not out.is_file():
+            raise UiError(404, f"the annotated video of video {video_id} is not drawn yet; its page draws it")
+        return FileResponse(out, media_type="video/mp4")
 
     async def frame(self, request: Request) -> Response:
         """One frame of a scanned video with its detections drawn (JPEG)."""
@@ -174,7 +230,7 @@ class Ui:
             frame = next((f for f in doc.frame_data if f.frame_no == frame_no), None)
             if frame is None:
                 raise UiError(404, f"frame {frame_no} has no detections in video {video_id}")
-            return jpeg(BoxAnnotator().annotate(frame_at(path, frame.timestamp_s), frame.detections), max_width=THUMB_WIDTH)
+            return jpeg(thumbnail(frame_at(path, frame.timestamp_s), frame.detections, max_width=THUMB_WIDTH))
 
         data = await asyncio.to_thread(draw)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
@@ -205,24 +261,32 @@ class Ui:
                 "found": "unscanned" if doc is None else ("yes" if doc["segments"] else "no")}
 
     async def remix(self, request: Request) -> Response:
+        """One remix (``/ui/remix/{id}``; ``/ui/remix``: the latest), with the list of every remix above it."""
         base = self.base(request)
+        wanted = request.path_params.get("remix_id")
 
         def load():
             with self.catalog.session(read_only=True) as s:
-                remix = s.scalar(select(Remix).order_by(Remix.created_at.desc(), Remix.id.desc()))
+                listed = [{"id": r.id, "name": Path(r.path).name, "label": r.label, "duration_s": r.duration_s,
+                           "order": (r.document or {}).get("order"), "created": r.created_at.strftime("%Y-%m-%d %H:%M:%S")}
+                          for r in s.scalars(select(Remix).order_by(Remix.created_at.desc(), Remix.id.desc()).limit(REMIXES_LISTED))]
+                remix = (s.get(Remix, _int(str(wanted))) if wanted is not None
+                         else s.scalar(select(Remix).order_by(Remix.created_at.desc(), Remix.id.desc())))
                 if remix is None:
-                    return None
+                    if wanted is not None:
+                        raise UiError(404, f"no remix {wanted}")
+                    return listed, None
                 ids = dict(s.execute(select(Video.path, Video.id).where(Video.path.in_(list(remix.document["sources"])))).all())
-                return remix.id, remix.document, ids
+                return listed, (remix.id, remix.document, ids)
 
-        found = await asyncio.to_thread(load)
+        listed, found = await asyncio.to_thread(load)
         if found is None:
-            return self.page(request, "remix.html", nav="remix", remix=None)
+            return self.page(request, "remix.html", nav="remix", remix=None, remixes=listed)
         remix_id, doc, ids = found
         view = remix_view(doc, video_url=f"{base}/remix/{remix_id}.mp4",
                           thumb_url=lambda sn: f"{base}/remix/{remix_id}/snippets/{quote(sn['name'])}.jpg",
                           source_url=lambda p: f"{base}/videos/{ids[p]}" if p in ids else None)
-        return self.page(request, "remix.html", nav="remix", remix=view)
+        return self.page(request, "remix.html", nav="remix", remix={**view, "id": remix_id}, remixes=listed)
 
     async def remix_file(self, request: Request) -> Response:
         path = await asyncio.to_thread(self._remix_path, _int(request.path_params["remix_id"]))
@@ -254,13 +318,16 @@ class Ui:
             ("/ui", g(self.home), ["GET"]),
             ("/ui/login", g(self.login_form, open_route=True), ["GET"]),
             ("/ui/login", g(self.login, open_route=True), ["POST"]),
+            ("/ui/logout", g(self.logout, open_route=True), ["POST"]),
             ("/ui/jobs", g(self.jobs), ["GET"]),
             ("/ui/jobs/{job_id}", g(self.job), ["GET"]),
             ("/ui/videos/{video_id}", g(self.video), ["GET"]),
             ("/ui/videos/{video_id}/frames/{frame_no}.jpg", g(self.frame), ["GET"]),
+            ("/ui/videos/{video_id}/annotated.mp4", g(self.annotated_video), ["GET"]),
             ("/ui/library", g(self.library), ["GET"]),
             ("/ui/remix", g(self.remix), ["GET"]),
             ("/ui/remix/{remix_id}.mp4", g(self.remix_file), ["GET"]),
+            ("/ui/remix/{remix_id:int}", g(self.remix), ["GET"]),
             ("/ui/remix/{remix_id}/snippets/{name}.jpg", g(self.snippet_thumb), ["GET"]),
         ]
 
@@ -272,7 +339,7 @@ def render_docs(request: Request, spec: dict) -> HTMLResponse:
 
 
 def _int(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 12:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:  # '²'.isdigit() is true; int('²') fails
         raise UiError(404, f"not an id: {raw[:20]!r}")
     return int(raw)
 

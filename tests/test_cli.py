@@ -39,7 +39,35 @@ def test_bad_input_exits_nonzero_with_one_line(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("clockwork: error: ") and words in lines[0], proc.stderr
 
 
+def test_a_still_image_is_not_a_video(tmp_path):
+    from clockwork import ffmpeg
+
+    ffmpeg.run(["-y", "-f", "lavfi", "-i", "testsrc=s=64x64", "-frames:v", "1", str(tmp_path / "still.png")])
+    proc = subprocess.run([sys.executable, "-m", "clockwork.cli", "detect", str(tmp_path / "still.png")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "a still image (png_pipe), not a video" in proc.stderr, proc.stderr
+
+
+def test_an_unwritable_json_path_is_refused_before_detecting(tmp_path, capsys):
+    # the video is missing too: the --json error comes first, so nothing was opened or detected before it
+    code = main(["detect", str(tmp_path / "missing.mp4"), "--json", "/nonexistent/dir/r.json"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--json /nonexistent/dir/r.json: the folder /nonexistent/dir does not exist" in err, err
+
+
+def test_labels_the_clock_head_refuses_name_its_labels_and_head_none(samples_dir, capsys):
+    video = str(samples_dir / "distractor_life_25.mp4")
+    assert main(["detect", video, "--labels", "klock", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'clock'" in err and "--head none" in err and "person" not in err, err
+    assert main(["detect", video, "--labels", "person", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "finds only clock" in err and "--head none" in err, err
+
+
 def test_bad_flag_value_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["detect", "x.mp4", "--min-score", "high"])
+    assert exc.value.code == 2 and "--min-score: not a number: 'high'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["detect", "x.mp4", "--min-score", "2"])
     assert exc.value.code == 2 and "must be in [0, 1]" in capsys.readouterr().err

@@ -56,3 +56,6 @@ def test_clockwork_serve_beside_a_running_cluster(ray_cluster, samples_dir, tmp_
             proc.kill()
             out, _ = proc.communicate()
     assert "on a Ray of its own" in out and f"127.0.0.1:{metrics}/metrics" in out, out[-3000:]
+    # SIGTERM stops it with one line and status 0, not Ray's stack dump
+    assert proc.returncode == 0 and "clockwork serve: SIGTERM received; stopping" in out, out[-3000:]
+    assert "*** SIGTERM received" not in out and "Traceback" not in out, out[-3000:]

@@ -100,12 +100,32 @@ def test_progress_lines_off_a_terminal():
     from clockwork.cli import Progress
 
     stream = io.StringIO()  # not a TTY: lines, not a bar
-    progress = Progress(1000, "film.mp4", every_s=0.0, stream=stream)
-    progress(250)
-    progress(1000)
+    progress = Progress("film.mp4", every_s=0.0, stream=stream)
+    progress(10.0, 40.0, "scan")
+    progress(40.0, 40.0, "scan")
+    progress(1.5, 3.0, "refine")  # a new stage with its own total, fixed from its start
+    progress(3.0, 3.0, "refine")
     lines = stream.getvalue().splitlines()
-    assert re.match(r"film\.mp4: 250/1000 frames \(25%\), [\d.]+ frames/s, ETA \d\d:\d\d:\d\d$", lines[0])
-    assert lines[-1].startswith("film.mp4: 1000/1000 frames (100%)")
+    assert re.match(r"film\.mp4 \(scan\): 10\.0/40\.0 video s \(25%\), [\d.]+ video s/s, ETA \d\d:\d\d:\d\d$", lines[0])
+    assert lines[1].startswith("film.mp4 (scan): 40.0/40.0 video s (100%)")
+    assert lines[2].startswith("film.mp4 (refine): 1.5/3.0 video s (50%)")
+    assert lines[-1].startswith("film.mp4 (refine): 3.0/3.0 video s (100%)") and len(lines) == 4
+
+
+def test_detect_reports_each_stage_of_a_scan_in_video_seconds(samples_dir):
+    from clockwork.pipeline import STAGE_COARSE, STAGE_REFINE, detect_video
+
+    seen: list[tuple[float, float, str]] = []
+    result = detect_video(samples_dir / "clock_moving_360p25.mp4", views=["full"], read_time=False,
+                          progress=lambda done, total, stage: seen.append((done, total, stage)))
+    stages = [stage for _, _, stage in seen]
+    assert stages[0] == STAGE_COARSE and stages[-1] == STAGE_REFINE and sorted(stages, key=stages.index) == stages
+    for name in (STAGE_COARSE, STAGE_REFINE):
+        mine = [(done, total) for done, total, stage in seen if stage == name]
+        assert len({total for _, total in mine}) == 1  # a stable total
+        assert [done for done, _ in mine] == sorted(done for done, _ in mine) and mine[-1][0] == mine[-1][1]
+    assert seen[0][1] == result.duration_s
+    assert abs(seen[-1][1] - sum(b - a for a, b in result.scan["refined"])) < 1e-6
 
 
 def test_annotate_draws_the_boxes(samples_dir, tmp_path, capsys):

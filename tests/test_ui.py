@@ -113,7 +113,10 @@ def test_a_running_job_shows_and_its_progress_advances(live, browser):
         browser.get(f"{live['base']}/ui/jobs")
         row = browser.find_element(By.CSS_SELECTOR, f'tr[data-job="{job_id}"]')
         status = row.get_attribute("data-status")
-        done = int(row.find_element(By.CLASS_NAME, "frames").text.split("/")[0])
+        shown = row.find_element(By.CLASS_NAME, "progress")
+        done = float(shown.get_attribute("data-done") or 0)
+        if status == "running" and shown.get_attribute("data-stage"):
+            assert float(shown.get_attribute("data-total")) == pytest.approx(6.0, abs=0.1)  # the video's seconds, fixed
         seen.append((status, done))
         if status == "succeeded":
             break
