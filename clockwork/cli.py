@@ -18,12 +18,12 @@ import json
 import logging
 import math
 import sys
-import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from clockwork import version
 from clockwork.errors import ClockworkError
+from clockwork.progress import Progress, hms
 from clockwork.settings import DETECT
 from clockwork.views import VIEW_NAMES, parse_views
 
@@ -31,66 +31,6 @@ from clockwork.views import VIEW_NAMES, parse_views
 # ``clockwork serve``), so the core never imports the layers built on it.
 COMMANDS_GROUP = "clockwork.commands"
 
-LONG_VIDEO_S = 10.0  # a bar only for stages longer than this
-PROGRESS_EVERY_S = 10.0  # progress lines off a terminal (pipes, `ray job logs`)
-
-
-class Progress:
-    """Progress in video seconds, stage by stage (a scan's coarse pass, then its refined windows): a bar on a
-    terminal; off one, a line every PROGRESS_EVERY_S with the stage's rate in video seconds a second and its ETA.
-    A stage's total is fixed when it starts, so neither the total nor the ETA jumps within it."""
-
-    def __init__(self, name: str, *, every_s: float = PROGRESS_EVERY_S, stream=None):
-        self.name, self.every_s = name, every_s
-        self.stream = stream or sys.stderr
-        self.stage: str | None = None
-        self.bar = None
-
-    def _begin(self, stage: str, total_s: float) -> None:
-        self.close()
-        self.stage, self.total_s = stage, total_s
-        self.t0 = self.last = time.monotonic()
-        self.done_s = 0.0
-        if self.stream.isatty() and total_s >= LONG_VIDEO_S:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=round(total_s, 1), unit="video s", desc=f"{self.name} ({stage})", file=self.stream,
-                            bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} video s [{elapsed}<{remaining}, {rate_fmt}]")
-
-    def __call__(self, done_s: float, total_s: float, stage: str) -> None:
-        if stage != self.stage:
-            self._begin(stage, total_s)
-        if self.bar is not None:
-            self.bar.update(round(done_s - self.bar.n, 1))
-            self.done_s = done_s
-            return
-        now = time.monotonic()
-        finished = done_s >= total_s and self.done_s < total_s
-        self.done_s = done_s
-        if now - self.last >= self.every_s or (finished and now - self.t0 >= min(self.every_s, 1.0)):
-            self.last = now
-            print(self.line(done_s, now - self.t0), file=self.stream, flush=True)
-
-    def line(self, done_s: float, elapsed_s: float) -> str:
-        rate = done_s / elapsed_s if elapsed_s > 0 else 0.0
-        eta = hms((self.total_s - done_s) / rate)[:8] if rate > 0 and self.total_s > done_s else "00:00:00"
-        pct = f" ({100 * done_s / self.total_s:.0f}%)" if self.total_s else ""
-        return (f"{self.name} ({self.stage}): {done_s:.1f}/{self.total_s:.1f} video s{pct}, "
-                f"{rate:.1f} video s/s, ETA {eta}")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def hms(seconds: float) -> str:
-    """Seconds as ``HH:MM:SS.mmm``."""
-    ms = int(round(max(seconds, 0.0) * 1000))
-    h, rem = divmod(ms, 3_600_000)
-    m, rem = divmod(rem, 60_000)
-    s, ms = divmod(rem, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
 
 
 def _number(text: str) -> float:

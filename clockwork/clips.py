@@ -84,21 +84,23 @@ def _encode_args(out: Path, profile: Profile, encoder: str) -> list[str]:
 
 
 def card_command(out: Path, duration_s: float, shows_minutes: int, *, profile: Profile = Profile(),
-                 encoder: str = "libx264") -> list[str]:
+                 encoder: str = "libx264", offset_s: int = 0) -> list[str]:
     """A black card of ``duration_s`` showing the time of day, running from ``shows_minutes`` after midnight
-    (24-hour HH:MM, drawn by ffmpeg's drawtext from the frame's own time), with a silent stereo track."""
+    plus ``offset_s`` whole seconds (a later piece of a long card; 24-hour HH:MM, drawn by ffmpeg's drawtext
+    from the frame's own time), with a silent stereo track."""
     w, h, fps = profile.width, profile.height, profile.fps
-    clock = r"%{pts\:gmtime\:" + str(int(shows_minutes) * 60) + r"\:%H\\\:%M}"
+    clock = r"%{pts\:gmtime\:" + str(int(shows_minutes) * 60 + int(offset_s)) + r"\:%H\\\:%M}"
     text = f"drawtext=text='{clock}':fontcolor=white:fontsize={h // 6}:x=(w-tw)/2:y=(h-th)/2"
     return ["-y", "-f", "lavfi", "-i", f"color=c=black:s={w}x{h}:r={fps}", "-f", "lavfi", "-i",
             f"anullsrc=r={profile.audio_rate}:cl=stereo", "-t", f"{duration_s:.3f}", "-map", "0:v:0", "-map", "1:a:0",
             "-vf", f"{text},setsar=1,format=yuv420p", "-threads", str(profile.threads), *_encode_args(out, profile, encoder)]
 
 
-def card(out: Path, duration_s: float, shows_minutes: int, *, profile: Profile = Profile(), encoder: str = "libx264") -> Path:
+def card(out: Path, duration_s: float, shows_minutes: int, *, profile: Profile = Profile(), encoder: str = "libx264",
+         offset_s: int = 0) -> Path:
     """Render one card (``card_command``) to ``out``, through a temporary name."""
-    return _render(card_command(Path(f"{out}.part.mp4"), duration_s, shows_minutes, profile=profile, encoder=encoder),
-                   Path(out), what=f"rendering a {duration_s:.1f} s card")
+    return _render(card_command(Path(f"{out}.part.mp4"), duration_s, shows_minutes, profile=profile, encoder=encoder,
+                                offset_s=offset_s), Path(out), what=f"rendering a {duration_s:.1f} s card")
 
 
 def _render(args: list[str], out: Path, *, what: str) -> Path:

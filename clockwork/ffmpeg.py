@@ -6,6 +6,8 @@ import functools
 import json
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from clockwork import settings
@@ -30,10 +32,14 @@ def _find(what: str, name: str) -> str:
     return found
 
 
-def run(args: list[str], *, timeout: float | None = None, what: str = "ffmpeg") -> subprocess.CompletedProcess:
-    """Run ``ffmpeg ARGS`` quietly; raise :class:`FFmpegError` with its stderr tail on failure."""
+def run(args: list[str], *, timeout: float | None = None, what: str = "ffmpeg",
+        on_progress: Callable[[float], None] | None = None) -> subprocess.CompletedProcess:
+    """Run ``ffmpeg ARGS`` quietly; raise :class:`FFmpegError` with its stderr tail on failure.
+    ``on_progress(seconds)``: called with the output time ffmpeg has written so far (its ``-progress`` report)."""
     cmd = [ffmpeg_bin(), "-hide_banner", "-nostdin", "-loglevel", "error", *args]
     logger.debug("running %s", " ".join(cmd))
+    if on_progress is not None:
+        return _run_reporting(cmd, on_progress, what=what)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
@@ -41,6 +47,25 @@ def run(args: list[str], *, timeout: float | None = None, what: str = "ffmpeg") 
     if proc.returncode != 0:
         raise FFmpegError(f"{what} failed with exit code {proc.returncode}", cmd=cmd, stderr=proc.stderr)
     return proc
+
+
+def _run_reporting(cmd: list[str], on_progress: Callable[[float], None], *, what: str) -> subprocess.CompletedProcess:
+    """``cmd`` with ``-progress pipe:1``: its ``out_time_us=`` lines are read as they come (stderr goes to a file,
+    so neither pipe can fill and stall ffmpeg)."""
+    cmd = [*cmd[:-1], "-progress", "pipe:1", "-nostats", cmd[-1]]  # options go before the output file
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            key, _, value = line.strip().partition("=")
+            if key == "out_time_us" and value.lstrip("-").isdigit():
+                on_progress(max(int(value), 0) / 1e6)
+        code = proc.wait()
+        err.seek(0)
+        stderr = err.read()
+    if code != 0:
+        raise FFmpegError(f"{what} failed with exit code {code}", cmd=cmd, stderr=stderr)
+    return subprocess.CompletedProcess(cmd, code, "", stderr)
 
 
 def probe_json(path: str | Path) -> dict:

@@ -37,7 +37,9 @@ def resolve_in_roots(filename: str, roots: Iterable[str | Path]) -> Path:
             real = cand.resolve()  # follows every symlink on the way
             there = os.path.lexists(cand)
         except (OSError, RuntimeError) as exc:  # a symlink loop, a name the file system refuses
-            raise PathNotAllowedError(f"filename {filename!r} cannot be resolved: {getattr(exc, 'strerror', None) or exc}") from None
+            # RuntimeError's text ("Symlink loop from '/srv/...'") names a server path: say what it is instead
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "a symlink loop"
+            raise PathNotAllowedError(f"filename {filename!r} cannot be resolved: {why}") from None
         inside = any(real == root or root in real.parents for root in roots)
         if there:  # the file (or a link) is there: it decides
             if inside:

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from clockwork.clocktime import MINUTES, ClockTime, fuse
 from clockwork.decode import SampleGrid, VideoInfo
@@ -231,39 +231,69 @@ def _main_track(frames: list[FrameDetections], seg: Segment) -> int | None:
     return max(counts, key=lambda t: (counts[t], -t)) if counts else None
 
 
-def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
-    """Run ``items`` in a background thread, ``depth`` ahead; exceptions re-raise in the caller."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
+class Prefetch(Generic[T]):
+    """``items`` produced by a background thread, ``depth`` ahead. ``get()`` returns the next item, or None at the
+    end (the producer's exception re-raises there). ``close()`` may be called from any thread, also while another
+    thread waits in ``get()`` (which then returns None): it stops the producer after the item it is making and
+    waits for it, so whatever the items come from (a decoder) can be closed next. Closing twice is safe."""
 
-    def work():
+    _END = object()
+
+    def __init__(self, items: Iterable[T], depth: int = 2):
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, args=(iter(items),), name="clockwork-prefetch", daemon=True)
+        self._thread.start()
+
+    def _work(self, items: Iterator[T]) -> None:
         try:
             for item in items:
-                if stop.is_set():
+                if not self._put((item, None)):
                     return
-                q.put((item, None))
-            q.put((done, None))
+            self._put((self._END, None))
         except BaseException as exc:  # handed to the consumer
-            q.put((done, exc))
+            self._put((self._END, exc))
 
-    thread = threading.Thread(target=work, name="clockwork-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, exc = q.get()
-            if item is done:
-                if exc is not None:
-                    raise exc
-                return
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
+    def _put(self, entry: tuple) -> bool:
+        while not self._stop.is_set():
             try:
-                q.get_nowait()
+                self._q.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self) -> T | None:
+        item, exc = self._q.get()
+        if item is self._END:
+            self._q.put((self._END, None))  # every later get() ends too
+            if exc is not None:
+                raise exc
+            return None
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        while True:  # what the producer made, dropped; then the end for a get() that waits
+            try:
+                self._q.get_nowait()
             except queue.Empty:
-                thread.join(timeout=0.05)
+                break
+        self._q.put((self._END, None))
+
+    def __enter__(self) -> Prefetch[T]:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """Run ``items`` in a background thread, ``depth`` ahead; exceptions re-raise in the caller."""
+    with Prefetch(items, depth) as ahead:
+        while (item := ahead.get()) is not None:
+            yield item
 
 
 def detect_video(

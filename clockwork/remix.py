@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -286,12 +286,13 @@ def write_videolist(paths: Sequence[str | Path], out: Path) -> Path:
     return out
 
 
-def concat(videolist: Path, out: Path) -> Path:
-    """``ffmpeg -f concat -safe 0 -i videolist.txt -c copy out.mp4``, to a temporary name first."""
+def concat(videolist: Path, out: Path, *, on_progress: Callable[[float], None] | None = None) -> Path:
+    """``ffmpeg -f concat -safe 0 -i videolist.txt -c copy out.mp4``, to a temporary name first;
+    ``on_progress(seconds)`` sees how far it has written."""
     tmp = out.with_name(f".{out.stem}.part.mp4")
     try:
         ffmpeg.run(["-y", "-f", "concat", "-safe", "0", "-i", str(videolist), "-c", "copy", "-movflags", "+faststart",
-                    "-f", "mp4", str(tmp)], what="joining snippets")
+                    "-f", "mp4", str(tmp)], what="joining snippets", on_progress=on_progress)
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -9,7 +9,6 @@ import ray
 
 from clockwork import ffmpeg
 from clockwork.errors import FFmpegError
-from clockwork.pages import hms
 
 EXIT_OK, EXIT_PARTIAL, EXIT_FATAL = 0, 1, 2
 
@@ -41,42 +40,6 @@ def open_catalog(url: str | None):
         raise Fatal(f"the catalog {url} is inside Ray's temporary copy of the working directory; pass --database-url "
                     "or set CLOCKWORK_DATA_DIR to a folder that outlives the job")
     return Catalog(url)
-
-
-class Steps:
-    """Progress of a job's steps: a bar on a terminal, else a line every ``every_s`` (``ray job logs`` and
-    pipes see "cutting: 12/40 snippets, 0.8/s, ETA 00:00:35")."""
-
-    def __init__(self, total: int, desc: str, unit: str, *, every_s: float = 10.0, stream=None):
-        import time
-
-        self.total, self.desc, self.unit, self.every_s = total, desc, unit, every_s
-        self.stream = stream or sys.stderr
-        self.done, self.t0 = 0, time.monotonic()
-        self.last = self.t0
-        self.bar = None
-        if self.stream.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=desc, unit=unit, file=self.stream)
-
-    def update(self, n: int = 1) -> None:
-        import time
-
-        self.done += n
-        if self.bar is not None:
-            self.bar.update(n)
-            return
-        now = time.monotonic()
-        if now - self.last >= self.every_s or self.done == self.total:
-            self.last = now
-            rate = self.done / max(now - self.t0, 1e-6)
-            eta = hms((self.total - self.done) / rate if rate > 0 else 0.0)
-            print(f"{self.desc}: {self.done}/{self.total} {self.unit}s, {rate:.2f}/s, ETA {eta}", file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 CONNECT_TIMEOUT_S = 10.0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import math
 import shutil
 import sys
 import time
@@ -25,6 +26,7 @@ from clockwork.catalog import Remix, Snippet, Video
 from clockwork.clips import Profile, card, cut, thumbnail_jpeg
 from clockwork.clocktime import DAY_MINUTES, day_clock
 from clockwork.errors import ClockworkError
+from clockwork.progress import Progress
 from clockwork.pushmetrics import JobMetrics
 from clockwork.remix import (
     DEFAULT_MAX_DISTANCE,
@@ -50,12 +52,43 @@ def thumb_task(path: str, at_s: float) -> bytes:
     return thumbnail_jpeg(Path(path), at_s)
 
 
+CARD_PIECE_S = 60  # a long card is rendered as pieces of at most this many seconds, in parallel
+
+
 @ray.remote(num_cpus=2)
-def stretch_task(stretch: Placed, out: str) -> str:
-    """One piece of a time-of-day remix: a snippet trimmed to the seconds it plays, or a card."""
+def stretch_task(stretch: Placed, out: str, offset_s: int = 0, duration_s: float | None = None) -> str:
+    """One piece of a time-of-day remix: a snippet trimmed to the seconds it plays, or (a piece of) a card."""
     if stretch.pick is None:
-        return str(card(Path(out), stretch.duration_s, stretch.shows, profile=Profile()))
+        return str(card(Path(out), duration_s or stretch.duration_s, stretch.shows, profile=Profile(), offset_s=offset_s))
     return str(cut(Path(stretch.pick.path), 0.0, stretch.duration_s, Path(out), has_audio=True, profile=Profile()))
+
+
+def render_stretches(placement, parts_dir: Path) -> list[str]:
+    """The files of a time-of-day remix in order: untouched snippets as they are; trimmed snippets and cards
+    (long cards in pieces) rendered as Ray tasks, with progress in video seconds as they land."""
+    paths: list[str | ray.ObjectRef] = []
+    seconds: dict[ray.ObjectRef, float] = {}
+    for i, st in enumerate(placement.stretches):
+        if st.pick is not None and not st.trimmed:
+            paths.append(st.pick.path)
+            continue
+        pieces = [(0, st.duration_s)] if st.pick is not None else [
+            (a, min(CARD_PIECE_S, st.duration_s - a)) for a in range(0, math.ceil(st.duration_s - 1e-6), CARD_PIECE_S)]
+        for j, (a, length) in enumerate(pieces):
+            name = f"{i:05d}-{j:04d}-{'card' if st.pick is None else 'trim'}.mp4"
+            ref = stretch_task.remote(st, str(parts_dir / name), a, length)
+            seconds[ref] = length
+            paths.append(ref)
+    progress, done, pending = Progress("join"), 0.0, list(seconds)
+    total = sum(seconds.values())
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            done += seconds[ready[0]]
+            progress(done, total, "cards and trims")
+    finally:
+        progress.close()
+    return [ray.get(p) if isinstance(p, ray.ObjectRef) else p for p in paths]
 
 
 def parse(argv):
@@ -151,21 +184,21 @@ def main(argv=None) -> int:
         parts_dir = out.with_name(f"{out.stem}.parts")
         shutil.rmtree(parts_dir, ignore_errors=True)
         parts_dir.mkdir()
-        rendered = {i: stretch_task.remote(st, str(parts_dir / f"{i:04d}-{'card' if st.pick is None else 'trim'}.mp4"))
-                    for i, st in enumerate(placement.stretches) if st.pick is None or st.trimmed}
-        paths = [ray.get(rendered[i]) if i in rendered else st.pick.path for i, st in enumerate(placement.stretches)]
-        expected = placement.duration_s
         print(f"join: {sum(st.pick is None for st in placement.stretches)} card(s), "
               f"{sum(st.trimmed for st in placement.stretches)} trimmed snippet(s); the remix runs from {day_clock(start)} "
               f"for {span} min", flush=True)
+        paths = render_stretches(placement, parts_dir)
+        expected = placement.duration_s
     else:
         paths = [p.path for p in selection.chosen]
         expected = sum(p.duration_s for p in selection.chosen)
     videolist = write_videolist(paths, out.with_name("videolist.txt"))
     chosen = [st.pick for st in placement.stretches if st.pick is not None] if placement else selection.chosen
     thumbs_refs = {p.name: thumb_task.remote(p.path, p.duration_s / 2) for p in chosen}
+    joining = Progress("join")
     try:
-        concat(videolist, out)
+        concat(videolist, out, on_progress=lambda t: joining(min(t, expected), expected, "concat"))
+        joining.close()
         checked = verify(out, expected)
     except ClockworkError as exc:
         out.unlink(missing_ok=True)

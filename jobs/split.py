@@ -26,13 +26,14 @@ from sqlalchemy import select
 from clockwork.catalog import Catalog, Snippet, Video
 from clockwork.clips import Profile, choose_encoder, cut, perceptual_hash
 from clockwork.media import list_videos
+from clockwork.progress import Progress
 from clockwork.pushmetrics import JobMetrics
 from clockwork.result import VideoResult
 from clockwork.scan import resolve_mode
 from clockwork.segments import SegmentRules
 from clockwork.settings import CLIPS, DETECT, SEGMENTS
 from clockwork.views import parse_views
-from jobs._common import EXIT_OK, EXIT_PARTIAL, Fatal, Steps, cluster_gpus, connect, open_catalog, parse_args, require_ffmpeg, run, setup_logging
+from jobs._common import EXIT_OK, EXIT_PARTIAL, Fatal, cluster_gpus, connect, open_catalog, parse_args, require_ffmpeg, run, setup_logging
 
 
 @ray.remote
@@ -136,10 +137,14 @@ def detect_missing(run_: Run, todo: list[str], rules: SegmentRules) -> None:
     refs = [detect_task.options(num_cpus=2, num_gpus=gpus).remote(p, args.label, args.min_score, sample_fps, views,
                                                                   args.read_time, scan, rules)
             for p in todo]
-    steps = Steps(len(refs), "detecting", "video")
-    for ref in refs:
-        out = ray.get(ref)
-        steps.update()
+    length = dict(zip(refs, map(_duration, todo), strict=True))
+    progress, done, total = Progress("split"), 0.0, sum(length.values())
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        out = ray.get(ready[0])
+        done += length[ready[0]]
+        progress(done, total, "detecting")
         if "error" in out:
             run_.failures.append(f"{out['path']}: detection failed: {out['error']}")
             run_.metrics.count("video", "failed")
@@ -149,6 +154,17 @@ def detect_missing(run_: Run, todo: list[str], rules: SegmentRules) -> None:
                                                                      "sample_fps": sample_fps, "scan": scan, "views": list(views),
                                                                      **({"read_time": True} if args.read_time else {})})
         run_.metrics.count("video", "detected")
+    progress.close()
+
+
+def _duration(path: str) -> float:
+    """A video's seconds from its header (the progress total); 0 for a file that cannot be read (it fails later)."""
+    from clockwork.decode import probe
+
+    try:
+        return probe(path).duration_s
+    except Exception:
+        return 0.0
 
 
 def plan_snippets(run_: Run, rules: SegmentRules) -> None:
@@ -197,13 +213,15 @@ def cut_snippets(run_: Run, profile: Profile, encoder: str) -> None:
     refs = {cut_task.options(num_cpus=args.threads, scheduling_strategy="SPREAD").remote(src, a, b, out, audio[src], profile, encoder): name
             for name, src, a, b, out in run_.plan if audio[src] is not None}
     pending = list(refs)
-    bar = Steps(len(refs), "cutting", "snippet")
+    length = {name: b - a for name, _, a, b, _ in run_.plan}
+    bar, done, total = Progress("split"), 0.0, sum(length[name] for name in refs.values())
     try:
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            out = ray.get(done[0])
+            ready, pending = ray.wait(pending, num_returns=1)
+            done_ref = ready[0]
+            out = ray.get(done_ref)
             with run_.catalog.session() as s:
-                row = s.scalar(select(Snippet).where(Snippet.name == refs[done[0]]))
+                row = s.scalar(select(Snippet).where(Snippet.name == refs[done_ref]))
                 if "error" in out:
                     row.status, row.error = "failed", out["error"]
                     run_.failures.append(f"{row.name}: {out['error']}")
@@ -212,7 +230,8 @@ def cut_snippets(run_: Run, profile: Profile, encoder: str) -> None:
                     row.status, row.phash = "done", out["phash"]
                     run_.nodes.add(out["node"])
                     run_.metrics.count("snippet", "cut")
-            bar.update(1)
+            done += length[refs[done_ref]]
+            bar(done, total, "cutting")
     finally:
         bar.close()
     run_.metrics.output_seconds.set(sum(b - a for _, _, a, b, _ in run_.plan))

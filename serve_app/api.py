@@ -25,6 +25,7 @@ import json
 import logging
 import math
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 from sqlalchemy.exc import OperationalError
@@ -107,6 +108,16 @@ class Api:
         if not bearer_matches(request, token):
             raise ApiError(401, "missing or wrong bearer token")
 
+    def same_site(self, request: Request) -> None:
+        """A request that changes something and comes from a web page (it has an ``Origin``) must come from this
+        server's own origin, its ``public_url`` or ``allowed_origins``: a page elsewhere cannot make a browser
+        post here, token or not. Clients that are not browsers send no Origin."""
+        origin = request.headers.get("origin")
+        if origin is None or origin in allowed_origins(request, self.args):
+            return
+        raise ApiError(403, f"cross-site request refused: Origin {origin[:100]!r} is not this server's "
+                            "(allowed_origins lets others in)", origin=origin[:100])
+
     # -- routes ----------------------------------------------------------------------------------
 
     async def healthz(self, request: Request) -> Response:
@@ -135,6 +146,7 @@ class Api:
 
     async def submit(self, request: Request) -> Response:
         self.ensure_reaper()
+        self.same_site(request)
         self.authorise(request)
         key = request.headers.get("idempotency-key") or None
         if key is not None and (len(key) > MAX_KEY_LENGTH or not key.isprintable()):
@@ -184,6 +196,7 @@ class Api:
             "next": f"{base}/jobs?limit={limit}&offset={offset + limit}" + (f"&status={status}" if status else "") if more else None})
 
     async def cancel(self, request: Request) -> Response:
+        self.same_site(request)
         self.authorise(request)
         job = await self._job(request.path_params["job_id"])
         cancelled = await asyncio.to_thread(self.catalog.cancel, job.id)
@@ -195,6 +208,7 @@ class Api:
         return JSONResponse(job_status(job, self.runner.name_of(job), _base(request, self.args.public_url)), status_code=202)
 
     async def redeliver(self, request: Request) -> Response:
+        self.same_site(request)
         self.authorise(request)
         job = await self._job(request.path_params["job_id"])
         if not job.postback_url:
@@ -225,9 +239,13 @@ class Api:
     # -- the steps of a submission ----------------------------------------------------------------
 
     async def _json_object(self, request: Request) -> dict:
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":  # a form or text/plain body is a browser's cross-site "simple" request
+            raise ApiError(415, f"Content-Type must be application/json, got {kind[:60] or 'none'!r}",
+                           content_type=kind[:60])
         limit = self.args.max_body_bytes
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
+        if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise ApiError(413, f"request body of {declared} bytes is over the limit of {limit} bytes", limit=limit)
         body = b""
         async for chunk in request.stream():
@@ -381,6 +399,15 @@ def build_app(api: Api) -> Starlette:
     app.add_exception_handler(404, lambda req, exc: ApiError(404, f"no route {req.method} {req.url.path}").response())
     app.add_exception_handler(405, lambda req, exc: ApiError(405, f"method {req.method} not allowed on {req.url.path}").response())
     return app
+
+
+def allowed_origins(request: Request, args: AppArgs) -> set[str]:
+    """The server's own origin (as the client reached it), its ``public_url``'s, and ``allowed_origins``."""
+    own = {f"{request.url.scheme}://{request.headers.get('host', '')}"}
+    if args.public_url:
+        parts = urlsplit(args.public_url)
+        own.add(f"{parts.scheme}://{parts.netloc}")
+    return own | set(args.allowed_origins)
 
 
 def bearer_matches(request: Request, token: str) -> bool:

@@ -55,11 +55,19 @@ class RayDetectorClient:
     async def model_info(self) -> dict:
         return (await self._information())["model"]
 
-    def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time=DETECT.read_time,
-                     roots=None, multiscale_fps=DETECT.multiscale_fps) -> AsyncIterator[dict]:
-        return self.handle.options(stream=True).detect_chunk.remote(
+    async def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time=DETECT.read_time,
+                           roots=None, multiscale_fps=DETECT.multiscale_fps) -> AsyncIterator[dict]:
+        stream = self.handle.options(stream=True).detect_chunk.remote(
             path, start_s, end_s, labels=labels, min_score=min_score, sample_fps=sample_fps, views=views, read_time=read_time,
             roots=roots, multiscale_fps=multiscale_fps)
+        finished = False
+        try:
+            async for item in stream:
+                yield item
+            finished = True
+        finally:
+            if not finished:  # the job was cancelled (or a sibling chunk failed): stop the replica's work on it too
+                stream.cancel()
 
 
 class LocalDetectorClient:
@@ -83,7 +91,7 @@ class LocalDetectorClient:
         from clockwork.decode import SampleGrid
         from clockwork.frames import FrameReader
         from clockwork.media import open_confined
-        from clockwork.pipeline import prefetch, read_clocks
+        from clockwork.pipeline import Prefetch, read_clocks
         from clockwork.reader import shared_reader
         from clockwork.views import view_stride
 
@@ -92,19 +100,18 @@ class LocalDetectorClient:
             reader = await asyncio.to_thread(renamed_errors(FrameReader, path), opened, device=self.detector.device,
                                              sample_fps=sample_fps, start_s=start_s, end_s=end_s)
         stride = view_stride(reader.info.fps, sample_fps, multiscale_fps)
-        batches = prefetch(reader)
+        batches = Prefetch(reader)
         grid = SampleGrid(DETECT.read_fps, start_s) if read_time else None
         try:
-            while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+            while (batch := await asyncio.to_thread(batches.get)) is not None:
                 found = await asyncio.to_thread(self._detect, batch, labels, min_score, views, stride)
                 if grid is not None:
                     found = await asyncio.to_thread(read_clocks, shared_reader(str(self.detector.device)), batch, found, grid,
                                                   min_score=0.0)
                 yield {"frames": [f for f in found if f.detections], "processed": len(batch)}
             yield {"done": True, "decoder": reader.decoder, "frames_decoded": reader.frames_decoded}
-        finally:
-            batches.close()
-            reader.close()
+        finally:  # a cancelled job stops here within a batch, and frees the model for the next
+            await asyncio.shield(asyncio.to_thread(lambda: (batches.close(), reader.close())))
 
     def _detect(self, batch, labels, min_score, views, stride):
         with self._lock:

@@ -41,6 +41,8 @@ class AppArgs(BaseModel):
     max_duration_s: float = Field(LIMITS.max_duration_s, gt=0, description="longer videos are refused (422)")
     max_postbacks_in_flight: int = Field(32, ge=1, description="postback attempts at once; slow receivers wait for a slot")
     public_url: str | None = Field(None, description="base of the URLs the API hands out (status_url, Location); default: relative")
+    allowed_origins: list[str] = Field(default_factory=list, description="web origins (scheme://host:port) besides the "
+                                       "server's own whose pages may POST or DELETE here; a request with another Origin is 403")
     max_active_jobs: int = Field(1000, ge=1, description="queued + running jobs before POST answers 429")
     # Checking a video (header, first frame, tail) is CPU work in the API process: about 0.2 s for a grainy 1080p film
     # at 8 Mb/s on a 2-core machine. Posted all at once, 36 such films shared the process's GIL until every check ended
@@ -63,7 +65,7 @@ class AppArgs(BaseModel):
     cache_dir: str | None = Field(None, description="where the web pages keep the annotated videos they draw; "
                                   "default: annotated/ in $CLOCKWORK_DATA_DIR")
 
-    @field_validator("media_roots", "postback_allow", "postback_deny", "labels", mode="before")
+    @field_validator("media_roots", "postback_allow", "postback_deny", "labels", "allowed_origins", mode="before")
     @classmethod
     def _lists_from_strings(cls, value):
         """Builder arguments from the CLI (``serve run ... media_roots=a,b``) arrive as strings."""

@@ -22,7 +22,7 @@ from clockwork.detector import Detector, Prepared
 from clockwork.frames import FrameReader
 from clockwork.gpu_stats import GpuStats
 from clockwork.media import open_confined
-from clockwork.pipeline import prefetch, read_clocks
+from clockwork.pipeline import Prefetch, read_clocks
 from clockwork.reader import shared_reader
 from clockwork.settings import DETECT, SERVE_BATCH
 from clockwork.views import parse_views, view_stride
@@ -43,6 +43,15 @@ class FramePack:
     def n(self) -> int:
         """Model inputs: the batcher counts these, so views and frames share one batch budget."""
         return len(self.prepared)
+
+
+async def _shielded_close(*closables) -> None:
+    """Close in a worker thread (a decoder may be mid-batch), and finish closing even if the caller is cancelled again."""
+    def close_all() -> None:
+        for c in closables:
+            c.close()
+
+    await asyncio.shield(asyncio.to_thread(close_all))
 
 
 def _pack_frames(packs) -> int:
@@ -174,11 +183,11 @@ class DetectorDeployment:
                 yield batch, FramePack(self.detector.prepare(batch, views, stride), labels, min_score), time.perf_counter() - t
 
         grid = SampleGrid(DETECT.read_fps, start_s) if read_time else None
-        produced = prefetch(packs(), depth=3)
+        produced = Prefetch(packs(), depth=3)
         try:
             while True:
                 t = time.perf_counter()
-                item = await asyncio.to_thread(next, produced, None)
+                item = await asyncio.to_thread(produced.get)
                 if item is None:
                     break
                 batch, pack, prep_s = item
@@ -191,5 +200,5 @@ class DetectorDeployment:
                 yield {"frames": [f for f in frames if f.detections], "processed": len(batch)}
             yield {"done": True, "decoder": reader.decoder, "frames_decoded": reader.frames_decoded}
         finally:
-            produced.close()
-            reader.close()
+            # also on a cancelled request (a cancelled job): the decoder and this call's place end within a batch
+            await _shielded_close(produced, reader)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
+import secrets
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -26,11 +28,13 @@ from clockwork.annotate import annotate_video, frame_at, jpeg, thumbnail
 from clockwork.catalog import Job, JobStatus, Remix, Result, Video
 from clockwork.media import list_videos, relative_name
 from clockwork.pages import Timeline, remix_view, render, segment_frames
-from serve_app.api import bearer_matches
+from serve_app.api import ApiError, bearer_matches
 
 logger = logging.getLogger("clockwork.serve")
 
 COOKIE = "clockwork_token"
+CSRF_COOKIE = "clockwork_csrf"
+LOGIN_FAILURES, LOGIN_WINDOW_S = 10, 60.0  # wrong tokens an address may send a minute before it waits
 REMIXES_LISTED = 200  # newest first on the remix page
 PAGE_SIZE = 50
 THUMB_WIDTH = 480
@@ -51,6 +55,7 @@ class Ui:
         # annotated videos are drawn one at a time, off the event loop, each once (result id -> its drawing)
         self.drawing: dict[int, Future] = {}
         self.draw_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotate")
+        self.failures: dict[str, list[float]] = {}  # client address -> times of its recent wrong tokens
 
     # -- plumbing ----------------------------------------------------------------------------------
 
@@ -67,9 +72,31 @@ class Ui:
         return hmac.compare_digest(cookie.encode(), token.encode())
 
     def page(self, request: Request, template: str, http_status: int = 200, **context) -> HTMLResponse:
+        csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
         html = render(template, ui=self.base(request), docs_url=request.scope.get("root_path", "").rstrip("/") + "/docs",
-                      signed_in_by_cookie=bool(self.args.api_token and request.cookies.get(COOKIE)), **context)
-        return HTMLResponse(html, status_code=http_status)
+                      signed_in_by_cookie=bool(self.args.api_token and request.cookies.get(COOKIE)), csrf=csrf, **context)
+        resp = HTMLResponse(html, status_code=http_status)
+        if request.cookies.get(CSRF_COOKIE) != csrf:
+            resp.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict", path=request.scope.get("root_path", "") or "/")
+        return resp
+
+    def check_form(self, request: Request, form: dict[str, list[str]]) -> None:
+        """A form post must come from this server's pages: its Origin (when the browser sends one) and the CSRF
+        token of its form, which must match the cookie the page set (double submit)."""
+        try:
+            self.api.same_site(request)
+        except ApiError as exc:
+            raise UiError(403, exc.message) from None
+        given, cookie = form.get("csrf", [""])[0], request.cookies.get(CSRF_COOKIE, "")
+        if not cookie or not hmac.compare_digest(given.encode(), cookie.encode()):
+            raise UiError(403, "this form has expired or came from another site; reload the page and try again")
+
+    def throttled(self, request: Request) -> float | None:
+        """Seconds to wait when this address has failed to sign in LOGIN_FAILURES times in LOGIN_WINDOW_S."""
+        now, key = time.monotonic(), request.client.host if request.client else ""
+        recent = [t for t in self.failures.get(key, []) if now - t < LOGIN_WINDOW_S]
+        self.failures[key] = recent
+        return LOGIN_WINDOW_S - (now - recent[0]) if len(recent) >= LOGIN_FAILURES else None
 
     def guarded(self, handler, *, open_route: bool = False):
         async def endpoint(request: Request) -> Response:
@@ -78,7 +105,8 @@ class Ui:
             try:
                 return await handler(request)
             except UiError as exc:
-                return self.page(request, "message.html", http_status=exc.status, nav=None, title="Not found", message=str(exc))
+                title = {403: "Refused", 404: "Not found"}.get(exc.status, "Something is wrong")
+                return self.page(request, "message.html", http_status=exc.status, nav=None, title=title, message=str(exc))
             except Exception:
                 logger.exception("%s %s failed", request.method, request.url.path)
                 return self.page(request, "message.html", http_status=500, nav=None, title="Something went wrong",
@@ -93,17 +121,26 @@ class Ui:
                          target.startswith(request.scope.get("root_path", "") + "/ui") else "")
 
     async def login(self, request: Request) -> Response:
-        form = parse_qs((await request.body())[:8192].decode("utf-8", "replace"))  # a urlencoded form of two fields
+        form = parse_qs((await request.body())[:8192].decode("utf-8", "replace"))  # a urlencoded form of three fields
+        self.check_form(request, form)
         token, target = form.get("token", [""])[0], form.get("next", [""])[0] or self.base(request) + "/jobs"
         if not target.startswith("/") or target.startswith("//"):
             target = self.base(request) + "/jobs"
+        wait = self.throttled(request)
+        if wait is not None:
+            resp = self.page(request, "message.html", http_status=429, nav=None, title="Too many attempts",
+                             message=f"Too many wrong tokens from this address; try again in {math.ceil(wait)} s.")
+            resp.headers["Retry-After"] = str(math.ceil(wait))
+            return resp
         if not self.args.api_token or not hmac.compare_digest(token.encode(), self.args.api_token.encode()):
+            self.failures.setdefault(request.client.host if request.client else "", []).append(time.monotonic())
             return self.page(request, "login.html", http_status=401, nav=None, wrong=True, next=target)
         resp = RedirectResponse(target, status_code=303)
         resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", path=request.scope.get("root_path", "") or "/")
         return resp
 
     async def logout(self, request: Request) -> Response:
+        self.check_form(request, parse_qs((await request.body())[:8192].decode("utf-8", "replace")))
         resp = RedirectResponse(f"{self.base(request)}/login", status_code=303)
         resp.delete_cookie(COOKIE, path=request.scope.get("root_path", "") or "/", httponly=True, samesite="strict")
         return resp

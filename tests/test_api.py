@@ -72,7 +72,8 @@ def test_error_statuses(make_client, samples_dir, tmp_path):
     ok_url = "http://127.0.0.1:9/hook"
 
     def post(body):
-        return client.post("/video-inference", content=body if isinstance(body, str) else json.dumps(body))
+        return client.post("/video-inference", content=body if isinstance(body, str) else json.dumps(body),
+                           headers={"Content-Type": "application/json"})
 
     check(client.post("/video-inference", json={"filename": "a.mp4", "postback_url": ok_url}, headers={"Authorization": ""}),
           401, "bearer token")

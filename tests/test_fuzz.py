@@ -53,7 +53,8 @@ def test_generated_requests_get_json_4xx_or_202(make_client):
     @given(body=bodies, extra_headers=headers)
     def post(body, extra_headers):
         count["n"] += 1
-        _json_answer(client.post("/video-inference", content=body.encode("utf-8", "surrogatepass"), headers=extra_headers))
+        _json_answer(client.post("/video-inference", content=body.encode("utf-8", "surrogatepass"),
+                                 headers={"Content-Type": "application/json", **extra_headers}))
 
     @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(job_id=st.text(max_size=80), suffix=st.sampled_from(["", "/result"]), method=st.sampled_from(["GET", "POST", "DELETE"]))

@@ -50,7 +50,8 @@ def test_inputs_that_used_to_be_plain_500s_get_json_4xx(make_client, tmp_path):
     url = "http://127.0.0.1:9/x"
 
     def post(body):
-        return client.post("/video-inference", content=body if isinstance(body, str) else json.dumps(body))
+        return client.post("/video-inference", content=body if isinstance(body, str) else json.dumps(body),
+                           headers={"Content-Type": "application/json"})
 
     json_error(post("[" * 20000 + "]" * 20000), 400)
     json_error(post('{"filename": "a.mp4", "min_score": ' + "9" * 5000 + "}"), 400)
@@ -397,3 +398,77 @@ def test_max_chunks_total_caps_chunks_across_jobs(make_client, tmp_path, detecto
         assert status["status"] == "succeeded", status
         assert client.get(f"/jobs/{job_id}/result").json()["frames_processed"] == 30
     assert counting.most == most
+
+
+def test_cross_site_posts_are_refused_and_a_json_body_must_say_so(make_client):
+    """A page elsewhere can make a browser POST text/plain without a CORS preflight: refused by its Origin (403),
+    and a body that is not declared JSON is 415; the server's own origin and clients without Origin pass."""
+    client = make_client(api_token=None)
+    body = json.dumps({"filename": "clock_moving_360p25.mp4", "sample_fps": 1, "views": ["full"]})
+    assert "cross-site" in json_error(client.post("/video-inference", content=body, headers={
+        "Content-Type": "text/plain", "Origin": "http://evil.example"}), 403)["error"]
+    assert "application/json" in json_error(client.post("/video-inference", content=body,
+                                                        headers={"Content-Type": "text/plain"}), 415)["error"]
+    json_error(client.post("/video-inference", content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}), 415)
+    json_error(client.post("/video-inference", content=body, headers={"Content-Type": "application/json",
+                                                                       "Origin": "null"}), 403)
+    assert client.get("/jobs").json()["total"] == 0  # none of them made a job
+    own = client.post("/video-inference", content=body, headers={"Content-Type": "application/json",
+                                                                  "Origin": "http://testserver"})
+    assert own.status_code == 202, own.text
+    job = own.json()["job_id"]
+    json_error(client.delete(f"/jobs/{job}", headers={"Origin": "https://evil.example"}), 403)
+    json_error(client.post(f"/jobs/{job}/postback", headers={"Origin": "https://evil.example"}), 403)
+    allowed = make_client(api_token=None, allowed_origins=["https://studio.example"])
+    assert allowed.post("/video-inference", content=body, headers={"Content-Type": "application/json",
+                                                                    "Origin": "https://studio.example"}).status_code == 202
+
+
+def test_the_ui_forms_need_their_csrf_token_and_sign_in_is_throttled(make_client):
+    import re
+
+    client = make_client()  # with a token: the sign-in form
+    client.headers.pop("Authorization", None)
+    page = client.get("/ui/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    assert client.cookies.get("clockwork_csrf") == csrf
+    forged = client.post("/ui/login", data={"token": "wrong", "next": "/ui/jobs", "csrf": "guess"}, follow_redirects=False)
+    assert forged.status_code == 403 and "another site" in forged.text
+    evil = client.post("/ui/login", data={"token": "x", "csrf": csrf}, headers={"Origin": "http://evil.example"})
+    assert evil.status_code == 403
+    answers = [client.post("/ui/login", data={"token": f"wrong{i}", "csrf": csrf}, follow_redirects=False) for i in range(12)]
+    codes = [a.status_code for a in answers]
+    assert codes[:10] == [401] * 10 and codes[10:] == [429, 429], codes
+    assert int(answers[-1].headers["Retry-After"]) > 0
+    fresh = make_client()
+    fresh.headers.pop("Authorization", None)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', fresh.get("/ui/login").text).group(1)
+    from tests.conftest import TOKEN
+
+    signed = fresh.post("/ui/login", data={"token": TOKEN, "csrf": csrf, "next": "/ui/jobs"}, follow_redirects=False)
+    assert signed.status_code == 303 and fresh.cookies.get("clockwork_token")
+    jobs = fresh.get("/ui/jobs")
+    assert 'id="sign-out"' in jobs.text
+    out = fresh.post("/ui/logout", data={"csrf": csrf}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"].endswith("/ui/login")
+    fresh.cookies.delete("clockwork_token")  # the answer's Set-Cookie cleared it in a browser
+    assert fresh.get("/ui/jobs", follow_redirects=False).status_code == 303  # signed out: back to the form
+
+
+def test_unicode_digits_and_huge_numbers_are_4xx_not_500(make_client):
+    client = make_client()
+    json_error(client.get("/jobs?limit=²"), 400)
+    json_error(client.get("/jobs?offset=9223372036854775808"), 400)
+    assert client.get("/ui/jobs?offset=9223372036854775808").status_code == 200  # the first page
+    for path in ("/ui/videos/²", "/ui/videos/9223372036854775808", "/ui/videos/1/frames/².jpg", "/ui/remix/99999999999999999999",
+                 "/ui/remix/²"):
+        assert client.get(path).status_code == 404, path
+
+
+def test_a_symlink_loops_error_names_no_server_path(make_client, tmp_path):
+    client = make_client()
+    media = tmp_path / "media"
+    (media / "loopA.mp4").symlink_to(media / "loopB.mp4")
+    (media / "loopB.mp4").symlink_to(media / "loopA.mp4")
+    error = json_error(client.post("/video-inference", json={"filename": "loopA.mp4"}), 403)["error"]
+    assert "symlink loop" in error and str(tmp_path) not in error, error

@@ -161,15 +161,21 @@ def test_version_and_serve_flags(tmp_path):
         _app_args(missing)
 
 
-def test_job_progress_lines_and_a_catalog_inside_rays_copy_is_refused(tmp_path, monkeypatch):
-    from clockwork import settings
-    from jobs._common import Fatal, Steps, open_catalog
+def test_concat_reports_its_progress_from_ffmpeg(tmp_path):
+    from clockwork import ffmpeg
+    from clockwork.remix import concat, write_videolist
 
-    stream = io.StringIO()
-    steps = Steps(3, "cutting", "snippet", every_s=0.0, stream=stream)
-    for _ in range(3):
-        steps.update()
-    assert re.match(r"cutting: 3/3 snippets, [\d.]+/s, ETA 00:00:00$", stream.getvalue().splitlines()[-1])
+    piece = tmp_path / "piece.mp4"
+    ffmpeg.run(["-y", "-f", "lavfi", "-i", "testsrc=s=64x64:r=25:d=3", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(piece)])
+    seen: list[float] = []
+    concat(write_videolist([piece] * 4, tmp_path / "list.txt"), tmp_path / "out.mp4", on_progress=seen.append)
+    assert seen and seen == sorted(seen) and 11.0 <= seen[-1] <= 12.1, seen  # four 3 s pieces, as ffmpeg writes them
+
+
+def test_a_catalog_inside_rays_copy_is_refused(tmp_path, monkeypatch):
+    from clockwork import settings
+    from jobs._common import Fatal, open_catalog
+
     inside = tmp_path / "session_1" / "runtime_resources" / "working_dir_files" / "x"
     with pytest.raises(Fatal, match="inside Ray's temporary copy"):
         open_catalog(f"sqlite:///{inside}/catalog.sqlite")

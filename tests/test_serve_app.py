@@ -37,7 +37,8 @@ class App:
     def post(self, body, **kw):
         headers = {**self.headers, **kw.pop("headers", {})}
         if isinstance(body, (bytes, str)):
-            return requests.post(f"{self.base}/video-inference", data=body, headers=headers, timeout=30, **kw)
+            return requests.post(f"{self.base}/video-inference", data=body, headers={"Content-Type": "application/json", **headers},
+                                 timeout=30, **kw)
         return requests.post(f"{self.base}/video-inference", json=body, headers=headers, timeout=30, **kw)
 
     def get(self, path):
@@ -276,3 +277,36 @@ def test_a_replica_decodes_at_most_its_decoders_chunks_at_once(serve_port, sampl
     for tag in "ab":  # each stream: every sampled frame (6 s at 5 a second), then its end
         mine = [e for e in events if e[0] == tag]
         assert sum(p for _, _, p in mine) == 30 and mine[-1][1]
+
+
+def test_cancel_stops_the_chunks_and_a_job_posted_after_it_runs_at_once(deploy, media):
+    """A long every-frame job cancelled mid-run frees the detector: a small job posted after the cancel takes about
+    as long as it takes alone (the cancelled job had minutes of chunks left)."""
+    from clockwork import ffmpeg
+
+    (media / "media").mkdir(exist_ok=True)
+    ffmpeg.run(["-y", "-f", "lavfi", "-i", "testsrc2=s=640x360:r=25:d=240", "-c:v", "libx264", "-preset", "ultrafast",
+                "-g", "250", "-pix_fmt", "yuv420p", str(media / "media" / "long-cancel.mp4")])
+    app = deploy()
+
+    def quick(rate: float) -> float:
+        t0 = time.monotonic()
+        job = app.post({"filename": "clock_moving_360p25.mp4", "sample_fps": rate, "views": ["full"], "read_time": False})
+        assert job.status_code == 202, job.text
+        assert app.wait(job.json()["job_id"], lambda s: s["status"] in ("succeeded", "failed"))["status"] == "succeeded"
+        return time.monotonic() - t0
+
+    alone = quick(2)
+    long_id = app.post({"filename": "long-cancel.mp4", "sample_fps": 0, "views": ["full", "tiles"], "multiscale_fps": 0,
+                        "read_time": False}).json()["job_id"]
+    running = app.wait(long_id, lambda s: s["progress"]["frames_done"] > 0)
+    rate = running["progress"]["frames_done"]
+    gone = requests.delete(f"{app.base}/jobs/{long_id}", headers=app.headers, timeout=30)
+    assert gone.status_code == 202, gone.text
+    after = quick(3)  # another body: not the same job again
+    status = app.get(f"/jobs/{long_id}").json()
+    print(f"\ncancel: the small job alone {alone:.1f} s, posted after cancelling a 240 s every-frame job {after:.1f} s "
+          f"(the cancelled job had done {status['progress']['frames_done']} of 6000 frames; {rate} when cancelled)")
+    assert status["status"] == "cancelled"
+    # the cancelled job's chunks (about 6000 frames in 5 views, minutes of CPU) no longer hold the detector
+    assert after < alone + 20, (alone, after)

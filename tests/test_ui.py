@@ -30,7 +30,8 @@ def live(tmp_path_factory, samples_dir, detector):
     media = tmp / "media"
     media.mkdir()
     shutil.copy(samples_dir / "clock_static_720p30.mp4", media / "<script>alert('x')<b>.mp4")
-    args = AppArgs(media_roots=[str(samples_dir), str(media)], database_url=f"sqlite:///{tmp}/ui.sqlite", api_token=TOKEN)
+    args = AppArgs(media_roots=[str(samples_dir), str(media)], database_url=f"sqlite:///{tmp}/ui.sqlite", api_token=TOKEN,
+                   cache_dir=str(tmp / "cache"))
     with AppServer(build_app(Api(args, LocalDetectorClient(detector)))) as server:
         yield {"base": server.url, "headers": {"Authorization": f"Bearer {TOKEN}"}, "media": media, "db": f"{tmp}/ui.sqlite"}
 
@@ -223,8 +224,85 @@ def test_the_remix_page_plays_and_places_each_snippet(live, browser, samples_dir
                for img in browser.find_elements(By.CSS_SELECTOR, "img.thumb"))
     assert "empty.mp4" in browser.find_element(By.ID, "no-clocks").text
     assert not console_errors(browser)
+
+
+def test_every_remix_is_listed_and_cards_snippets_and_gaps_are_drawn_apart(live, browser, samples_dir):
+    """A time-of-day remix with cards beside a random one: both listed; the cards drawn black, the snippets orange,
+    with a legend; the dial's coverage shown only for the time-of-day remix."""
+    from selenium.webdriver.common.by import By
+
+    from clockwork.catalog import Catalog, Remix
+    from clockwork.remix import Pick, Selection, place, remix_document
+
+    sign_in(browser, live["base"])
+    source = str(samples_dir / "clock_moving_360p25.mp4")
+    picks = [Pick("c.mp4", str(samples_dir / "clock_static_720p30.mp4"), source, 0.5, 3.0, 0.9, None, 612),
+             Pick("d.mp4", str(samples_dir / "clock_60fps_480p.mp4"), source, 5.0, 7.0, 0.8, None, 615)]
+    sources = {source: {"duration_s": 8.0, "frames": [(1.0, 0.9)], "segments": [(0.5, 3.0), (5.0, 7.0)]}}
+    placement = place(picks, start=612, span=5)
+    clock_doc = remix_document(samples_dir / "clock_static_720p30.mp4", picks=picks, sources=sources,
+                               selection=Selection(picks, [], [], []), label="clock", order="time-of-day", placement=placement)
+    random_doc = remix_document(samples_dir / "clock_60fps_480p.mp4", picks=picks, sources=sources,
+                                selection=Selection(picks, [], [], []), label="clock", order="random")
+    with Catalog(f"sqlite:///{live['db']}").session() as s:
+        older = Remix(path=clock_doc["path"], label="clock", duration_s=placement.duration_s, document=clock_doc)
+        s.add(older)
+        s.flush()
+        older_id = older.id
+        s.add(Remix(path=random_doc["path"], label="clock", duration_s=4.5, document=random_doc))
+    browser.get(f"{live['base']}/ui/remix")  # the newest: the random one
+    listed = [r.get_attribute("data-remix") for r in browser.find_elements(By.CSS_SELECTOR, "tr.remix")]
+    assert str(older_id) in listed and len(listed) >= 2
+    assert not browser.find_elements(By.ID, "coverage")  # a random order keeps no time of day
+    browser.find_element(By.CSS_SELECTOR, "details#all-remixes summary").click()
+    browser.find_element(By.CSS_SELECTOR, f'tr.remix[data-remix="{older_id}"] a').click()
+    wait_for(browser, "#coverage")
+    assert browser.current_url.endswith(f"/ui/remix/{older_id}")
+    placed = browser.find_elements(By.CSS_SELECTOR, "svg.timeline")[0].find_elements(By.CSS_SELECTOR, "rect.segment")
+    kinds = [r.get_attribute("data-kind") for r in placed]
+    fills = {r.get_attribute("data-kind"): r.get_attribute("fill") for r in placed}
+    assert kinds.count("snippet") == 2 and kinds.count("card") == len(clock_doc["cards"]) >= 1
+    assert fills["card"] != fills["snippet"] and "gap" not in fills  # the cards fill every minute no clip covers
+    legend = browser.find_element(By.ID, "legend").text
+    assert "snippet" in legend and "black card" in legend and "gap" in legend
+    assert not console_errors(browser)
     shots = os.environ.get("CLOCKWORK_SCREENSHOTS")  # README images: CLOCKWORK_SCREENSHOTS=docs/img pytest tests/test_ui.py
     if shots:
         browser.save_screenshot(os.path.join(shots, "ui-remix.png"))
-        browser.get(f"{live['base']}/ui/jobs/{job_id}")
+
+
+def test_a_videos_page_plays_it_with_a_box_on_every_frame(live, browser):
+    """At the defaults (a scan), the player's video has the box on a frame the scan never examined."""
+    import av
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, live["base"])
+    job_id = submit(live, filename="clock_moving_360p25.mp4")
+    wait_for_job(lambda j: requests.get(f"{live['base']}/jobs/{j}", headers=live["headers"], timeout=10).json(), job_id,
+                 lambda s: s["status"] == "succeeded")
+    result = requests.get(f"{live['base']}/jobs/{job_id}/result", headers=live["headers"], timeout=10).json()
+    seg = result["segments"][0]
+    examined = {f["frame_no"] for f in result["frame_data"]}
+    between = next(n for n in range(seg["start_frame"], seg["end_frame"]) if n not in examined)
+    browser.get(f"{live['base']}/ui/library")
+    browser.find_element(By.LINK_TEXT, "clock_moving_360p25.mp4").click()
+    player = wait_for(browser, "video#annotated", timeout=120)  # the page refreshes while the video is drawn
+    data = requests.get(player.get_attribute("src"), cookies={c["name"]: c["value"] for c in browser.get_cookies()}, timeout=60)
+    assert data.status_code == 200 and data.headers["content-type"] == "video/mp4"
+    path = live["media"].parent / "annotated-download.mp4"
+    path.write_bytes(data.content)
+    with av.open(str(path)) as container:
+        frame = next(f for i, f in enumerate(container.decode(video=0)) if i == between).to_ndarray(format="rgb24").astype(int)
+    red = (frame[..., 0] > 200) & (frame[..., 1] < 110) & (frame[..., 2] < 110)  # the first track's colour
+    assert red.sum() > 50, (between, red.sum())
+    for _ in range(50):
+        if browser.execute_script("return arguments[0].readyState", player) >= 1:
+            break
+        time.sleep(0.1)
+    assert browser.execute_script("return arguments[0].duration", player) > 7
+    assert not console_errors(browser)
+    shots = os.environ.get("CLOCKWORK_SCREENSHOTS")
+    if shots:  # the README's image: the player paused mid-segment, on a frame the scan did not examine
+        browser.execute_script("arguments[0].currentTime = arguments[1]", player, between / result["fps"])
+        time.sleep(1.0)
         browser.save_screenshot(os.path.join(shots, "ui-video.png"))
