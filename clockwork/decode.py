@@ -193,6 +193,66 @@ def keyframe_times(path: str | Path, times: Sequence[float]) -> list[float | Non
     return out
 
 
+EBML_MAGIC, MATROSKA_SEGMENT = 0x1A45DFA3, 0x18538067
+
+
+def _ebml_vint(buf: bytes, pos: int, *, marker: bool) -> tuple[int, int, bool]:
+    """One EBML variable-length integer at ``pos``: (value, next position, whether it is "unknown" (all ones)).
+    IDs keep their length marker (``marker``); sizes do not."""
+    first = buf[pos]
+    if first == 0:
+        raise ValueError("invalid EBML integer")
+    length = 9 - first.bit_length()
+    value = first if marker else first & ((1 << (8 - length)) - 1)
+    for b in buf[pos + 1:pos + length]:
+        value = (value << 8) | b
+    if pos + length > len(buf):
+        raise ValueError("EBML integer past the header read")
+    return value, pos + length, not marker and value == (1 << (7 * length)) - 1
+
+
+def matroska_declared_end(path: str | Path) -> int | None:
+    """Where a Matroska or WebM file says it ends (the end of its Segment, in bytes); None for other containers and
+    for a Segment of unknown size (a live recording). A file shorter than this was cut short."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+        element, pos, _ = _ebml_vint(head, 0, marker=True)
+        if element != EBML_MAGIC:
+            return None
+        size, pos, _ = _ebml_vint(head, pos, marker=False)
+        element, pos, _ = _ebml_vint(head, pos + size, marker=True)
+        if element != MATROSKA_SEGMENT:
+            return None
+        size, pos, unknown = _ebml_vint(head, pos, marker=False)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None if unknown else pos + size
+
+
+def completeness_claim(path: str | Path, info: VideoInfo) -> tuple[str, int | None]:
+    """What the container claims that a cut-short file would fail: ("frames listed", n), ("segment size", bytes)
+    or ("none", None) where it claims nothing checkable (MPEG-TS, raw streams)."""
+    if info.frames_listed:
+        return "frames listed", info.frames_listed
+    declared = matroska_declared_end(path)
+    if declared is not None:
+        return "segment size", declared
+    return "none", None
+
+
+def check_complete(path: str | Path, info: VideoInfo, *, name: str | Path | None = None) -> tuple[str, int | None]:
+    """``completeness_claim``, and a CorruptVideoError (naming ``name``, else ``path``) when the file is shorter than
+    its container declares. Frame counts are checked where the frames are decoded."""
+    claim, declared = completeness_claim(path, info)
+    if claim == "segment size" and declared is not None:
+        size = os.stat(path).st_size
+        if size < declared:
+            raise CorruptVideoError(Path(name or path), f"truncated: the file ends at byte {size:,} of the {declared:,} "
+                                                         "its container declares")
+    return claim, declared
+
+
 def measured_duration(path: str | Path, claimed_s: float) -> float | None:
     """Where the video packets really end (s), read from the file's tail: a seek to the claimed end
     lands on the last keyframe, and the packets after it are demuxed (no decoding). ``None`` when no
@@ -241,6 +301,7 @@ class VideoDecoder:
         self.path = Path(path)
         self.sample_fps = float(sample_fps) if sample_fps else None
         self.start_s, self.end_s = float(start_s), end_s
+        self.max_pixels = max_pixels
         self._container = _open(self.path)
         try:
             info = _info(self.path, self._container, max_pixels)
@@ -307,6 +368,9 @@ class VideoDecoder:
         index = self._index0
         while raw is not None:
             t = (raw.time if raw.time is not None else index / (self.info.fps or 30.0)) - self._start_s
+            if self.max_pixels and raw.width * raw.height > self.max_pixels:  # a stream may change size mid-way
+                raise VideoTooLargeError(self.path, f"the frame at {max(t, 0.0):.2f} s is {raw.width}x{raw.height}, over the "
+                                                    f"limit of {self.max_pixels:,} pixels a frame")
             if t < self.start_s - 1e-6:  # frames between the seek's keyframe and the chunk start
                 self.frames_skipped += 1
                 raw = self._next_raw()

@@ -22,7 +22,7 @@ import numpy as np
 
 from clockwork._logging import logger
 from clockwork.decode import VideoDecoder, VideoInfo
-from clockwork.settings import DETECT
+from clockwork.settings import DETECT, LIMITS
 
 if TYPE_CHECKING:
     import torch
@@ -60,20 +60,23 @@ class FrameReader:
     gives) lets a caller that already has it skip opening the file twice (a chunk of a long video). ``nvdec_reuse``: take
     an NVDEC decoder an earlier reader of this process left, and leave this one for the next (``clockwork.nvdec.DecoderPool``).
     ``nvdec_stream``: the NVDEC decoder works on a CUDA stream of its own, not the model's (``DETECT.nvdec_stream``).
-    After iterating, ``frames_decoded`` counts the frames decoded inside the range, sampled or not.
+    ``max_pixels``: a frame larger than this fails with VideoTooLargeError before it is converted (the CPU decoder
+    checks every frame: a stream may change size mid-way). After iterating, ``frames_decoded`` counts the frames
+    decoded inside the range, sampled or not.
     """
 
     def __init__(self, path: str | Path, *, device: str | torch.device | None = "cpu",
                  sample_fps: float | None = None, start_s: float = 0.0, end_s: float | None = None,
                  batch_size: int | None = None, nvdec: bool = DETECT.nvdec, info: VideoInfo | None = None,
-                 nvdec_reuse: bool = DETECT.nvdec_reuse, nvdec_stream: bool = DETECT.nvdec_stream):
+                 nvdec_reuse: bool = DETECT.nvdec_reuse, nvdec_stream: bool = DETECT.nvdec_stream,
+                 max_pixels: int | None = LIMITS.max_frame_pixels):
         self.path = str(path)
         self.device_type, self.device_index = _parse_device(device)
         self.sample_fps = sample_fps
         self.start_s, self.end_s = start_s, end_s
         cpu_dec = None
         if info is None:  # open the CPU decoder once: it is the probe, and the decoder when NVDEC cannot serve
-            cpu_dec = VideoDecoder(path, sample_fps=sample_fps, start_s=start_s, end_s=end_s)
+            cpu_dec = VideoDecoder(path, sample_fps=sample_fps, start_s=start_s, end_s=end_s, max_pixels=max_pixels)
             info = cpu_dec.info
         self.info = info
         problem = self.nvdec_problem(self.info, self.device_type) if nvdec else "disabled"
@@ -95,7 +98,7 @@ class FrameReader:
                                         sample_fps=sample_fps, start_s=start_s, end_s=end_s, reuse=nvdec_reuse,
                                         stream=nvdec_stream)
         else:
-            self._dec = cpu_dec or VideoDecoder(path, sample_fps=sample_fps, start_s=start_s, end_s=end_s)
+            self._dec = cpu_dec or VideoDecoder(path, sample_fps=sample_fps, start_s=start_s, end_s=end_s, max_pixels=max_pixels)
             self.info = self._dec.info  # the CPU decoder knows the rotation from the first frame
 
     @staticmethod

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from clockwork.clocktime import MINUTES, ClockTime, fuse
-from clockwork.decode import SampleGrid, VideoInfo
+from clockwork.decode import SampleGrid, VideoInfo, check_complete
 from clockwork.result import Detection, FrameDetections, VideoResult
 from clockwork.scan import coarse_fps, refine_windows, resolve_mode, scan_record
 from clockwork.segments import Hit, Segment, SegmentRules, build_segments, segment_fps
@@ -362,6 +362,7 @@ def detect_video(
         coarse = coarse_fps(info.fps, rules.gap_s)
     with FrameReader(path, device=detector.device, sample_fps=coarse or sample_fps, batch_size=batch_size, info=info) as reader:
         info = reader.info
+        checked_against, claimed = check_complete(path, info)  # a file cut short fails before decoding
         builder = ResultBuilder(info, model=detector.model_info, labels=labels, min_score=min_score,
                                 sample_fps=sample_fps, rules=rules, views=views, multiscale_fps=multiscale_fps)
         stage = STAGE_COARSE if coarse else STAGE_SAMPLED if sample_fps else STAGE_EVERY
@@ -374,4 +375,4 @@ def detect_video(
             with FrameReader(path, device=detector.device, start_s=a, end_s=b, batch_size=batch_size, info=info) as reader:
                 run(reader, builder, SampleGrid(DETECT.read_fps, a) if read_time else None, (STAGE_REFINE, total_s, done_s, a))
             done_s += b - a
-    return builder.build(decoded)
+    return replace(builder.build(decoded), completeness={"checked_against": checked_against, "claimed": claimed})

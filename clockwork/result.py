@@ -99,6 +99,9 @@ class VideoResult:
     # where every frame was examined, the views after the first ran on about this many frames a second (None: every frame)
     multiscale_fps: float | None = None
     scan: dict | None = None  # coarse-to-fine scan (clockwork.scan): the coarse rate and the windows seen at every frame
+    # what the container claims that a cut-short file would fail: {"checked_against": "frames listed" | "segment size" |
+    # "none", "claimed": n | None}; "none" (MPEG-TS) says no truncation could be checked
+    completeness: dict | None = None
 
     @property
     def clock_frames(self) -> int:
@@ -144,6 +147,7 @@ class VideoResult:
             frame_data=[FrameDetections.from_json(f) for f in d.get("frame_data", [])],
             segments=[Segment.from_json(s) for s in d.get("segments", [])],
             views=list(d.get("views", ["full"])), multiscale_fps=d.get("multiscale_fps"), scan=d.get("scan"),
+            completeness=d.get("completeness"),
         )
 
     def to_json(self) -> dict:
@@ -165,6 +169,7 @@ class VideoResult:
             "views": list(self.views),
             "multiscale_fps": self.multiscale_fps,
             "scan": self.scan,
+            "completeness": self.completeness,
             "segments": [s.to_json() for s in self.segments],
             "frame_data": [f.to_json() for f in self.frame_data],
         }

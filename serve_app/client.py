@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from clockwork.errors import VideoError
-from clockwork.settings import DETECT
+from clockwork.settings import DETECT, LIMITS
 
 
 class DetectorClient(Protocol):
@@ -31,7 +31,8 @@ class DetectorClient(Protocol):
     def detect_chunk(self, path: str, start_s: float, end_s: float | None, *, labels: list[str] | None,
                      min_score: float | dict, sample_fps: float | None, views: list[str],
                      read_time: bool = DETECT.read_time, roots: list[str] | None = None,
-                     multiscale_fps: float | None = DETECT.multiscale_fps) -> AsyncIterator[dict]: ...
+                     multiscale_fps: float | None = DETECT.multiscale_fps,
+                     max_pixels: int | None = LIMITS.max_frame_pixels) -> AsyncIterator[dict]: ...
 
 
 class RayDetectorClient:
@@ -56,10 +57,11 @@ class RayDetectorClient:
         return (await self._information())["model"]
 
     async def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time=DETECT.read_time,
-                           roots=None, multiscale_fps=DETECT.multiscale_fps) -> AsyncIterator[dict]:
+                           roots=None, multiscale_fps=DETECT.multiscale_fps,
+                           max_pixels=LIMITS.max_frame_pixels) -> AsyncIterator[dict]:
         stream = self.handle.options(stream=True).detect_chunk.remote(
             path, start_s, end_s, labels=labels, min_score=min_score, sample_fps=sample_fps, views=views, read_time=read_time,
-            roots=roots, multiscale_fps=multiscale_fps)
+            roots=roots, multiscale_fps=multiscale_fps, max_pixels=max_pixels)
         finished = False
         try:
             async for item in stream:
@@ -87,7 +89,8 @@ class LocalDetectorClient:
         return self.detector.model_info
 
     async def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time=DETECT.read_time,
-                           roots=None, multiscale_fps=DETECT.multiscale_fps) -> AsyncIterator[dict]:
+                           roots=None, multiscale_fps=DETECT.multiscale_fps,
+                           max_pixels=LIMITS.max_frame_pixels) -> AsyncIterator[dict]:
         from clockwork.decode import SampleGrid
         from clockwork.frames import FrameReader
         from clockwork.media import open_confined
@@ -98,7 +101,7 @@ class LocalDetectorClient:
         self.detector.label_ids(labels)
         with open_confined(path, roots) as opened:
             reader = await asyncio.to_thread(renamed_errors(FrameReader, path), opened, device=self.detector.device,
-                                             sample_fps=sample_fps, start_s=start_s, end_s=end_s)
+                                             sample_fps=sample_fps, start_s=start_s, end_s=end_s, max_pixels=max_pixels)
         stride = view_stride(reader.info.fps, sample_fps, multiscale_fps)
         batches = Prefetch(reader)
         grid = SampleGrid(DETECT.read_fps, start_s) if read_time else None

@@ -24,7 +24,7 @@ from clockwork.gpu_stats import GpuStats
 from clockwork.media import open_confined
 from clockwork.pipeline import Prefetch, read_clocks
 from clockwork.reader import shared_reader
-from clockwork.settings import DETECT, SERVE_BATCH
+from clockwork.settings import DETECT, LIMITS, SERVE_BATCH
 from clockwork.views import parse_views, view_stride
 from serve_app.client import renamed_errors
 from serve_app.config import DetectorArgs
@@ -149,7 +149,8 @@ class DetectorDeployment:
     async def detect_chunk(self, path: str, start_s: float = 0.0, end_s: float | None = None, *,
                            labels: list[str] | None, min_score: float | dict, sample_fps: float | None,
                            views: list[str] | None = None, read_time: bool = DETECT.read_time,
-                           roots: list[str] | None = None, multiscale_fps: float | None = DETECT.multiscale_fps) -> AsyncIterator[dict]:
+                           roots: list[str] | None = None, multiscale_fps: float | None = DETECT.multiscale_fps,
+                           max_pixels: int | None = LIMITS.max_frame_pixels) -> AsyncIterator[dict]:
         """Stream ``{"frames": [FrameDetections, ...], "processed": n}`` per pack (frames with detections
         only), then ``{"done": True, "decoder": ..., "frames_decoded": n}``. Raises VideoError subclasses
         for bad files. At most ``decoders`` chunks decode at once (``SERVE_BATCH.decoders``)."""
@@ -158,11 +159,11 @@ class DetectorDeployment:
         async with self._decoders:
             async for item in self._detect_chunk(path, start_s, end_s, labels=labels, min_score=min_score,
                                                  sample_fps=sample_fps, views=views, read_time=read_time, roots=roots,
-                                                 multiscale_fps=multiscale_fps):
+                                                 multiscale_fps=multiscale_fps, max_pixels=max_pixels):
                 yield item
 
     async def _detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time, roots,
-                            multiscale_fps) -> AsyncIterator[dict]:
+                            multiscale_fps, max_pixels) -> AsyncIterator[dict]:
         from clockwork.result import FrameDetections
 
         # the file is opened once here and read through that descriptor: a name swapped for a symlink after the
@@ -172,7 +173,8 @@ class DetectorDeployment:
             reader = await asyncio.to_thread(renamed_errors(FrameReader, path), opened, device=self.detector.device,
                                              sample_fps=sample_fps, start_s=start_s, end_s=end_s,
                                              batch_size=self.args.frames_per_call, nvdec=self.args.nvdec, info=info,
-                                             nvdec_reuse=self.args.nvdec_reuse, nvdec_stream=self.args.nvdec_stream)
+                                             nvdec_reuse=self.args.nvdec_reuse, nvdec_stream=self.args.nvdec_stream,
+                                             max_pixels=max_pixels)
         if reader.fallback_reason:
             self.metrics.fallbacks.inc(tags={"reason": reader.fallback_reason})
         stride = view_stride(info.fps, sample_fps, multiscale_fps)

@@ -22,8 +22,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from functools import partial
 
+import av
+import numpy as np
+
 from clockwork.catalog import Catalog, Job, JobStatus, utcnow
-from clockwork.decode import VideoInfo, keyframe_times, measured_duration, probe
+from clockwork.decode import VideoInfo, check_complete, completeness_claim, keyframe_times, measured_duration, packet_times, probe
 from clockwork.errors import ClockworkError, CorruptVideoError, VideoError, VideoTooLargeError
 from clockwork.media import PathNotAllowedError, open_confined, relative_name
 from clockwork.pipeline import STAGE_COARSE, STAGE_EVERY, STAGE_REFINE, STAGE_SAMPLED, ResultBuilder
@@ -69,8 +72,9 @@ class ChunkFanout:
 
     def __init__(self, detector: DetectorClient, *, chunk_s: float, max_in_flight: int, retries: int,
                  on_progress: Callable[[int, dict], Awaitable[None]], roots: list[str] | None = None,
-                 slots: asyncio.Semaphore | None = None):
+                 slots: asyncio.Semaphore | None = None, max_pixels: int | None = None):
         self.detector = detector
+        self.max_pixels = max_pixels  # every decoded frame is held to it, not only the header's size
         self.chunk_s = chunk_s
         self.sem = asyncio.Semaphore(max_in_flight)
         self.slots = slots  # shared by every job of this API replica (AppArgs.max_chunks_total); None: no such cap
@@ -83,6 +87,7 @@ class ChunkFanout:
         self.stage = {"stage": "", "video_s_done": 0.0, "video_s_total": 0.0}
         self.rate = 0.0
         self.empty_from: float | None = None  # the first chunk that decoded nothing: the video ends before it
+        self.last_packet_s = -1.0  # the last video packet's time, where the packet index could be read
 
     async def run(self, path: str, info: VideoInfo, params: dict, model: dict) -> tuple[dict, dict]:
         """Every chunk at the job's rate; with ``scan``, every chunk at the coarse rate first, then every frame
@@ -94,6 +99,12 @@ class ChunkFanout:
                                 multiscale_fps=params.get("multiscale_fps", DETECT.multiscale_fps))
         coarse = coarse_fps(info.fps) if scan else None
         chunks = await asyncio.to_thread(plan_chunks, info.duration_s, self.chunk_s, partial(self._keyframes, path))
+        # a variable-rate file may hold long stretches without a frame: skip those chunks, and never read an empty
+        # chunk as the end of the video while frames come after it
+        times = await asyncio.to_thread(self._packets, path)
+        if times is not None and len(times):
+            chunks = [(a, b) for a, b in chunks if _holds_packets(times, a, b)]
+            self.last_packet_s = float(times[-1])
         t = time.perf_counter()
         rate = coarse or params["sample_fps"]
         self._begin(STAGE_COARSE if coarse else STAGE_SAMPLED if rate else STAGE_EVERY, info.duration_s, rate or info.fps)
@@ -110,11 +121,13 @@ class ChunkFanout:
             self._begin(STAGE_REFINE, sum(b - a for a, b in windows), info.fps)
             await self._fan(path, {**params, "sample_fps": None}, builder, [(a, b, False) for a, b in windows])
             timings["refined"] = len(windows)
-        result = builder.build(decoded)
+        checked_against, claimed = await asyncio.to_thread(self._claim, path, info)
+        result = replace(builder.build(decoded), completeness={"checked_against": checked_against, "claimed": claimed})
+        document = result.to_json()
         timings["detect_s"] = round(time.perf_counter() - t, 3)
         if self.empty_from is not None:
             timings["video_ends_before_s"] = self.empty_from
-        return result.to_json(), timings
+        return document, timings
 
     def _begin(self, stage: str, total_s: float, rate: float | None) -> None:
         self.stage = {"stage": stage, "video_s_done": 0.0, "video_s_total": round(total_s, 3), "stage_started": time.time()}
@@ -125,6 +138,18 @@ class ChunkFanout:
         seconds = min(processed / self.rate, max(room_s, 0.0))
         self.stage["video_s_done"] = round(min(self.stage["video_s_done"] + seconds, self.stage["video_s_total"]), 3)
         return seconds
+
+    def _claim(self, path: str, info: VideoInfo) -> tuple[str, int | None]:
+        with open_confined(path, self.roots) as opened:
+            return completeness_claim(opened, info)
+
+    def _packets(self, path: str):
+        """The video packets' times (demuxed, not decoded; ``decode.packet_times``), or None when unreadable."""
+        try:
+            with open_confined(path, self.roots) as opened:
+                return packet_times(opened)
+        except (OSError, ValueError, av.error.FFmpegError):
+            return None
 
     def _keyframes(self, path: str, times: list[float]) -> list[float | None]:
         with open_confined(path, self.roots) as opened:
@@ -149,7 +174,7 @@ class ChunkFanout:
                 room = (end if end is not None else self.stage["video_s_total"]) - start
                 try:
                     # the detector runs at the hysteresis threshold; the builder keeps what reaches min_score
-                    async for item in self.detector.detect_chunk(path, start, end, roots=self.roots,
+                    async for item in self.detector.detect_chunk(path, start, end, roots=self.roots, max_pixels=self.max_pixels,
                                                                  **{**params, "min_score": builder.detect_threshold}):
                         if item.get("done"):
                             decoded = item["frames_decoded"]
@@ -171,7 +196,7 @@ class ChunkFanout:
                     continue
                 if counts:
                     self.decoded += decoded
-                if counts and decoded == 0 and start > 0:
+                if counts and decoded == 0 and start > 0 and start > self.last_packet_s:
                     self.empty_from = start if self.empty_from is None else min(self.empty_from, start)
                 covered += self._advance(1 << 30, room - covered)  # the chunk is done: all of its time is
                 await self.on_progress(self.done, self.stage)
@@ -179,6 +204,11 @@ class ChunkFanout:
                     builder.add_frame(f.frame_no, f.timestamp_s, f.detections)
                 builder.processed += processed - len(frames)
                 return
+
+
+def _holds_packets(times: np.ndarray, start: float, end: float | None) -> bool:
+    i = int(np.searchsorted(times, start - 1e-6, side="left"))
+    return i < len(times) and (end is None or float(times[i]) < end - 1e-6)
 
 
 def _first_cause(error: BaseException) -> BaseException:
@@ -335,7 +365,7 @@ class JobRunner:
         self.detecting.add(job.id)
         fanout = ChunkFanout(self.detector, chunk_s=self.args.chunk_s, max_in_flight=self.args.max_chunks_in_flight,
                              retries=self.args.chunk_retries, on_progress=progress, roots=self.args.media_roots,
-                             slots=self.chunk_slots)
+                             slots=self.chunk_slots, max_pixels=self.args.max_frame_pixels)
         try:
             info = checked or await self.check(job.video_path)
             await asyncio.to_thread(self._update, job.id, frames_total=info.frames_total)
@@ -366,6 +396,7 @@ class JobRunner:
             except VideoError as exc:
                 raise type(exc)(path, exc.reason) from None
             real = measured_duration(opened, info.duration_s)
+            check_complete(opened, info, name=path)
         if real is not None and real < 0.9 * info.duration_s - 1:
             logger.warning("%s: the header claims %.1f s, the packets end at %.1f s; planning from the packets",
                            path, info.duration_s, real)

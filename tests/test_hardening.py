@@ -472,3 +472,52 @@ def test_a_symlink_loops_error_names_no_server_path(make_client, tmp_path):
     (media / "loopB.mp4").symlink_to(media / "loopA.mp4")
     error = json_error(client.post("/video-inference", json={"filename": "loopA.mp4"}), 403)["error"]
     assert "symlink loop" in error and str(tmp_path) not in error, error
+
+
+def test_a_frame_over_the_limit_mid_stream_fails_the_job_before_it_is_converted(make_client, tmp_path):
+    """64x64, then one larger frame, then 64x64 again, in one MPEG-TS: the header passes, the large frame fails the job."""
+    media = tmp_path / "media"
+    parts = []
+    for name, size in (("a.ts", "64x64"), ("big.ts", "320x320"), ("c.ts", "64x64")):
+        media.mkdir(parents=True, exist_ok=True)
+        ffmpeg("-f", "lavfi", "-i", f"testsrc=size={size}:rate=10:duration={0.1 if name == 'big.ts' else 1}",
+               "-pix_fmt", "yuv420p", "-c:v", "libx264", "-f", "mpegts", str(media / name))
+        parts.append((media / name).read_bytes())
+    (media / "mixed.ts").write_bytes(b"".join(parts))
+    client = make_client(max_frame_pixels=64 * 64 * 4)
+    job = client.post("/video-inference", json={"filename": "mixed.ts", "sample_fps": 0, "views": ["full"], "read_time": False})
+    assert job.status_code == 202, job.text  # the header says 64x64
+    status = wait(client, job.json()["job_id"], lambda s: s["status"] in ("succeeded", "failed"))
+    assert status["status"] == "failed" and "320x320, over the limit of 16,384 pixels" in status["error"], status
+
+
+def test_a_truncated_matroska_file_is_refused_and_results_say_what_was_checked(make_client, tmp_path):
+    media = tmp_path / "media"
+    whole = tiny(media, "whole.mkv", 20)
+    data = whole.read_bytes()
+    (media / "cut.mkv").write_bytes(data[: int(len(data) * 0.7)])
+    client = make_client()
+    error = json_error(client.post("/video-inference", json={"filename": "cut.mkv", "sample_fps": 1, "views": ["full"]}), 422)
+    assert "truncated: the file ends at byte" in error["error"] and str(tmp_path) not in error["error"], error
+    ts = tiny(media, "whole.ts", 2, "64x64", "-f", "mpegts")
+    for name, claim in ((whole.name, "segment size"), (ts.name, "none")):
+        job = client.post("/video-inference", json={"filename": name, "sample_fps": 1, "views": ["full"], "read_time": False})
+        assert job.status_code == 202, job.text
+        wait(client, job.json()["job_id"], lambda s: s["status"] == "succeeded")
+        doc = client.get(f"/jobs/{job.json()['job_id']}/result").json()
+        assert doc["completeness"]["checked_against"] == claim, (name, doc["completeness"])
+
+
+def test_frames_far_apart_in_a_variable_rate_file_are_all_examined(make_client, tmp_path):
+    """Frames at 0, 50,000 and 100,000 s: the chunks between them hold nothing, and none of them ends the video."""
+    media = tmp_path / "media"
+    media.mkdir(parents=True, exist_ok=True)
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=1:duration=3", "-vf", "setpts=N*50000/TB", "-fps_mode", "passthrough",
+           "-pix_fmt", "yuv420p", "-c:v", "libx264", str(media / "sparse.mkv"))
+    client = make_client()
+    job = client.post("/video-inference", json={"filename": "sparse.mkv", "sample_fps": 0, "views": ["full"], "read_time": False})
+    assert job.status_code == 202, job.text
+    status = wait(client, job.json()["job_id"], lambda s: s["status"] in ("succeeded", "failed"), timeout=300)
+    assert status["status"] == "succeeded", status
+    doc = client.get(f"/jobs/{job.json()['job_id']}/result").json()
+    assert doc["frames_processed"] == 3 and doc["duration_s"] >= 100_000, {k: doc[k] for k in ("frames_processed", "duration_s")}
