@@ -24,7 +24,9 @@ import hmac
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
@@ -79,7 +81,7 @@ class InferenceRequest(BaseModel):
     min_score: StrictFloat | StrictInt | None = Field(None, ge=0, le=1)
     sample_fps: StrictFloat | StrictInt | None = Field(None, ge=0, le=1000, description="sampled mode: frames a second; 0: every frame")
     scan: StrictBool | None = Field(None, description="coarse-to-fine scan (default: on unless sample_fps is given)")
-    views: list[StrictStr] | None = Field(None, min_length=1, max_length=3)
+    views: list[Literal["full", "zoomout", "tiles"]] | None = Field(None, min_length=1, max_length=3)
     multiscale_fps: StrictFloat | StrictInt | None = Field(None, ge=0, le=1000, description="where every frame is examined, the "
                                                            "views after the first run this many frames a second; 0: every frame")
     read_time: StrictBool = DETECT.read_time
@@ -226,7 +228,10 @@ class Api:
     async def docs(self, request: Request) -> Response:
         from serve_app.ui import render_docs
 
-        return render_docs(request, openapi_document())
+        a = self.args
+        defaults = {"labels": a.labels, "min_score": a.min_score, "sample_fps": a.sample_fps if not a.scan else None,
+                    "scan": a.scan, "views": a.views, "multiscale_fps": a.multiscale_fps, "read_time": DETECT.read_time}
+        return render_docs(request, openapi_document(), defaults)
 
     async def result(self, request: Request) -> Response:
         self.authorise(request)
@@ -295,8 +300,8 @@ class Api:
 
     def _multiscale_fps(self, req: InferenceRequest) -> float | None:
         rate = req.multiscale_fps if req.multiscale_fps is not None else self.args.multiscale_fps
-        if rate is not None and not math.isfinite(rate):
-            raise ApiError(400, "invalid request: multiscale_fps must be 0 (every frame) or a positive number of frames a second")
+        if rate is not None and (not math.isfinite(rate) or 0 < rate < MIN_SAMPLE_FPS):
+            raise ApiError(400, f"invalid request: multiscale_fps must be 0 (every frame) or from {MIN_SAMPLE_FPS} to 1000")
         return (float(rate) or None) if rate is not None else None
 
     def _views(self, req: InferenceRequest) -> list[str]:
@@ -350,20 +355,50 @@ class Api:
                             status_code=202, headers=headers)
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """One route of the API: Starlette serves it and the OpenAPI document describes it, from this one entry."""
+
+    method: str
+    path: str
+    handler: str  # the Api method that answers it
+    summary: str
+    ok: int  # the success status
+    schema: dict | None  # the success body's JSON schema (None: not JSON)
+    secured: bool = True  # needs the bearer token when the app has one
+    query: tuple[dict, ...] = ()
+    media_type: str = "application/json"
+
+
+ENDPOINTS = (
+    Endpoint("POST", "/video-inference", "submit", "Submit a video (a JSON body; Idempotency-Key optional)", 202,
+             {"$ref": "#/components/schemas/Accepted"}),
+    Endpoint("GET", "/jobs", "list_jobs", "The jobs, newest first, with paging", 200, {"$ref": "#/components/schemas/JobList"},
+             query=({"name": "status", "in": "query", "required": False,
+                     "schema": {"type": "string", "enum": [st.value for st in JobStatus]}},
+                    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                    {"name": "offset", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 0, "maximum": 10**9}})),
+    Endpoint("GET", "/jobs/{job_id}", "status", "A job: status, progress, timings, error, postback and its history", 200,
+             {"$ref": "#/components/schemas/JobStatus"}),
+    Endpoint("DELETE", "/jobs/{job_id}", "cancel", "Cancel a queued or running job (409 when it already ended)", 202,
+             {"$ref": "#/components/schemas/JobStatus"}),
+    Endpoint("GET", "/jobs/{job_id}/result", "result", "The result document, byte for byte what was posted back (409 before "
+             "the end)", 200, {"type": "object"}),
+    Endpoint("POST", "/jobs/{job_id}/postback", "redeliver", "Deliver the result again (409 without postback_url or before "
+             "the end)", 202, {"$ref": "#/components/schemas/JobStatus"}),
+    Endpoint("GET", "/openapi.json", "openapi", "This document", 200, {"type": "object"}, secured=False),
+    Endpoint("GET", "/docs", "docs", "This document as a page", 200, None, secured=False, media_type="text/html"),
+    Endpoint("GET", "/healthz", "healthz", "Liveness: the process answers and reads the catalog", 200,
+             {"$ref": "#/components/schemas/Health"}, secured=False),
+    Endpoint("GET", "/readyz", "readyz", "Readiness: the catalog takes a write and a detector replica answers (503 naming "
+             "what is missing)", 200, {"$ref": "#/components/schemas/Health"}, secured=False),
+)
+
+
 def build_app(api: Api) -> Starlette:
-    """The Starlette app: routes, one handler for :class:`ApiError`, JSON 404/405, a request counter."""
-    routes = [
-        ("/video-inference", api.submit, "POST"),
-        ("/jobs", api.list_jobs, "GET"),
-        ("/jobs/{job_id}", api.status, "GET"),
-        ("/jobs/{job_id}", api.cancel, "DELETE"),
-        ("/jobs/{job_id}/result", api.result, "GET"),
-        ("/jobs/{job_id}/postback", api.redeliver, "POST"),
-        ("/openapi.json", api.openapi, "GET"),
-        ("/docs", api.docs, "GET"),
-        ("/healthz", api.healthz, "GET"),
-        ("/readyz", api.readyz, "GET"),
-    ]
+    """The Starlette app: the routes of ``ENDPOINTS`` and the web pages, one handler for :class:`ApiError`, JSON
+    404/405 (405 with ``Allow``), and every request counted by route and status."""
 
     def counted(path: str, handler):
         async def endpoint(request: Request) -> Response:
@@ -381,23 +416,28 @@ def build_app(api: Api) -> Starlette:
             return response
         return endpoint
 
-    by_path: dict[str, dict[str, object]] = {}
-    for path, handler, method in routes:
-        by_path.setdefault(path, {})[method] = counted(path, handler)
-
-    def dispatch(methods: dict):
+    def metered(path: str, handler):
         async def endpoint(request: Request) -> Response:
-            return await methods[request.method if request.method in methods else "GET"](request)
+            response = await handler(request)
+            api.metrics.requests.inc(tags={"route": path, "status": str(response.status_code)})
+            return response
         return endpoint
 
     from serve_app.ui import Ui
 
-    ui_routes = [Route(path, endpoint, methods=methods) for path, endpoint, methods in Ui(api).routes()]
-    app = Starlette(routes=[Route(path, dispatch(methods), methods=list(methods)) for path, methods in by_path.items()] + ui_routes)
+    routes = [Route(e.path, counted(e.path, getattr(api, e.handler)), methods=[e.method]) for e in ENDPOINTS]
+    routes += [Route(path, metered(path, endpoint), methods=methods) for path, endpoint, methods in Ui(api).routes()]
+    app = Starlette(routes=routes)
     app.state.api = api
     app.add_exception_handler(ApiError, lambda request, exc: exc.response())
     app.add_exception_handler(404, lambda req, exc: ApiError(404, f"no route {req.method} {req.url.path}").response())
-    app.add_exception_handler(405, lambda req, exc: ApiError(405, f"method {req.method} not allowed on {req.url.path}").response())
+
+    def not_allowed(req: Request, exc) -> Response:
+        resp = ApiError(405, f"method {req.method} not allowed on {req.url.path}").response()
+        resp.headers.update(getattr(exc, "headers", None) or {})  # Starlette's Allow: the methods the path takes
+        return resp
+
+    app.add_exception_handler(405, not_allowed)
     return app
 
 
@@ -425,38 +465,59 @@ def _int_param(q, name: str, default: int, low: int, high: int) -> int:
     return int(raw)
 
 
-ROUTES_DOC = [
-    ("post", "/video-inference", "Submit a video", "202 with job_id and status_url; 4xx with a JSON error"),
-    ("get", "/jobs", "List jobs, newest first (?status=&limit=&offset=)", "200 {jobs, total, next}"),
-    ("get", "/jobs/{job_id}", "A job: status, progress, timings, error, postback and its history", "200; 404"),
-    ("delete", "/jobs/{job_id}", "Cancel a queued or running job", "202; 409 when it already ended"),
-    ("get", "/jobs/{job_id}/result", "The result document, byte for byte what was posted back", "200; 409 before the end"),
-    ("post", "/jobs/{job_id}/postback", "Deliver the result again", "202; 409 without postback_url or before the end"),
-    ("get", "/healthz", "Liveness", "200"),
-    ("get", "/readyz", "Readiness: catalog writable and a detector replica answering", "200; 503 naming what is missing"),
-    ("get", "/ui", "Web pages for people: jobs, videos, the remix", "200 HTML"),
-]
+STATUS_SCHEMA = {
+    "type": "object", "required": ["job_id", "status", "filename", "progress", "timings", "attempts", "result_url"],
+    "properties": {
+        "job_id": {"type": "string"}, "status": {"type": "string", "enum": [st.value for st in JobStatus]},
+        "filename": {"type": "string"}, "error": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
+        "result_url": {"type": "string"}, "timings": {"type": "object"},
+        "progress": {"type": "object", "required": ["frames_done", "frames_total"], "properties": {
+            "frames_done": {"type": "integer"}, "frames_total": {"type": "integer"},
+            "stage": {"type": ["string", "null"]}, "video_s_done": {"type": "number"}, "video_s_total": {"type": "number"}}},
+        "postback": {"type": ["object", "null"]}}}
+RATE_SCHEMA = {"anyOf": [{"type": "null"}, {"const": 0}, {"type": "number", "minimum": MIN_SAMPLE_FPS, "maximum": 1000}]}
 
 
 def openapi_document() -> dict:
-    """The contract as OpenAPI 3.1, from the request model itself (pydantic's JSON schema)."""
+    """The contract as OpenAPI 3.1, from ``ENDPOINTS`` (the routes the app serves) and the request model itself."""
     error = {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}},
              "required": ["error", "status"]}
+    request_schema = InferenceRequest.model_json_schema()
+    for name in ("sample_fps", "multiscale_fps"):  # 0 (every frame) or at least MIN_SAMPLE_FPS: more than ge/le says
+        request_schema["properties"][name] = {**RATE_SCHEMA, "description": request_schema["properties"][name].get("description", "")}
     paths: dict = {}
-    for method, path, summary, answers in ROUTES_DOC:
-        op = {"summary": summary, "description": answers,
-              "responses": {"default": {"description": "JSON error", "content": {"application/json": {"schema": error}}}}}
-        if "{job_id}" in path:
-            op["parameters"] = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}]
-        if path == "/video-inference":
+    for e in ENDPOINTS:
+        content = {e.media_type: {"schema": e.schema}} if e.schema is not None else {e.media_type: {}}
+        op: dict = {"summary": e.summary, "operationId": e.handler,
+                    "responses": {str(e.ok): {"description": e.summary.split(" (")[0], "content": content},
+                                  "default": {"description": "JSON error", "content": {"application/json": {"schema": error}}}},
+                    "security": [{"bearer": []}] if e.secured else []}
+        params = list(e.query)
+        if "{job_id}" in e.path:
+            params.append({"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}})
+        if e.path == "/video-inference":
             op["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/InferenceRequest"}}}}
-            op["parameters"] = [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                 "schema": {"type": "string", "maxLength": MAX_KEY_LENGTH}}]
-        paths.setdefault(path, {})[method] = op
-    return {"openapi": "3.1.0", "info": {"title": "Clockwork API", "version": version()},
-            "paths": paths, "components": {"schemas": {"InferenceRequest": InferenceRequest.model_json_schema()},
-                                           "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
+            params.append({"name": "Idempotency-Key", "in": "header", "required": False,
+                           "schema": {"type": "string", "maxLength": MAX_KEY_LENGTH}})
+        if params:
+            op["parameters"] = params
+        paths.setdefault(e.path, {})[e.method.lower()] = op
+    paths["/ui"] = {"get": {"summary": "Web pages for people (jobs, videos, library, remixes); signed in with the token",
+                            "operationId": "ui", "security": [],
+                            "responses": {"307": {"description": "to /ui/jobs"}, "303": {"description": "to the sign-in form"}}}}
+    schemas = {
+        "InferenceRequest": request_schema,
+        "Accepted": {"type": "object", "required": ["job_id", "status_url", "status"],
+                     "properties": {"job_id": {"type": "string"}, "status_url": {"type": "string"}, "status": {"type": "string"}}},
+        "JobStatus": STATUS_SCHEMA,
+        "JobList": {"type": "object", "required": ["jobs", "total", "next"], "properties": {
+            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/JobStatus"}}, "total": {"type": "integer"},
+            "next": {"type": ["string", "null"]}}},
+        "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+    }
+    return {"openapi": "3.1.0", "info": {"title": "Clockwork API", "version": version()}, "paths": paths,
+            "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
 
 
 def _base(request: Request, public_url: str | None = None) -> str:

@@ -369,10 +369,31 @@ class Ui:
         ]
 
 
-def render_docs(request: Request, spec: dict) -> HTMLResponse:
+def render_docs(request: Request, spec: dict, defaults: dict | None = None) -> HTMLResponse:
+    """/docs: the routes, and the request body's fields with their types and this server's defaults."""
     root = request.scope.get("root_path", "").rstrip("/")
-    return HTMLResponse(render("docs.html", ui=root + "/ui", docs_url=root + "/docs", nav=None, spec=spec,
+    body = spec["components"]["schemas"]["InferenceRequest"]
+    fields = [{"name": name, "required": name in body.get("required", []), "type": _schema_type(prop),
+               "default": (defaults or {}).get(name, prop.get("default")), "notes": prop.get("description", "")}
+              for name, prop in body["properties"].items()]
+    return HTMLResponse(render("docs.html", ui=root + "/ui", docs_url=root + "/docs", nav=None, spec=spec, fields=fields,
                                openapi_url=root + "/openapi.json"))
+
+
+def _schema_type(prop: dict) -> str:
+    """A JSON schema as a person reads it: "number (0, or 0.01 to 1000)", "array of full | zoomout | tiles"."""
+    if "const" in prop:
+        return repr(prop["const"])
+    if "enum" in prop:
+        return " | ".join(map(str, prop["enum"]))
+    if "anyOf" in prop:
+        kinds = [_schema_type(p) for p in prop["anyOf"] if p.get("type") != "null"]
+        return " or ".join(dict.fromkeys(kinds)) + (" or null" if any(p.get("type") == "null" for p in prop["anyOf"]) else "")
+    kind = prop.get("type", "any")
+    if kind == "array":
+        return f"array of {_schema_type(prop.get('items', {}))}"
+    low, high = prop.get("minimum"), prop.get("maximum")
+    return f"{kind} ({low} to {high})" if low is not None and high is not None else str(kind)
 
 
 def _int(raw: str) -> int:

@@ -86,7 +86,12 @@ def test_error_statuses(make_client, samples_dir, tmp_path):
     check(post({"filename": "x.mp4", "postback_url": ok_url, "extra": 1}), 400, "extra")
     check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "labels": ["clok"]}), 400, "did you mean 'clock'")
     check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "views": ["zoom"]}), 400,
-          "Supported values are one or more of full, zoomout, tiles")
+          "views.0: Input should be 'full', 'zoomout' or 'tiles'")
+    check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "views": ["", "", ""]}), 400, "views.0")
+    check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "multiscale_fps": 5e-324}), 400,
+          "multiscale_fps must be 0 \\(every frame\\) or from 0.01")
+    not_allowed = check(client.put("/jobs"), 405, "not allowed")
+    assert set(not_allowed.headers["allow"].split(", ")) == {"GET", "HEAD"}  # Starlette answers HEAD wherever GET is
     check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "sample_fps": -1}), 400, "sample_fps")
     check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "multiscale_fps": -1}), 400, "multiscale_fps")
     check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "multiscale_fps": "fast"}), 400, "multiscale_fps")

@@ -28,7 +28,7 @@ def test_clockwork_serve_beside_a_running_cluster(ray_cluster, samples_dir, tmp_
         ready = None
         while time.time() < deadline and proc.poll() is None:
             try:
-                ready = requests.get(f"{base}/readyz", timeout=5)
+                ready = requests.get(f"{base}/readyz", timeout=15)  # longer than the server's own 5 s wait for a replica
                 if ready.status_code == 200:
                     break
             except requests.ConnectionError:
