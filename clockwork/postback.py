@@ -93,6 +93,19 @@ class Target:
     addresses: tuple[str, ...]
 
 
+def _is_this_machine(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``addr`` belongs to one of this machine's interfaces: only such an address can be bound to."""
+    if addr.is_unspecified:
+        return True  # 0.0.0.0 and :: reach this machine
+    family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((str(addr), 0))
+        return True
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class HostPolicy:
     """``allow``: if not empty, the host must match it. ``deny``: refused unless also in ``allow``.
@@ -159,6 +172,10 @@ class HostPolicy:
             raise PostbackURLError(
                 f"postback_url host {host!r} ({', '.join(map(str, addrs))}) is refused: link-local, loopback and "
                 "cloud-metadata addresses are denied unless allowlisted")
+        own = [a for a in addrs if _is_this_machine(a)]
+        if own and not self._matches(host, own, self.allow):
+            raise PostbackURLError(f"postback_url host {host!r} ({', '.join(map(str, own))}) is refused: it is an address "
+                                   "of this machine (its services are not for postbacks) unless allowlisted")
         return Target(parsed, tuple(str(a) for a in addrs))
 
     async def acheck(self, url: str, resolve: Callable[[str, int | None], list[str]] | None = None) -> Target:

@@ -155,7 +155,7 @@ ENVIRONMENT: dict[str, str] = {
     "CLOCKWORK_DATABASE_URL": "SQLAlchemy URL of the catalog (default sqlite in CLOCKWORK_DATA_DIR)",
     "CLOCKWORK_MEDIA_ROOTS": "colon-separated directories the API may read videos from",
     "CLOCKWORK_POSTBACK_SECRET": "HMAC-SHA256 key that signs postbacks",
-    "CLOCKWORK_API_TOKEN": "bearer token the API requires on every route but /healthz",
+    "CLOCKWORK_API_TOKEN": "bearer token the API requires (all but the probes /healthz and /readyz and the contract /openapi.json and /docs)",
     "CLOCKWORK_POSTBACK_ALLOW": "comma-separated CIDRs or host names postbacks may go to (e.g. 127.0.0.0/8 for a local receiver)",
     "CLOCKWORK_FFMPEG": "the ffmpeg binary (default: ffmpeg on PATH)",
     "CLOCKWORK_FFPROBE": "the ffprobe binary (default: ffprobe on PATH)",

@@ -65,11 +65,11 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.message, self.fields = status, message, fields
 
-    def response(self) -> JSONResponse:
+    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
         fields = dict(self.fields)
-        headers = {"Retry-After": str(fields.pop("retry_after"))} if "retry_after" in fields else None
+        headers = {**({"Retry-After": str(fields.pop("retry_after"))} if "retry_after" in fields else {}), **(headers or {})}
         return JSONResponse({"error": self.message, "status": self.status, **fields}, status_code=self.status,
-                            headers=headers)
+                            headers=headers or None)
 
 
 class InferenceRequest(BaseModel):
@@ -154,6 +154,12 @@ class Api:
         if key is not None and (len(key) > MAX_KEY_LENGTH or not key.isprintable()):
             raise ApiError(400, f"Idempotency-Key must be at most {MAX_KEY_LENGTH} printable characters")
         req = self._validate(await self._json_object(request))
+        job, created = await self.admit(req, key)
+        return self._accepted(request, job, replayed=not created)
+
+    async def admit(self, req: InferenceRequest, key: str | None = None) -> tuple[Job, bool]:
+        """A validated request becomes a job (or the existing one for its key or body): the file is checked, the job
+        admitted against the queue limit and started. Returns the job and whether it is new."""
         scan, sample_fps = self._mode(req)
         params = {"labels": await self._labels_of(req), "min_score": self._min_score(req), "sample_fps": sample_fps,
                   "views": self._views(req), "multiscale_fps": self._multiscale_fps(req), "read_time": req.read_time,
@@ -176,7 +182,7 @@ class Api:
                            job_id=job.id)
         if created:
             self.runner.start(job.id, info)
-        return self._accepted(request, job, replayed=not created)
+        return job, created
 
     async def status(self, request: Request) -> Response:
         self.authorise(request)
@@ -186,7 +192,7 @@ class Api:
     async def list_jobs(self, request: Request) -> Response:
         self.authorise(request)
         q = request.query_params
-        status = q.get("status") or None
+        status = q.get("status")
         if status is not None and status not in {s.value for s in JobStatus}:
             raise ApiError(400, f"Invalid status {status!r}. Supported values are {', '.join(s.value for s in JobStatus)}.")
         limit, offset = _int_param(q, "limit", 50, 1, 500), _int_param(q, "offset", 0, 0, 10**9)
@@ -433,9 +439,10 @@ def build_app(api: Api) -> Starlette:
     app.add_exception_handler(404, lambda req, exc: ApiError(404, f"no route {req.method} {req.url.path}").response())
 
     def not_allowed(req: Request, exc) -> Response:
-        resp = ApiError(405, f"method {req.method} not allowed on {req.url.path}").response()
-        resp.headers.update(getattr(exc, "headers", None) or {})  # Starlette's Allow: the methods the path takes
-        return resp
+        # every method the path takes, over all of its routes (Starlette names only the first route's)
+        methods = {m for r in app.routes if isinstance(r, Route) and r.path_regex.match(req.url.path) for m in r.methods or ()}
+        return ApiError(405, f"method {req.method} not allowed on {req.url.path}", allow=sorted(methods)).response(
+            headers={"Allow": ", ".join(sorted(methods))})
 
     app.add_exception_handler(405, not_allowed)
     return app

@@ -29,7 +29,8 @@ class AppArgs(BaseModel):
     multiscale_fps: float | None = Field(DETECT.multiscale_fps, ge=0, description="where every frame is examined, the views "
                                          "after the first run this many frames a second; 0 or None: every frame")
     postback_secret: str | None = Field(None, description="HMAC-SHA256 key for postback signatures")
-    api_token: str | None = Field(None, description="bearer token required on every route but /healthz")
+    api_token: str | None = Field(None, description="bearer token required on every route but the probes "
+                                     "(/healthz, /readyz) and the contract (/openapi.json, /docs)")
     postback_allow: list[str] = Field(default_factory=list, description="CIDRs or host names; if set, only these")
     postback_deny: list[str] = Field(default_factory=lambda: list(DEFAULT_DENY))
     postback_max_attempts: int = Field(RetryPolicy.max_attempts, ge=1)

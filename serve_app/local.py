@@ -26,7 +26,8 @@ def add_command(sub) -> None:
     p.add_argument("--postback-allow", action="append", default=[], metavar="CIDR|HOST",
                    help="let postbacks go to this network or host, e.g. 127.0.0.0/8 for a receiver on this machine (repeatable)")
     p.add_argument("--postback-deny", action="append", default=[], metavar="CIDR|HOST", help="refuse this network or host too (repeatable)")
-    p.add_argument("--api-token-file", type=Path, default=None, help="require the bearer token in this file on every route but /healthz")
+    p.add_argument("--api-token-file", type=Path, default=None, help="require the bearer token in this file (all routes but /healthz, /readyz, "
+                        "/openapi.json and /docs)")
     p.add_argument("--postback-secret-file", type=Path, default=None, help="sign postbacks with the key in this file")
     p.add_argument("--max-body-bytes", type=int, default=None,
                    help=f"largest request body (default: {AppArgs.model_fields['max_body_bytes'].default})")
@@ -70,7 +71,10 @@ def serve_forever(*, host: str = "127.0.0.1", port: int = 8000, metrics_port: in
     args = BuilderArgs.model_validate(app_args)  # a bad setting fails here with its name, before Ray starts
     # The detector asks for 2 CPUs and the ingress half of one: declare enough on small machines.
     # address="local": always a Ray of its own, never a cluster that happens to run on this machine
-    ray.init(address="local", num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, _metrics_export_port=metrics_port)
+    # on a loopback --host, Ray's node (and so its metrics exporter) is loopback too: nothing listens more widely than asked
+    loopback = host in ("localhost", "::1") or host.startswith("127.")
+    ray.init(address="local", num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, _metrics_export_port=metrics_port,
+             **({"_node_ip_address": "127.0.0.1"} if loopback else {}))
     serve.start(http_options={"host": host, "port": port})
     serve.run(app_builder(args), name="clockwork", route_prefix="/")
     print(f"clockwork API on http://{host}:{port} (media roots: {', '.join(args.media_roots)}), on a Ray of its own started for it;\n"

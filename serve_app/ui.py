@@ -272,6 +272,16 @@ class Ui:
         data = await asyncio.to_thread(draw)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
+    async def scan(self, request: Request) -> Response:
+        """The library's "Scan" button: a job for one unscanned file at the server's defaults, then its page."""
+        form = parse_qs((await request.body())[:8192].decode("utf-8", "replace"))
+        self.check_form(request, form)
+        try:
+            job, _ = await self.api.admit(self.api._validate({"filename": form.get("filename", [""])[0]}))
+        except ApiError as exc:
+            raise UiError(exc.status, exc.message) from None
+        return RedirectResponse(f"{self.base(request)}/jobs/{job.id}", status_code=303)
+
     async def library(self, request: Request) -> Response:
         def rows():
             with self.catalog.session(read_only=True) as s:
@@ -356,6 +366,7 @@ class Ui:
             ("/ui/login", g(self.login_form, open_route=True), ["GET"]),
             ("/ui/login", g(self.login, open_route=True), ["POST"]),
             ("/ui/logout", g(self.logout, open_route=True), ["POST"]),
+            ("/ui/library/scan", g(self.scan), ["POST"]),
             ("/ui/jobs", g(self.jobs), ["GET"]),
             ("/ui/jobs/{job_id}", g(self.job), ["GET"]),
             ("/ui/videos/{video_id}", g(self.video), ["GET"]),

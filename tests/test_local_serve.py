@@ -48,6 +48,11 @@ def test_clockwork_serve_beside_a_running_cluster(ray_cluster, samples_dir, tmp_
                 break
             time.sleep(1)
         assert "ray_clockwork_http_requests_total" in text
+        # --host is loopback (the default): the API and Ray's metrics exporter listen on loopback only
+        listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout.split("\n")
+        for wanted in (port, metrics):
+            local = {line.split()[3].rsplit(":", 1)[0] for line in listening if line.strip() and line.split()[3].endswith(f":{wanted}")}
+            assert local and local <= {"127.0.0.1", "[::1]"}, (wanted, local)
     finally:
         proc.terminate()
         try:

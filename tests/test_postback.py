@@ -152,3 +152,24 @@ def test_retry_schedule_spans_hours_with_full_jitter():
     delays = [retry.delay(4, rng) for _ in range(500)]
     cap = retry.base_delay_s * 8
     assert 0 <= min(delays) < 0.1 * cap and max(delays) <= cap  # full jitter: anywhere in [0, cap]
+
+
+def _own_addresses() -> list[str]:
+    """This machine's non-loopback IPv4 addresses (iproute2's view of its interfaces)."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("ip"):
+        return []
+    out = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
+    return [line.split()[3].split("/")[0] for line in out.splitlines() if not line.split()[3].startswith("127.")]
+
+
+def test_the_machines_own_addresses_are_refused_unless_allowed():
+    own = _own_addresses()
+    if not own:
+        pytest.skip("this machine has no non-loopback address")
+    with pytest.raises(PostbackURLError, match="an address of this machine"):
+        HostPolicy().check(f"http://{own[0]}:8265/api/jobs/")
+    assert HostPolicy(allow=(f"{own[0]}/32",)).check(f"http://{own[0]}:9000/hook").addresses == (own[0],)
+    assert HostPolicy().check("http://hooks.example.com/x", resolve=lambda host, port: ["93.184.216.34"])  # elsewhere: fine

@@ -306,3 +306,21 @@ def test_a_videos_page_plays_it_with_a_box_on_every_frame(live, browser):
         browser.execute_script("arguments[0].currentTime = arguments[1]", player, between / result["fps"])
         time.sleep(1.0)
         browser.save_screenshot(os.path.join(shots, "ui-video.png"))
+
+
+def test_an_unscanned_file_is_scanned_from_the_library(live, browser, samples_dir):
+    from selenium.webdriver.common.by import By
+
+    shutil.copy(samples_dir / "clock_60fps_480p.mp4", live["media"] / "fresh.mp4")
+    sign_in(browser, live["base"])
+    browser.get(f"{live['base']}/ui/library")
+    row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "tr.video") if r.find_element(By.TAG_NAME, "td").text == "fresh.mp4")
+    assert row.get_attribute("data-found") == "unscanned"
+    row.find_element(By.CSS_SELECTOR, "form.scan button").click()
+    status = wait_for(browser, "#job-status")
+    assert "/ui/jobs/" in browser.current_url and status.text in ("queued", "running", "succeeded"), browser.current_url
+    job_id = browser.current_url.rsplit("/", 1)[-1]
+    done = wait_for_job(lambda j: requests.get(f"{live['base']}/jobs/{j}", headers=live["headers"], timeout=10).json(), job_id,
+                        lambda s: s["status"] in ("succeeded", "failed"), timeout=180)
+    assert done["status"] == "succeeded" and done["filename"] == "fresh.mp4", done
+    assert not console_errors(browser)
