@@ -163,6 +163,7 @@ ENVIRONMENT: dict[str, str] = {
     "CLOCKWORK_BENCH_NO_RECORD": "1: benchmarks print their figures without appending to docs/BENCHMARKS.md",
     "CLOCKWORK_BENCH_COMMIT": "the commit a benchmark record names (default: git's; set it where the tree is a copy, as on the GPU machine)",
     "CUDA_VISIBLE_DEVICES": "read, never set: maps a Ray worker's GPU index to NVML's physical index",
+    "RAY_ADDRESS": "read, never set: the cluster a job run directly joins (`ray job submit` sets it; local: a Ray of its own)",
 }
 
 

@@ -48,11 +48,12 @@ CONNECT_TIMEOUT_S = 10.0
 def _known_cluster() -> tuple[str, str] | None:
     """The address Ray would join and where it comes from: RAY_ADDRESS, else the cluster ``ray start`` last
     recorded on this machine (Ray's ``ray_current_cluster`` file); None when it would start a local Ray."""
-    import os
     import tempfile
     from pathlib import Path
 
-    given = os.environ.get("RAY_ADDRESS", "").strip()
+    from clockwork import settings
+
+    given = (settings.env("RAY_ADDRESS", str, None) or "").strip()
     if given and given not in ("local", "auto"):
         return given, "RAY_ADDRESS"
     if given == "local":

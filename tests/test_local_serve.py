@@ -41,13 +41,14 @@ def test_clockwork_serve_beside_a_running_cluster(ray_cluster, samples_dir, tmp_
         status = wait_for_job(lambda j: requests.get(f"{base}/jobs/{j}", timeout=10).json(), job["job_id"],
                               lambda s: s["status"] in ("succeeded", "failed"), timeout=120)
         assert status["status"] == "succeeded", status
+        assert requests.get(f"{base}/ui/jobs", timeout=30).status_code == 200  # the pages are counted too
         text = ""
         for _ in range(30):  # Ray's exporter publishes within a few seconds
             text = requests.get(f"http://127.0.0.1:{metrics}/metrics", timeout=10).text
-            if "ray_clockwork_http_requests_total" in text:
+            if 'route="/ui/jobs"' in text:
                 break
             time.sleep(1)
-        assert "ray_clockwork_http_requests_total" in text
+        assert "ray_clockwork_http_requests_total" in text and 'route="/ui/jobs"' in text
         # --host is loopback (the default): the API and Ray's metrics exporter listen on loopback only
         listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout.split("\n")
         for wanted in (port, metrics):
