@@ -23,6 +23,7 @@ from pathlib import Path
 
 from clockwork import version
 from clockwork.errors import ClockworkError
+from clockwork.options import DetectOptions
 from clockwork.progress import Progress, hms
 from clockwork.settings import DETECT
 from clockwork.views import VIEW_NAMES, parse_views
@@ -47,17 +48,17 @@ def _rate(text: str) -> float:
     return value
 
 
-def _mode(args) -> dict:
-    """``scan`` and ``sample_fps`` for ``detect_video`` from --scan/--no-scan and --sample-fps."""
-    from clockwork.scan import resolve_mode
+def _options(args) -> DetectOptions:
+    """The command line's detection options, built once (``DetectOptions.resolve``: the mode rule, the defaults)."""
+    from dataclasses import replace
 
     try:
-        scan, fps = resolve_mode(args.scan, args.sample_fps)
+        options = DetectOptions.resolve(scan=args.scan, sample_fps=args.sample_fps, labels=args.labels,
+                                        min_score=args.min_score, views=parse_views(args.views), read_time=args.read_time,
+                                        multiscale_fps=args.multiscale_fps)
     except ValueError as exc:
-        raise ValueError(f"--scan with --sample-fps: {exc}") from None
-    # a scan chooses its frames: detect_video takes no sample_fps with it (None there means every frame)
-    mode = {"scan": True} if scan else {"scan": False, "sample_fps": fps}
-    return {**mode, "multiscale_fps": args.multiscale_fps or None}
+        raise ValueError(f"--scan with --sample-fps: {exc}" if "scan chooses" in str(exc) else str(exc)) from None
+    return replace(options, labels=None) if args.labels is None else options  # --labels all: every class
 
 
 def _mode_arguments(p: argparse.ArgumentParser) -> None:
@@ -94,15 +95,14 @@ def cmd_detect(args) -> int:
     from clockwork.detector import Detector
     from clockwork.pipeline import detect_video
 
-    mode = _mode(args)
+    options = _options(args)
     if args.json and args.json != "-" and not Path(args.json).resolve().parent.is_dir():
         raise ValueError(f"--json {args.json}: the folder {Path(args.json).parent} does not exist")  # before detecting
     probe(args.video)  # bad input fails here, before the model loads
     detector = Detector(args.cfg, args.weights, args.names, device=args.device, head=args.head)
     progress = Progress(Path(args.video).name)
     try:
-        result = detect_video(args.video, labels=args.labels or None, min_score=args.min_score, **mode,
-                              views=parse_views(args.views), read_time=args.read_time, detector=detector, progress=progress)
+        result = detect_video(args.video, options, detector=detector, progress=progress)
     finally:
         progress.close()
     if args.json:
@@ -133,8 +133,7 @@ def cmd_annotate(args) -> int:
         probe(args.video)  # bad input fails here, before the model loads
         progress = Progress(Path(args.video).name)
         try:
-            result = detect_video(args.video, labels=args.labels or None, min_score=args.min_score, **_mode(args),
-                                  views=parse_views(args.views), read_time=args.read_time, progress=progress)
+            result = detect_video(args.video, _options(args), progress=progress)
         finally:
             progress.close()
     out = annotate_video(args.video, result, args.out)

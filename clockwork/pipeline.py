@@ -1,8 +1,9 @@
 """Where a video becomes a result: frames (``FrameReader``) -> detections (``Detector``) -> segments.
 
-``detect_video`` is the in-process path; ``jobs.split`` calls it, on the GPU where the task has one.
-The Serve detector reuses the same pieces (:class:`~clockwork.frames.FrameReader`,
-:class:`ResultBuilder`, :func:`prefetch`) around its batching across requests.
+``detect_frames`` is the one decode -> detect -> read loop over a reader; ``first_pass`` and ``refine_pass`` plan
+what is examined (a scan's coarse pass, then its windows); :class:`ResultBuilder` turns detections into a result.
+``detect_video`` puts them together in process (the CLI, ``jobs.split``); the Serve detector runs ``detect_frames``
+on each chunk with its batching across requests, and the API's runner plans the passes as chunks.
 """
 
 from __future__ import annotations
@@ -10,20 +11,22 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from clockwork.clocktime import MINUTES, ClockTime, fuse
 from clockwork.decode import SampleGrid, VideoInfo, check_complete
+from clockwork.options import DetectOptions
 from clockwork.result import Detection, FrameDetections, VideoResult
-from clockwork.scan import coarse_fps, refine_windows, resolve_mode, scan_record
+from clockwork.scan import coarse_fps, refine_windows, scan_record
 from clockwork.segments import Hit, Segment, SegmentRules, build_segments, segment_fps
 from clockwork.settings import CLOCK_LABEL, DETECT
-from clockwork.views import parse_views, view_stride
+from clockwork.views import view_stride
 
 if TYPE_CHECKING:
     from clockwork.detector import Detector, Thresholds
+    from clockwork.frames import FrameBatch, FrameReader
     from clockwork.reader import ClockReader
 
 T = TypeVar("T")
@@ -31,7 +34,6 @@ T = TypeVar("T")
 # (video seconds done, video seconds in this stage, stage): a stage's total is fixed when it starts
 ProgressFn = Callable[[float, float, str], None]
 STAGE_COARSE, STAGE_REFINE, STAGE_EVERY, STAGE_SAMPLED = "scan", "refine", "every frame", "sampled"
-UNSAID = object()  # detect_video's sample_fps when the caller names none
 
 
 def hold_thresholds(min_score: Thresholds) -> Thresholds:
@@ -65,6 +67,12 @@ class ResultBuilder:
         self.processed = 0
         self._scan: tuple[float, list[tuple[float, float]], int] | None = None  # (coarse rate, windows, frames before them)
         self._seen: set[int] = set()  # frame numbers with detections: a refined window re-examines a coarse frame
+
+    @classmethod
+    def for_options(cls, info: VideoInfo, options: DetectOptions, *, model: dict,
+                    rules: SegmentRules = SegmentRules()) -> ResultBuilder:
+        return cls(info, model=model, labels=options.labels, min_score=options.min_score, sample_fps=options.sample_fps,
+                   rules=rules, views=options.views, multiscale_fps=options.multiscale_fps)
 
     @property
     def detect_threshold(self) -> Thresholds:
@@ -253,6 +261,10 @@ class Prefetch(Generic[T]):
             self._put((self._END, None))
         except BaseException as exc:  # handed to the consumer
             self._put((self._END, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:  # a generator stopped early closes what it holds (an inner Prefetch, a decoder)
+                close()
 
     def _put(self, entry: tuple) -> bool:
         while not self._stop.is_set():
@@ -296,83 +308,137 @@ def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
             yield item
 
 
-def detect_video(
-    path: str | Path,
-    *,
-    labels: Sequence[str] | None = DETECT.labels,
-    min_score: Thresholds = DETECT.min_score,
-    sample_fps: float | None | object = UNSAID,
-    detector: Detector | None = None,
-    batch_size: int | None = None,
-    rules: SegmentRules = SegmentRules(),
-    views: Sequence[str] = DETECT.views,
-    read_time: bool = DETECT.read_time,
-    clock_reader: ClockReader | None = None,
-    progress: ProgressFn | None = None,
-    scan: bool | None = None,
-    multiscale_fps: float | None = DETECT.multiscale_fps,
-) -> VideoResult:
-    """Find ``labels`` (all classes when None) in every frame of ``path`` (or ``sample_fps`` frames a second).
+@dataclass(frozen=True)
+class Pass:
+    """One pass over a video: its progress stage, the frames a second it examines (None: every frame), the time ranges
+    it covers (``end`` None: to the end), and whether its decoded frames are the video's (a scan's windows decode some
+    frames again)."""
 
-    Frames are decoded where the detector runs: with NVDEC on a GPU where the file allows it. Each frame is
-    seen through ``views`` (``clockwork.views``) and their boxes are merged. With ``read_time`` the clocks'
-    dials are read ``DETECT.read_fps`` times a second (``clockwork.reader``), each segment gets one
-    fused reading of its tracked clock, and a clock never readable makes no segment (``drop_unreadable_tracks``).
+    stage: str
+    rate: float | None
+    ranges: tuple[tuple[float, float | None], ...]
+    counts: bool = True
 
-    By default it scans (``clockwork.scan``): a few frames a second, and every frame around the places where a
-    label appears or disappears. Naming ``sample_fps`` (None: every frame) detects at that rate instead;
-    ``scan=False`` alone detects at ``DETECT.sample_fps``. Where every frame is examined, the views after the
-    first run on ``multiscale_fps`` frames a second (``clockwork.views.view_stride``; None: every frame)."""
+
+def first_pass(options: DetectOptions, fps: float, rules: SegmentRules = SegmentRules()) -> Pass:
+    """A scan's coarse pass (``clockwork.scan.coarse_fps``), or the whole sampled or every-frame pass."""
+    if options.scan:
+        return Pass(STAGE_COARSE, coarse_fps(fps, rules.gap_s), ((0.0, None),))
+    return Pass(STAGE_SAMPLED if options.sample_fps else STAGE_EVERY, options.sample_fps, ((0.0, None),))
+
+
+def refine_pass(first: Pass, builder: ResultBuilder, end_s: float | None = None) -> Pass | None:
+    """After a scan's coarse pass: every frame of the windows around the changes it found; None after other passes.
+    The windows read the dials too, so a track the coarse pass saw only below min_score is read and checked."""
+    if first.stage != STAGE_COARSE or first.rate is None:
+        return None
+    windows = builder.scan_windows(first.rate, end_s)
+    return Pass(STAGE_REFINE, None, tuple((a, b) for a, b in windows), counts=False)
+
+
+Prepare = Callable[["FrameBatch", int], object]
+Infer = Callable[["FrameBatch", object], Sequence[Sequence[Detection]]]
+
+
+def detect_frames(reader: FrameReader, options: DetectOptions, *, prepare: Prepare, infer: Infer,
+                  clock_reader: ClockReader | None = None, depth: int = 2) -> Iterator[tuple[FrameBatch, list[FrameDetections]]]:
+    """The one decode -> detect -> read loop, over one reader (a whole video or a chunk of it): each batch with its
+    frames' detections. ``prepare(batch, stride)`` builds the model's views of a batch in the decoding thread, ``depth``
+    batches ahead; ``infer(batch, prepared)`` gives each frame's detections at the hysteresis threshold (in process, or
+    through the Serve detector's batching across requests). With ``options.read_time`` the clocks at or above
+    ``min_score`` are read ``DETECT.read_fps`` times a second from the reader's start."""
+    stride = view_stride(reader.info.fps, reader.sample_fps, options.multiscale_fps)
+    grid = SampleGrid(DETECT.read_fps, reader.start_s) if options.read_time else None
+    if grid is not None and clock_reader is None:
+        raise ValueError("read_time needs a clock_reader")
+    with Prefetch(((batch, prepare(batch, stride)) for batch in reader), depth) as ahead:
+        while (item := ahead.get()) is not None:
+            batch, prepared = item
+            found = [FrameDetections(i, t, list(d)) for i, t, d in
+                     zip(batch.indexes, batch.timestamps, infer(batch, prepared), strict=True)]
+            if grid is not None:
+                found = read_clocks(clock_reader, batch, found, grid, min_score=options.min_score)
+            yield batch, found
+
+
+def in_process(detector: Detector, options: DetectOptions) -> tuple[Prepare, Infer]:
+    """``detect_frames``'s two steps on a detector in this process (``Detector.detect_batch``'s halves)."""
+    threshold = hold_thresholds(options.min_score)
+
+    def prepare(batch, stride: int):
+        return detector.prepare(batch, options.views, stride)
+
+    def infer(batch, prepared):
+        return detector.postprocess(detector.infer(detector.model_input(prepared)), prepared, min_score=threshold,
+                                    labels=options.labels)
+
+    return prepare, infer
+
+
+def detect_video(path: str | Path, options: DetectOptions | None = None, *, detector: Detector | None = None,
+                 batch_size: int | None = None, rules: SegmentRules = SegmentRules(), clock_reader: ClockReader | None = None,
+                 progress: ProgressFn | None = None, **overrides) -> VideoResult:
+    """Find clocks (``options.labels``) in ``path`` as ``options`` say (``clockwork.options.DetectOptions``; None: the
+    defaults, a scan). Keyword ``overrides`` build the options instead (``scan``, ``sample_fps``, ``views``, ``labels``,
+    ``min_score``, ``multiscale_fps``, ``read_time``; ``sample_fps=None`` is every frame, as in the result JSON).
+
+    Frames are decoded where the detector runs: with NVDEC on a GPU where the file allows it. Each frame is seen
+    through the views and their boxes are merged. With ``read_time`` the clocks' dials are read, each segment gets
+    one fused reading of its tracked clock, and a clock never readable makes no segment (``drop_unreadable_tracks``).
+    A scan detects a few frames a second, then every frame around the places where a label appears or disappears."""
     from clockwork.detector import Detector
     from clockwork.frames import FrameReader
 
+    if options is not None and overrides:
+        raise TypeError("detect_video takes options or keyword overrides, not both")
+    options = options or _options_from_keywords(overrides)
     detector = detector or Detector()
-    if read_time and clock_reader is None:
+    detector.label_ids(options.labels)  # reject bad arguments before decoding anything
+    if options.read_time and clock_reader is None:
         from clockwork.reader import shared_reader
 
         clock_reader = shared_reader(str(detector.device))
-    read_grid = SampleGrid(DETECT.read_fps) if read_time else None
-    detector.label_ids(labels)  # reject bad arguments before decoding anything
-    views = parse_views(views)
-    view_stride(None, None, multiscale_fps)  # a bad rate is refused before decoding too
+    prepare, infer = in_process(detector, options)
 
-    def run(reader: FrameReader, builder: ResultBuilder, grid: SampleGrid | None, stage: tuple[str, float, float, float]) -> None:
-        """Detect every frame ``reader`` gives; ``stage``: its name, total video seconds, seconds done before
-        this reader, and where this reader starts."""
-        name, total_s, before_s, start_s = stage
-        stride = view_stride(reader.info.fps, reader.sample_fps, multiscale_fps)
-        frame_s = 1.0 / reader.info.fps if reader.info.fps else 0.0
-        span_s = max((reader.end_s if reader.end_s is not None else info.duration_s) - start_s, 0.0)
-        for batch in prefetch(reader):
-            found = detector.detect_batch(batch, min_score=builder.detect_threshold, labels=labels, views=views, stride=stride)
-            if grid is not None:
-                found = read_clocks(clock_reader, batch, found, grid, min_score=builder.min_score)
-            builder.add(found)
+    def run(p: Pass, builder: ResultBuilder, info: VideoInfo) -> int:
+        """Every range of the pass; progress in video seconds of the pass. Returns the frames decoded."""
+        total_s = sum((b if b is not None else info.duration_s) - a for a, b in p.ranges)
+        done_s, decoded, frame_s = 0.0, 0, 1.0 / info.fps if info.fps else 0.0
+        for a, b in p.ranges:
+            span_s = (b if b is not None else info.duration_s) - a
+            with FrameReader(path, device=detector.device, sample_fps=p.rate, start_s=a, end_s=b, batch_size=batch_size,
+                             info=info) as reader:
+                for batch, found in detect_frames(reader, options, prepare=prepare, infer=infer, clock_reader=clock_reader):
+                    builder.add(found)
+                    if progress:
+                        seen = min(max(batch.timestamps[-1] + frame_s - a, 0.0), span_s)
+                        progress(min(done_s + seen, total_s), total_s, p.stage)
+                decoded += reader.frames_decoded
+            done_s += span_s
             if progress:
-                progress(min(before_s + min(max(batch.timestamps[-1] + frame_s - start_s, 0.0), span_s), total_s), total_s, name)
-        if progress:
-            progress(min(before_s + span_s, total_s), total_s, name)
+                progress(min(done_s, total_s), total_s, p.stage)
+        return decoded
 
-    scan, sample_fps = resolve_mode(scan, None if sample_fps is UNSAID else (sample_fps or 0))
-    coarse = info = None
-    if scan:
-        from clockwork.decode import probe
+    from clockwork.decode import probe
 
-        info = probe(path)  # the coarse rate follows the video's; the reader then reuses this probe
-        coarse = coarse_fps(info.fps, rules.gap_s)
-    with FrameReader(path, device=detector.device, sample_fps=coarse or sample_fps, batch_size=batch_size, info=info) as reader:
-        info = reader.info
-        checked_against, claimed = check_complete(path, info)  # a file cut short fails before decoding
-        builder = ResultBuilder(info, model=detector.model_info, labels=labels, min_score=min_score,
-                                sample_fps=sample_fps, rules=rules, views=views, multiscale_fps=multiscale_fps)
-        stage = STAGE_COARSE if coarse else STAGE_SAMPLED if sample_fps else STAGE_EVERY
-        run(reader, builder, read_grid, (stage, info.duration_s, 0.0, 0.0))
-        decoded = reader.frames_decoded
-    if coarse:
-        windows = builder.scan_windows(coarse)
-        total_s, done_s = sum(b - a for a, b in windows), 0.0
-        for a, b in windows:  # read there too: a track the coarse pass saw only below min_score was never read
-            with FrameReader(path, device=detector.device, start_s=a, end_s=b, batch_size=batch_size, info=info) as reader:
-                run(reader, builder, SampleGrid(DETECT.read_fps, a) if read_time else None, (STAGE_REFINE, total_s, done_s, a))
-            done_s += b - a
+    info = probe(path)
+    checked_against, claimed = check_complete(path, info)  # a file cut short fails before decoding
+    builder = ResultBuilder.for_options(info, options, model=detector.model_info, rules=rules)
+    first = first_pass(options, info.fps, rules)
+    decoded = run(first, builder, info)
+    refine = refine_pass(first, builder)
+    if refine is not None:
+        run(refine, builder, info)
     return replace(builder.build(decoded), completeness={"checked_against": checked_against, "claimed": claimed})
+
+
+def _options_from_keywords(keywords: dict) -> DetectOptions:
+    """``detect_video``'s keywords as the result JSON spells them: ``sample_fps`` None (or 0) is every frame,
+    ``multiscale_fps`` None (or 0) every view on every frame, ``labels`` None every class."""
+    said = dict(keywords)
+    for rate in ("sample_fps", "multiscale_fps"):
+        if rate in said and said[rate] is None:
+            said[rate] = 0
+    every_class = "labels" in said and said["labels"] is None
+    options = DetectOptions.resolve(**said)
+    return replace(options, labels=None) if every_class else options

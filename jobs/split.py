@@ -26,10 +26,10 @@ from sqlalchemy import select
 from clockwork.catalog import Catalog, Snippet, Video
 from clockwork.clips import Profile, choose_encoder, cut, perceptual_hash
 from clockwork.media import list_videos
+from clockwork.options import DetectOptions
 from clockwork.progress import Progress
 from clockwork.pushmetrics import JobMetrics
 from clockwork.result import VideoResult
-from clockwork.scan import resolve_mode
 from clockwork.segments import SegmentRules
 from clockwork.settings import CLIPS, DETECT, SEGMENTS
 from clockwork.views import parse_views
@@ -37,16 +37,12 @@ from jobs._common import EXIT_OK, EXIT_PARTIAL, Fatal, cluster_gpus, connect, op
 
 
 @ray.remote
-def detect_task(path: str, label: str, min_score: float, sample_fps: float | None, views: tuple[str, ...],
-                read_time: bool = DETECT.read_time, scan: bool = False, rules: SegmentRules = SegmentRules()) -> dict:
+def detect_task(path: str, options: DetectOptions, rules: SegmentRules = SegmentRules()) -> dict:
     """Detect one video; on a GPU task the frames come from NVDEC (``detect_video`` reads through FrameReader)."""
     from clockwork.pipeline import detect_video
 
-    # a scan chooses its own frames: detect_video takes no sample_fps with it (None there means every frame)
-    mode = {"scan": True} if scan else {"scan": False, "sample_fps": sample_fps}
     try:
-        return {"path": path, "result": detect_video(path, labels=[label], min_score=min_score, views=views,
-                                                     read_time=read_time, rules=rules, **mode)}
+        return {"path": path, "result": detect_video(path, options, rules=rules)}
     except Exception as exc:  # recorded per video; the others go on
         return {"path": path, "error": f"{type(exc).__name__}: {exc}"}
 
@@ -94,9 +90,10 @@ def parse(argv):
     if args.sample_fps is not None and not (args.sample_fps >= 0 and math.isfinite(args.sample_fps)):
         ap.error(f"--sample-fps must be 0 (every frame) or a positive number, got {args.sample_fps:g}")
     try:
-        args.mode = resolve_mode(args.scan, args.sample_fps)
+        args.options = DetectOptions.resolve(scan=args.scan, sample_fps=args.sample_fps, labels=[args.label],
+                                             min_score=args.min_score, views=parse_views(args.views), read_time=args.read_time)
     except ValueError as exc:
-        ap.error(f"--scan with --sample-fps: {exc}")
+        ap.error(f"--scan with --sample-fps: {exc}" if "scan chooses" in str(exc) else str(exc))
     return args
 
 
@@ -132,11 +129,7 @@ def detect_missing(run_: Run, todo: list[str], rules: SegmentRules) -> None:
     """Detect the videos without results as Ray tasks (a GPU each where the cluster has one)."""
     args = run_.args
     gpus = 1 if cluster_gpus() >= 1 else 0
-    views = parse_views(args.views)
-    scan, sample_fps = args.mode
-    refs = [detect_task.options(num_cpus=2, num_gpus=gpus).remote(p, args.label, args.min_score, sample_fps, views,
-                                                                  args.read_time, scan, rules)
-            for p in todo]
+    refs = [detect_task.options(num_cpus=2, num_gpus=gpus).remote(p, args.options, rules) for p in todo]
     length = dict(zip(refs, map(_duration, todo), strict=True))
     progress, done, total = Progress("split"), 0.0, sum(length.values())
     pending = list(refs)
@@ -150,9 +143,7 @@ def detect_missing(run_: Run, todo: list[str], rules: SegmentRules) -> None:
             run_.metrics.count("video", "failed")
             continue
         with run_.catalog.session() as s:
-            run_.catalog.save_result(s, out["path"], out["result"], {"labels": [args.label], "min_score": args.min_score,
-                                                                     "sample_fps": sample_fps, "scan": scan, "views": list(views),
-                                                                     **({"read_time": True} if args.read_time else {})})
+            run_.catalog.save_result(s, out["path"], out["result"], args.options.to_json())
         run_.metrics.count("video", "detected")
     progress.close()
 

@@ -41,10 +41,9 @@ from clockwork.catalog import Catalog, Job, JobStatus, QueueFullError
 from clockwork.decode import VideoInfo
 from clockwork.errors import VideoError, VideoNotFoundError, unknown_label_message
 from clockwork.media import PathNotAllowedError, resolve_in_roots
+from clockwork.options import DetectOptions
 from clockwork.postback import PostbackURLError
-from clockwork.scan import resolve_mode
 from clockwork.settings import DETECT
-from clockwork.views import parse_views
 from serve_app.client import DetectorClient
 from serve_app.config import AppArgs
 from serve_app.metrics import IngressMetrics
@@ -96,6 +95,10 @@ class Api:
         self.metrics = metrics or IngressMetrics()
         self.detector = detector
         self.runner = JobRunner(args, self.catalog, detector, self.metrics)
+        # the app's defaults for what a request leaves out (its builder arguments; clockwork.settings otherwise)
+        self.defaults = DetectOptions(labels=tuple(args.labels), min_score=args.min_score, scan=args.scan,
+                                      sample_fps=None if args.scan else (args.sample_fps or None), views=tuple(args.views),
+                                      multiscale_fps=args.multiscale_fps or None)
         self._reaper: asyncio.Task | None = None
         self._labels: list[str] | None = None
 
@@ -160,10 +163,7 @@ class Api:
     async def admit(self, req: InferenceRequest, key: str | None = None) -> tuple[Job, bool]:
         """A validated request becomes a job (or the existing one for its key or body): the file is checked, the job
         admitted against the queue limit and started. Returns the job and whether it is new."""
-        scan, sample_fps = self._mode(req)
-        params = {"labels": await self._labels_of(req), "min_score": self._min_score(req), "sample_fps": sample_fps,
-                  "views": self._views(req), "multiscale_fps": self._multiscale_fps(req), "read_time": req.read_time,
-                  **({"scan": True} if scan else {})}
+        params = (await self._options(req)).to_json()
         path = self._path_of(req.filename)
         if req.postback_url is not None:
             await self._check_postback(req.postback_url)
@@ -290,29 +290,17 @@ class Api:
             raise ApiError(400, unknown_label_message(unknown[0], self._labels), unknown=unknown)
         return list(labels)
 
-    def _min_score(self, req: InferenceRequest) -> float:
-        return float(req.min_score if req.min_score is not None else self.args.min_score)
-
-    def _mode(self, req: InferenceRequest) -> tuple[bool, float | None]:
-        """(scan, sample_fps): absent fields take the app's defaults; a sample_fps of 0 is every frame."""
-        if req.sample_fps is not None:
-            fps = float(req.sample_fps)
-            if not math.isfinite(fps) or 0 < fps < MIN_SAMPLE_FPS:
-                raise ApiError(400, f"invalid request: sample_fps must be 0 (every frame) or from {MIN_SAMPLE_FPS} to 1000")
+    async def _options(self, req: InferenceRequest) -> DetectOptions:
+        """The request's options, built once: what it names, the app's defaults for the rest (``DetectOptions.resolve``)."""
+        for name in ("sample_fps", "multiscale_fps"):
+            rate = getattr(req, name)
+            if rate is not None and (not math.isfinite(rate) or 0 < rate < MIN_SAMPLE_FPS):
+                raise ApiError(400, f"invalid request: {name} must be 0 (every frame) or from {MIN_SAMPLE_FPS} to 1000")
+        labels = await self._labels_of(req)
         try:
-            return resolve_mode(req.scan, req.sample_fps, default_scan=self.args.scan, default_sample_fps=self.args.sample_fps)
-        except ValueError as exc:
-            raise ApiError(400, f"invalid request: {exc}") from None
-
-    def _multiscale_fps(self, req: InferenceRequest) -> float | None:
-        rate = req.multiscale_fps if req.multiscale_fps is not None else self.args.multiscale_fps
-        if rate is not None and (not math.isfinite(rate) or 0 < rate < MIN_SAMPLE_FPS):
-            raise ApiError(400, f"invalid request: multiscale_fps must be 0 (every frame) or from {MIN_SAMPLE_FPS} to 1000")
-        return (float(rate) or None) if rate is not None else None
-
-    def _views(self, req: InferenceRequest) -> list[str]:
-        try:
-            return list(parse_views(req.views if req.views is not None else self.args.views))
+            return DetectOptions.resolve(scan=req.scan, sample_fps=req.sample_fps, defaults=self.defaults,
+                                         default_sample_fps=self.args.sample_fps, labels=labels, min_score=req.min_score,
+                                         views=req.views, multiscale_fps=req.multiscale_fps, read_time=req.read_time)
         except ValueError as exc:
             raise ApiError(400, f"invalid request: {exc}") from None
 

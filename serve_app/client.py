@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from clockwork.errors import VideoError
-from clockwork.settings import DETECT, LIMITS
+from clockwork.options import DetectOptions
+from clockwork.settings import LIMITS
 
 
 class DetectorClient(Protocol):
@@ -28,11 +29,8 @@ class DetectorClient(Protocol):
 
     async def model_info(self) -> dict: ...
 
-    def detect_chunk(self, path: str, start_s: float, end_s: float | None, *, labels: list[str] | None,
-                     min_score: float | dict, sample_fps: float | None, views: list[str],
-                     read_time: bool = DETECT.read_time, roots: list[str] | None = None,
-                     multiscale_fps: float | None = DETECT.multiscale_fps,
-                     max_pixels: int | None = LIMITS.max_frame_pixels) -> AsyncIterator[dict]: ...
+    def detect_chunk(self, path: str, start_s: float, end_s: float | None, *, options: DetectOptions, rate: float | None,
+                     roots: list[str] | None = None, max_pixels: int | None = LIMITS.max_frame_pixels) -> AsyncIterator[dict]: ...
 
 
 class RayDetectorClient:
@@ -56,12 +54,10 @@ class RayDetectorClient:
     async def model_info(self) -> dict:
         return (await self._information())["model"]
 
-    async def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time=DETECT.read_time,
-                           roots=None, multiscale_fps=DETECT.multiscale_fps,
+    async def detect_chunk(self, path, start_s, end_s, *, options, rate, roots=None,
                            max_pixels=LIMITS.max_frame_pixels) -> AsyncIterator[dict]:
-        stream = self.handle.options(stream=True).detect_chunk.remote(
-            path, start_s, end_s, labels=labels, min_score=min_score, sample_fps=sample_fps, views=views, read_time=read_time,
-            roots=roots, multiscale_fps=multiscale_fps, max_pixels=max_pixels)
+        stream = self.handle.options(stream=True).detect_chunk.remote(path, start_s, end_s, options=options, rate=rate,
+                                                                      roots=roots, max_pixels=max_pixels)
         finished = False
         try:
             async for item in stream:
@@ -73,7 +69,7 @@ class RayDetectorClient:
 
 
 class LocalDetectorClient:
-    """A :class:`~clockwork.detector.Detector` in this process; one chunk runs through the model at a time."""
+    """A :class:`~clockwork.detector.Detector` in this process; one batch runs through the model at a time."""
 
     def __init__(self, detector: Any):
         self.detector = detector
@@ -88,37 +84,33 @@ class LocalDetectorClient:
     async def model_info(self) -> dict:
         return self.detector.model_info
 
-    async def detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time=DETECT.read_time,
-                           roots=None, multiscale_fps=DETECT.multiscale_fps,
+    async def detect_chunk(self, path, start_s, end_s, *, options, rate, roots=None,
                            max_pixels=LIMITS.max_frame_pixels) -> AsyncIterator[dict]:
-        from clockwork.decode import SampleGrid
         from clockwork.frames import FrameReader
         from clockwork.media import open_confined
-        from clockwork.pipeline import Prefetch, read_clocks
+        from clockwork.pipeline import Prefetch, detect_frames, in_process
         from clockwork.reader import shared_reader
-        from clockwork.views import view_stride
 
-        self.detector.label_ids(labels)
+        self.detector.label_ids(options.labels)
         with open_confined(path, roots) as opened:
             reader = await asyncio.to_thread(renamed_errors(FrameReader, path), opened, device=self.detector.device,
-                                             sample_fps=sample_fps, start_s=start_s, end_s=end_s, max_pixels=max_pixels)
-        stride = view_stride(reader.info.fps, sample_fps, multiscale_fps)
-        batches = Prefetch(reader)
-        grid = SampleGrid(DETECT.read_fps, start_s) if read_time else None
+                                             sample_fps=rate, start_s=start_s, end_s=end_s, max_pixels=max_pixels)
+        prepare, model = in_process(self.detector, options)
+
+        def infer(batch, prepared):
+            with self._lock:
+                return model(batch, prepared)
+
+        frames = Prefetch(detect_frames(reader, options, prepare=prepare, infer=infer,
+                                        clock_reader=shared_reader(str(self.detector.device)) if options.read_time else None),
+                          depth=1)
         try:
-            while (batch := await asyncio.to_thread(batches.get)) is not None:
-                found = await asyncio.to_thread(self._detect, batch, labels, min_score, views, stride)
-                if grid is not None:
-                    found = await asyncio.to_thread(read_clocks, shared_reader(str(self.detector.device)), batch, found, grid,
-                                                  min_score=0.0)
+            while (item := await asyncio.to_thread(frames.get)) is not None:
+                batch, found = item
                 yield {"frames": [f for f in found if f.detections], "processed": len(batch)}
             yield {"done": True, "decoder": reader.decoder, "frames_decoded": reader.frames_decoded}
         finally:  # a cancelled job stops here within a batch, and frees the model for the next
-            await asyncio.shield(asyncio.to_thread(lambda: (batches.close(), reader.close())))
-
-    def _detect(self, batch, labels, min_score, views, stride):
-        with self._lock:
-            return self.detector.detect_batch(batch, labels=labels, min_score=min_score, views=views, stride=stride)
+            await asyncio.shield(asyncio.to_thread(lambda: (frames.close(), reader.close())))
 
 
 def renamed_errors(fn, path: str):

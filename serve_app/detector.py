@@ -17,15 +17,15 @@ from dataclasses import dataclass
 import torch
 from ray import serve
 
-from clockwork.decode import SampleGrid, VideoInfo, probe
+from clockwork.decode import VideoInfo, probe
 from clockwork.detector import Detector, Prepared
 from clockwork.frames import FrameReader
 from clockwork.gpu_stats import GpuStats
 from clockwork.media import open_confined
-from clockwork.pipeline import Prefetch, read_clocks
+from clockwork.options import DetectOptions
+from clockwork.pipeline import Prefetch, detect_frames, hold_thresholds
 from clockwork.reader import shared_reader
-from clockwork.settings import DETECT, LIMITS, SERVE_BATCH
-from clockwork.views import parse_views, view_stride
+from clockwork.settings import LIMITS, SERVE_BATCH
 from serve_app.client import renamed_errors
 from serve_app.config import DetectorArgs
 from serve_app.metrics import DetectorMetrics
@@ -146,60 +146,55 @@ class DetectorDeployment:
         self.metrics.batch_requests.observe(len(packs), tags=self._tags)
         return out
 
-    async def detect_chunk(self, path: str, start_s: float = 0.0, end_s: float | None = None, *,
-                           labels: list[str] | None, min_score: float | dict, sample_fps: float | None,
-                           views: list[str] | None = None, read_time: bool = DETECT.read_time,
-                           roots: list[str] | None = None, multiscale_fps: float | None = DETECT.multiscale_fps,
+    async def detect_chunk(self, path: str, start_s: float = 0.0, end_s: float | None = None, *, options: DetectOptions,
+                           rate: float | None, roots: list[str] | None = None,
                            max_pixels: int | None = LIMITS.max_frame_pixels) -> AsyncIterator[dict]:
-        """Stream ``{"frames": [FrameDetections, ...], "processed": n}`` per pack (frames with detections
-        only), then ``{"done": True, "decoder": ..., "frames_decoded": n}``. Raises VideoError subclasses
-        for bad files. At most ``decoders`` chunks decode at once (``SERVE_BATCH.decoders``)."""
-        self.detector.label_ids(labels)
-        views = parse_views(views or DETECT.views)
+        """Stream ``{"frames": [FrameDetections, ...], "processed": n}`` per batch (frames with detections only), then
+        ``{"done": True, "decoder": ..., "frames_decoded": n}``: ``[start_s, end_s)`` at ``rate`` frames a second (None:
+        every frame), as ``options`` say. Raises VideoError subclasses for bad files. At most ``decoders`` chunks
+        decode at once (``SERVE_BATCH.decoders``)."""
+        self.detector.label_ids(options.labels)
         async with self._decoders:
-            async for item in self._detect_chunk(path, start_s, end_s, labels=labels, min_score=min_score,
-                                                 sample_fps=sample_fps, views=views, read_time=read_time, roots=roots,
-                                                 multiscale_fps=multiscale_fps, max_pixels=max_pixels):
+            async for item in self._detect_chunk(path, start_s, end_s, options, rate, roots, max_pixels):
                 yield item
 
-    async def _detect_chunk(self, path, start_s, end_s, *, labels, min_score, sample_fps, views, read_time, roots,
-                            multiscale_fps, max_pixels) -> AsyncIterator[dict]:
-        from clockwork.result import FrameDetections
-
+    async def _detect_chunk(self, path, start_s, end_s, options, rate, roots, max_pixels) -> AsyncIterator[dict]:
         # the file is opened once here and read through that descriptor: a name swapped for a symlink after the
         # API's check is refused (roots are the API's media roots)
         with open_confined(path, roots) as opened:
             info = await asyncio.to_thread(renamed_errors(self._probe, path), opened)
             reader = await asyncio.to_thread(renamed_errors(FrameReader, path), opened, device=self.detector.device,
-                                             sample_fps=sample_fps, start_s=start_s, end_s=end_s,
+                                             sample_fps=rate, start_s=start_s, end_s=end_s,
                                              batch_size=self.args.frames_per_call, nvdec=self.args.nvdec, info=info,
                                              nvdec_reuse=self.args.nvdec_reuse, nvdec_stream=self.args.nvdec_stream,
                                              max_pixels=max_pixels)
         if reader.fallback_reason:
             self.metrics.fallbacks.inc(tags={"reason": reader.fallback_reason})
-        stride = view_stride(info.fps, sample_fps, multiscale_fps)
+        loop = asyncio.get_running_loop()
+        threshold = hold_thresholds(options.min_score)
 
-        def packs():
-            for batch in reader:
-                t = time.perf_counter()
-                yield batch, FramePack(self.detector.prepare(batch, views, stride), labels, min_score), time.perf_counter() - t
+        last = [time.perf_counter()]  # when the decoding thread last asked the reader for a batch
 
-        grid = SampleGrid(DETECT.read_fps, start_s) if read_time else None
-        produced = Prefetch(packs(), depth=3)
+        def prepare(batch, stride: int):  # in the decoding thread, right after the reader gave the batch
+            t = time.perf_counter()
+            prepared = self.detector.prepare(batch, options.views, stride)
+            self.metrics.stage_seconds.observe(t - last[0], tags={"stage": "decode"})
+            self.metrics.stage_seconds.observe(time.perf_counter() - t, tags={"stage": "prepare"})
+            self.metrics.frames_decoded.inc(len(batch), tags=self._tags)
+            last[0] = time.perf_counter()
+            return prepared
+
+        def infer(batch, prepared):  # in the chunk's thread; the batch meets other chunks' packs on the event loop
+            pack = FramePack(prepared, options.labels, threshold)
+            return asyncio.run_coroutine_threadsafe(self._infer_batch(pack), loop).result()
+
+        frames = detect_frames(reader, options, prepare=prepare, infer=infer, depth=3,
+                               clock_reader=shared_reader(self.device) if options.read_time else None)
+        produced = Prefetch(frames, depth=1)
         try:
-            while True:
-                t = time.perf_counter()
-                item = await asyncio.to_thread(produced.get)
-                if item is None:
-                    break
-                batch, pack, prep_s = item
-                self.metrics.stage_seconds.observe(time.perf_counter() - t + prep_s, tags={"stage": "decode"})
-                self.metrics.frames_decoded.inc(len(batch), tags=self._tags)
-                found = await self._infer_batch(pack)
-                frames = [FrameDetections(i, ts, d) for i, ts, d in zip(batch.indexes, batch.timestamps, found, strict=True)]
-                if grid is not None:  # the clocks' dials, read DETECT.read_fps times a second
-                    frames = await asyncio.to_thread(read_clocks, shared_reader(self.device), batch, frames, grid, min_score=0.0)
-                yield {"frames": [f for f in frames if f.detections], "processed": len(batch)}
+            while (item := await asyncio.to_thread(produced.get)) is not None:
+                batch, found = item
+                yield {"frames": [f for f in found if f.detections], "processed": len(batch)}
             yield {"done": True, "decoder": reader.decoder, "frames_decoded": reader.frames_decoded}
         finally:
             # also on a cancelled request (a cancelled job): the decoder and this call's place end within a batch

@@ -29,10 +29,9 @@ from clockwork.catalog import Catalog, Job, JobStatus, utcnow
 from clockwork.decode import VideoInfo, check_complete, completeness_claim, keyframe_times, measured_duration, packet_times, probe
 from clockwork.errors import ClockworkError, CorruptVideoError, VideoError, VideoTooLargeError
 from clockwork.media import PathNotAllowedError, open_confined, relative_name
-from clockwork.pipeline import STAGE_COARSE, STAGE_EVERY, STAGE_REFINE, STAGE_SAMPLED, ResultBuilder
+from clockwork.options import DetectOptions
+from clockwork.pipeline import ResultBuilder, first_pass, refine_pass
 from clockwork.postback import HostPolicy, RetryPolicy, deliver_once
-from clockwork.scan import coarse_fps
-from clockwork.settings import DETECT
 from serve_app.client import DetectorClient, video_error_of
 from serve_app.config import AppArgs
 from serve_app.metrics import IngressMetrics
@@ -89,15 +88,10 @@ class ChunkFanout:
         self.empty_from: float | None = None  # the first chunk that decoded nothing: the video ends before it
         self.last_packet_s = -1.0  # the last video packet's time, where the packet index could be read
 
-    async def run(self, path: str, info: VideoInfo, params: dict, model: dict) -> tuple[dict, dict]:
-        """Every chunk at the job's rate; with ``scan``, every chunk at the coarse rate first, then every frame
-        of the windows around the changes it found (``clockwork.scan``)."""
-        params = dict(params)
-        scan = params.pop("scan", False)
-        builder = ResultBuilder(info, model=model, labels=params["labels"], min_score=params["min_score"],
-                                sample_fps=None if scan else params["sample_fps"], views=params["views"],
-                                multiscale_fps=params.get("multiscale_fps", DETECT.multiscale_fps))
-        coarse = coarse_fps(info.fps) if scan else None
+    async def run(self, path: str, info: VideoInfo, options: DetectOptions, model: dict) -> tuple[dict, dict]:
+        """The passes of ``clockwork.pipeline`` (a scan's coarse pass, then every frame of its windows; or one sampled
+        or every-frame pass), each cut into chunks that run in parallel on the detector replicas."""
+        builder = ResultBuilder.for_options(info, options, model=model)
         chunks = await asyncio.to_thread(plan_chunks, info.duration_s, self.chunk_s, partial(self._keyframes, path))
         # a variable-rate file may hold long stretches without a frame: skip those chunks, and never read an empty
         # chunk as the end of the video while frames come after it
@@ -106,21 +100,19 @@ class ChunkFanout:
             chunks = [(a, b) for a, b in chunks if _holds_packets(times, a, b)]
             self.last_packet_s = float(times[-1])
         t = time.perf_counter()
-        rate = coarse or params["sample_fps"]
-        self._begin(STAGE_COARSE if coarse else STAGE_SAMPLED if rate else STAGE_EVERY, info.duration_s, rate or info.fps)
-        await self._fan(path, {**params, "sample_fps": rate}, builder, [(a, b, True) for a, b in chunks])
+        first = first_pass(options, info.fps)
+        self._begin(first.stage, info.duration_s, first.rate or info.fps)
+        await self._fan(path, options, first.rate, builder, [(a, b, True) for a, b in chunks])
         if info.frames_listed and self.decoded < 0.95 * info.frames_listed - 1:
             raise CorruptVideoError(path, f"truncated: decoded {self.decoded} of the {info.frames_listed} frames the container lists")
         decoded = self.decoded
         timings = {"chunks": len(chunks)}
-        if coarse:
-            end = min(info.duration_s, self.empty_from) if self.empty_from is not None else info.duration_s
-            windows = builder.scan_windows(coarse, end)
-            # the windows read the dials too: a clock seen only faintly by the coarse pass is read here, so the reader's
-            # check sees every track (clockwork.pipeline.drop_unreadable_tracks)
-            self._begin(STAGE_REFINE, sum(b - a for a, b in windows), info.fps)
-            await self._fan(path, {**params, "sample_fps": None}, builder, [(a, b, False) for a, b in windows])
-            timings["refined"] = len(windows)
+        end = min(info.duration_s, self.empty_from) if self.empty_from is not None else info.duration_s
+        refine = refine_pass(first, builder, end)
+        if refine is not None:
+            self._begin(refine.stage, sum((b or end) - a for a, b in refine.ranges), info.fps)
+            await self._fan(path, options, refine.rate, builder, [(a, b, False) for a, b in refine.ranges])
+            timings["refined"] = len(refine.ranges)
         checked_against, claimed = await asyncio.to_thread(self._claim, path, info)
         result = replace(builder.build(decoded), completeness={"checked_against": checked_against, "claimed": claimed})
         document = result.to_json()
@@ -155,16 +147,17 @@ class ChunkFanout:
         with open_confined(path, self.roots) as opened:
             return keyframe_times(opened, times)
 
-    async def _fan(self, path: str, params: dict, builder: ResultBuilder, chunks: list[tuple[float, float | None, bool]]) -> None:
+    async def _fan(self, path: str, options: DetectOptions, rate: float | None, builder: ResultBuilder,
+                   chunks: list[tuple[float, float | None, bool]]) -> None:
         try:
             async with asyncio.TaskGroup() as group:
                 for a, b, counts in chunks:
-                    group.create_task(self._chunk(path, params, builder, a, b, counts))
+                    group.create_task(self._chunk(path, options, rate, builder, a, b, counts))
         except BaseExceptionGroup as group_error:
             raise _first_cause(group_error) from None
 
-    async def _chunk(self, path: str, params: dict, builder: ResultBuilder, start: float, end: float | None,
-                     counts: bool = True) -> None:
+    async def _chunk(self, path: str, options: DetectOptions, rate: float | None, builder: ResultBuilder, start: float,
+                     end: float | None, counts: bool = True) -> None:
         """One chunk; ``counts``: its decoded frames count towards the video's (not a scan's refined windows)."""
         async with self.sem, self.slots or contextlib.nullcontext():
             for attempt in range(self.retries + 1):
@@ -174,8 +167,8 @@ class ChunkFanout:
                 room = (end if end is not None else self.stage["video_s_total"]) - start
                 try:
                     # the detector runs at the hysteresis threshold; the builder keeps what reaches min_score
-                    async for item in self.detector.detect_chunk(path, start, end, roots=self.roots, max_pixels=self.max_pixels,
-                                                                 **{**params, "min_score": builder.detect_threshold}):
+                    async for item in self.detector.detect_chunk(path, start, end, options=options, rate=rate,
+                                                                 roots=self.roots, max_pixels=self.max_pixels):
                         if item.get("done"):
                             decoded = item["frames_decoded"]
                             break
@@ -369,8 +362,8 @@ class JobRunner:
         try:
             info = checked or await self.check(job.video_path)
             await asyncio.to_thread(self._update, job.id, frames_total=info.frames_total)
-            params = {"views": ["full"], **job.params}  # a job queued before views existed ran the full view
-            document, timings = await fanout.run(job.video_path, info, params, await self.detector.model_info())
+            options = DetectOptions.from_json(job.params)
+            document, timings = await fanout.run(job.video_path, info, options, await self.detector.model_info())
         except Exception as exc:  # a bad video, or a chunk that kept failing after its retries
             if video_error_of(exc) is None:
                 logger.error("job %s: detection failed", job.id, exc_info=exc)
@@ -413,7 +406,7 @@ class JobRunner:
             row.finished_at = utcnow()
             row.timings = {**(row.timings or {}), **(timings or {})}
             if document is not None:
-                result = self.catalog.save_result(s, job.video_path, document, _result_params(job.params))
+                result = self.catalog.save_result(s, job.video_path, document, DetectOptions.from_json(job.params).to_json())
                 row.result_id = result.id
                 row.status = JobStatus.SUCCEEDED.value
                 # every frame has been gone through, sampled or not: progress ends at 100%
@@ -464,11 +457,6 @@ HISTORY_KEPT = 20  # postback attempts listed in GET /jobs/{id}
 
 def _iso(t: dt.datetime | None) -> str | None:
     return t.isoformat() + "Z" if t else None
-
-
-def _result_params(params: dict) -> dict:
-    keys = ("labels", "min_score", "sample_fps", "scan", "views", "multiscale_fps", "read_time")
-    return {"views": ["full"], **{k: params[k] for k in keys if k in params}}
 
 
 def job_status(job: Job, name: str, base_url: str = "") -> dict:

@@ -17,6 +17,7 @@ import pytest
 from clockwork.catalog import Catalog, Job, QueueFullError
 from clockwork.errors import CorruptVideoError
 from clockwork.media import PathNotAllowedError
+from clockwork.options import DetectOptions
 from clockwork.testing import Receiver, wait_for_job
 from serve_app.client import LocalDetectorClient
 from tests.conftest import ffmpeg
@@ -197,8 +198,9 @@ def test_a_file_swapped_for_a_symlink_after_the_check_is_not_read(make_client, t
     roots = [str(media)]
 
     async def read_chunk():
-        async for _ in LocalDetectorClient(detector).detect_chunk(str(media / "v.mp4"), 0, None, labels=["clock"], min_score=0.5,
-                                                                  sample_fps=1, views=["full"], roots=roots):
+        options = DetectOptions(min_score=0.5, scan=False, sample_fps=1, views=("full",))
+        async for _ in LocalDetectorClient(detector).detect_chunk(str(media / "v.mp4"), 0, None, options=options, rate=1,
+                                                                  roots=roots):
             pass
 
     with pytest.raises(PathNotAllowedError):

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from clockwork import detect_video
+from clockwork.options import DetectOptions
 from clockwork.postback import verify_signature
 from clockwork.testing import Receiver, wait_for_job
 
@@ -255,8 +256,8 @@ def test_a_replica_decodes_at_most_its_decoders_chunks_at_once(serve_port, sampl
     events, lock = [], threading.Lock()
 
     def consume(tag):
-        stream = handle.options(stream=True).detect_chunk.remote(path, 0.0, None, labels=["clock"], min_score=0.5,
-                                                                 sample_fps=5, views=["full"])
+        options = DetectOptions(min_score=0.5, scan=False, sample_fps=5, views=("full",), read_time=False)
+        stream = handle.options(stream=True).detect_chunk.remote(path, 0.0, None, options=options, rate=5)
         for item in stream:
             with lock:
                 events.append((tag, bool(item.get("done")), item.get("processed", 0)))
