@@ -12,8 +12,9 @@ import enum
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import (
@@ -150,6 +151,17 @@ class Job(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     result: Mapped[Result | None] = relationship()
+
+
+@dataclass(frozen=True)
+class Scanned:
+    """A video of the catalog and its latest result's document (None: not scanned)."""
+
+    video_id: int
+    path: str
+    duration_s: float | None
+    result_id: int | None
+    document: dict | None
 
 
 class Snippet(Base):
@@ -297,6 +309,11 @@ class Catalog:
         s.flush()
         return result
 
+    def add_result(self, path: str, result_: VideoResult | dict, params: dict) -> int:
+        """``save_result`` in a session of its own; the new result's id."""
+        with self.session() as s:
+            return self.save_result(s, path, result_, params).id
+
     def latest_result(self, s: Session, video: Video) -> Result | None:
         return s.scalar(select(Result).where(Result.video_id == video.id).order_by(Result.created_at.desc(), Result.id.desc()))
 
@@ -395,6 +412,172 @@ class Catalog:
             job.deliveries = (job.deliveries or 1) + 1
             job.postback_attempts, job.postback_delivered, job.postback_gave_up = 0, False, False
             job.postback_next_at, job.postback_last_error = None, None
+
+    def job(self, job_id: str) -> Job | None:
+        """A job, detached from its session (read its columns, not its relationships)."""
+        with self.session(read_only=True) as s:
+            job = s.get(Job, job_id)
+            if job is not None:
+                s.expunge(job)
+            return job
+
+    def _set(self, job_id: str, **values) -> None:
+        with self.session() as s:
+            s.execute(update(Job).where(Job.id == job_id).values(**values))
+
+    def start_job(self, job_id: str, *, attempts: int) -> None:
+        """A run of the job begins: running, its attempt counted, progress from zero."""
+        self._set(job_id, status=JobStatus.RUNNING.value, started_at=utcnow(), attempts=attempts, frames_done=0,
+                  progress=None, error=None)
+
+    def set_frames_total(self, job_id: str, frames_total: int) -> None:
+        self._set(job_id, frames_total=frames_total)
+
+    def record_progress(self, job_id: str, *, frames_done: int, progress: dict) -> None:
+        self._set(job_id, frames_done=frames_done, progress=progress)
+
+    def finish_job(self, job_id: str, *, document: dict | None, error: str | None, params: dict,
+                   timings: dict | None = None) -> str | None:
+        """The run's end: succeeded with its result (saved for the video, ``params`` as it was detected), or failed with
+        its error. A job cancelled while it ran stays cancelled. Returns the status it ended in (None: cancelled)."""
+        with self.session() as s:
+            row = s.get(Job, job_id)
+            if row.status == JobStatus.CANCELLED:
+                return None
+            row.finished_at = utcnow()
+            row.timings = {**(row.timings or {}), **(timings or {})}
+            if document is not None:
+                row.result_id = self.save_result(s, row.video_path, document, params).id
+                row.status = JobStatus.SUCCEEDED.value
+                # every frame has been gone through, sampled or not: progress ends at 100%
+                row.frames_done = row.frames_total = document["frames_total"]
+            else:
+                row.status, row.error = JobStatus.FAILED.value, error
+            return row.status
+
+    def record_postback(self, job_id: str, *, attempts: int, delivered: bool, gave_up: bool, last_error: str | None,
+                        next_at: dt.datetime | None, entry: dict, keep: int) -> None:
+        """One postback attempt's outcome; the history keeps the last ``keep`` attempts."""
+        with self.session() as s:
+            job = s.get(Job, job_id)
+            job.postback_attempts, job.postback_delivered, job.postback_gave_up = attempts, delivered, gave_up
+            job.postback_last_error, job.postback_next_at = last_error, next_at
+            job.postback_history = [*(job.postback_history or []), entry][-keep:]
+
+    def outcome(self, job_id: str) -> tuple[Job, dict | None]:
+        """An ended job and its result document (None unless it succeeded)."""
+        with self.session(read_only=True) as s:
+            job = s.get(Job, job_id)
+            document = job.result.document if job.status == JobStatus.SUCCEEDED and job.result is not None else None
+            s.expunge(job)
+            return job, document
+
+    # -- videos, results, snippets and remixes -------------------------------------------------------
+
+    def result(self, result_id: int) -> tuple[VideoResult, int]:
+        """A stored result and the id of its video."""
+        with self.session(read_only=True) as s:
+            row = s.get(Result, result_id)
+            return row.video_result(), row.video_id
+
+    def scanned(self, video_id: int) -> Scanned | None:
+        """A video of the catalog and its latest result (None: no such video)."""
+        with self.session(read_only=True) as s:
+            video = s.get(Video, video_id)
+            return None if video is None else self._scanned(s, video)
+
+    def _scanned(self, s: Session, video: Video) -> Scanned:
+        result = self.latest_result(s, video)
+        return Scanned(video.id, video.path, video.duration_s, result.id if result else None,
+                       result.document if result else None)
+
+    def library(self) -> dict[str, Scanned]:
+        """Every video of the catalog by path, with its latest result."""
+        with self.session(read_only=True) as s:
+            return {v.path: self._scanned(s, v) for v in s.scalars(select(Video))}
+
+    def video_ids(self, paths: Iterable[str]) -> dict[str, int]:
+        with self.session(read_only=True) as s:
+            return dict(s.execute(select(Video.path, Video.id).where(Video.path.in_(list(paths)))).all())
+
+    def remixes(self, limit: int) -> list[Remix]:
+        """The latest remixes, newest first (detached)."""
+        with self.session(read_only=True) as s:
+            rows = list(s.scalars(select(Remix).order_by(Remix.created_at.desc(), Remix.id.desc()).limit(limit)))
+            for row in rows:
+                s.expunge(row)
+            return rows
+
+    def remix(self, remix_id: int | None = None) -> Remix | None:
+        """One remix (None: the latest), detached."""
+        with self.session(read_only=True) as s:
+            row = (s.get(Remix, remix_id) if remix_id is not None
+                   else s.scalar(select(Remix).order_by(Remix.created_at.desc(), Remix.id.desc())))
+            if row is not None:
+                s.expunge(row)
+            return row
+
+    def add_remix(self, path: str, *, label: str, duration_s: float, document: dict) -> int:
+        with self.session() as s:
+            row = Remix(path=path, label=label, duration_s=duration_s, document=document)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def videos_by_results(self) -> dict[str, bool]:
+        """Every video's path, and whether it has a result."""
+        with self.session(read_only=True) as s:
+            return {v.path: bool(v.results) for v in s.scalars(select(Video))}
+
+    def results_to_cut(self) -> list[tuple[Video, VideoResult]]:
+        """Every video with a result, and its latest result (the videos detached)."""
+        with self.session(read_only=True) as s:
+            out = []
+            for video in s.scalars(select(Video).where(Video.results.any())):
+                result = self.latest_result(s, video).video_result()
+                s.expunge(video)
+                out.append((video, result))
+            return out
+
+    def snippet(self, name: str) -> Snippet | None:
+        with self.session(read_only=True) as s:
+            row = s.scalar(select(Snippet).where(Snippet.name == name))
+            if row is not None:
+                s.expunge(row)
+            return row
+
+    def plan_snippet(self, name: str, *, video_id: int, label: str, start_s: float, end_s: float, max_score: float,
+                     path: str, clock_minutes: int | None, clock_confidence: float | None) -> None:
+        """A snippet to cut (pending), made or reset; what its clock shows is kept with it."""
+        with self.session() as s:
+            row = s.scalar(select(Snippet).where(Snippet.name == name))
+            if row is None:
+                row = Snippet(name=name, video_id=video_id, label=label, start_s=start_s, end_s=end_s, max_score=max_score)
+                s.add(row)
+            row.clock_minutes, row.clock_confidence = clock_minutes, clock_confidence
+            row.status, row.error, row.path = "pending", None, path
+
+    def finish_snippet(self, name: str, *, phash: str | None = None, error: str | None = None) -> None:
+        with self.session() as s:
+            row = s.scalar(select(Snippet).where(Snippet.name == name))
+            row.status, row.phash, row.error = ("failed", None, error) if error else ("done", phash, None)
+
+    def count_snippets(self, label: str, status: str = "done") -> int:
+        with self.session(read_only=True) as s:
+            return s.scalar(select(func.count()).select_from(Snippet).where(Snippet.label == label, Snippet.status == status)) or 0
+
+    def snippet_labels(self) -> list[str]:
+        with self.session(read_only=True) as s:
+            return sorted(set(s.scalars(select(Snippet.label).where(Snippet.status == "done"))))
+
+    def snippets_to_join(self, label: str) -> list[tuple[Snippet, str]]:
+        """Every cut snippet of ``label`` with its source video's path (detached)."""
+        with self.session(read_only=True) as s:
+            rows = s.execute(select(Snippet, Video.path).join(Video, Snippet.video_id == Video.id)
+                             .where(Snippet.label == label, Snippet.status == "done")).all()
+            for snippet, _ in rows:
+                s.expunge(snippet)
+            return [(snippet, path) for snippet, path in rows]
 
     def count_active(self) -> int:
         with self.session(read_only=True) as s:

@@ -17,12 +17,11 @@ import math
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray
-from sqlalchemy import select
 
-from clockwork.catalog import Remix, Snippet, Video
 from clockwork.clips import Profile, card, cut, thumbnail_jpeg
 from clockwork.clocktime import DAY_MINUTES, day_clock
 from clockwork.errors import ClockworkError
@@ -34,6 +33,7 @@ from clockwork.remix import (
     ORDERS,
     Pick,
     Placed,
+    Selection,
     concat,
     place,
     remix_document,
@@ -43,6 +43,7 @@ from clockwork.remix import (
     write_videolist,
 )
 from clockwork.remix import select as choose
+from clockwork.result import VideoResult
 from clockwork.settings import DETECT
 from jobs._common import EXIT_OK, Fatal, connect, open_catalog, parse_args, require_ffmpeg, run, setup_logging
 
@@ -118,47 +119,46 @@ def parse(argv):
     return parse_args(ap, argv)
 
 
-def main(argv=None) -> int:
-    args = parse(argv)
-    setup_logging(args.verbose)
-    require_ffmpeg()
-    out = Path(args.out).resolve()
-    if out.suffix.lower() != ".mp4":
-        raise Fatal(f"--out must name an .mp4 file, got {args.out!r}")
-    catalog = open_catalog(args.database_url)
-    metrics = JobMetrics("join")
-    t0 = time.time()
-    with catalog.session() as s:
-        rows = s.execute(select(Snippet, Video).join(Video, Snippet.video_id == Video.id)
-                         .where(Snippet.label == args.label, Snippet.status == "done")).all()
-        picks = [Pick(sn.name, sn.path, v.path, sn.start_s, sn.end_s, sn.max_score, sn.phash,
-                      sn.clock_minutes if (sn.clock_confidence or 0) >= args.min_time_confidence else None) for sn, v in rows]
-        sources = {}
-        for _, video in rows:
-            if video.path not in sources:
-                result = catalog.latest_result(s, video).video_result()
-                sources[video.path] = {
-                    "duration_s": result.duration_s,
-                    "frames": [(f.timestamp_s, f.best_score(args.label)) for f in result.frame_data],
-                    "segments": [],
-                }
-        for sn, video in rows:
-            sources[video.path]["segments"].append((sn.start_s, sn.end_s))
-        no_clocks = []
-        for video in s.scalars(select(Video).order_by(Video.path)):
-            result = catalog.latest_result(s, video)
-            if result is not None and not any(seg.label == args.label for seg in result.segments):
-                no_clocks.append(video.path)
+@dataclass
+class Library:
+    """What the join works from: the snippets it may pick, their sources' scores and segments (for the report), and
+    the scanned videos where no clock was found."""
+
+    picks: list[Pick]
+    sources: dict[str, dict]
+    no_clocks: list[str]
+
+
+def load_library(catalog, args) -> Library:
+    """The catalog's cut snippets of ``--label``, each with its reading where it is trusted (``--min-time-confidence``)."""
+    rows = catalog.snippets_to_join(args.label)
+    picks = [Pick(sn.name, sn.path, source, sn.start_s, sn.end_s, sn.max_score, sn.phash,
+                  sn.clock_minutes if (sn.clock_confidence or 0) >= args.min_time_confidence else None) for sn, source in rows]
     if not picks:
-        with catalog.session() as s:
-            labels = sorted(set(s.scalars(select(Snippet.label).where(Snippet.status == "done"))))
-        hint = (f"; the catalog has snippets labelled {', '.join(map(repr, labels))}" if labels
-                else "; run `python -m jobs.split` first")
+        labels = catalog.snippet_labels()
+        hint = f"; the catalog has snippets labelled {', '.join(map(repr, labels))}" if labels else "; run `python -m jobs.split` first"
         raise Fatal(f"no {args.label!r} snippets in the catalog ({catalog.url}){hint}")
     missing = [p.path for p in picks if not p.path or not Path(p.path).is_file()]
     if missing:
         raise Fatal(f"{len(missing)} snippet file(s) registered in the catalog are gone, e.g. {missing[0]}; "
                     "run `python -m jobs.split` again to recut them")
+    scanned = catalog.library()
+    sources: dict[str, dict] = {}
+    for sn, source in rows:
+        if source not in sources:
+            result = VideoResult.from_json(scanned[source].document)
+            sources[source] = {"duration_s": result.duration_s, "segments": [],
+                               "frames": [(f.timestamp_s, f.best_score(args.label)) for f in result.frame_data]}
+        sources[source]["segments"].append((sn.start_s, sn.end_s))
+    no_clocks = sorted(path for path, v in scanned.items()
+                       if v.document is not None and not any(seg["label"] == args.label for seg in v.document["segments"]))
+    return Library(picks, sources, no_clocks)
+
+
+def select_snippets(library: Library, args) -> tuple[Selection, dict[str, str], int, int]:
+    """The selection (per source, without near-duplicates, ordered), the sources' a.m./p.m. pins, and the time-of-day
+    span (start and length in minutes)."""
+    picks = library.picks
     meridiem = {p.source: half for p in picks for half, globs in (("am", args.am), ("pm", args.pm))
                 if any(fnmatch.fnmatch(p.source, g) or fnmatch.fnmatch(Path(p.source).name, g) for g in globs)}
     try:
@@ -176,6 +176,21 @@ def main(argv=None) -> int:
             raise Fatal(f"no snippet's clock reads between {day_clock(start)} and {span} minutes later ({read} of {len(picks)} "
                         "snippets have a trusted reading; run jobs.split with --read-time, the default)")
         raise Fatal(f"no snippet fits --max-duration {args.max_duration}")
+    return selection, meridiem, start, span
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    setup_logging(args.verbose)
+    require_ffmpeg()
+    out = Path(args.out).resolve()
+    if out.suffix.lower() != ".mp4":
+        raise Fatal(f"--out must name an .mp4 file, got {args.out!r}")
+    catalog = open_catalog(args.database_url)
+    metrics = JobMetrics("join")
+    t0 = time.time()
+    library = load_library(catalog, args)
+    selection, meridiem, start, span = select_snippets(library, args)
     connect()
     out.parent.mkdir(parents=True, exist_ok=True)
     placement = None
@@ -204,11 +219,10 @@ def main(argv=None) -> int:
         out.unlink(missing_ok=True)
         raise Fatal(str(exc).splitlines()[0]) from None
     thumbs = {name: ray.get(ref) for name, ref in thumbs_refs.items()}
-    document = remix_document(out, picks=chosen, sources=sources, selection=selection, label=args.label,
-                              order=args.order, no_clocks=no_clocks, placement=placement, gaps=args.gaps)
+    document = remix_document(out, picks=chosen, sources=library.sources, selection=selection, label=args.label,
+                              order=args.order, no_clocks=library.no_clocks, placement=placement, gaps=args.gaps)
     report = write_report(out.with_suffix(".html"), document, thumbs)
-    with catalog.session() as s:
-        s.add(Remix(path=str(out), label=args.label, duration_s=checked["duration_s"], document=document))
+    catalog.add_remix(str(out), label=args.label, duration_s=checked["duration_s"], document=document)
     metrics.count("snippet", "joined", len(chosen))
     metrics.count("snippet", "duplicate", len(selection.dropped_duplicates))
     metrics.output_seconds.set(checked["duration_s"])

@@ -21,15 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import ray
-from sqlalchemy import select
 
-from clockwork.catalog import Catalog, Snippet, Video
+from clockwork.catalog import Catalog, Video
 from clockwork.clips import Profile, choose_encoder, cut, perceptual_hash
 from clockwork.media import list_videos
 from clockwork.options import DetectOptions
 from clockwork.progress import Progress
 from clockwork.pushmetrics import JobMetrics
-from clockwork.result import VideoResult
 from clockwork.segments import SegmentRules
 from clockwork.settings import CLIPS, DETECT, SEGMENTS
 from clockwork.views import parse_views
@@ -114,8 +112,7 @@ class Run:
 def videos_to_detect(run_: Run) -> list[str]:
     """Every file under the media roots without a result in the catalog (our own snippets excluded)."""
     args = run_.args
-    with run_.catalog.session() as s:
-        known = {v.path: bool(v.results) for v in s.scalars(select(Video))}
+    known = run_.catalog.videos_by_results()
     out_dir = Path(args.out).resolve()
     found = {str(p.resolve()) for root in args.media_root for p in list_videos(root)
              if out_dir not in p.resolve().parents}
@@ -142,8 +139,7 @@ def detect_missing(run_: Run, todo: list[str], rules: SegmentRules) -> None:
             run_.failures.append(f"{out['path']}: detection failed: {out['error']}")
             run_.metrics.count("video", "failed")
             continue
-        with run_.catalog.session() as s:
-            run_.catalog.save_result(s, out["path"], out["result"], args.options.to_json())
+        run_.catalog.add_result(out["path"], out["result"], args.options.to_json())
         run_.metrics.count("video", "detected")
     progress.close()
 
@@ -161,27 +157,21 @@ def _duration(path: str) -> float:
 def plan_snippets(run_: Run, rules: SegmentRules) -> None:
     """Segments of every video with results -> snippets to cut, skipping those already done."""
     args = run_.args
-    with run_.catalog.session() as s:
-        videos = list(s.scalars(select(Video).where(Video.results.any())))
-        run_.videos = len(videos)
-        for video in videos:
-            result: VideoResult = run_.catalog.latest_result(s, video).video_result()
-            for seg in result.build_segments(rules, label=args.label, min_score=args.min_score):
-                name = snippet_name(video, args.label, seg.start_s, seg.end_s)
-                row = s.scalar(select(Snippet).where(Snippet.name == name))
-                path = Path(args.out).resolve() / name
-                if row is not None and row.status == "done" and row.path and Path(row.path).is_file():
-                    run_.skipped += 1
-                    continue
-                if row is None:
-                    row = Snippet(name=name, video_id=video.id, label=args.label, start_s=seg.start_s, end_s=seg.end_s,
-                                  max_score=seg.max_score)
-                    s.add(row)
-                shows = result.clock_time_between(seg.start_s, seg.end_s, args.label)  # what its clock shows, if read
-                row.clock_minutes = shows.minutes if shows else None
-                row.clock_confidence = shows.confidence if shows else None
-                row.status, row.error, row.path = "pending", None, str(path)
-                run_.plan.append((name, video.path, seg.start_s, seg.end_s, str(path)))
+    videos = run_.catalog.results_to_cut()
+    run_.videos = len(videos)
+    for video, result in videos:
+        for seg in result.build_segments(rules, label=args.label, min_score=args.min_score):
+            name = snippet_name(video, args.label, seg.start_s, seg.end_s)
+            row = run_.catalog.snippet(name)
+            path = Path(args.out).resolve() / name
+            if row is not None and row.status == "done" and row.path and Path(row.path).is_file():
+                run_.skipped += 1
+                continue
+            shows = result.clock_time_between(seg.start_s, seg.end_s, args.label)  # what its clock shows, if read
+            run_.catalog.plan_snippet(name, video_id=video.id, label=args.label, start_s=seg.start_s, end_s=seg.end_s,
+                                      max_score=seg.max_score, path=str(path), clock_minutes=shows.minutes if shows else None,
+                                      clock_confidence=shows.confidence if shows else None)
+            run_.plan.append((name, video.path, seg.start_s, seg.end_s, str(path)))
     if not run_.plan and not run_.skipped:
         raise Fatal(f"no {args.label!r} segments in {run_.videos} video(s) with results: nothing to cut"
                     + (f" ({len(run_.failures)} video(s) failed: {run_.failures[0]})" if run_.failures else ""))
@@ -211,16 +201,15 @@ def cut_snippets(run_: Run, profile: Profile, encoder: str) -> None:
             ready, pending = ray.wait(pending, num_returns=1)
             done_ref = ready[0]
             out = ray.get(done_ref)
-            with run_.catalog.session() as s:
-                row = s.scalar(select(Snippet).where(Snippet.name == refs[done_ref]))
-                if "error" in out:
-                    row.status, row.error = "failed", out["error"]
-                    run_.failures.append(f"{row.name}: {out['error']}")
-                    run_.metrics.count("snippet", "failed")
-                else:
-                    row.status, row.phash = "done", out["phash"]
-                    run_.nodes.add(out["node"])
-                    run_.metrics.count("snippet", "cut")
+            name = refs[done_ref]
+            if "error" in out:
+                run_.catalog.finish_snippet(name, error=out["error"])
+                run_.failures.append(f"{name}: {out['error']}")
+                run_.metrics.count("snippet", "failed")
+            else:
+                run_.catalog.finish_snippet(name, phash=out["phash"])
+                run_.nodes.add(out["node"])
+                run_.metrics.count("snippet", "cut")
             done += length[refs[done_ref]]
             bar(done, total, "cutting")
     finally:
@@ -231,8 +220,7 @@ def cut_snippets(run_: Run, profile: Profile, encoder: str) -> None:
 def report(run_: Run, t0: float, encoder: str | None) -> int:
     args = run_.args
     run_.metrics.count("snippet", "skipped", run_.skipped)
-    with run_.catalog.session() as s:
-        ready = len(s.scalars(select(Snippet).where(Snippet.label == args.label, Snippet.status == "done")).all())
+    ready = run_.catalog.count_snippets(args.label)
     ok = not run_.failures
     run_.metrics.push(ok=ok)
     print(f"split: {len(run_.plan)} snippet(s) cut this run on {len(run_.nodes)} node(s), {run_.skipped} already done, "

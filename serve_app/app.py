@@ -33,8 +33,8 @@ def app_builder(args: BuilderArgs) -> Application:
     detector = DetectorDeployment.options(
         num_replicas=args.detector_replicas, max_ongoing_requests=args.detector_max_ongoing_requests,
         ray_actor_options={"num_cpus": args.detector_num_cpus, "num_gpus": num_gpus},
-    ).bind(args.detector.model_dump())
-    return Ingress.options(num_replicas=args.ingress_replicas).bind(detector, args.app_args().model_dump())
+    ).bind(args.detector)
+    return Ingress.options(num_replicas=args.ingress_replicas).bind(detector, args.app_args())
 
 
 def __getattr__(name: str):

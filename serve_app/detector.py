@@ -68,8 +68,8 @@ def _pack_frames(packs) -> int:
     health_check_period_s=5,
 )
 class DetectorDeployment:
-    def __init__(self, args: dict | None = None):
-        self.args = DetectorArgs(**(args or {}))
+    def __init__(self, args: DetectorArgs | dict | None = None):
+        self.args = args if isinstance(args, DetectorArgs) else DetectorArgs.model_validate(args or {})
         self.detector = Detector(device=self.args.device, half=self.args.half, head=self.args.head)
         self.device = str(self.detector.device)
         self.metrics = DetectorMetrics()

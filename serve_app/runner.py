@@ -319,17 +319,7 @@ class JobRunner:
             logger.warning("job %s: lease release failed (%s); it expires instead", job_id, type(exc).__name__)
 
     def load(self, job_id: str) -> Job | None:
-        with self.catalog.session(read_only=True) as s:
-            job = s.get(Job, job_id)
-            if job is not None:
-                s.expunge(job)
-            return job
-
-    def _update(self, job_id: str, **values) -> None:
-        with self.catalog.session() as s:
-            job = s.get(Job, job_id)
-            for k, v in values.items():
-                setattr(job, k, v)
+        return self.catalog.job(job_id)
 
     def name_of(self, job: Job) -> str:
         return job.filename or relative_name(job.video_path, self.args.media_roots)
@@ -341,8 +331,7 @@ class JobRunner:
             await asyncio.to_thread(self._finish, job, None, (
                 f"gave up after {job.attempts} attempts: the app or its detector stopped during each run"))
             return
-        await asyncio.to_thread(self._update, job.id, status=JobStatus.RUNNING.value, started_at=utcnow(),
-                                attempts=job.attempts + 1, frames_done=0, progress=None, error=None)
+        await asyncio.to_thread(self.catalog.start_job, job.id, attempts=job.attempts + 1)
         t0 = time.perf_counter()
         last_write = [0.0]
 
@@ -351,7 +340,7 @@ class JobRunner:
             if now - last_write[0] >= 0.5 or stage["video_s_done"] >= stage["video_s_total"]:
                 last_write[0] = now
                 try:
-                    await asyncio.to_thread(self._update, job.id, frames_done=done, progress=dict(stage))
+                    await asyncio.to_thread(self.catalog.record_progress, job.id, frames_done=done, progress=dict(stage))
                 except Exception as exc:
                     logger.warning("job %s: progress not recorded (%s)", job.id, type(exc).__name__)
 
@@ -361,7 +350,7 @@ class JobRunner:
                              slots=self.chunk_slots, max_pixels=self.args.max_frame_pixels)
         try:
             info = checked or await self.check(job.video_path)
-            await asyncio.to_thread(self._update, job.id, frames_total=info.frames_total)
+            await asyncio.to_thread(self.catalog.set_frames_total, job.id, info.frames_total)
             options = DetectOptions.from_json(job.params)
             document, timings = await fanout.run(job.video_path, info, options, await self.detector.model_info())
         except Exception as exc:  # a bad video, or a chunk that kept failing after its retries
@@ -399,33 +388,20 @@ class JobRunner:
         return info
 
     def _finish(self, job: Job, document: dict | None, error: str | None, timings: dict | None = None) -> None:
-        with self.catalog.session() as s:
-            row = s.get(Job, job.id)
-            if row.status == JobStatus.CANCELLED:
-                return  # cancelled while it ran: the cancellation stands
-            row.finished_at = utcnow()
-            row.timings = {**(row.timings or {}), **(timings or {})}
-            if document is not None:
-                result = self.catalog.save_result(s, job.video_path, document, DetectOptions.from_json(job.params).to_json())
-                row.result_id = result.id
-                row.status = JobStatus.SUCCEEDED.value
-                # every frame has been gone through, sampled or not: progress ends at 100%
-                row.frames_done = row.frames_total = document["frames_total"]
-            else:
-                row.status = JobStatus.FAILED.value
-                row.error = error
-        self.metrics.jobs_finished.inc(tags={"status": JobStatus.SUCCEEDED if document is not None else JobStatus.FAILED})
+        status = self.catalog.finish_job(job.id, document=document, error=error, timings=timings,
+                                         params=DetectOptions.from_json(job.params).to_json())
+        if status is not None:  # None: cancelled while it ran, and the cancellation stands
+            self.metrics.jobs_finished.inc(tags={"status": status})
 
     # -- postback --------------------------------------------------------------------------------
 
     def postback_body(self, job_id: str) -> bytes:
         """The exact bytes posted back; GET /jobs/{id}/result serves the same document."""
-        with self.catalog.session() as s:
-            job = s.get(Job, job_id)
-            if job.status == JobStatus.SUCCEEDED:
-                doc = {"job_id": job.id, "status": JobStatus.SUCCEEDED.value, **job.result.document}
-            else:
-                doc = {**failure_document(job, job.error or "unknown error"), "status": job.status}
+        job, document = self.catalog.outcome(job_id)
+        if document is not None:
+            doc = {"job_id": job.id, "status": JobStatus.SUCCEEDED.value, **document}
+        else:
+            doc = {**failure_document(job, job.error or "unknown error"), "status": job.status}
         return json.dumps(doc, separators=(",", ":")).encode()
 
     async def _postback(self, job: Job) -> None:
@@ -447,9 +423,9 @@ class JobRunner:
         entry = {"at": _iso(utcnow()), "status": attempt.status if attempt else None, "error": state.last_error,
                  "seconds": round(attempt.seconds, 3) if attempt else 0.0}
         next_at = utcnow() + dt.timedelta(seconds=state.retry_in_s) if state.retry_in_s is not None else None
-        await asyncio.to_thread(self._update, job.id, postback_attempts=state.attempts, postback_delivered=state.delivered,
-                                postback_gave_up=state.gave_up, postback_last_error=state.last_error, postback_next_at=next_at,
-                                postback_history=[*(job.postback_history or []), entry][-HISTORY_KEPT:])
+        await asyncio.to_thread(self.catalog.record_postback, job.id, attempts=state.attempts, delivered=state.delivered,
+                                gave_up=state.gave_up, last_error=state.last_error, next_at=next_at, entry=entry,
+                                keep=HISTORY_KEPT)
 
 
 HISTORY_KEPT = 20  # postback attempts listed in GET /jobs/{id}

@@ -19,15 +19,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, quote
 
-from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from clockwork import settings
 from clockwork.annotate import annotate_video, frame_at, jpeg, thumbnail
-from clockwork.catalog import Job, JobStatus, Remix, Result, Video
+from clockwork.catalog import Job, JobStatus, Scanned
 from clockwork.media import list_videos, relative_name
 from clockwork.pages import Timeline, remix_view, render, segment_frames
+from clockwork.result import VideoResult
 from serve_app.api import ApiError, bearer_matches
 
 logger = logging.getLogger("clockwork.serve")
@@ -185,9 +185,7 @@ class Ui:
                          json_url=f"{root}/jobs/{job.id}/result", **context)
 
     def _result_context(self, result_id: int, request: Request) -> dict:
-        with self.catalog.session(read_only=True) as s:
-            row = s.get(Result, result_id)
-            result, video_id = row.video_result(), row.video_id
+        result, video_id = self.catalog.result(result_id)
         base = self.base(request)
         return {"result": result, "timeline": Timeline(result.duration_s),
                 "scores": [(f.timestamp_s, f.best_score()) for f in result.frame_data],
@@ -197,18 +195,10 @@ class Ui:
     async def video(self, request: Request) -> Response:
         video_id = _int(request.path_params["video_id"])
 
-        def load():
-            with self.catalog.session(read_only=True) as s:
-                video = s.get(Video, video_id)
-                if video is None:
-                    return None
-                result = self.catalog.latest_result(s, video)
-                return video.path, result.id if result else None
-
-        found = await asyncio.to_thread(load)
+        found = await asyncio.to_thread(self.catalog.scanned, video_id)
         if found is None:
             raise UiError(404, f"no video {video_id}")
-        path, result_id = found
+        path, result_id = found.path, found.result_id
         context = await asyncio.to_thread(self._result_context, result_id, request) if result_id else {}
         player = self._player(video_id, path, result_id) if result_id else None
         return self.page(request, "video.html", nav="library", name=relative_name(path, self.args.media_roots),
@@ -232,23 +222,17 @@ class Ui:
         return {"state": "drawing"} if not job.done() else {"state": "ready", "url": url}
 
     def _draw(self, path: str, result_id: int) -> Path:
-        with self.catalog.session(read_only=True) as s:
-            result = s.get(Result, result_id).video_result()
+        result, _ = self.catalog.result(result_id)
         self.cache.mkdir(parents=True, exist_ok=True)
         return annotate_video(path, result, self._annotated(result_id))
 
     async def annotated_video(self, request: Request) -> Response:
         video_id = _int(request.path_params["video_id"])
 
-        def find() -> Path:
-            with self.catalog.session(read_only=True) as s:
-                video = s.get(Video, video_id)
-                result = self.catalog.latest_result(s, video) if video else None
-                if result is None:
-                    raise UiError(404, f"no scanned video {video_id}")
-                return self._annotated(result.id)
-
-        out = await asyncio.to_thread(find)
+        found = await asyncio.to_thread(self.catalog.scanned, video_id)
+        if found is None or found.result_id is None:
+            raise UiError(404, f"no scanned video {video_id}")
+        out = self._annotated(found.result_id)
         if not out.is_file():
             raise UiError(404, f"the annotated video of video {video_id} is not drawn yet; its page draws it")
         return FileResponse(out, media_type="video/mp4")
@@ -258,12 +242,10 @@ class Ui:
         video_id, frame_no = _int(request.path_params["video_id"]), _int(request.path_params["frame_no"])
 
         def draw() -> bytes:
-            with self.catalog.session(read_only=True) as s:
-                video = s.get(Video, video_id)
-                result = self.catalog.latest_result(s, video) if video else None
-                if result is None:
-                    raise UiError(404, f"no scanned video {video_id}")
-                path, doc = video.path, result.video_result()
+            found = self.catalog.scanned(video_id)
+            if found is None or found.document is None:
+                raise UiError(404, f"no scanned video {video_id}")
+            path, doc = found.path, VideoResult.from_json(found.document)
             frame = next((f for f in doc.frame_data if f.frame_no == frame_no), None)
             if frame is None:
                 raise UiError(404, f"frame {frame_no} has no detections in video {video_id}")
@@ -284,25 +266,19 @@ class Ui:
 
     async def library(self, request: Request) -> Response:
         def rows():
-            with self.catalog.session(read_only=True) as s:
-                known = {v.path: v for v in s.scalars(select(Video))}
-                out = []
-                for root in self.args.media_roots:
-                    for path in list_videos(root):
-                        video = known.pop(str(path), None)
-                        out.append(self._library_row(s, str(path), video))
-                out += [self._library_row(s, p, v) for p, v in sorted(known.items())]  # scanned, outside today's roots
-            return out
+            known = self.catalog.library()
+            out = [self._library_row(str(path), known.pop(str(path), None))
+                   for root in self.args.media_roots for path in list_videos(root)]
+            return out + [self._library_row(p, v) for p, v in sorted(known.items())]  # scanned, outside today's roots
 
         videos = await asyncio.to_thread(rows)
         return self.page(request, "library.html", nav="library", videos=videos,
                          with_clocks=sum(v["found"] == "yes" for v in videos), without=sum(v["found"] == "no" for v in videos),
                          unscanned=sum(v["found"] == "unscanned" for v in videos))
 
-    def _library_row(self, s, path: str, video: Video | None) -> dict:
-        result = self.catalog.latest_result(s, video) if video is not None else None
-        doc = result.document if result is not None else None
-        return {"name": relative_name(path, self.args.media_roots), "video_id": video.id if video else None,
+    def _library_row(self, path: str, video: Scanned | None) -> dict:
+        doc = video.document if video is not None else None
+        return {"name": relative_name(path, self.args.media_roots), "video_id": video.video_id if video else None,
                 "duration_s": video.duration_s if video else None,
                 "segments": len(doc["segments"]) if doc else None, "clock_frames": doc.get("clock_frames") if doc else None,
                 "found": "unscanned" if doc is None else ("yes" if doc["segments"] else "no")}
@@ -313,18 +289,15 @@ class Ui:
         wanted = request.path_params.get("remix_id")
 
         def load():
-            with self.catalog.session(read_only=True) as s:
-                listed = [{"id": r.id, "name": Path(r.path).name, "label": r.label, "duration_s": r.duration_s,
-                           "order": (r.document or {}).get("order"), "created": r.created_at.strftime("%Y-%m-%d %H:%M:%S")}
-                          for r in s.scalars(select(Remix).order_by(Remix.created_at.desc(), Remix.id.desc()).limit(REMIXES_LISTED))]
-                remix = (s.get(Remix, _int(str(wanted))) if wanted is not None
-                         else s.scalar(select(Remix).order_by(Remix.created_at.desc(), Remix.id.desc())))
-                if remix is None:
-                    if wanted is not None:
-                        raise UiError(404, f"no remix {wanted}")
-                    return listed, None
-                ids = dict(s.execute(select(Video.path, Video.id).where(Video.path.in_(list(remix.document["sources"])))).all())
-                return listed, (remix.id, remix.document, ids)
+            listed = [{"id": r.id, "name": Path(r.path).name, "label": r.label, "duration_s": r.duration_s,
+                       "order": (r.document or {}).get("order"), "created": r.created_at.strftime("%Y-%m-%d %H:%M:%S")}
+                      for r in self.catalog.remixes(REMIXES_LISTED)]
+            remix = self.catalog.remix(_int(str(wanted)) if wanted is not None else None)
+            if remix is None:
+                if wanted is not None:
+                    raise UiError(404, f"no remix {wanted}")
+                return listed, None
+            return listed, (remix.id, remix.document, self.catalog.video_ids(remix.document["sources"]))
 
         listed, found = await asyncio.to_thread(load)
         if found is None:
@@ -343,9 +316,8 @@ class Ui:
         remix_id, name = _int(request.path_params["remix_id"]), request.path_params["name"]
 
         def draw() -> bytes:
-            with self.catalog.session(read_only=True) as s:
-                remix = s.get(Remix, remix_id)
-                snippet = next((sn for sn in remix.document["snippets"] if sn["name"] == name), None) if remix else None
+            remix = self.catalog.remix(remix_id)
+            snippet = next((sn for sn in remix.document["snippets"] if sn["name"] == name), None) if remix else None
             if snippet is None or not Path(snippet["path"]).is_file():
                 raise UiError(404, f"no snippet {name!r} in remix {remix_id}")
             return jpeg(frame_at(snippet["path"], (snippet["end_s"] - snippet["start_s"]) / 2), max_width=320)
@@ -353,11 +325,10 @@ class Ui:
         return Response(await asyncio.to_thread(draw), media_type="image/jpeg")
 
     def _remix_path(self, remix_id: int) -> str:
-        with self.catalog.session(read_only=True) as s:
-            remix = s.get(Remix, remix_id)
-            if remix is None or not Path(remix.path).is_file():
-                raise UiError(404, f"no remix file {remix_id}")
-            return remix.path
+        remix = self.catalog.remix(remix_id)
+        if remix is None or not Path(remix.path).is_file():
+            raise UiError(404, f"no remix file {remix_id}")
+        return remix.path
 
     def routes(self) -> list[tuple[str, object, list[str]]]:
         g = self.guarded
