@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 from sqlalchemy.exc import OperationalError
@@ -44,8 +42,10 @@ from clockwork.media import PathNotAllowedError, resolve_in_roots
 from clockwork.options import DetectOptions
 from clockwork.postback import PostbackURLError
 from clockwork.settings import DETECT
+from serve_app.auth import bearer_matches, check_same_site
 from serve_app.client import DetectorClient
 from serve_app.config import AppArgs
+from serve_app.errors import ApiError
 from serve_app.metrics import IngressMetrics
 from serve_app.runner import JobRunner, job_status
 
@@ -55,20 +55,6 @@ RETRY_AFTER_S = 5
 READY_TIMEOUT_S = 5.0
 MAX_KEY_LENGTH = 255  # Idempotency-Key
 MIN_SAMPLE_FPS = 0.01  # one frame every 100 s; 0 means every frame
-
-
-class ApiError(Exception):
-    """An HTTP error with a JSON body ``{"error", "status", **fields}``."""
-
-    def __init__(self, status: int, message: str, **fields):
-        super().__init__(message)
-        self.status, self.message, self.fields = status, message, fields
-
-    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
-        fields = dict(self.fields)
-        headers = {**({"Retry-After": str(fields.pop("retry_after"))} if "retry_after" in fields else {}), **(headers or {})}
-        return JSONResponse({"error": self.message, "status": self.status, **fields}, status_code=self.status,
-                            headers=headers or None)
 
 
 class InferenceRequest(BaseModel):
@@ -114,14 +100,7 @@ class Api:
             raise ApiError(401, "missing or wrong bearer token")
 
     def same_site(self, request: Request) -> None:
-        """A request that changes something and comes from a web page (it has an ``Origin``) must come from this
-        server's own origin, its ``public_url`` or ``allowed_origins``: a page elsewhere cannot make a browser
-        post here, token or not. Clients that are not browsers send no Origin."""
-        origin = request.headers.get("origin")
-        if origin is None or origin in allowed_origins(request, self.args):
-            return
-        raise ApiError(403, f"cross-site request refused: Origin {origin[:100]!r} is not this server's "
-                            "(allowed_origins lets others in)", origin=origin[:100])
+        check_same_site(request, self.args)
 
     # -- routes ----------------------------------------------------------------------------------
 
@@ -434,21 +413,6 @@ def build_app(api: Api) -> Starlette:
 
     app.add_exception_handler(405, not_allowed)
     return app
-
-
-def allowed_origins(request: Request, args: AppArgs) -> set[str]:
-    """The server's own origin (as the client reached it), its ``public_url``'s, and ``allowed_origins``."""
-    own = {f"{request.url.scheme}://{request.headers.get('host', '')}"}
-    if args.public_url:
-        parts = urlsplit(args.public_url)
-        own.add(f"{parts.scheme}://{parts.netloc}")
-    return own | set(args.allowed_origins)
-
-
-def bearer_matches(request: Request, token: str) -> bool:
-    """``Authorization: Bearer <token>``, compared in constant time; the scheme is case-insensitive (RFC 7235)."""
-    scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 def _int_param(q, name: str, default: int, low: int, high: int) -> int:

@@ -28,7 +28,8 @@ from clockwork.catalog import Job, JobStatus, Scanned
 from clockwork.media import list_videos, relative_name
 from clockwork.pages import Timeline, remix_view, render, segment_frames
 from clockwork.result import VideoResult
-from serve_app.api import ApiError, bearer_matches
+from serve_app.auth import bearer_matches, check_same_site
+from serve_app.errors import ApiError
 
 logger = logging.getLogger("clockwork.serve")
 
@@ -38,12 +39,6 @@ LOGIN_FAILURES, LOGIN_WINDOW_S = 10, 60.0  # wrong tokens an address may send a 
 REMIXES_LISTED = 200  # newest first on the remix page
 PAGE_SIZE = 50
 THUMB_WIDTH = 480
-
-
-class UiError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 class Ui:
@@ -83,13 +78,10 @@ class Ui:
     def check_form(self, request: Request, form: dict[str, list[str]]) -> None:
         """A form post must come from this server's pages: its Origin (when the browser sends one) and the CSRF
         token of its form, which must match the cookie the page set (double submit)."""
-        try:
-            self.api.same_site(request)
-        except ApiError as exc:
-            raise UiError(403, exc.message) from None
+        check_same_site(request, self.args)
         given, cookie = form.get("csrf", [""])[0], request.cookies.get(CSRF_COOKIE, "")
         if not cookie or not hmac.compare_digest(given.encode(), cookie.encode()):
-            raise UiError(403, "this form has expired or came from another site; reload the page and try again")
+            raise ApiError(403, "this form has expired or came from another site; reload the page and try again")
 
     def throttled(self, request: Request) -> float | None:
         """Seconds to wait when this address has failed to sign in LOGIN_FAILURES times in LOGIN_WINDOW_S."""
@@ -104,7 +96,7 @@ class Ui:
                 return RedirectResponse(f"{self.base(request)}/login?next={quote(request.url.path)}", status_code=303)
             try:
                 return await handler(request)
-            except UiError as exc:
+            except ApiError as exc:
                 title = {403: "Refused", 404: "Not found"}.get(exc.status, "Something is wrong")
                 return self.page(request, "message.html", http_status=exc.status, nav=None, title=title, message=str(exc))
             except Exception:
@@ -177,7 +169,7 @@ class Ui:
 
         job = await asyncio.to_thread(self.api.runner.load, request.path_params["job_id"])
         if job is None:
-            raise UiError(404, f"no job {request.path_params['job_id']!r}")
+            raise ApiError(404, f"no job {request.path_params['job_id']!r}")
         root = request.scope.get("root_path", "").rstrip("/")
         status = job_status(job, self.api.runner.name_of(job), root)
         context = await asyncio.to_thread(self._result_context, job.result_id, request) if job.result_id else {}
@@ -197,7 +189,7 @@ class Ui:
 
         found = await asyncio.to_thread(self.catalog.scanned, video_id)
         if found is None:
-            raise UiError(404, f"no video {video_id}")
+            raise ApiError(404, f"no video {video_id}")
         path, result_id = found.path, found.result_id
         context = await asyncio.to_thread(self._result_context, result_id, request) if result_id else {}
         player = self._player(video_id, path, result_id) if result_id else None
@@ -231,10 +223,10 @@ class Ui:
 
         found = await asyncio.to_thread(self.catalog.scanned, video_id)
         if found is None or found.result_id is None:
-            raise UiError(404, f"no scanned video {video_id}")
+            raise ApiError(404, f"no scanned video {video_id}")
         out = self._annotated(found.result_id)
         if not out.is_file():
-            raise UiError(404, f"the annotated video of video {video_id} is not drawn yet; its page draws it")
+            raise ApiError(404, f"the annotated video of video {video_id} is not drawn yet; its page draws it")
         return FileResponse(out, media_type="video/mp4")
 
     async def frame(self, request: Request) -> Response:
@@ -244,11 +236,11 @@ class Ui:
         def draw() -> bytes:
             found = self.catalog.scanned(video_id)
             if found is None or found.document is None:
-                raise UiError(404, f"no scanned video {video_id}")
+                raise ApiError(404, f"no scanned video {video_id}")
             path, doc = found.path, VideoResult.from_json(found.document)
             frame = next((f for f in doc.frame_data if f.frame_no == frame_no), None)
             if frame is None:
-                raise UiError(404, f"frame {frame_no} has no detections in video {video_id}")
+                raise ApiError(404, f"frame {frame_no} has no detections in video {video_id}")
             return jpeg(thumbnail(frame_at(path, frame.timestamp_s), frame.detections, max_width=THUMB_WIDTH))
 
         data = await asyncio.to_thread(draw)
@@ -258,10 +250,7 @@ class Ui:
         """The library's "Scan" button: a job for one unscanned file at the server's defaults, then its page."""
         form = parse_qs((await request.body())[:8192].decode("utf-8", "replace"))
         self.check_form(request, form)
-        try:
-            job, _ = await self.api.admit(self.api._validate({"filename": form.get("filename", [""])[0]}))
-        except ApiError as exc:
-            raise UiError(exc.status, exc.message) from None
+        job, _ = await self.api.admit(self.api._validate({"filename": form.get("filename", [""])[0]}))
         return RedirectResponse(f"{self.base(request)}/jobs/{job.id}", status_code=303)
 
     async def library(self, request: Request) -> Response:
@@ -295,7 +284,7 @@ class Ui:
             remix = self.catalog.remix(_int(str(wanted)) if wanted is not None else None)
             if remix is None:
                 if wanted is not None:
-                    raise UiError(404, f"no remix {wanted}")
+                    raise ApiError(404, f"no remix {wanted}")
                 return listed, None
             return listed, (remix.id, remix.document, self.catalog.video_ids(remix.document["sources"]))
 
@@ -319,7 +308,7 @@ class Ui:
             remix = self.catalog.remix(remix_id)
             snippet = next((sn for sn in remix.document["snippets"] if sn["name"] == name), None) if remix else None
             if snippet is None or not Path(snippet["path"]).is_file():
-                raise UiError(404, f"no snippet {name!r} in remix {remix_id}")
+                raise ApiError(404, f"no snippet {name!r} in remix {remix_id}")
             return jpeg(frame_at(snippet["path"], (snippet["end_s"] - snippet["start_s"]) / 2), max_width=320)
 
         return Response(await asyncio.to_thread(draw), media_type="image/jpeg")
@@ -327,7 +316,7 @@ class Ui:
     def _remix_path(self, remix_id: int) -> str:
         remix = self.catalog.remix(remix_id)
         if remix is None or not Path(remix.path).is_file():
-            raise UiError(404, f"no remix file {remix_id}")
+            raise ApiError(404, f"no remix file {remix_id}")
         return remix.path
 
     def routes(self) -> list[tuple[str, object, list[str]]]:
@@ -380,6 +369,6 @@ def _schema_type(prop: dict) -> str:
 
 def _int(raw: str) -> int:
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:  # '²'.isdigit() is true; int('²') fails
-        raise UiError(404, f"not an id: {raw[:20]!r}")
+        raise ApiError(404, f"not an id: {raw[:20]!r}")
     return int(raw)
 
