@@ -1,16 +1,17 @@
-"""Append one benchmark run to docs/BENCHMARKS.md: machine or card, date, versions, command, figures."""
+"""Write one benchmark run to a file of its own in docs/records/: machine or card, date, versions, command, figures."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
 import platform
+import re
 import sys
 from pathlib import Path
 
 from clockwork import settings
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
+RECORDS = Path(__file__).resolve().parent.parent / "docs" / "records"
 
 
 def machine() -> str:
@@ -60,7 +61,7 @@ def commit() -> str:
     given = settings.env("CLOCKWORK_BENCH_COMMIT", str, "")
     if given:
         return given
-    root = DOC.parent.parent
+    root = RECORDS.parent.parent
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True).stdout
@@ -70,10 +71,12 @@ def commit() -> str:
 
 
 def record(title: str, lines: list[str], *, modules=("torch", "av", "cv2", "ray")) -> str:
+    """Print the run and write it to docs/records/<date>-<time>-<title>.md (unless CLOCKWORK_BENCH_NO_RECORD)."""
+    now = _dt.datetime.now(_dt.UTC)
     block = [
-        f"### {title}",
+        f"# {title}",
         "",
-        f"- date: {_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {now.strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {machine()}",
         f"- versions: {versions(*modules)}",
         f"- command: `{command()}`",
@@ -84,11 +87,8 @@ def record(title: str, lines: list[str], *, modules=("torch", "av", "cv2", "ray"
     ]
     text = "\n".join(block) + "\n"
     if not settings.env("CLOCKWORK_BENCH_NO_RECORD", bool, False):
-        DOC.parent.mkdir(parents=True, exist_ok=True)
-        if not DOC.exists():
-            DOC.write_text("# Benchmarks\n\nEvery run of a script in `bench/` appends itself here. Compare ratios within one run:\n"
-                           "these machines are shared and noisy.\n\n")
-        with open(DOC, "a") as fh:
-            fh.write(text)
+        RECORDS.mkdir(parents=True, exist_ok=True)
+        slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60].strip("-")
+        (RECORDS / f"{now.strftime('%Y-%m-%d-%H%M%S')}-{slug}.md").write_text(text)
     print(text)
     return text

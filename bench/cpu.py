@@ -6,7 +6,7 @@ Renders one H.264 test file with a drawn clock (libx264), then measures, side by
 1. decode only: PyAV (our decoder, RGB + timestamps) vs cv2.VideoCapture;
 2. seed-style loop: cv2.VideoCapture one frame at a time into the same model at batch 1;
 3. ours: clockwork.detect_video (PyAV in a prefetch thread, batch 16).
-Prints frames/s and ratios and appends the run to docs/BENCHMARKS.md.
+Prints frames/s and ratios and appends the run to docs/records/.
 """
 
 from __future__ import annotations

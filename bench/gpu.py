@@ -128,8 +128,8 @@ class Mps:
             import subprocess
 
             # A daemon an earlier run told to quit still runs until its clients are gone, and turns new clients away
-            # (they then time-slice without MPS: half the frames/s, seen in session 10): end it first, and wait.
-            # The control client can hang on a daemon in a bad state (about 160 s, session 11): give it 15 s.
+            # (they then time-slice without MPS: half the frames/s): end it first, and wait.
+            # The control client can hang on a daemon in a bad state (about 160 s seen): give it 15 s.
             try:
                 subprocess.run(["nvidia-cuda-mps-control"], input=b"quit\n", capture_output=True, timeout=15)
             except subprocess.TimeoutExpired:

@@ -16,7 +16,7 @@ the frame-to-detection path timed where it runs:
 
 GPU and decoder utilisation are sampled through NVML every half second. Then the PyTorch profiler looks
 at a short stretch (``--profile-s`` seconds of video) and prints the operators with the most GPU time and
-the most host time. Timings are printed, never asserted; each run is appended to docs/BENCHMARKS.md.
+the most host time. Timings are printed, never asserted; each run is appended to docs/records/.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Recall per scale, false positives on distractors, and speed, on the project's own evaluation set.
 
     python -m bench.recall                                   # every configuration below, CPU
-    python -m bench.recall --configs default coco            # the default beside COCO's heads (the default until session 9)
+    python -m bench.recall --configs default coco            # the default beside COCO's heads
     python -m bench.recall --device cuda --configs default   # on a GPU
     python -m bench.recall --configs default --head H.pt     # also with fine-tuned heads (clockwork.train_detector)
     python -m bench.recall --configs default --head H.pt --head-min-scores 0.5 0.6 0.7   # the heads at several thresholds
@@ -30,7 +30,7 @@ from clockwork.settings import DETECT
 CONFIGS = {
     "full@every": {"views": ("full",), "sample_fps": None},  # what main did before views
     "default": {},
-    # the default until session 9: COCO's heads, three views, 0.5 (its dials read, as the default reads them)
+    # COCO's heads, three views, 0.5 (its dials read, as the default reads them)
     "coco": {"head": "none", "views": ("full", "zoomout", "tiles"), "min_score": 0.5},
     "unread": {"read_time": False},  # the default without the reader's check (every clock found kept)
     "full+tiles": {"views": ("full", "tiles")},  # the default scan without the zoomed-out view

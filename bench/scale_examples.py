@@ -6,7 +6,7 @@ Renders the evaluation set when it is missing (``clockwork.evalset``: eval-famil
 scikit-image photographs, with perspective, blur, grain and lighting), detects each clock clip at the
 default settings, in order, until one per scale is found, and draws that clip's best frame with its boxes
 (``clockwork.annotate``) into a 2 x 2 grid. It prints how many clips it tried per scale: the picture shows
-what is found, the recall table in docs/BENCHMARKS.md shows how often.
+what is found, the recall table in docs/records/ shows how often.
 """
 
 from __future__ import annotations

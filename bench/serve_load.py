@@ -5,7 +5,7 @@
 1. p50/p99 latency of POST /video-inference -> 202 with N concurrent clients (real HTTP on loopback);
 2. frames/s of in-process ``detect_video`` over the sample library against frames/s through the API
    (all files posted at once, wall time to the last postback): the overhead of Serve.
-Appends the run to docs/BENCHMARKS.md.
+Appends the run to docs/records/.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     python bench/split.py [--minutes 10] [--segments 20] [--size 640x360]
 
 Renders one source with libx264, cuts the same segments (3 s each, spread evenly over the file) both
-ways into the normalised snippet profile, one ffmpeg at a time, and appends the run to docs/BENCHMARKS.md.
+ways into the normalised snippet profile, one ffmpeg at a time, and appends the run to docs/records/.
 """
 
 from __future__ import annotations

@@ -116,7 +116,7 @@ def merge_contained(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Te
     cls = classes[keep].cpu().numpy()
     # holds[i, j]: i is a larger box of j's class holding enough of j. The loop below runs in NumPy over the boxes
     # held by another only: a batch's NMS keeps every frame's boxes at once (hundreds), and element-wise tensor
-    # indexing here was a fifth of a detector replica's time holding the GIL (docs/BENCHMARKS.md, session 10).
+    # indexing here was a fifth of a detector replica's time holding the GIL.
     holds = (cls[:, None] == cls[None, :]) & (area[:, None] > area[None, :]) & (inside >= threshold)
     own = scores[keep].cpu().numpy().copy()
     alive = np.ones(len(own), dtype=bool)

@@ -186,7 +186,7 @@ class YoloHead(nn.Module):
             return x
         # Decoded in fp32 whatever the network's dtype: in fp16 every score above 0.99976 rounds to 1.0, so a confident
         # clock's candidates tie and NMS keeps whichever comes first. On the GPU that was a box 20 px taller than the
-        # CPU's (clock_60fps_480p.mp4 frame 64: 0.9999998 against 0.9999095, both 1.0 in fp16; docs/BENCHMARKS.md).
+        # CPU's (clock_60fps_480p.mp4 frame 64: 0.9999998 against 0.9999095, both 1.0 in fp16; docs/records/).
         x = x.float()
         gy, gx = torch.meshgrid(torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij")
         s = self.scale_xy
@@ -262,7 +262,7 @@ class Darknet(nn.Module):
 
     def fuse(self) -> Darknet:
         """Fold each batch norm into its convolution, for inference: one kernel fewer per layer. The profile
-        on an H100 (bench/profile.py, docs/BENCHMARKS.md) had batch norm at a sixth of the model's GPU time."""
+        on an H100 (bench/profile.py, docs/records/) had batch norm at a sixth of the model's GPU time."""
         from torch.nn.utils.fusion import fuse_conv_bn_eval
 
         self.eval()

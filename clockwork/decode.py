@@ -1,7 +1,7 @@
 """Frames out of a video on the CPU: RGB arrays with their true presentation timestamps.
 
 PyAV (FFmpeg's libraries) was chosen over ``cv2.VideoCapture`` by measurement and by need
-(``python -m bench.cpu``; figures in docs/BENCHMARKS.md): it gives each frame's own timestamp, so
+(``python -m bench.cpu``; figures in docs/records/): it gives each frame's own timestamp, so
 variable-frame-rate files give true times; it exposes the display matrix, so rotation is honoured
 explicitly; and it raises FFmpeg's own errors, which we turn into typed ones.
 """

@@ -137,7 +137,7 @@ class Detector:
         self.half = bool(half and self.device.type == "cuda")
         self.dtype = torch.float16 if self.half else torch.float32
         # Channels-last, and on the CPU one frame at a time: a big batch is cache-bound there (bench/cpu.py,
-        # docs/BENCHMARKS.md: batch 16 at 19.7 frames/s, then 40.6 this way). GPUs take the batch whole.
+        # docs/records/: batch 16 at 19.7 frames/s, then 40.6 this way). GPUs take the batch whole.
         self.model.to(self.device, dtype=self.dtype, memory_format=torch.channels_last)
         self.micro_batch = micro_batch or (1 if self.device.type == "cpu" else None)
         self.iou_threshold = iou_threshold

@@ -45,7 +45,7 @@ def gpu_decode_problem(info: VideoInfo) -> str | None:
 
 # Decoders run in the CUDA context PyTorch uses (the device's primary context) rather than one of their own each, so
 # a process holds one context, not one more per open chunk. In one process on an H100 the two gave the same
-# frames/s (bench/gpu.py's direct stage compares them; docs/BENCHMARKS.md, session 8).
+# frames/s (bench/gpu.py's direct stage compares them).
 SHARE_CONTEXT = True
 
 
@@ -68,7 +68,7 @@ class DecoderPool:
     """Decoders a finished chunk left, kept for the next chunk of this process (``DETECT.nvdec_reuse``).
 
     Ending a ``ThreadedDecoder`` destroys its NVDEC decoder and surfaces while holding the GIL (about 0.1 s a chunk
-    in a profiled replica, docs/BENCHMARKS.md, session 10); ``reconfigure_decoder`` points a kept one at the next
+    in a profiled replica); ``reconfigure_decoder`` points a kept one at the next
     file and frame instead. The pool keeps at most as many idle decoders as were ever open at once in the process
     (a replica's ``decoders``, the CLI's one), so it holds no GPU memory that the busiest moment did not.
     A decoder that raised is ended, never kept."""
@@ -127,7 +127,7 @@ class _Session:
     run on that stream. On the null stream PyNvVideoCodec waits for the stream after every frame (``cuStreamSynchronize``
     in ``NvDecoder::HandlePictureDisplay``), and in PyTorch's context that stream is also the one the model's kernels
     run on: each frame then waited for the model's queued work. Through the API a stream of its own gave the same
-    frames/s and took less CPU a replica (docs/BENCHMARKS.md, session 12)."""
+    frames/s and took less CPU a replica."""
 
     dec: Any
     stream: torch.cuda.Stream | None

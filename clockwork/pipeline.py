@@ -8,6 +8,7 @@ on each chunk with its batching across requests, and the API's runner plans the 
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -247,9 +248,11 @@ class Prefetch(Generic[T]):
 
     _END = object()
 
-    def __init__(self, items: Iterable[T], depth: int = 2):
+    def __init__(self, items: Iterable[T], depth: int = 2, *, loop: asyncio.AbstractEventLoop | None = None):
         self._q: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
+        self._loop = loop  # where ``aget`` waits: told of each item, so no thread of the loop's pool waits for one
+        self._ready = asyncio.Event() if loop is not None else None
         self._thread = threading.Thread(target=self._work, args=(iter(items),), name="clockwork-prefetch", daemon=True)
         self._thread.start()
 
@@ -270,10 +273,32 @@ class Prefetch(Generic[T]):
         while not self._stop.is_set():
             try:
                 self._q.put(entry, timeout=0.05)
-                return True
             except queue.Full:
                 continue
+            if self._loop is not None:
+                try:
+                    self._loop.call_soon_threadsafe(self._ready.set)
+                except RuntimeError:  # the loop has closed: nobody waits any more
+                    pass
+            return True
         return False
+
+    async def aget(self) -> T | None:
+        """``get`` for a coroutine on the ``loop`` given: it waits on the loop, holding no thread."""
+        while True:
+            try:
+                item, exc = self._q.get_nowait()
+            except queue.Empty:
+                self._ready.clear()
+                if self._q.empty():
+                    await self._ready.wait()
+                continue
+            if item is self._END:
+                self._q.put((self._END, None))
+                if exc is not None:
+                    raise exc
+                return None
+            return item
 
     def get(self) -> T | None:
         item, exc = self._q.get()

@@ -30,19 +30,14 @@ class DetectDefaults:
     """What a detection run does when the caller says nothing."""
 
     labels: tuple[str, ...] = (CLOCK_LABEL,)
-    # Detection heads over COCO's YOLOv3-tiny (clockwork.detector.resolve_head): "clock" is the embedded fine-tuned
-    # clock head (docs/DETECTOR.md), which finds clocks only; None keeps COCO's own (every COCO label). The clock head
-    # with views full + tiles at 0.7, its dials read (read_time), found 240 of 240 clocks of five evaluation sets and
-    # no false segment; COCO's heads with three views at 0.5, the default until session 9, 196 and 5 (docs/DETECTOR.md).
+    # Detection heads over COCO's YOLOv3-tiny: "clock" is the embedded fine-tuned clock head, which finds clocks only;
+    # None keeps COCO's own heads and every COCO label. Why the clock head and 0.7: docs/SCAN.md.
     head: str | None = "clock"
     min_score: float = 0.7
-    # Frames a second that are detected in sampled mode (None: every frame). Chosen when each frame had six views
-    # (30 model inputs per second of 30 fps video, what one view of every frame cost; docs/BENCHMARKS.md); five now.
+    # Frames a second detected in sampled mode (None: every frame): the cost of one view of every frame, with six.
     sample_fps: float | None = 5.0
-    # Coarse-to-fine scanning (clockwork.scan): detect scan_fps frames a second, then every frame only around
-    # the ticks where a label appears or disappears. On by default: on the sample library its boundaries match
-    # every-frame mode's, and a film costs a few frames a second (docs/BENCHMARKS.md). An explicit sample_fps
-    # turns it off (sampled mode); scan=False with sample_fps None is every-frame mode.
+    # Coarse-to-fine scanning (clockwork.scan), on by default because a film then costs a few frames a second
+    # with every-frame boundaries (docs/SCAN.md). A sample_fps turns it off; scan=False with no rate is every frame.
     scan: bool = True
     scan_fps: float = 2.0
     iou_threshold: float = 0.45
@@ -54,8 +49,8 @@ class DetectDefaults:
     # Where every frame is examined (every-frame mode, a scan's refined windows), the views after the first run on
     # at most this many frames a second (clockwork.views.view_stride; None: on every frame). The first view
     # (full) still sees every frame; a clock that only the zoomed-out view or the tiles find is then placed
-    # to within 1/multiscale_fps s, and the model sees 2 inputs a frame at 25 fps instead of 6
-    # (docs/BENCHMARKS.md, issue 13). Sampled mode and a scan's coarse pass show every view of each frame.
+    # to within 1/multiscale_fps s, and the model sees 2 inputs a frame at 25 fps instead of 6 (docs/PERFORMANCE.md).
+    # Sampled mode and a scan's coarse pass show every view of each frame.
     multiscale_fps: float | None = 5.0
     # Hysteresis: a segment goes on through frames whose best score is at least hold_ratio x min_score.
     hold_ratio: float = 0.6
@@ -71,24 +66,20 @@ class DetectDefaults:
     track_iou: float = 0.3
     contain_threshold: float = 0.8
     # A tile's box ending within this many network pixels of the tile's inner edge is a cut object and is
-    # dropped. The model stops a cut clock's box a few pixels short of the edge: 2 let one through on the
-    # CPU and not on the GPU (clock_60fps_480p.mp4 frame 103, 4.4 px short), where it won NMS against the
-    # whole clock (docs/BENCHMARKS.md).
+    # dropped: the model stops a cut clock's box a few pixels short of the edge (4.4 px seen), and 2 px let one win
+    # NMS against the whole clock on the CPU only.
     tile_edge_px: float = 8.0
-    # Frames per decode batch: the CPU path feeds the model one frame at a time inside the batch
-    # (docs/BENCHMARKS.md, bench/cpu.py); the NVDEC path hands the whole batch to the model.
+    # Frames per decode batch: the CPU path feeds the model one frame at a time inside the batch (cache-bound
+    # otherwise; docs/PERFORMANCE.md); the NVDEC path hands the whole batch to the model.
     cpu_batch: int = 16
     gpu_batch: int = 32
     half: bool = True  # fp16 on CUDA; ignored on the CPU
     nvdec: bool = True  # decode with NVDEC where the file allows it
-    # A finished chunk's NVDEC decoder is kept and pointed at the next chunk (clockwork.nvdec.DecoderPool) instead
-    # of ended: ending one holds the GIL about 0.1 s (docs/BENCHMARKS.md, session 11).
+    # A finished chunk's NVDEC decoder is kept for the next chunk (clockwork.nvdec.DecoderPool): ending one holds
+    # the GIL about 0.1 s.
     nvdec_reuse: bool = True
-    # Each NVDEC decoder converts frames on a CUDA stream of its own (high priority), not the null stream, which in
-    # PyTorch's context is the model's: there the decoder synchronises the stream after every frame, waiting for the
-    # model's queued kernels (clockwork.nvdec._Session). Through the API it gave the same frames/s (H100 3,875 against
-    # 3,773; H200 4,207 against 4,230) with less CPU a replica (96% against 106% of a core; 76% against 88%), and the
-    # same frames bit for bit (tests/test_gpu.py; docs/BENCHMARKS.md, session 12).
+    # Each NVDEC decoder converts frames on a CUDA stream of its own, not the null stream (the model's), where it
+    # would wait for the model's queued kernels after every frame (clockwork.nvdec._Session; docs/PERFORMANCE.md).
     nvdec_stream: bool = True
 
 
@@ -101,12 +92,9 @@ class ServeBatchDefaults:
     batch_wait_timeout_s: float = 0.02
     # Calls one replica takes at once: chunks (each waits there for a decoder) and the API's small calls.
     max_ongoing_requests: int = 64
-    # Chunks one replica decodes at once; the others wait their turn. Every decoder holds its surfaces and a few
-    # batches of frames in GPU memory (about 0.8 GB at 1080p): 14 chunks a replica at once ran one H100 out of
-    # memory inside NVDEC, which ends the process (docs/BENCHMARKS.md). Three a replica keep 8 replicas at 24
-    # sessions: through the API under MPS on an H100 that gave 3,994 frames/s against 3,598 with two (16 sessions),
-    # measured side by side (docs/BENCHMARKS.md, session 10); NVDEC alone peaks near 14 sessions, but a chunk's
-    # session idles while it opens, seeks, closes and waits for the model.
+    # Chunks one replica decodes at once; the others wait their turn. Each open decoder holds about 0.8 GB of GPU
+    # memory at 1080p (too many end the process inside NVDEC); three a replica, eight replicas a card, is the
+    # measured best (docs/OPERATIONS.md, Sizing).
     decoders: int = 3
 
 
@@ -160,7 +148,7 @@ ENVIRONMENT: dict[str, str] = {
     "CLOCKWORK_FFMPEG": "the ffmpeg binary (default: ffmpeg on PATH)",
     "CLOCKWORK_FFPROBE": "the ffprobe binary (default: ffprobe on PATH)",
     "PUSHGATEWAY_URL": "Prometheus Pushgateway the Ray jobs push their metrics to (unset: no push)",
-    "CLOCKWORK_BENCH_NO_RECORD": "1: benchmarks print their figures without appending to docs/BENCHMARKS.md",
+    "CLOCKWORK_BENCH_NO_RECORD": "1: benchmarks print their figures without writing a record to docs/records/",
     "CLOCKWORK_BENCH_COMMIT": "the commit a benchmark record names (default: git's; set it where the tree is a copy, as on the GPU machine)",
     "CUDA_VISIBLE_DEVICES": "read, never set: maps a Ray worker's GPU index to NVML's physical index",
     "RAY_ADDRESS": "read, never set: the cluster a job run directly joins (`ray job submit` sets it; local: a Ray of its own)",

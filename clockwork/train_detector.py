@@ -1,4 +1,4 @@
-"""Fine-tune YOLOv3-tiny's detection heads on rendered clocks (issue 11, step 3).
+"""Fine-tune YOLOv3-tiny's detection heads on rendered clocks.
 
     python -m clockwork.train_detector --out var/det --minutes 8                             # a run (GPU machine)
     python -m clockwork.train_detector --out var/det --resume var/det/last.pt --minutes 8    # go on

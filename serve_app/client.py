@@ -103,9 +103,9 @@ class LocalDetectorClient:
 
         frames = Prefetch(detect_frames(reader, options, prepare=prepare, infer=infer,
                                         clock_reader=shared_reader(str(self.detector.device)) if options.read_time else None),
-                          depth=1)
+                          depth=1, loop=asyncio.get_running_loop())
         try:
-            while (item := await asyncio.to_thread(frames.get)) is not None:
+            while (item := await frames.aget()) is not None:
                 batch, found = item
                 yield {"frames": [f for f in found if f.detections], "processed": len(batch)}
             yield {"done": True, "decoder": reader.decoder, "frames_decoded": reader.frames_decoded}

@@ -45,15 +45,12 @@ class AppArgs(BaseModel):
     allowed_origins: list[str] = Field(default_factory=list, description="web origins (scheme://host:port) besides the "
                                        "server's own whose pages may POST or DELETE here; a request with another Origin is 403")
     max_active_jobs: int = Field(1000, ge=1, description="queued + running jobs before POST answers 429")
-    # Checking a video (header, first frame, tail) is CPU work in the API process: about 0.2 s for a grainy 1080p film
-    # at 8 Mb/s on a 2-core machine. Posted all at once, 36 such films shared the process's GIL until every check ended
-    # together, and an H100 waited about 6 s for the first chunk (docs/BENCHMARKS.md, session 12); taken in turn, the
-    # first job starts at once.
+    # Checking a video is CPU work in the API process (about 0.2 s for a 1080p film): taken a few at a time in the
+    # order posted, the first job of a crowd starts at once instead of after every check (docs/OPERATIONS.md).
     video_checks_in_flight: int = Field(4, ge=1, description="videos checked at once (POST and a job's start); the rest wait in turn")
     idempotency_window_s: float = Field(600.0, ge=0)
-    # 30 s: on one H100 through the API, chunks of 30 s against 60 s gave 4,036 against 3,799 frames/s side by side, and
-    # against 120 s 4,004 and 3,997 (docs/BENCHMARKS.md, session 11); a single film's last chunks (fewer than the
-    # decoders) leave less of the card idle, and a kept decoder makes a chunk's start cheap (DETECT.nvdec_reuse).
+    # 30 s: a film's last chunks (fewer than the decoders) leave less of the card idle, and a kept decoder makes a
+    # chunk's start cheap (DETECT.nvdec_reuse); measured against 60 s and 120 s in docs/OPERATIONS.md, Sizing.
     chunk_s: float = Field(30.0, gt=0, description="videos longer than 1.5 chunk_s are cut into chunks of about chunk_s run in parallel")
     max_chunks_in_flight: int = Field(8, ge=1)
     max_chunks_total: int | None = Field(None, ge=1, description="chunks in flight across every job of one API replica; with a "
@@ -119,7 +116,7 @@ class BuilderArgs(AppArgs):
     detector_max_ongoing_requests: int = Field(SERVE_BATCH.max_ongoing_requests, ge=1,
                                                description="calls a detector replica takes at once (chunks and the API's "
                                                "small calls); decoders + 1 with max_chunks_total (README, Sizing)")
-    ingress_replicas: int = Field(1, ge=1, description="API replicas; each runs the jobs posted to it (one carried four GPUs, docs/BENCHMARKS.md)")
+    ingress_replicas: int = Field(1, ge=1, description="API replicas; each runs the jobs posted to it (one carried four GPUs, docs/records/)")
 
     @field_validator("detector", mode="before")
     @classmethod

@@ -190,9 +190,9 @@ class DetectorDeployment:
 
         frames = detect_frames(reader, options, prepare=prepare, infer=infer, depth=3,
                                clock_reader=shared_reader(self.device) if options.read_time else None)
-        produced = Prefetch(frames, depth=1)
+        produced = Prefetch(frames, depth=1, loop=loop)
         try:
-            while (item := await asyncio.to_thread(produced.get)) is not None:
+            while (item := await produced.aget()) is not None:
                 batch, found = item
                 yield {"frames": [f for f in found if f.detections], "processed": len(batch)}
             yield {"done": True, "decoder": reader.decoder, "frames_decoded": reader.frames_decoded}

@@ -265,7 +265,7 @@ def test_chunk_caps_below_one_are_refused_by_name():
 
 
 def test_a_bad_nvdec_reuse_or_chunk_length_is_refused_by_name():
-    """The settings session 11 added or changed: a value that is not a yes/no, or a chunk of no length, is refused by
+    """Chunk and decoder settings: a value that is not a yes/no, or a chunk of no length, is refused by
     name when the app is built."""
     from pydantic import ValidationError
 
@@ -278,7 +278,7 @@ def test_a_bad_nvdec_reuse_or_chunk_length_is_refused_by_name():
 
 
 def test_a_bad_nvdec_stream_or_video_check_limit_is_refused_by_name():
-    """The settings session 12 added: a stream switch that is not a yes/no, or no video check at a time (every POST
+    """Stream and check settings: a stream switch that is not a yes/no, or no video check at a time (every POST
     would wait for ever), is refused by name when the app is built."""
     from pydantic import ValidationError
 

@@ -54,7 +54,7 @@ def test_gpu_path_agrees_with_cpu_path(name, samples_dir, detector, gpu_detector
         assert abs(f.timestamp_s - g.timestamp_s) < 1e-3
         # Pair each box with the same object on the other path, not with the same list position: the
         # model often gives one clock two boxes (the whole clock and its dial) whose scores differ in
-        # the third decimal, so fp16 can swap their order (bench/agreement.py, docs/BENCHMARKS.md).
+        # the third decimal, so fp16 can swap their order (bench/agreement.py, docs/records/).
         # A box within 0.1 of the threshold may appear on one path only (fp16 and interpolation move scores
         # by a few hundredths); the confident ones must be on both, in the same place.
         for a in (d for d in f.detections if d.score >= 0.6):
@@ -131,7 +131,7 @@ def test_cpu_and_gpu_agree_on_the_evaluation_set(evalset, detector, gpu_detector
 
 
 def test_cpu_and_gpu_agree_on_the_evaluation_set_with_cocos_heads(evalset):
-    """COCO's own heads at the settings that were the default until session 9 (three views, 0.5)."""
+    """COCO's own heads at the settings of the COCO configuration (three views, 0.5)."""
     from clockwork.detector import Detector
 
     _agree_on_the_evaluation_set(evalset, Detector(device="cpu", head="none"), Detector(device="cuda", half=True, head="none"),

@@ -1,4 +1,4 @@
-"""Defects found by attacking the running API (issue 14), each pinned by a test: hostile inputs and
+"""Defects found by attacking the running API, each pinned by a test: hostile inputs and
 receivers, bomb files, races, a full disk, and what error text reveals. In-process app, real sockets,
 real ffmpeg-made files, a real SQLite (and PostgreSQL where .ci/run provides it)."""
 

@@ -1,4 +1,4 @@
-"""What a new user meets (issue 15): the README's request as written, discovery (OpenAPI, /docs, GET /jobs),
+"""What a new user meets: the README's request as written, discovery (OpenAPI, /docs, GET /jobs),
 cancelling, redelivery, the Python client and `clockwork submit`, `clockwork annotate`, progress lines
 off a terminal, `--version` and the serve flags."""
 

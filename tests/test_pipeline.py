@@ -144,8 +144,7 @@ def test_tracks_follow_each_clock_and_segments_name_theirs():
 def test_a_clock_found_only_in_the_scans_windows_is_read_and_checked(tmp_path, detector):
     """Game of Life, seed 2 (bench/life.py renders the same clip): the clock head fires on it in the scan's refined
     frames only, above min_score there and below it in the coarse frames. The windows read the dials too, so the
-    track is read, found unreadable and dropped; unread (nothing checked) it makes a segment. Before session 10 the
-    windows read nothing and the default kept it."""
+    track is read, found unreadable and dropped; unread (nothing checked) it makes a segment."""
     from bench.life import render
 
     clip = render(tmp_path / "life-2.mp4", 2)
