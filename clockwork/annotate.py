@@ -73,7 +73,9 @@ def frame_at(path: str | Path, t_s: float) -> np.ndarray:
         image = None
         for frame in dec:
             image = frame.image
-        return image
+    if image is None:
+        raise ValueError(f"{path}: no frame could be decoded")
+    return image
 
 
 def thumbnail(image: np.ndarray, detections: Sequence[Detection], *, max_width: int,
@@ -156,6 +158,7 @@ def annotate_video(path: str | Path, result: VideoResult, out: str | Path, *, an
                "-r", f"{fps:.6f}", "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast",
                "-movflags", "+faststart", str(part)]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+        assert proc.stdin is not None  # stdin=PIPE
         try:
             for frame in dec:
                 proc.stdin.write(annotator.annotate(frame.image, boxes.at(frame.timestamp_s)).tobytes())

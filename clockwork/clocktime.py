@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 MINUTES = 720  # a 12-hour dial
 DAY_MINUTES = 1440  # a day, the remix's clock
@@ -23,12 +24,12 @@ class ClockTime:
     def hhmm(self) -> str:
         return dial_clock(self.minutes)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"minutes": self.minutes, "hhmm": self.hhmm, "confidence": round(self.confidence, 4),
                 "readable": round(self.readable, 4)}
 
     @classmethod
-    def from_json(cls, d: dict | None) -> ClockTime | None:
+    def from_json(cls, d: dict[str, Any] | None) -> ClockTime | None:
         return None if d is None else cls(int(d["minutes"]), float(d["confidence"]), float(d.get("readable", 1.0)))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class ClockworkError(Exception):
@@ -19,7 +20,7 @@ class VideoError(ClockworkError):
         self.reason = reason
         super().__init__(f"{self.kind}: {self.path}: {reason}")
 
-    def __reduce__(self):  # survives pickling across Ray processes with its fields
+    def __reduce__(self) -> tuple[Any, ...]:  # survives pickling across Ray processes with its fields
         return (self.__class__, (self.path, self.reason))
 
     def public(self, name: str) -> str:
@@ -62,11 +63,11 @@ class FFmpegError(ClockworkError):
         self.stderr = stderr
         super().__init__(message + (f"\n{stderr.strip()[-800:]}" if stderr.strip() else ""))
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_ffmpeg_error, (self.__class__, self.message, self.cmd, self.stderr))
 
 
-def _rebuild_ffmpeg_error(cls, message, cmd, stderr):
+def _rebuild_ffmpeg_error(cls: type[FFmpegError], message: str, cmd: list[str], stderr: str) -> FFmpegError:
     return cls(message, cmd=cmd, stderr=stderr)
 
 

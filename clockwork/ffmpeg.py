@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from clockwork import settings
 from clockwork._logging import logger
@@ -33,7 +34,7 @@ def _find(what: str, name: str) -> str:
 
 
 def run(args: list[str], *, timeout: float | None = None, what: str = "ffmpeg",
-        on_progress: Callable[[float], None] | None = None) -> subprocess.CompletedProcess:
+        on_progress: Callable[[float], None] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``ffmpeg ARGS`` quietly; raise :class:`FFmpegError` with its stderr tail on failure.
     ``on_progress(seconds)``: called with the output time ffmpeg has written so far (its ``-progress`` report)."""
     cmd = [ffmpeg_bin(), "-hide_banner", "-nostdin", "-loglevel", "error", *args]
@@ -49,7 +50,7 @@ def run(args: list[str], *, timeout: float | None = None, what: str = "ffmpeg",
     return proc
 
 
-def _run_reporting(cmd: list[str], on_progress: Callable[[float], None], *, what: str) -> subprocess.CompletedProcess:
+def _run_reporting(cmd: list[str], on_progress: Callable[[float], None], *, what: str) -> subprocess.CompletedProcess[str]:
     """``cmd`` with ``-progress pipe:1``: its ``out_time_us=`` lines are read as they come (stderr goes to a file,
     so neither pipe can fill and stall ffmpeg)."""
     cmd = [*cmd[:-1], "-progress", "pipe:1", "-nostats", cmd[-1]]  # options go before the output file
@@ -68,13 +69,14 @@ def _run_reporting(cmd: list[str], on_progress: Callable[[float], None], *, what
     return subprocess.CompletedProcess(cmd, code, "", stderr)
 
 
-def probe_json(path: str | Path) -> dict:
+def probe_json(path: str | Path) -> dict[str, Any]:
     """``ffprobe -show_format -show_streams`` as a dict."""
     cmd = [ffprobe_bin(), "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise FFmpegError(f"ffprobe could not read {path}", cmd=cmd, stderr=proc.stderr)
-    return json.loads(proc.stdout)
+    doc: dict[str, Any] = json.loads(proc.stdout)
+    return doc
 
 
 @functools.lru_cache(maxsize=4)

@@ -79,7 +79,7 @@ class DetectOptions:
     def every_frame(self) -> bool:
         return not self.scan and self.sample_fps is None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["labels"] = list(self.labels) if self.labels is not None else None
         out["views"] = list(self.views)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TextIO
 
 EVERY_S = 10.0  # progress lines off a terminal
 LONG_STAGE_S = 10.0  # a bar only for stages of more video seconds than this
@@ -30,7 +31,7 @@ class Progress:
     terminal; off one, a line every EVERY_S with the stage's rate in video seconds a second and its ETA.
     A stage's total is fixed when it starts, so neither the total nor the ETA jumps within it."""
 
-    def __init__(self, name: str, *, every_s: float = EVERY_S, stream=None):
+    def __init__(self, name: str, *, every_s: float = EVERY_S, stream: TextIO | None = None):
         self.name, self.every_s = name, every_s
         self.stream = stream or sys.stderr
         self.stage: str | None = None

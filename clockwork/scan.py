@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 from clockwork.settings import DETECT, SEGMENTS
 
@@ -65,7 +66,7 @@ def refine_windows(states: Iterable[tuple[float, str, int]], *, step_s: float, d
     return [(round(a, 6), round(b, 6)) for a, b in merged]
 
 
-def scan_record(coarse: float, windows: list[tuple[float, float]], frames_coarse: int, frames_refined: int) -> dict:
+def scan_record(coarse: float, windows: list[tuple[float, float]], frames_coarse: int, frames_refined: int) -> dict[str, Any]:
     """The result's ``scan`` field: which frames were examined."""
     return {"coarse_fps": round(coarse, 4), "refined": [[a, b] for a, b in windows],
             "frames_coarse": frames_coarse, "frames_refined": frames_refined}

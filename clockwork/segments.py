@@ -7,8 +7,9 @@ bug, which also truncated times to whole seconds).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from clockwork.clocktime import ClockTime
 from clockwork.settings import SEGMENTS
@@ -25,7 +26,7 @@ class SegmentRules:
     padding_s: float = SEGMENTS.padding_s
     max_length_s: float | None = SEGMENTS.max_length_s
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("gap_s", "min_length_s", "padding_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -61,7 +62,7 @@ class Segment:
     def duration_s(self) -> float:
         return self.end_s - self.start_s
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "label": self.label, "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
             "start_frame": self.start_frame, "end_frame": self.end_frame,
@@ -70,7 +71,7 @@ class Segment:
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> Segment:
+    def from_json(cls, d: dict[str, Any]) -> Segment:
         return cls(d["label"], float(d["start_s"]), float(d["end_s"]), int(d["start_frame"]), int(d["end_frame"]),
                    float(d["max_score"]), int(d["frames"]), d.get("track"), ClockTime.from_json(d.get("clock_time")))
 
@@ -131,7 +132,7 @@ def build_segments(
     return out
 
 
-def _split(run: list[Hit], start: float, end: float, max_len: float | None):
+def _split(run: list[Hit], start: float, end: float, max_len: float | None) -> Iterator[tuple[list[Hit], float, float]]:
     if max_len is None or end - start <= max_len + 1e-9:
         yield run, start, end
         return

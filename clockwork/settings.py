@@ -14,9 +14,11 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
+D = TypeVar("D")
+
 
 _MISSING = object()
 
@@ -168,7 +170,15 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(f"expected one of 1/0/true/false/yes/no/on/off, got {raw!r}")
 
 
-def env(key: str, cast: Callable[[str], T] = str, default: object = _MISSING) -> T:
+@overload
+def env(key: str) -> str: ...
+@overload
+def env(key: str, cast: Callable[[str], T]) -> T: ...
+@overload
+def env(key: str, cast: Callable[[str], T], default: D) -> T | D: ...
+
+
+def env(key: str, cast: Callable[[str], Any] = str, default: Any = _MISSING) -> Any:
     """Read ``key`` from the environment and cast it; fail loudly on a bad value."""
     if key not in ENVIRONMENT:
         raise ConfigError(f"{key} is not a documented environment variable; add it to settings.ENVIRONMENT")
@@ -176,9 +186,9 @@ def env(key: str, cast: Callable[[str], T] = str, default: object = _MISSING) ->
     if raw is None or raw == "":
         if default is _MISSING:
             raise ConfigError(f"Config '{key}' is missing, and has no default.")
-        return default  # type: ignore[return-value]
+        return default
     if cast is bool:
-        cast = _parse_bool  # type: ignore[assignment]
+        cast = _parse_bool
     try:
         return cast(raw)
     except (TypeError, ValueError) as exc:
