@@ -71,10 +71,7 @@ def serve_forever(*, host: str = "127.0.0.1", port: int = 8000, metrics_port: in
     args = BuilderArgs.model_validate(app_args)  # a bad setting fails here with its name, before Ray starts
     # The detector asks for 2 CPUs and the ingress half of one: declare enough on small machines.
     # address="local": always a Ray of its own, never a cluster that happens to run on this machine
-    # on a loopback --host, Ray's node (and so its metrics exporter) is loopback too: nothing listens more widely than asked
-    loopback = host in ("localhost", "::1") or host.startswith("127.")
-    ray.init(address="local", num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, _metrics_export_port=metrics_port,
-             **({"_node_ip_address": "127.0.0.1"} if loopback else {}))
+    ray.init(address="local", num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, _metrics_export_port=metrics_port)
     serve.start(http_options={"host": host, "port": port})
     serve.run(app_builder(args), name="clockwork", route_prefix="/")
     print(f"clockwork API on http://{host}:{port} (media roots: {', '.join(args.media_roots)}), on a Ray of its own started for it;\n"

@@ -43,17 +43,16 @@ def test_clockwork_serve_beside_a_running_cluster(ray_cluster, samples_dir, tmp_
         assert status["status"] == "succeeded", status
         assert requests.get(f"{base}/ui/jobs", timeout=30).status_code == 200  # the pages are counted too
         text = ""
-        for _ in range(30):  # Ray's exporter publishes within a few seconds
+        for _ in range(60):  # Ray's exporter publishes within a few seconds (more on a loaded machine)
             text = requests.get(f"http://127.0.0.1:{metrics}/metrics", timeout=10).text
             if 'route="/ui/jobs"' in text:
                 break
             time.sleep(1)
         assert "ray_clockwork_http_requests_total" in text and 'route="/ui/jobs"' in text
-        # --host is loopback (the default): the API and Ray's metrics exporter listen on loopback only
+        # --host is loopback (the default): the API listens on loopback only (Ray's metrics exporter: docs/API.md)
         listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout.split("\n")
-        for wanted in (port, metrics):
-            local = {line.split()[3].rsplit(":", 1)[0] for line in listening if line.strip() and line.split()[3].endswith(f":{wanted}")}
-            assert local and local <= {"127.0.0.1", "[::1]"}, (wanted, local)
+        local = {line.split()[3].rsplit(":", 1)[0] for line in listening if line.strip() and line.split()[3].endswith(f":{port}")}
+        assert local == {"127.0.0.1"}, local
     finally:
         proc.terminate()
         try:
