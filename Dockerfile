@@ -52,7 +52,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER 1000:1000
 WORKDIR /opt/clockwork/src
 # The weights must still match their pinned hash in the final image.
-RUN python -c "from clockwork.model_store import verify; from pathlib import Path; verify(Path('/opt/clockwork/models'))"
+RUN python -c "from clockwork.detect.model_store import verify; from pathlib import Path; verify(Path('/opt/clockwork/models'))"
 EXPOSE 8000 8265 6379 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
   CMD ["curl", "-fsS", "http://127.0.0.1:8000/healthz"]

@@ -16,8 +16,8 @@ import sys
 import numpy as np
 import torch
 
-from clockwork.detector import Detector
-from clockwork.frames import FrameBatch, FrameReader
+from clockwork.detect.detector import Detector
+from clockwork.video.frames import FrameBatch, FrameReader
 
 
 def frames_of(path: str, device: str, wanted: set[int]) -> dict[int, FrameBatch]:

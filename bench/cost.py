@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 from bench._record import record
-from clockwork.detector import Detector
-from clockwork.pipeline import detect_video
+from clockwork.detect.detector import Detector
 from clockwork.samples import write_samples
 from clockwork.settings import DETECT
+from clockwork.timeline.pipeline import detect_video
 
 CONFIGS = {"one view, every frame (before)": {"views": ("full",), "sample_fps": None},
            f"default ({','.join(DETECT.views)} at {DETECT.sample_fps:g} frames/s)": {}}

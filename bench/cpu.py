@@ -21,12 +21,12 @@ import cv2
 import torch
 
 from bench._record import record
-from clockwork import ffmpeg
-from clockwork.decode import VideoDecoder
-from clockwork.detector import Detector
-from clockwork.pipeline import detect_video
+from clockwork.detect.detector import Detector
 from clockwork.samples import draw_clock
 from clockwork.settings import DETECT
+from clockwork.timeline.pipeline import detect_video
+from clockwork.video import ffmpeg
+from clockwork.video.decode import VideoDecoder
 
 
 def make_video(path: Path, seconds: float, size: str) -> None:

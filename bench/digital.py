@@ -2,10 +2,10 @@
 
     python -m bench.digital                    # 8 clips per scale, seed 0, CPU
 
-The default drops a clock track that was read and never found readable (``clockwork.pipeline.drop_unreadable_tracks``).
+The default drops a clock track that was read and never found readable (``clockwork.timeline.pipeline.drop_unreadable_tracks``).
 A seven-segment display is a clock the reader does not read, so this measures what that check costs: clips of a
 digital clock (an LED or LCD panel showing HH:MM, drawn here with OpenCV polygons, no font) at three scales on the
-evaluation set's photographs (``clockwork.evalset``'s backgrounds, lighting, blur and grain), run at the default,
+evaluation set's photographs (``clockwork.training.evalset``'s backgrounds, lighting, blur and grain), run at the default,
 at the default with the dials unread (``read_time=False``: nothing checked) and with COCO's heads at the old default.
 It prints how many clips each finds per scale (a clip is found as ``evalset.score_clip`` says).
 """
@@ -20,9 +20,11 @@ import cv2
 import numpy as np
 
 from bench._record import record
-from clockwork.clockface import composite
-from clockwork.detector import Detector
-from clockwork.evalset import (  # the evaluation set's own look
+from clockwork.detect.detector import Detector
+from clockwork.settings import DETECT
+from clockwork.timeline.pipeline import detect_video
+from clockwork.training.clockface import composite
+from clockwork.training.evalset import (  # the evaluation set's own look
     FPS,
     HEIGHT,
     SECONDS,
@@ -35,8 +37,6 @@ from clockwork.evalset import (  # the evaluation set's own look
     _write_clip,
     score_clip,
 )
-from clockwork.pipeline import detect_video
-from clockwork.settings import DETECT
 
 # panel width: "close" is most of the frame's height, as evalset's close dials are
 SCALES = {"close": (0.8, 1.0), "medium": (300, 340), "small": (120, 160)}

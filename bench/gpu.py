@@ -32,7 +32,7 @@ import requests
 import torch
 
 from bench._record import record
-from clockwork.detector import Detector
+from clockwork.detect.detector import Detector
 from clockwork.settings import DETECT
 from clockwork.testing import Receiver, free_port
 
@@ -180,7 +180,7 @@ def ray_data(files: list[Path], replicas: int) -> tuple[int, float]:
     import ray
 
     def decode(row):
-        from clockwork.boxes import letterbox
+        from clockwork.detect.boxes import letterbox
 
         cap = cv2.VideoCapture(row["path"])
         out = []
@@ -311,21 +311,21 @@ def warm_clip(src: Path, media: Path, seconds: float = 10.0) -> Path:
 @functools.cache
 def _info(path: Path):
     """The file's probe, once per path."""
-    from clockwork.decode import probe
+    from clockwork.video.decode import probe
 
     return probe(path)
 
 
 def _reader(path: Path, stream: bool = DETECT.nvdec_stream):
     """Frames of a bench file on the GPU, through the one frame path."""
-    from clockwork.frames import FrameReader
+    from clockwork.video.frames import FrameReader
 
     return FrameReader(path, device="cuda", info=_info(path), batch_size=32, nvdec_stream=stream)
 
 
 def _stride(path: Path) -> int:
     """The view stride of every-frame mode on this file at the default multiscale rate (what the API does)."""
-    from clockwork.views import view_stride
+    from clockwork.video.views import view_stride
 
     return view_stride(_info(path).fps, None)
 
@@ -391,8 +391,8 @@ def breakdown(path: Path) -> dict[str, float]:
 def churn(path: Path, chunks: int, reuse: bool) -> str:
     """Open, read one batch of and close ``chunks`` chunks of ``path`` one after another (60 s apart, wrapping), while a
     Python thread ticks every millisecond: its longest and summed stalls past 5 ms are time another thread held the GIL."""
-    from clockwork import nvdec
-    from clockwork.frames import FrameReader
+    from clockwork.video import nvdec
+    from clockwork.video.frames import FrameReader
 
     info = _info(path)
     stalls, stop = [], threading.Event()
@@ -607,7 +607,7 @@ def run(args) -> int:
         extra_lines.append("- one session, ms per frame (batch 32, synchronised): " +
                            ", ".join(f"{k} {v:.2f}" for k, v in bd.items()))
     if "direct" in stages:
-        from clockwork import nvdec
+        from clockwork.video import nvdec
 
         for k in (7, 14):
             for shared in (False, True):

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from bench._record import record
 from bench.digital import CONFIGS  # the same three configs side by side
-from clockwork.detector import Detector
-from clockwork.ffmpeg import run
-from clockwork.pipeline import detect_video
+from clockwork.detect.detector import Detector
 from clockwork.samples import SAMPLES
 from clockwork.settings import DETECT
+from clockwork.timeline.pipeline import detect_video
+from clockwork.video.ffmpeg import run
 
 # the sample library's clip; each seed here replaces its fixed one
 LIFE = next(clip for clip in SAMPLES if clip.name == "distractor_life_25.mp4")

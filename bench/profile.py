@@ -30,11 +30,11 @@ import time
 import torch
 
 from bench._record import record
-from clockwork import pipeline
-from clockwork.detector import Detector
-from clockwork.frames import FrameReader
+from clockwork.detect.detector import Detector
 from clockwork.settings import DETECT
-from clockwork.views import parse_views
+from clockwork.timeline import pipeline
+from clockwork.video.frames import FrameReader
+from clockwork.video.views import parse_views
 
 
 class StageTimes:

@@ -3,7 +3,7 @@
     python -m bench.read_time                    # CPU, 2000 held-out clocks
     python -m bench.read_time --n 500 --device cuda
 
-The held-out set is drawn by ``clockwork.train_reader.render_sample`` from the "heldout" style family
+The held-out set is drawn by ``clockwork.training.train_reader.render_sample`` from the "heldout" style family
 (typefaces, palettes, arrow hands and octagonal dials that training never draws), with the same
 degradations and 15% unreadable crops. It prints the share read exactly, within +-1 and +-5 minutes
 and the mean circular error on the readable ones (also for a second held-out seed and for the detector's
@@ -22,9 +22,9 @@ import time
 import numpy as np
 
 from bench._record import record
-from clockwork.clocktime import circular_error
-from clockwork.reader import ClockReader
-from clockwork.train_reader import heldout_set
+from clockwork.timeread.clocktime import circular_error
+from clockwork.timeread.reader import ClockReader
+from clockwork.training.train_reader import heldout_set
 
 
 def main() -> int:
@@ -84,9 +84,9 @@ def sample_library(directory: str | None, reader: ClockReader) -> list[str]:
     import tempfile
     from pathlib import Path
 
-    from clockwork.detector import Detector
-    from clockwork.pipeline import detect_video
+    from clockwork.detect.detector import Detector
     from clockwork.samples import SAMPLES, write_samples
+    from clockwork.timeline.pipeline import detect_video
 
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="clockwork-samples-"))
     if not directory:

@@ -3,10 +3,10 @@
     python -m bench.recall                                   # every configuration below, CPU
     python -m bench.recall --configs default coco            # the default beside COCO's heads
     python -m bench.recall --device cuda --configs default   # on a GPU
-    python -m bench.recall --configs default --head H.pt     # also with fine-tuned heads (clockwork.train_detector)
+    python -m bench.recall --configs default --head H.pt     # also with fine-tuned heads (clockwork.training.train_detector)
     python -m bench.recall --configs default --head H.pt --head-min-scores 0.5 0.6 0.7   # the heads at several thresholds
 
-The evaluation set (``clockwork.evalset``) is rendered once into --data. For each configuration of
+The evaluation set (``clockwork.training.evalset``) is rendered once into --data. For each configuration of
 views and sampling it runs ``detect_video`` on every clip and prints recall per scale (a clip counts as
 found when at least half of its processed frames have a box with IoU >= 0.3 against the truth and a
 segment exists; and again counting the clip's time, ``evalset.score_clip``'s ``found_time``),
@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 from bench._record import record
-from clockwork.detector import Detector
-from clockwork.evalset import SCALES, score_clip, write_evalset
-from clockwork.pipeline import detect_video
+from clockwork.detect.detector import Detector
 from clockwork.settings import DETECT
+from clockwork.timeline.pipeline import detect_video
+from clockwork.training.evalset import SCALES, score_clip, write_evalset
 
 CONFIGS = {
     "full@every": {"views": ("full",), "sample_fps": None},  # what main did before views

@@ -2,10 +2,10 @@
 
     python -m bench.scale_examples --out docs/img/scales.jpg
 
-Renders the evaluation set when it is missing (``clockwork.evalset``: eval-family clock faces on
+Renders the evaluation set when it is missing (``clockwork.training.evalset``: eval-family clock faces on
 scikit-image photographs, with perspective, blur, grain and lighting), detects each clock clip at the
 default settings, in order, until one per scale is found, and draws that clip's best frame with its boxes
-(``clockwork.annotate``) into a 2 x 2 grid. It prints how many clips it tried per scale: the picture shows
+(``clockwork.remix.annotate``) into a 2 x 2 grid. It prints how many clips it tried per scale: the picture shows
 what is found, the recall table in docs/records/ shows how often.
 """
 
@@ -19,10 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from clockwork.annotate import BoxAnnotator, frame_at
-from clockwork.detector import Detector
-from clockwork.evalset import SCALES, EvalItem, score_clip, write_evalset
-from clockwork.pipeline import detect_video
+from clockwork.detect.detector import Detector
+from clockwork.remix.annotate import BoxAnnotator, frame_at
+from clockwork.timeline.pipeline import detect_video
+from clockwork.training.evalset import SCALES, EvalItem, score_clip, write_evalset
 
 TILE = (640, 360)
 

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 from bench._record import record
-from clockwork.detector import Detector
-from clockwork.pipeline import detect_video
+from clockwork.detect.detector import Detector
 from clockwork.samples import write_film
 from clockwork.settings import DETECT
+from clockwork.timeline.pipeline import detect_video
 
 MODES = {"every frame": {"scan": False, "sample_fps": None}, "scan": {"scan": True}}
 

@@ -23,7 +23,7 @@ import requests
 
 from bench._record import record
 from clockwork import detect_video
-from clockwork.detector import Detector
+from clockwork.detect.detector import Detector
 from clockwork.samples import load_manifest, write_samples
 from clockwork.testing import Receiver, free_port
 

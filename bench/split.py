@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from bench._record import record
-from clockwork import ffmpeg
-from clockwork.clips import Profile, cut_command, seek_after_input_command
+from clockwork.remix.clips import Profile, cut_command, seek_after_input_command
+from clockwork.video import ffmpeg
 
 
 def main() -> int:

@@ -34,13 +34,13 @@ _EXPORTS = {
     "ClockworkError": "clockwork.errors", "CorruptVideoError": "clockwork.errors", "FFmpegError": "clockwork.errors",
     "ModelError": "clockwork.errors", "NoVideoStreamError": "clockwork.errors", "NotAVideoError": "clockwork.errors",
     "VideoError": "clockwork.errors", "VideoNotFoundError": "clockwork.errors",
-    "Frame": "clockwork.decode", "VideoDecoder": "clockwork.decode", "VideoInfo": "clockwork.decode",
-    "probe": "clockwork.decode",
-    "FrameBatch": "clockwork.frames", "FrameReader": "clockwork.frames",
-    "Detector": "clockwork.detector",
-    "Detection": "clockwork.result", "FrameDetections": "clockwork.result", "VideoResult": "clockwork.result",
-    "ResultBuilder": "clockwork.pipeline", "detect_video": "clockwork.pipeline",
-    "Segment": "clockwork.segments", "SegmentRules": "clockwork.segments", "build_segments": "clockwork.segments",
+    "Frame": "clockwork.video.decode", "VideoDecoder": "clockwork.video.decode", "VideoInfo": "clockwork.video.decode",
+    "probe": "clockwork.video.decode",
+    "FrameBatch": "clockwork.video.frames", "FrameReader": "clockwork.video.frames",
+    "Detector": "clockwork.detect.detector",
+    "Detection": "clockwork.timeline.result", "FrameDetections": "clockwork.timeline.result", "VideoResult": "clockwork.timeline.result",
+    "ResultBuilder": "clockwork.timeline.pipeline", "detect_video": "clockwork.timeline.pipeline",
+    "Segment": "clockwork.timeline.segments", "SegmentRules": "clockwork.timeline.segments", "build_segments": "clockwork.timeline.segments",
 }
 
 __all__ = sorted(_EXPORTS)

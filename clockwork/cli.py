@@ -23,10 +23,10 @@ from pathlib import Path
 
 from clockwork import version
 from clockwork.errors import ClockworkError
-from clockwork.options import DetectOptions
 from clockwork.progress import Progress, hms
 from clockwork.settings import DETECT
-from clockwork.views import VIEW_NAMES, parse_views
+from clockwork.timeline.options import DetectOptions
+from clockwork.video.views import VIEW_NAMES, parse_views
 
 # Other installed packages add subcommands through this entry-point group (the Serve app adds
 # ``clockwork serve``), so the core never imports the layers built on it.
@@ -91,9 +91,9 @@ def summary(result) -> str:
 
 
 def cmd_detect(args) -> int:
-    from clockwork.decode import probe
-    from clockwork.detector import Detector
-    from clockwork.pipeline import detect_video
+    from clockwork.detect.detector import Detector
+    from clockwork.timeline.pipeline import detect_video
+    from clockwork.video.decode import probe
 
     options = _options(args)
     if args.json and args.json != "-" and not Path(args.json).resolve().parent.is_dir():
@@ -121,14 +121,14 @@ def cmd_detect(args) -> int:
 
 
 def cmd_annotate(args) -> int:
-    from clockwork.annotate import annotate_video
-    from clockwork.result import VideoResult
+    from clockwork.remix.annotate import annotate_video
+    from clockwork.timeline.result import VideoResult
 
     if args.result:
         result = VideoResult.from_json(json.loads(Path(args.result).read_text()))
     else:
-        from clockwork.decode import probe
-        from clockwork.pipeline import detect_video
+        from clockwork.timeline.pipeline import detect_video
+        from clockwork.video.decode import probe
 
         probe(args.video)  # bad input fails here, before the model loads
         progress = Progress(Path(args.video).name)
@@ -178,7 +178,7 @@ def cmd_submit(args) -> int:
     if status["status"] != "succeeded":
         print(f"clockwork: job {job['job_id']} {status['status']}: {status.get('error')}", file=sys.stderr)
         return 1
-    from clockwork.result import VideoResult
+    from clockwork.timeline.result import VideoResult
 
     print(summary(VideoResult.from_json(client.result(job["job_id"]))))
     return 0
@@ -193,7 +193,7 @@ def cmd_samples(args) -> int:
 
 
 def cmd_fetch_model(args) -> int:
-    from clockwork.model_store import fetch_default_model
+    from clockwork.detect.model_store import fetch_default_model
 
     root = fetch_default_model(Path(args.model_dir) if args.model_dir else None)
     print(f"default model verified in {root}")
@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--names", help="class names file matching --cfg")
     p.add_argument("--head", default=DETECT.head or "none", metavar="clock|none|FILE",
                    help="fine-tuned detection heads over the model: clock (the embedded clock head), none (COCO's own) or a "
-                        "file from python -m clockwork.train_detector --export (docs/DETECTOR.md); a head finds only its labels "
+                        "file from python -m clockwork.training.train_detector --export (docs/DETECTOR.md); a head finds only its labels "
                         f"(default: {DETECT.head or 'none'})")
     p.set_defaults(func=cmd_detect)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from clockwork import ffmpeg
+from clockwork.video import ffmpeg
 
 MANIFEST = "manifest.json"
 

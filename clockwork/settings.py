@@ -38,27 +38,27 @@ class DetectDefaults:
     min_score: float = 0.7
     # Frames a second detected in sampled mode (None: every frame): the cost of one view of every frame, with six.
     sample_fps: float | None = 5.0
-    # Coarse-to-fine scanning (clockwork.scan), on by default because a film then costs a few frames a second
+    # Coarse-to-fine scanning (clockwork.timeline.scan), on by default because a film then costs a few frames a second
     # with every-frame boundaries (docs/SCAN.md). A sample_fps turns it off; scan=False with no rate is every frame.
     scan: bool = True
     scan_fps: float = 2.0
     iou_threshold: float = 0.45
-    # Which views of each frame the model sees (clockwork.views) and, in the merge, the share of a box
+    # Which views of each frame the model sees (clockwork.video.views) and, in the merge, the share of a box
     # inside a higher-scoring box of its class above which it is dropped.
     # The clock head trained on clocks up to 1.5x the frame height, so the zoomed-out view adds nothing for it
     # (docs/DETECTOR.md); with COCO's heads (head None) add "zoomout" for frame-filling clocks.
     views: tuple[str, ...] = ("full", "tiles")
     # Where every frame is examined (every-frame mode, a scan's refined windows), the views after the first run on
-    # at most this many frames a second (clockwork.views.view_stride; None: on every frame). The first view
+    # at most this many frames a second (clockwork.video.views.view_stride; None: on every frame). The first view
     # (full) still sees every frame; a clock that only the zoomed-out view or the tiles find is then placed
     # to within 1/multiscale_fps s, and the model sees 2 inputs a frame at 25 fps instead of 6 (docs/PERFORMANCE.md).
     # Sampled mode and a scan's coarse pass show every view of each frame.
     multiscale_fps: float | None = 5.0
     # Hysteresis: a segment goes on through frames whose best score is at least hold_ratio x min_score.
     hold_ratio: float = 0.6
-    # Reading the time: each clock's dial read read_fps times a second (clockwork.reader), one fused reading per
+    # Reading the time: each clock's dial read read_fps times a second (clockwork.timeread.reader), one fused reading per
     # segment. It also checks what was found: a clock track read at least once and never readable (at
-    # readable_threshold) makes no segment (clockwork.pipeline.drop_unreadable_tracks): the emblems, moons and
+    # readable_threshold) makes no segment (clockwork.timeline.pipeline.drop_unreadable_tracks): the emblems, moons and
     # wheels the clock head fired on read as unreadable, every clock of the evaluation sets as readable
     # (docs/DETECTOR.md). read_time=False keeps every clock found, unread and unchecked.
     read_time: bool = True
@@ -77,11 +77,11 @@ class DetectDefaults:
     gpu_batch: int = 32
     half: bool = True  # fp16 on CUDA; ignored on the CPU
     nvdec: bool = True  # decode with NVDEC where the file allows it
-    # A finished chunk's NVDEC decoder is kept for the next chunk (clockwork.nvdec.DecoderPool): ending one holds
+    # A finished chunk's NVDEC decoder is kept for the next chunk (clockwork.video.nvdec.DecoderPool): ending one holds
     # the GIL about 0.1 s.
     nvdec_reuse: bool = True
     # Each NVDEC decoder converts frames on a CUDA stream of its own, not the null stream (the model's), where it
-    # would wait for the model's queued kernels after every frame (clockwork.nvdec._Session; docs/PERFORMANCE.md).
+    # would wait for the model's queued kernels after every frame (clockwork.video.nvdec._Session; docs/PERFORMANCE.md).
     nvdec_stream: bool = True
 
 
@@ -102,7 +102,7 @@ class ServeBatchDefaults:
 
 @dataclass(frozen=True)
 class SegmentDefaults:
-    """How detections become segments (``clockwork.segments.SegmentRules`` takes these)."""
+    """How detections become segments (``clockwork.timeline.segments.SegmentRules`` takes these)."""
 
     gap_s: float = 0.5
     min_length_s: float = 0.5

@@ -7,8 +7,8 @@ import sys
 
 import ray
 
-from clockwork import ffmpeg
 from clockwork.errors import FFmpegError
+from clockwork.video import ffmpeg
 
 EXIT_OK, EXIT_PARTIAL, EXIT_FATAL = 0, 1, 2
 
@@ -33,7 +33,7 @@ def require_ffmpeg() -> None:
 def open_catalog(url: str | None):
     """The catalog the job works on; refused, with one line, when it would live inside Ray's temporary copy
     of the working directory (it would vanish, and the next job would find another, empty one)."""
-    from clockwork.catalog import Catalog, default_url
+    from clockwork.store.catalog import Catalog, default_url
 
     url = url or default_url()
     if url.startswith("sqlite:") and "/runtime_resources/" in url:

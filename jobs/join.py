@@ -22,8 +22,6 @@ from pathlib import Path
 
 import ray
 
-from clockwork.clips import Profile, card, cut, thumbnail_jpeg
-from clockwork.clocktime import DAY_MINUTES, day_clock
 from clockwork.errors import ClockworkError
 from clockwork.progress import Progress
 from clockwork.pushmetrics import JobMetrics
@@ -43,8 +41,10 @@ from clockwork.remix import (
     write_videolist,
 )
 from clockwork.remix import select as choose
-from clockwork.result import VideoResult
+from clockwork.remix.clips import Profile, card, cut, thumbnail_jpeg
 from clockwork.settings import DETECT
+from clockwork.timeline.result import VideoResult
+from clockwork.timeread.clocktime import DAY_MINUTES, day_clock
 from jobs._common import EXIT_OK, Fatal, connect, open_catalog, parse_args, require_ffmpeg, run, setup_logging
 
 

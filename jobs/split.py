@@ -22,22 +22,22 @@ from pathlib import Path
 
 import ray
 
-from clockwork.catalog import Catalog, Video
-from clockwork.clips import Profile, choose_encoder, cut, perceptual_hash
-from clockwork.media import list_videos
-from clockwork.options import DetectOptions
 from clockwork.progress import Progress
 from clockwork.pushmetrics import JobMetrics
-from clockwork.segments import SegmentRules
+from clockwork.remix.clips import Profile, choose_encoder, cut, perceptual_hash
 from clockwork.settings import CLIPS, DETECT, SEGMENTS
-from clockwork.views import parse_views
+from clockwork.store.catalog import Catalog, Video
+from clockwork.timeline.options import DetectOptions
+from clockwork.timeline.segments import SegmentRules
+from clockwork.video.media import list_videos
+from clockwork.video.views import parse_views
 from jobs._common import EXIT_OK, EXIT_PARTIAL, Fatal, cluster_gpus, connect, open_catalog, parse_args, require_ffmpeg, run, setup_logging
 
 
 @ray.remote
 def detect_task(path: str, options: DetectOptions, rules: SegmentRules = SegmentRules()) -> dict:
     """Detect one video; on a GPU task the frames come from NVDEC (``detect_video`` reads through FrameReader)."""
-    from clockwork.pipeline import detect_video
+    from clockwork.timeline.pipeline import detect_video
 
     try:
         return {"path": path, "result": detect_video(path, options, rules=rules)}
@@ -146,7 +146,7 @@ def detect_missing(run_: Run, todo: list[str], rules: SegmentRules) -> None:
 
 def _duration(path: str) -> float:
     """A video's seconds from its header (the progress total); 0 for a file that cannot be read (it fails later)."""
-    from clockwork.decode import probe
+    from clockwork.video.decode import probe
 
     try:
         return probe(path).duration_s
@@ -179,7 +179,7 @@ def plan_snippets(run_: Run, rules: SegmentRules) -> None:
 
 def cut_snippets(run_: Run, profile: Profile, encoder: str) -> None:
     """One ffmpeg per Ray task, spread over the nodes; each result is recorded as it lands."""
-    from clockwork.decode import probe
+    from clockwork.video.decode import probe
 
     args = run_.args
     audio: dict[str, bool | None] = {}

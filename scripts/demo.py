@@ -20,8 +20,8 @@ from pathlib import Path
 import requests
 
 from clockwork.cli import hms
-from clockwork.postback import verify_signature
 from clockwork.samples import load_manifest, write_samples
+from clockwork.store.postback import verify_signature
 from clockwork.testing import Receiver, free_port
 
 ROOT = Path(__file__).resolve().parent.parent

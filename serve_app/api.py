@@ -35,13 +35,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from clockwork import version
-from clockwork.catalog import Catalog, Job, JobStatus, QueueFullError
-from clockwork.decode import VideoInfo
 from clockwork.errors import VideoError, VideoNotFoundError, unknown_label_message
-from clockwork.media import PathNotAllowedError, resolve_in_roots
-from clockwork.options import DetectOptions
-from clockwork.postback import PostbackURLError
 from clockwork.settings import DETECT
+from clockwork.store.catalog import Catalog, Job, JobStatus, QueueFullError
+from clockwork.store.postback import PostbackURLError
+from clockwork.timeline.options import DetectOptions
+from clockwork.video.decode import VideoInfo
+from clockwork.video.media import PathNotAllowedError, resolve_in_roots
 from serve_app.auth import bearer_matches, check_same_site
 from serve_app.client import DetectorClient
 from serve_app.config import AppArgs

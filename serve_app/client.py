@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from clockwork.errors import VideoError
-from clockwork.options import DetectOptions
 from clockwork.settings import LIMITS
+from clockwork.timeline.options import DetectOptions
 
 
 class DetectorClient(Protocol):
@@ -69,7 +69,7 @@ class RayDetectorClient:
 
 
 class LocalDetectorClient:
-    """A :class:`~clockwork.detector.Detector` in this process; one batch runs through the model at a time."""
+    """A :class:`~clockwork.detect.detector.Detector` in this process; one batch runs through the model at a time."""
 
     def __init__(self, detector: Any):
         self.detector = detector
@@ -86,10 +86,10 @@ class LocalDetectorClient:
 
     async def detect_chunk(self, path, start_s, end_s, *, options, rate, roots=None,
                            max_pixels=LIMITS.max_frame_pixels) -> AsyncIterator[dict]:
-        from clockwork.frames import FrameReader
-        from clockwork.media import open_confined
-        from clockwork.pipeline import Prefetch, detect_frames, in_process
-        from clockwork.reader import shared_reader
+        from clockwork.timeline.pipeline import Prefetch, detect_frames, in_process
+        from clockwork.timeread.reader import shared_reader
+        from clockwork.video.frames import FrameReader
+        from clockwork.video.media import open_confined
 
         self.detector.label_ids(options.labels)
         with open_confined(path, roots) as opened:

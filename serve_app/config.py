@@ -10,8 +10,8 @@ import json
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from clockwork import settings
-from clockwork.postback import DEFAULT_DENY, RetryPolicy
 from clockwork.settings import DETECT, LIMITS, SERVE_BATCH
+from clockwork.store.postback import DEFAULT_DENY, RetryPolicy
 
 
 class AppArgs(BaseModel):
@@ -24,7 +24,7 @@ class AppArgs(BaseModel):
     labels: list[str] = Field(default_factory=lambda: list(DETECT.labels), description="default labels when a request names none")
     min_score: float = Field(DETECT.min_score, ge=0, le=1)
     sample_fps: float | None = Field(DETECT.sample_fps, ge=0, description="default rate of sampled mode (no scan); 0 or None: every frame")
-    scan: bool = Field(DETECT.scan, description="coarse-to-fine scan by default (clockwork.scan); a request's sample_fps turns it off")
+    scan: bool = Field(DETECT.scan, description="coarse-to-fine scan by default (clockwork.timeline.scan); a request's sample_fps turns it off")
     views: list[str] = Field(default_factory=lambda: list(DETECT.views), description="default views of each frame")
     multiscale_fps: float | None = Field(DETECT.multiscale_fps, ge=0, description="where every frame is examined, the views "
                                          "after the first run this many frames a second; 0 or None: every frame")

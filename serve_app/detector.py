@@ -1,7 +1,7 @@
 """The Detector deployment: decodes its own chunk of a video and batches inference across requests.
 
 Video bytes and decoded frames never leave the replica: a call names a file and a time range, the
-replica reads it through ``clockwork.frames.FrameReader`` (NVDEC where it can, the CPU otherwise),
+replica reads it through ``clockwork.video.frames.FrameReader`` (NVDEC where it can, the CPU otherwise),
 letterboxes where the frames are, and small packs of frames from every in-flight chunk meet in one
 ``@serve.batch`` inference call. Results stream back as ``FrameDetections``.
 """
@@ -17,15 +17,15 @@ from dataclasses import dataclass
 import torch
 from ray import serve
 
-from clockwork.decode import VideoInfo, probe
-from clockwork.detector import Detector, Prepared
-from clockwork.frames import FrameReader
+from clockwork.detect.detector import Detector, Prepared
 from clockwork.gpu_stats import GpuStats
-from clockwork.media import open_confined
-from clockwork.options import DetectOptions
-from clockwork.pipeline import Prefetch, detect_frames, hold_thresholds
-from clockwork.reader import shared_reader
 from clockwork.settings import LIMITS, SERVE_BATCH
+from clockwork.timeline.options import DetectOptions
+from clockwork.timeline.pipeline import Prefetch, detect_frames, hold_thresholds
+from clockwork.timeread.reader import shared_reader
+from clockwork.video.decode import VideoInfo, probe
+from clockwork.video.frames import FrameReader
+from clockwork.video.media import open_confined
 from serve_app.client import renamed_errors
 from serve_app.config import DetectorArgs
 from serve_app.metrics import DetectorMetrics

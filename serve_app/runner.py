@@ -5,7 +5,7 @@ whose runner died (replica killed, app restarted) is found by the reaper once it
 is resumed: detection runs again, or only the postback is retried. Nothing is silently lost.
 
 Three parts, each small: :class:`ChunkFanout` (one video -> chunks -> detector calls -> a result),
-``clockwork.postback.deliver_once`` (one attempt; the schedule lives in the catalog) and :class:`JobRunner`
+``clockwork.store.postback.deliver_once`` (one attempt; the schedule lives in the catalog) and :class:`JobRunner`
 (leases and job states).
 """
 
@@ -25,13 +25,13 @@ from functools import partial
 import av
 import numpy as np
 
-from clockwork.catalog import Catalog, Job, JobStatus, utcnow
-from clockwork.decode import VideoInfo, check_complete, completeness_claim, keyframe_times, measured_duration, packet_times, probe
 from clockwork.errors import ClockworkError, CorruptVideoError, VideoError, VideoTooLargeError
-from clockwork.media import PathNotAllowedError, open_confined, relative_name
-from clockwork.options import DetectOptions
-from clockwork.pipeline import ResultBuilder, first_pass, refine_pass
-from clockwork.postback import HostPolicy, RetryPolicy, deliver_once
+from clockwork.store.catalog import Catalog, Job, JobStatus, utcnow
+from clockwork.store.postback import HostPolicy, RetryPolicy, deliver_once
+from clockwork.timeline.options import DetectOptions
+from clockwork.timeline.pipeline import ResultBuilder, first_pass, refine_pass
+from clockwork.video.decode import VideoInfo, check_complete, completeness_claim, keyframe_times, measured_duration, packet_times, probe
+from clockwork.video.media import PathNotAllowedError, open_confined, relative_name
 from serve_app.client import DetectorClient, video_error_of
 from serve_app.config import AppArgs
 from serve_app.metrics import IngressMetrics
@@ -43,7 +43,7 @@ def plan_chunks(duration_s: float, chunk_s: float,
                 keyframe_before: Callable[[list[float]], list[float | None]] | None = None) -> list[tuple[float, float | None]]:
     """Time ranges covering the video; the last is open-ended so no trailing frame is lost.
 
-    With ``keyframe_before`` (times -> the keyframe at or before each, or None; ``clockwork.decode.keyframe_times``)
+    With ``keyframe_before`` (times -> the keyframe at or before each, or None; ``clockwork.video.decode.keyframe_times``)
     each boundary moves back to its keyframe where the chunk before it stays at least half a chunk long: a
     chunk that starts on a keyframe decodes no frame of the chunk before it (a decoder starts at a keyframe)."""
     if duration_s <= chunk_s * 1.5:
@@ -89,7 +89,7 @@ class ChunkFanout:
         self.last_packet_s = -1.0  # the last video packet's time, where the packet index could be read
 
     async def run(self, path: str, info: VideoInfo, options: DetectOptions, model: dict) -> tuple[dict, dict]:
-        """The passes of ``clockwork.pipeline`` (a scan's coarse pass, then every frame of its windows; or one sampled
+        """The passes of ``clockwork.timeline.pipeline`` (a scan's coarse pass, then every frame of its windows; or one sampled
         or every-frame pass), each cut into chunks that run in parallel on the detector replicas."""
         builder = ResultBuilder.for_options(info, options, model=model)
         chunks = await asyncio.to_thread(plan_chunks, info.duration_s, self.chunk_s, partial(self._keyframes, path))

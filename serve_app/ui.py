@@ -1,7 +1,7 @@
 """The web pages, served by the API itself under ``/ui`` (same ingress, same token): jobs with their
 progress, one video with its segments and the frames where they start, peak and end (boxes drawn), the
 library (videos with no clock found too), every remix. A video's page plays it with its boxes drawn on every
-frame (``annotate_video``, drawn once per result and cached). Server-rendered (``clockwork.pages``), no JavaScript.
+frame (``annotate_video``, drawn once per result and cached). Server-rendered (``clockwork.remix.pages``), no JavaScript.
 
 When the app has an API token, a browser signs in once at ``/ui/login``; the token is kept in an
 HttpOnly cookie. API clients may send the bearer header instead.
@@ -23,11 +23,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from clockwork import settings
-from clockwork.annotate import annotate_video, frame_at, jpeg, thumbnail
-from clockwork.catalog import Job, JobStatus, Scanned
-from clockwork.media import list_videos, relative_name
-from clockwork.pages import Timeline, remix_view, render, segment_frames
-from clockwork.result import VideoResult
+from clockwork.remix.annotate import annotate_video, frame_at, jpeg, thumbnail
+from clockwork.remix.pages import Timeline, remix_view, render, segment_frames
+from clockwork.store.catalog import Job, JobStatus, Scanned
+from clockwork.timeline.result import VideoResult
+from clockwork.video.media import list_videos, relative_name
 from serve_app.auth import bearer_matches, check_same_site
 from serve_app.errors import ApiError
 

@@ -52,8 +52,8 @@ def _samples_key() -> str:
     """The rendered library depends on the renderer's code and on the ffmpeg that runs it."""
     import hashlib
 
-    from clockwork import ffmpeg as ff
     from clockwork import samples
+    from clockwork.video import ffmpeg as ff
 
     version = subprocess.run([ff.ffmpeg_bin(), "-version"], capture_output=True, text=True).stdout.splitlines()[:1]
     return hashlib.sha256(Path(samples.__file__).read_bytes() + "".join(version).encode()).hexdigest()[:16]
@@ -87,7 +87,7 @@ def manifest(samples_dir) -> dict:
 
 @pytest.fixture(scope="session")
 def detector():
-    from clockwork.detector import Detector
+    from clockwork.detect.detector import Detector
 
     return Detector(device="cpu")
 
@@ -95,7 +95,7 @@ def detector():
 @pytest.fixture(scope="session")
 def coco_detector():
     """COCO's own heads (every COCO label): what tests of the model itself compare against."""
-    from clockwork.detector import Detector
+    from clockwork.detect.detector import Detector
 
     return Detector(device="cpu", head="none")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from clockwork.annotate import TrackBoxes, annotate_video
-from clockwork.pipeline import detect_video
+from clockwork.remix.annotate import TrackBoxes, annotate_video
+from clockwork.timeline.pipeline import detect_video
 
 
 @pytest.fixture(scope="module")

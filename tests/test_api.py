@@ -13,7 +13,7 @@ import re
 import pytest
 
 from clockwork import detect_video
-from clockwork.postback import verify_signature
+from clockwork.store.postback import verify_signature
 from clockwork.testing import Receiver, wait_for_job
 from tests.conftest import SECRET
 
@@ -177,7 +177,7 @@ def test_dead_receiver_gets_the_postback_when_it_comes_back(make_client):
 
 
 def test_read_time_reads_each_segment_and_the_result_keeps_it(make_client):
-    from clockwork.clocktime import circular_error
+    from clockwork.timeread.clocktime import circular_error
 
     client = make_client()
     check(client.post("/video-inference", json={"filename": "clock_static_720p30.mp4", "postback_url": "http://127.0.0.1:9/x",
@@ -199,7 +199,7 @@ def test_a_posted_video_is_checked_once_and_a_resumed_job_again(make_client, mon
     it again; a job the reaper resumes (here: one admitted by an API replica that died before running it) has no
     such check and makes its own."""
     import serve_app.runner as runner
-    from clockwork.catalog import Catalog, Job
+    from clockwork.store.catalog import Catalog, Job
 
     calls = []
     probe = runner.probe

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench import filmlike
-from clockwork.decode import VideoDecoder, probe
+from clockwork.video.decode import VideoDecoder, probe
 
 
 def _frames(path, n):

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clockwork.boxes import inside_matrix, iou_matrix, letterbox, letterbox_params, merge_contained, nms, unletterbox
+from clockwork.detect.boxes import inside_matrix, iou_matrix, letterbox, letterbox_params, merge_contained, nms, unletterbox
 
 sizes = st.integers(min_value=16, max_value=2000)
 

@@ -4,9 +4,9 @@ import datetime as dt
 
 import pytest
 
-from clockwork.catalog import Base, Catalog, Job, utcnow
-from clockwork.result import Detection, FrameDetections, VideoResult
-from clockwork.segments import Segment
+from clockwork.store.catalog import Base, Catalog, Job, utcnow
+from clockwork.timeline.result import Detection, FrameDetections, VideoResult
+from clockwork.timeline.segments import Segment
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -82,7 +82,7 @@ def test_a_catalog_from_an_earlier_version_gains_the_new_columns(tmp_path):
     """Columns added since (postback history and schedule, readings) are added in place; rows are kept."""
     import sqlite3
 
-    from clockwork.catalog import Catalog, Job
+    from clockwork.store.catalog import Catalog, Job
 
     url = f"sqlite:///{tmp_path}/old.sqlite"
     first = Catalog(url)

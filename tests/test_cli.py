@@ -40,7 +40,7 @@ def test_bad_input_exits_nonzero_with_one_line(tmp_path):
 
 
 def test_a_still_image_is_not_a_video(tmp_path):
-    from clockwork import ffmpeg
+    from clockwork.video import ffmpeg
 
     ffmpeg.run(["-y", "-f", "lavfi", "-i", "testsrc=s=64x64", "-frames:v", "1", str(tmp_path / "still.png")])
     proc = subprocess.run([sys.executable, "-m", "clockwork.cli", "detect", str(tmp_path / "still.png")], capture_output=True, text=True)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from clockwork.boxes import letterbox
-from clockwork.darknet import Darknet, parse_cfg
+from clockwork.detect.boxes import letterbox
+from clockwork.detect.darknet import Darknet, parse_cfg
+from clockwork.detect.model_store import default_model_paths
 from clockwork.errors import ModelError
-from clockwork.model_store import default_model_paths
 
 REPO = Path(__file__).resolve().parent.parent
 OPENCV4 = REPO / ".venv" / "opencv4"
@@ -259,7 +259,7 @@ def test_folding_batch_norm_into_the_convolutions_keeps_the_outputs(default_mode
 
 
 def test_maxpool_pads_only_where_a_window_reaches_the_padding():
-    from clockwork.darknet import MaxPool
+    from clockwork.detect.darknet import MaxPool
 
     x = torch.randn(1, 2, 26, 26)
     # size 2, stride 2 on even sides: the bottom/right pad is never reached, so the output is plain pooling

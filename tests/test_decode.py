@@ -5,8 +5,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from clockwork.decode import VideoDecoder, keyframe_times, probe
 from clockwork.errors import CorruptVideoError, NotAVideoError, NoVideoStreamError, VideoError, VideoNotFoundError
+from clockwork.video.decode import VideoDecoder, keyframe_times, probe
 
 
 def test_variable_frame_rate_gives_true_timestamps(make_video):

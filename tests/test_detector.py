@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from clockwork.clockface import ClockStyle, composite, draw_clock_face
-from clockwork.frames import FrameBatch
 from clockwork.samples import draw_clock
+from clockwork.training.clockface import ClockStyle, composite, draw_clock_face
+from clockwork.video.frames import FrameBatch
 
 
 def frame_with_clock(size=200, bg=(90, 120, 150)):
@@ -49,7 +49,7 @@ def test_bad_arguments_name_the_value(detector):
 def test_explicit_cuda_without_gpu_is_an_error():
     import torch
 
-    from clockwork.detector import resolve_device
+    from clockwork.detect.detector import resolve_device
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
@@ -103,7 +103,7 @@ def test_the_gpu_letterbox_path_agrees_with_the_cpu_one(samples_dir, detector):
     (tests/test_gpu.py compares the whole paths on a card)."""
     import torch
 
-    from clockwork.frames import FrameReader
+    from clockwork.video.frames import FrameReader
 
     with FrameReader(samples_dir / "clock_60fps_480p.mp4", sample_fps=5) as reader:
         for batch in reader:
@@ -126,7 +126,7 @@ def test_with_a_stride_the_views_after_the_first_see_only_every_stride_th_frame(
     import torch
 
     detector = coco_detector
-    from clockwork.views import view_stride
+    from clockwork.video.views import view_stride
 
     one = scene(ROMAN_OCTAGON, 110, 940)
     frames = np.repeat(one.data, 6, axis=0)
@@ -145,7 +145,7 @@ def test_with_a_stride_the_views_after_the_first_see_only_every_stride_th_frame(
 
 
 def test_view_stride_follows_the_mode_and_refuses_a_bad_rate():
-    from clockwork.views import view_stride
+    from clockwork.video.views import view_stride
 
     assert view_stride(25.0, None, 5.0) == 5 and view_stride(30.0, None, 5.0) == 6 and view_stride(29.97, None, 5.0) == 6
     assert view_stride(25.0, 5.0, 5.0) == 1  # sampled mode: every sampled frame gets every view

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from clockwork.decode import VideoInfo, probe
-from clockwork.frames import FrameReader
-from clockwork.pipeline import ResultBuilder
+from clockwork.timeline.pipeline import ResultBuilder
+from clockwork.video.decode import VideoInfo, probe
+from clockwork.video.frames import FrameReader
 
 pytestmark = pytest.mark.needs_cuda
 
@@ -31,7 +31,7 @@ def run(path, detector, device):
 
 @pytest.fixture(scope="module")
 def gpu_detector():
-    from clockwork.detector import Detector
+    from clockwork.detect.detector import Detector
 
     return Detector(device="cuda", half=True)
 
@@ -72,7 +72,7 @@ def test_gpu_path_agrees_with_cpu_path(name, samples_dir, detector, gpu_detector
 def test_scan_on_nvdec_matches_the_scan_on_the_cpu(samples_dir, detector, gpu_detector):
     """Coarse-to-fine scanning takes the same frames through NVDEC as through PyAV, and finds the same
     segments: the same coarse frames, windows that differ by a tick at most, boundaries within two frames."""
-    from clockwork.pipeline import detect_video
+    from clockwork.timeline.pipeline import detect_video
 
     for name in AGREE:
         cpu = detect_video(samples_dir / name, detector=detector, views=["full"])
@@ -92,13 +92,13 @@ def iou(a, b) -> float:
 
 @pytest.fixture(scope="module")
 def evalset(tmp_path_factory):
-    """The evaluation set (clockwork.evalset); the GPU machine has no ffmpeg, so CLOCKWORK_EVALSET_DIR
+    """The evaluation set (clockwork.training.evalset); the GPU machine has no ffmpeg, so CLOCKWORK_EVALSET_DIR
     points at one rendered elsewhere by the same generator."""
     import json
     import os
     from pathlib import Path
 
-    from clockwork.evalset import EvalItem, write_evalset
+    from clockwork.training.evalset import EvalItem, write_evalset
 
     given = os.environ.get("CLOCKWORK_EVALSET_DIR")
     if given:
@@ -109,8 +109,8 @@ def evalset(tmp_path_factory):
 
 
 def _agree_on_the_evaluation_set(evalset, cpu_detector, gpu_detector, **settings):
-    from clockwork.evalset import score_clip
-    from clockwork.pipeline import detect_video
+    from clockwork.timeline.pipeline import detect_video
+    from clockwork.training.evalset import score_clip
 
     data, items = evalset
     same, lines = 0, []
@@ -132,7 +132,7 @@ def test_cpu_and_gpu_agree_on_the_evaluation_set(evalset, detector, gpu_detector
 
 def test_cpu_and_gpu_agree_on_the_evaluation_set_with_cocos_heads(evalset):
     """COCO's own heads at the settings of the COCO configuration (three views, 0.5)."""
-    from clockwork.detector import Detector
+    from clockwork.detect.detector import Detector
 
     _agree_on_the_evaluation_set(evalset, Detector(device="cpu", head="none"), Detector(device="cuda", half=True, head="none"),
                                  views=("full", "zoomout", "tiles"), min_score=0.5)
@@ -160,9 +160,9 @@ def _assert_same_frames(new, old):
 
 
 def test_a_kept_decoder_reads_the_next_chunk_like_a_new_one(samples_dir):
-    """clockwork.nvdec.DecoderPool: a decoder left by a chunk (of another file and size, stopped mid-way) and pointed
+    """clockwork.video.nvdec.DecoderPool: a decoder left by a chunk (of another file and size, stopped mid-way) and pointed
     at the next one gives the frames a new decoder gives, bit for bit, from the right frame."""
-    from clockwork import nvdec
+    from clockwork.video import nvdec
 
     a, b = samples_dir / "clock_static_720p30.mp4", samples_dir / "clock_60fps_480p.mp4"
     nvdec.POOL.clear()
@@ -180,8 +180,8 @@ def test_a_kept_decoder_reads_the_next_chunk_like_a_new_one(samples_dir):
 def test_a_decoder_closed_under_an_abandoned_iteration_is_not_read_from_again(samples_dir):
     """A reader closed while a prefetch thread still iterates it (as when a model call raised in detect_video) gives
     its decoder to the next chunk; the abandoned thread, woken afterwards, must take no frame of that chunk."""
-    from clockwork import nvdec
-    from clockwork.pipeline import prefetch
+    from clockwork.timeline.pipeline import prefetch
+    from clockwork.video import nvdec
 
     a, b = samples_dir / "clock_static_720p30.mp4", samples_dir / "clock_60fps_480p.mp4"
     nvdec.POOL.clear()
@@ -207,7 +207,7 @@ def test_a_decoder_on_its_own_stream_gives_the_null_streams_frames_while_the_mod
     every step waited for the model), bit for bit, kept decoders and new alike."""
     import torch
 
-    from clockwork import nvdec
+    from clockwork.video import nvdec
 
     a, b = samples_dir / "clock_static_720p30.mp4", samples_dir / "clock_60fps_480p.mp4"
     x = torch.randn(4096, 4096, device="cuda", dtype=torch.half)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from clockwork.catalog import Catalog, Job, QueueFullError
 from clockwork.errors import CorruptVideoError
-from clockwork.media import PathNotAllowedError
-from clockwork.options import DetectOptions
+from clockwork.store.catalog import Catalog, Job, QueueFullError
 from clockwork.testing import Receiver, wait_for_job
+from clockwork.timeline.options import DetectOptions
+from clockwork.video.media import PathNotAllowedError
 from serve_app.client import LocalDetectorClient
 from tests.conftest import ffmpeg
 from tests.test_postback import RawServer
@@ -294,7 +294,7 @@ def test_a_full_disk_under_the_catalog_answers_503_and_readiness_says_why(make_c
 
 
 def test_chunk_index_is_built_once_per_file(tmp_path):
-    from clockwork import decode
+    from clockwork.video import decode
 
     path = tiny(tmp_path, "idx.mp4", 4)
     calls = []
@@ -318,7 +318,7 @@ def test_truncation_is_also_caught_by_the_decoder(tmp_path):
     path = tiny(tmp_path, "cut.mp4", 6, "160x120", "-movflags", "+faststart")
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * 0.7)])
-    from clockwork.decode import VideoDecoder
+    from clockwork.video.decode import VideoDecoder
 
     with pytest.raises(CorruptVideoError, match="truncated"), VideoDecoder(path) as dec:
         list(dec)

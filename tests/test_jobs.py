@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from clockwork.catalog import Catalog, Remix
-from clockwork.ffmpeg import probe_json
+from clockwork.store.catalog import Catalog, Remix
+from clockwork.video.ffmpeg import probe_json
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ def split_run(ray_cluster, library):
 def test_split_cuts_one_snippet_per_ground_truth_interval(split_run, library, manifest):
     from sqlalchemy import select
 
-    from clockwork.catalog import Catalog, Snippet, Video
+    from clockwork.store.catalog import Catalog, Snippet, Video
 
     cat = Catalog(library["db"])
     with cat.session() as s:
@@ -131,8 +131,8 @@ def test_join_in_time_of_day_order(split_run, ray_cluster, library, manifest):
     """jobs.split read the dials (its default); jobs.join --order time-of-day lays each snippet where the remix's
     own clock (its start plus its running time) shows what the snippet's clock shows, and black cards showing the
     time fill the rest. Checked against the sample manifest's true times, wherever a clip is on screen."""
-    from clockwork.annotate import frame_at
-    from clockwork.clocktime import circular_error, hhmm_to_minutes, parse_day_time
+    from clockwork.remix.annotate import frame_at
+    from clockwork.timeread.clocktime import circular_error, hhmm_to_minutes, parse_day_time
 
     out = library["root"] / "clock" / "out.mp4"
     proc = submit(ray_cluster, "-m", "jobs.join", "--out", str(out), "--database-url", library["db"], "--order", "time-of-day",
@@ -198,7 +198,7 @@ def test_deleted_snippet_file(split_run, ray_cluster, library, tmp_path):
     shutil.copy(library["db"].removeprefix("sqlite:///"), db_copy)
     from sqlalchemy import select
 
-    from clockwork.catalog import Catalog, Snippet
+    from clockwork.store.catalog import Catalog, Snippet
 
     cat = Catalog(f"sqlite:///{db_copy}")
     with cat.session() as s:

@@ -1,6 +1,6 @@
 import pytest
 
-from clockwork.media import PathNotAllowedError, list_videos, resolve_in_roots
+from clockwork.video.media import PathNotAllowedError, list_videos, resolve_in_roots
 
 
 @pytest.fixture

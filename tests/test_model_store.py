@@ -2,7 +2,7 @@ import shutil
 
 import pytest
 
-from clockwork import model_store
+from clockwork.detect import model_store
 from clockwork.errors import ModelError
 
 

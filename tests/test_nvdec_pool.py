@@ -1,8 +1,8 @@
-"""clockwork.nvdec.DecoderPool's bookkeeping, on the CPU (tests/test_gpu.py reads frames through kept decoders)."""
+"""clockwork.video.nvdec.DecoderPool's bookkeeping, on the CPU (tests/test_gpu.py reads frames through kept decoders)."""
 
 from __future__ import annotations
 
-from clockwork.nvdec import DecoderPool
+from clockwork.video.nvdec import DecoderPool
 
 
 class Ended:

@@ -113,7 +113,7 @@ def test_progress_lines_off_a_terminal():
 
 
 def test_detect_reports_each_stage_of_a_scan_in_video_seconds(samples_dir):
-    from clockwork.pipeline import STAGE_COARSE, STAGE_REFINE, detect_video
+    from clockwork.timeline.pipeline import STAGE_COARSE, STAGE_REFINE, detect_video
 
     seen: list[tuple[float, float, str]] = []
     result = detect_video(samples_dir / "clock_moving_360p25.mp4", views=["full"], read_time=False,
@@ -162,8 +162,8 @@ def test_version_and_serve_flags(tmp_path):
 
 
 def test_concat_reports_its_progress_from_ffmpeg(tmp_path):
-    from clockwork import ffmpeg
     from clockwork.remix import concat, write_videolist
+    from clockwork.video import ffmpeg
 
     piece = tmp_path / "piece.mp4"
     ffmpeg.run(["-y", "-f", "lavfi", "-i", "testsrc=s=64x64:r=25:d=3", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(piece)])

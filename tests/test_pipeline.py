@@ -97,10 +97,10 @@ def test_missing_video_fails_before_work(tmp_path, detector):
 def test_a_clock_read_and_never_readable_makes_no_segment():
     """Three clocks in turn: one read unreadable at every reading (an emblem), one read readable once of three, one never
     read. The first loses its boxes and its segment; the others keep theirs. Without readings nothing is dropped."""
-    from clockwork.clocktime import ClockTime
-    from clockwork.decode import VideoInfo
-    from clockwork.pipeline import ResultBuilder
-    from clockwork.result import Detection
+    from clockwork.timeline.pipeline import ResultBuilder
+    from clockwork.timeline.result import Detection
+    from clockwork.timeread.clocktime import ClockTime
+    from clockwork.video.decode import VideoInfo
 
     def build(read: bool):
         b = ResultBuilder(VideoInfo("three.mp4", 640, 360, 10.0, 90, 9.0, "h264", 0, False), model={}, labels=["clock"],
@@ -120,9 +120,9 @@ def test_a_clock_read_and_never_readable_makes_no_segment():
 
 
 def test_tracks_follow_each_clock_and_segments_name_theirs():
-    from clockwork.decode import VideoInfo
-    from clockwork.pipeline import ResultBuilder
-    from clockwork.result import Detection
+    from clockwork.timeline.pipeline import ResultBuilder
+    from clockwork.timeline.result import Detection
+    from clockwork.video.decode import VideoInfo
 
     info = VideoInfo("two.mp4", 640, 360, 10.0, 30, 3.0, "h264", 0, False)
     b = ResultBuilder(info, model={}, labels=["clock"], min_score=0.5, sample_fps=None)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from clockwork.postback import (
+from clockwork.store.postback import (
     DELIVERY_HEADER,
     RESPONSE_READ_LIMIT,
     HostPolicy,

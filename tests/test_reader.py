@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from clockwork.clocktime import ClockTime, circular_error, fuse, hhmm_to_minutes
 from clockwork.errors import ModelError
-from clockwork.reader import INPUT, ClockReader, crop_box
 from clockwork.samples import draw_clock
+from clockwork.timeread.clocktime import ClockTime, circular_error, fuse, hhmm_to_minutes
+from clockwork.timeread.reader import INPUT, ClockReader, crop_box
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def cv2_blur(image):
 
 
 def test_weights_are_pinned(tmp_path, monkeypatch):
-    from clockwork import reader as module
+    from clockwork.timeread import reader as module
 
     other = tmp_path / "other.pt"
     other.write_bytes(b"not weights")
@@ -96,7 +96,7 @@ def test_fusion_allows_for_the_hand_moving_and_wraps_at_twelve():
 
 
 def test_detect_reads_each_segment_once(samples_dir, detector, reader):
-    from clockwork.pipeline import detect_video
+    from clockwork.timeline.pipeline import detect_video
 
     result = detect_video(samples_dir / "clock_static_720p30.mp4", detector=detector, read_time=True, clock_reader=reader)
     [seg] = result.segments

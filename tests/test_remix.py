@@ -4,9 +4,9 @@ import subprocess
 
 import pytest
 
-from clockwork.clips import cut, hash_distance, perceptual_hash
-from clockwork.ffmpeg import probe_json
 from clockwork.remix import Pick, concat, concat_line, select, verify, write_videolist
+from clockwork.remix.clips import cut, hash_distance, perceptual_hash
+from clockwork.video.ffmpeg import probe_json
 
 
 def pick(name, source, start, score, phash=None, length=2.0):
@@ -100,15 +100,15 @@ def test_coverage_and_the_remix_document_name_the_gaps(tmp_path):
     doc = remix_document(tmp_path / "r.mp4", picks=picks, sources={}, selection=Selection(picks, [], [], []), label="clock",
                          order="time-of-day", span=(600, 10))
     assert [s["clock_time"] for s in doc["snippets"]] == ["10:00", "10:05"] and doc["coverage"]["share"] == 0.3
-    from clockwork.pages import remix_view, render
+    from clockwork.remix.pages import remix_view, render
 
     page = render("remix.html", remix=remix_view(doc, video_url="r.mp4"), ui=None, docs_url=None, nav="remix")
     assert "3 of the 10 minutes from 10:00" in page and "10:02 (3 min)" in page
 
 
 def test_a_read_segment_carries_the_time_its_clock_shows(samples_dir, detector):
-    from clockwork.clocktime import circular_error
-    from clockwork.pipeline import detect_video
+    from clockwork.timeline.pipeline import detect_video
+    from clockwork.timeread.clocktime import circular_error
 
     result = detect_video(samples_dir / "clock_static_720p30.mp4", detector=detector, sample_fps=2, views=["full"], read_time=True)
     [seg] = result.segments
@@ -137,8 +137,8 @@ def test_place_keeps_every_clock_within_a_minute_of_the_running_time():
     (a still dial at worst): the remix's running time is the reading for every second it plays."""
     import random
 
-    from clockwork.clocktime import circular_error
     from clockwork.remix import place
+    from clockwork.timeread.clocktime import circular_error
 
     rng = random.Random(5)
     for _ in range(50):
@@ -155,8 +155,8 @@ def test_place_keeps_every_clock_within_a_minute_of_the_running_time():
 
 
 def test_place_am_pm_and_the_skip_rule():
-    from clockwork.clocktime import parse_day_time
     from clockwork.remix import default_span, place
+    from clockwork.timeread.clocktime import parse_day_time
 
     p = _pick("a", 10 * 60 + 5, source="/v/evening.mp4")  # a 12-hour reading of 10:05
     assert [st.pick.name for st in place([p], start=parse_day_time("21:55"), span=20).stretches if st.pick] == ["a"]
@@ -172,8 +172,8 @@ def test_place_am_pm_and_the_skip_rule():
 
 
 def test_a_card_shows_the_running_time(tmp_path):
-    from clockwork.clips import Profile, card
-    from clockwork.ffmpeg import probe_json
+    from clockwork.remix.clips import Profile, card
+    from clockwork.video.ffmpeg import probe_json
 
     out = card(tmp_path / "card.mp4", 2.0, 10 * 60 + 10, profile=Profile(320, 180, 30))
     info = probe_json(out)

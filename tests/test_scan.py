@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from clockwork.pipeline import detect_video
-from clockwork.scan import coarse_fps, refine_windows, resolve_mode
 from clockwork.testing import Receiver
+from clockwork.timeline.pipeline import detect_video
+from clockwork.timeline.scan import coarse_fps, refine_windows, resolve_mode
 
 STEP = 0.5
 FRAME = 1 / 30
@@ -111,8 +111,8 @@ def test_a_scan_is_scored_by_the_clips_time_not_by_where_it_looked():
     matched frames undercounts a clock seen most of the time; the time-weighted share does not."""
     from types import SimpleNamespace
 
-    from clockwork.evalset import EvalItem, examined_frames, score_clip
-    from clockwork.result import Detection, FrameDetections
+    from clockwork.timeline.result import Detection, FrameDetections
+    from clockwork.training.evalset import EvalItem, examined_frames, score_clip
 
     box = [100.0, 100.0, 50.0, 50.0]
     item = EvalItem("c.mp4", "clock", "small", [box] * 20)

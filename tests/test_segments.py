@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clockwork.segments import Hit, SegmentRules, build_segments
+from clockwork.timeline.segments import Hit, SegmentRules, build_segments
 
 
 def hits_at(times, fps=10.0, label="clock", score=0.9):

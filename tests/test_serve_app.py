@@ -17,9 +17,9 @@ import pytest
 import requests
 
 from clockwork import detect_video
-from clockwork.options import DetectOptions
-from clockwork.postback import verify_signature
+from clockwork.store.postback import verify_signature
 from clockwork.testing import Receiver, wait_for_job
+from clockwork.timeline.options import DetectOptions
 
 pytestmark = pytest.mark.slow
 
@@ -134,7 +134,7 @@ def test_round_trip_equals_clockwork_detect(shared, samples_dir, detector):
 
 
 def test_round_trip_on_postgresql(deploy, postgres_url):
-    from clockwork.catalog import Base, Catalog
+    from clockwork.store.catalog import Base, Catalog
 
     cat = Catalog(postgres_url)
     Base.metadata.drop_all(cat.engine)
@@ -283,7 +283,7 @@ def test_a_replica_decodes_at_most_its_decoders_chunks_at_once(serve_port, sampl
 def test_cancel_stops_the_chunks_and_a_job_posted_after_it_runs_at_once(deploy, media):
     """A long every-frame job cancelled mid-run frees the detector: a small job posted after the cancel takes about
     as long as it takes alone (the cancelled job had minutes of chunks left)."""
-    from clockwork import ffmpeg
+    from clockwork.video import ffmpeg
 
     (media / "media").mkdir(exist_ok=True)
     ffmpeg.run(["-y", "-f", "lavfi", "-i", "testsrc2=s=640x360:r=25:d=240", "-c:v", "libx264", "-preset", "ultrafast",

@@ -50,6 +50,6 @@ def test_package_import_does_not_load_torch():
     import subprocess
     import sys
 
-    code = "import clockwork, clockwork.errors, clockwork.result, clockwork.settings, sys; print('torch' in sys.modules)"
+    code = "import clockwork, clockwork.errors, clockwork.timeline.result, clockwork.settings, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"

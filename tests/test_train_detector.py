@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from clockwork import train_detector
-from clockwork.boxes import LETTERBOX_FILL
-from clockwork.darknet import YoloHead
-from clockwork.detector import Detector
+from clockwork.detect.boxes import LETTERBOX_FILL
+from clockwork.detect.darknet import YoloHead
+from clockwork.detect.detector import Detector
 from clockwork.errors import ModelError
-from clockwork.train_detector import CLOCK, INPUT, TRAIN_FROM, base_model, render_scene, yolo_loss
+from clockwork.training import train_detector
+from clockwork.training.train_detector import CLOCK, INPUT, TRAIN_FROM, base_model, render_scene, yolo_loss
 
 
 def test_scenes_box_the_clocks_inside_the_frame_not_the_grey_bars():
@@ -160,7 +160,7 @@ def test_boxes_scale_with_the_frame_and_the_sizes_cover_the_evaluation_scales():
 
 def _coco_heads_as_a_head_file(path):
     """A valid head file whose layers are COCO's own (the plumbing is what is tested, not a training run)."""
-    from clockwork import training
+    from clockwork.training import common as training
 
     training.write_weights({"layers": train_detector.head_state(base_model("cpu")), "train_from": TRAIN_FROM, "step": 0,
                             "labels": ["clock"]}, path)
@@ -192,7 +192,7 @@ def test_cli_detect_takes_a_head_and_refuses_a_bad_one_by_name(samples_dir, tmp_
 
 
 def test_the_embedded_clock_head_is_pinned_and_named_clock(tmp_path, monkeypatch):
-    from clockwork import detector as detector_module
+    from clockwork.detect import detector as detector_module
 
     tuned = Detector(device="cpu", head="clock")
     assert tuned.model_info["head_sha256"] == detector_module.CLOCK_HEAD_SHA256 and tuned.label_ids(None) == [CLOCK]

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from clockwork import train_reader
-from clockwork.clockface import HANDS_TRAIN, PALETTES_EVAL, random_style
-from clockwork.reader import INPUT, ReaderNet
+from clockwork.timeread.reader import INPUT, ReaderNet
+from clockwork.training import train_reader
+from clockwork.training.clockface import HANDS_TRAIN, PALETTES_EVAL, random_style
 
 
 def test_trains_resumes_and_exports_small_weights(tmp_path):

@@ -192,8 +192,8 @@ def test_the_remix_page_plays_and_places_each_snippet(live, browser, samples_dir
     snippet's offset in the remix and a link to its source video's page."""
     from selenium.webdriver.common.by import By
 
-    from clockwork.catalog import Catalog, Remix, Video
     from clockwork.remix import Pick, Selection, remix_document
+    from clockwork.store.catalog import Catalog, Remix, Video
 
     sign_in(browser, live["base"])
     job_id = submit(live, filename="clock_moving_360p25.mp4", sample_fps=5, views=["full"])
@@ -231,8 +231,8 @@ def test_every_remix_is_listed_and_cards_snippets_and_gaps_are_drawn_apart(live,
     with a legend; the dial's coverage shown only for the time-of-day remix."""
     from selenium.webdriver.common.by import By
 
-    from clockwork.catalog import Catalog, Remix
     from clockwork.remix import Pick, Selection, place, remix_document
+    from clockwork.store.catalog import Catalog, Remix
 
     sign_in(browser, live["base"])
     source = str(samples_dir / "clock_moving_360p25.mp4")

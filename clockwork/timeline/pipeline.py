@@ -16,19 +16,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from clockwork.clocktime import MINUTES, ClockTime, fuse
-from clockwork.decode import SampleGrid, VideoInfo, check_complete
-from clockwork.options import DetectOptions
-from clockwork.result import Detection, FrameDetections, VideoResult
-from clockwork.scan import coarse_fps, refine_windows, scan_record
-from clockwork.segments import Hit, Segment, SegmentRules, build_segments, segment_fps
 from clockwork.settings import CLOCK_LABEL, DETECT
-from clockwork.views import view_stride
+from clockwork.timeline.options import DetectOptions
+from clockwork.timeline.result import Detection, FrameDetections, VideoResult
+from clockwork.timeline.scan import coarse_fps, refine_windows, scan_record
+from clockwork.timeline.segments import Hit, Segment, SegmentRules, build_segments, segment_fps
+from clockwork.timeread.clocktime import MINUTES, ClockTime, fuse
+from clockwork.video.decode import SampleGrid, VideoInfo, check_complete
+from clockwork.video.views import view_stride
 
 if TYPE_CHECKING:
-    from clockwork.detector import Detector, Thresholds
-    from clockwork.frames import FrameBatch, FrameReader
-    from clockwork.reader import ClockReader
+    from clockwork.detect.detector import Detector, Thresholds
+    from clockwork.timeread.reader import ClockReader
+    from clockwork.video.frames import FrameBatch, FrameReader
 
 T = TypeVar("T")
 
@@ -106,7 +106,7 @@ class ResultBuilder:
 
     def scan_windows(self, coarse: float, duration_s: float | None = None) -> list[tuple[float, float]]:
         """After a scan's coarse pass at ``coarse`` frames a second: the time ranges to examine at every frame
-        (``clockwork.scan.refine_windows``). The result's ``scan`` field records them and what each pass saw."""
+        (``clockwork.timeline.scan.refine_windows``). The result's ``scan`` field records them and what each pass saw."""
         states = [(f.timestamp_s, d.label, 2) for f in self.frames for d in f.detections]
         states += [(h.timestamp_s, h.label, 1) for h in self.weak]
         windows = refine_windows(states, step_s=1.0 / coarse, frame_s=1.0 / (self.info.fps or 30.0),
@@ -135,7 +135,7 @@ def read_clocks(reader: ClockReader, batch, found: list[FrameDetections], grid: 
                 min_score: Thresholds = DETECT.min_score) -> list[FrameDetections]:
     """Read the dial of every clock detection (at or above ``min_score``) in the frames that pass ``grid``
     (the first frame with a clock at or after each tick), in one batch; the others pass through."""
-    from clockwork.reader import crop_box
+    from clockwork.timeread.reader import crop_box
 
     todo = [(k, f) for k, f in enumerate(found)
             if any(d.label == CLOCK_LABEL for d in f.detections) and grid.keep(f.timestamp_s)]
@@ -346,7 +346,7 @@ class Pass:
 
 
 def first_pass(options: DetectOptions, fps: float, rules: SegmentRules = SegmentRules()) -> Pass:
-    """A scan's coarse pass (``clockwork.scan.coarse_fps``), or the whole sampled or every-frame pass."""
+    """A scan's coarse pass (``clockwork.timeline.scan.coarse_fps``), or the whole sampled or every-frame pass."""
     if options.scan:
         return Pass(STAGE_COARSE, coarse_fps(fps, rules.gap_s), ((0.0, None),))
     return Pass(STAGE_SAMPLED if options.sample_fps else STAGE_EVERY, options.sample_fps, ((0.0, None),))
@@ -403,7 +403,7 @@ def in_process(detector: Detector, options: DetectOptions) -> tuple[Prepare, Inf
 def detect_video(path: str | Path, options: DetectOptions | None = None, *, detector: Detector | None = None,
                  batch_size: int | None = None, rules: SegmentRules = SegmentRules(), clock_reader: ClockReader | None = None,
                  progress: ProgressFn | None = None, **overrides) -> VideoResult:
-    """Find clocks (``options.labels``) in ``path`` as ``options`` say (``clockwork.options.DetectOptions``; None: the
+    """Find clocks (``options.labels``) in ``path`` as ``options`` say (``clockwork.timeline.options.DetectOptions``; None: the
     defaults, a scan). Keyword ``overrides`` build the options instead (``scan``, ``sample_fps``, ``views``, ``labels``,
     ``min_score``, ``multiscale_fps``, ``read_time``; ``sample_fps=None`` is every frame, as in the result JSON).
 
@@ -411,8 +411,8 @@ def detect_video(path: str | Path, options: DetectOptions | None = None, *, dete
     through the views and their boxes are merged. With ``read_time`` the clocks' dials are read, each segment gets
     one fused reading of its tracked clock, and a clock never readable makes no segment (``drop_unreadable_tracks``).
     A scan detects a few frames a second, then every frame around the places where a label appears or disappears."""
-    from clockwork.detector import Detector
-    from clockwork.frames import FrameReader
+    from clockwork.detect.detector import Detector
+    from clockwork.video.frames import FrameReader
 
     if options is not None and overrides:
         raise TypeError("detect_video takes options or keyword overrides, not both")
@@ -420,7 +420,7 @@ def detect_video(path: str | Path, options: DetectOptions | None = None, *, dete
     detector = detector or Detector()
     detector.label_ids(options.labels)  # reject bad arguments before decoding anything
     if options.read_time and clock_reader is None:
-        from clockwork.reader import shared_reader
+        from clockwork.timeread.reader import shared_reader
 
         clock_reader = shared_reader(str(detector.device))
     prepare, infer = in_process(detector, options)
@@ -444,7 +444,7 @@ def detect_video(path: str | Path, options: DetectOptions | None = None, *, dete
                 progress(min(done_s, total_s), total_s, p.stage)
         return decoded
 
-    from clockwork.decode import probe
+    from clockwork.video.decode import probe
 
     info = probe(path)
     checked_against, claimed = check_complete(path, info)  # a file cut short fails before decoding

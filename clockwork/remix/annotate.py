@@ -4,7 +4,7 @@ In the style of supervision's annotators: an annotator holds the look, ``annotat
 draws on a copy. Used by the web pages (a frame with its boxes) and by ``clockwork annotate VIDEO``
 (an annotated video or a folder of annotated frames).
 
-    from clockwork.annotate import BoxAnnotator, frame_at
+    from clockwork.remix.annotate import BoxAnnotator, frame_at
     frame = frame_at("film.mp4", 12.5)                 # RGB uint8, the frame shown at 12.5 s
     image = BoxAnnotator().annotate(frame, detections)
 """
@@ -20,11 +20,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from clockwork import ffmpeg as ff
-from clockwork.decode import VideoDecoder
 from clockwork.errors import FFmpegError
-from clockwork.result import Detection, VideoResult
 from clockwork.settings import SEGMENTS
+from clockwork.timeline.result import Detection, VideoResult
+from clockwork.video import ffmpeg as ff
+from clockwork.video.decode import VideoDecoder
 
 # One colour per track (RGB), cycling; detections without a track take the first.
 PALETTE = ((255, 64, 64), (64, 160, 255), (255, 200, 0), (80, 220, 120), (220, 90, 255), (255, 140, 40))

@@ -4,7 +4,7 @@
 RGB output, so NV12->RGB runs on the GPU; each decoded frame reaches torch through DLPack. The
 letterbox of every view runs on the GPU too (``Detector.prepare``). Where NVDEC cannot serve a file
 (no GPU, no PyNvVideoCodec, a codec the card cannot decode in hardware such as AV1 on Hopper, a
-rotated file), :func:`gpu_decode_problem` names the reason and ``clockwork.frames.FrameReader``
+rotated file), :func:`gpu_decode_problem` names the reason and ``clockwork.video.frames.FrameReader``
 falls back to the CPU path, visibly (a log line and a metric label). Use ``FrameReader``; this module
 is its NVDEC half.
 
@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from clockwork.decode import SampleGrid, VideoInfo
 from clockwork.settings import DETECT
+from clockwork.video.decode import SampleGrid, VideoInfo
 
 # NVDEC on Hopper (H100/H200): H.264, HEVC, VP9, MPEG-2 ... but no AV1 in hardware.
 NVDEC_CODECS = {"h264", "hevc", "vp9", "mpeg2video", "mpeg4", "vc1", "vp8", "mjpeg"}

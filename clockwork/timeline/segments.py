@@ -11,8 +11,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from clockwork.clocktime import ClockTime
 from clockwork.settings import SEGMENTS
+from clockwork.timeread.clocktime import ClockTime
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ Every view sees every examined frame, except where every frame is examined (ever
 refined windows): there the views after the first run on every ``view_stride``-th frame only
 (``DETECT.multiscale_fps`` a second), which is what makes every-frame detection affordable.
 
-A view is a region of the source frame plus a zoom; ``clockwork.boxes.view_letterbox`` turns it into
+A view is a region of the source frame plus a zoom; ``clockwork.detect.boxes.view_letterbox`` turns it into
 the letterbox that maps boxes back.
 """
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from clockwork.clocktime import ClockTime
-from clockwork.segments import Hit, Segment, SegmentRules, build_segments, segment_fps
 from clockwork.settings import CLOCK_LABEL
+from clockwork.timeline.segments import Hit, Segment, SegmentRules, build_segments, segment_fps
+from clockwork.timeread.clocktime import ClockTime
 
 SCHEMA_VERSION = 1
 
@@ -98,7 +98,7 @@ class VideoResult:
     views: list[str] = field(default_factory=lambda: ["full"])  # which views of each frame the model saw
     # where every frame was examined, the views after the first ran on about this many frames a second (None: every frame)
     multiscale_fps: float | None = None
-    scan: dict | None = None  # coarse-to-fine scan (clockwork.scan): the coarse rate and the windows seen at every frame
+    scan: dict | None = None  # coarse-to-fine scan (clockwork.timeline.scan): the coarse rate and the windows seen at every frame
     # what the container claims that a cut-short file would fail: {"checked_against": "frames listed" | "segment size" |
     # "none", "claimed": n | None}; "none" (MPEG-TS) says no truncation could be checked
     completeness: dict | None = None
@@ -117,8 +117,8 @@ class VideoResult:
 
     def clock_time_between(self, start_s: float, end_s: float, label: str = CLOCK_LABEL) -> ClockTime | None:
         """The time the clock shows at ``start_s``, fused from the readings of ``label`` detections in
-        [start_s, end_s] (``clockwork.clocktime.fuse``); None when none was read."""
-        from clockwork.clocktime import fuse
+        [start_s, end_s] (``clockwork.timeread.clocktime.fuse``); None when none was read."""
+        from clockwork.timeread.clocktime import fuse
 
         readings = [(f.timestamp_s, d.clock_time) for f in self.frame_data if start_s - 1e-6 <= f.timestamp_s <= end_s + 1e-6
                     for d in f.detections if d.label == label and d.clock_time is not None]

@@ -10,22 +10,22 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from clockwork import model_store
 from clockwork._logging import logger
-from clockwork.boxes import LETTERBOX_FILL, Letterbox, cxcywh_to_xywh, letterbox_region, merge_contained, nms, view_letterbox
-from clockwork.darknet import Darknet
+from clockwork.detect import model_store
+from clockwork.detect.boxes import LETTERBOX_FILL, Letterbox, cxcywh_to_xywh, letterbox_region, merge_contained, nms, view_letterbox
+from clockwork.detect.darknet import Darknet
 from clockwork.errors import ModelError, unknown_label_message
-from clockwork.frames import FrameBatch
-from clockwork.result import Detection, FrameDetections
 from clockwork.settings import DETECT
-from clockwork.views import plan_views
+from clockwork.timeline.result import Detection, FrameDetections
+from clockwork.video.frames import FrameBatch
+from clockwork.video.views import plan_views
 
 # Boxes under this objectness x class probability never reach NMS, whatever the caller's threshold.
 CANDIDATE_FLOOR = 0.01
 
-# The fine-tuned clock head shipped in the package (python -m clockwork.train_detector; docs/DETECTOR.md, run gpu-3),
+# The fine-tuned clock head shipped in the package (python -m clockwork.training.train_detector; docs/DETECTOR.md, run gpu-3),
 # pinned like the reader's weights. ``head="clock"`` names it.
-CLOCK_HEAD = Path(__file__).with_name("models") / "clock_head.pt"
+CLOCK_HEAD = Path(__file__).parent.parent / "models" / "clock_head.pt"
 CLOCK_HEAD_SHA256 = "32fd1823dc916c4556546191754afefe59c847b7fa2f18e7fd1ebe96fca1b684"
 _UNSAID = object()
 
@@ -90,7 +90,7 @@ class Detector:
     (``DETECT.half``). ``fuse``: batch norms folded into the convolutions (the same outputs, fewer kernels;
     False only to measure the difference, bench/profile.py ``--unfused``). ``head``: fine-tuned layers laid
     over the model (``resolve_head``: "clock", the embedded clock head; None, COCO's own; or a file that
-    ``python -m clockwork.train_detector --export`` wrote); ``DETECT.head`` for the embedded model, None
+    ``python -m clockwork.training.train_detector --export`` wrote); ``DETECT.head`` for the embedded model, None
     for another model given by ``cfg``/``weights``.
     """
 
@@ -123,7 +123,7 @@ class Detector:
         resolved = resolve_head(head)
         self.head_sha256 = None
         self.head_labels: tuple[str, ...] | None = None  # what a fine-tuned head finds; its other classes are untrained
-        if resolved is not None:  # fine-tuned layers over the base model (clockwork.train_detector)
+        if resolved is not None:  # fine-tuned layers over the base model (clockwork.training.train_detector)
             path, digest = resolved
             self.head_labels = self.model.load_head(path)
             self.head_sha256 = digest or model_store.sha256_of(path)
@@ -191,7 +191,7 @@ class Detector:
                      stride: int = 1) -> list[FrameDetections]:
         """The detections of every frame in ``batch`` (frames without any included), CPU or GPU frames alike,
         with every view of ``views`` merged (the views after the first on every ``stride``-th frame:
-        ``clockwork.views.view_stride``)."""
+        ``clockwork.video.views.view_stride``)."""
         prepared = self.prepare(batch, views, stride)
         found = self.postprocess(self.infer(self.model_input(prepared)), prepared, min_score=min_score, labels=labels)
         return [FrameDetections(i, t, d) for i, t, d in zip(batch.indexes, batch.timestamps, found, strict=True)]

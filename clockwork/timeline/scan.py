@@ -1,7 +1,7 @@
 """Coarse-to-fine scanning: look at a few frames a second, then at every frame only where something changes.
 
 A long film mostly shows the same thing from one second to the next. The scan detects on a coarse grid
-(``DETECT.scan_fps``, the first frame at or after each tick, as :class:`~clockwork.decode.SampleGrid`
+(``DETECT.scan_fps``, the first frame at or after each tick, as :class:`~clockwork.video.decode.SampleGrid`
 picks them), finds the ticks where a label appears, disappears, or crosses between the hold threshold
 and the start threshold (hysteresis), and decodes and detects every frame between such a tick and the
 one before it. Segment boundaries then come from full-rate frames, as in every-frame mode; the rest of

@@ -61,7 +61,7 @@ def random_style(rng: np.random.Generator, split: str = "train") -> ClockStyle:
     """A random style from the ``split`` family.
 
     - "train": training typefaces and palettes, round and square dials, line and tapered hands;
-    - "eval": the detector's evaluation set (clockwork.evalset): other typefaces and palettes, any dial and hands;
+    - "eval": the detector's evaluation set (clockwork.training.evalset): other typefaces and palettes, any dial and hands;
     - "heldout": the time reader's test set: eval typefaces and palettes, octagonal or double-rimmed round
       dials, arrow hands, Roman or Arabic numerals; no typeface, palette, hand shape or octagon of it
       is ever used in training.

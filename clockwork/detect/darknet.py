@@ -182,7 +182,7 @@ class YoloHead(nn.Module):
         b, _, h, w = x.shape
         na = self.anchors.shape[0]
         x = x.view(b, na, 5 + self.classes, h, w).permute(0, 1, 3, 4, 2)
-        if raw:  # the logits [batch, anchor, row, column, 5 + classes], for training (clockwork.train_detector)
+        if raw:  # the logits [batch, anchor, row, column, 5 + classes], for training (clockwork.training.train_detector)
             return x
         # Decoded in fp32 whatever the network's dtype: in fp16 every score above 0.99976 rounds to 1.0, so a confident
         # clock's candidates tie and NMS keeps whichever comes first. On the GPU that was a box 20 px taller than the
@@ -294,7 +294,7 @@ class Darknet(nn.Module):
             raise ModelError(f"{path}: {buf.size - offset} weights left over after the last layer; the weights are for another cfg")
 
     def load_head(self, path: str | Path) -> tuple[str, ...]:
-        """Overlay fine-tuned layers (``clockwork.train_detector --export``) on this model: the file holds the
+        """Overlay fine-tuned layers (``clockwork.training.train_detector --export``) on this model: the file holds the
         state of every layer from ``train_from`` on; the layers before stay as loaded. Returns the labels the
         head was trained to find (files without the field are clock heads). Raises :class:`ModelError` naming
         what does not fit."""
@@ -304,7 +304,7 @@ class Darknet(nn.Module):
         except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
             raise ModelError(f"cannot read detector head {path}: {str(exc).splitlines()[0]}") from None
         if not isinstance(ck, dict) or "layers" not in ck or "train_from" not in ck:
-            raise ModelError(f"{path}: not a detector head file (python -m clockwork.train_detector --export writes one)")
+            raise ModelError(f"{path}: not a detector head file (python -m clockwork.training.train_detector --export writes one)")
         start = int(ck["train_from"])
         state = {f"layers.{k}": v for k, v in ck["layers"].items()}
         own = {k: v for k, v in self.state_dict().items() if int(k.split(".")[1]) >= start}

@@ -7,7 +7,7 @@ The model (``ReaderNet``) is a small residual network that looks at a square cro
 clock (``crop_box``: the box grown by ``MARGIN`` and squared, resized to ``INPUT`` pixels) and gives
 scores over the 720 minutes of a 12-hour dial plus a "readable" score. A blurred, hidden or
 back-facing dial, or something that is not a dial, scores low on "readable"; callers keep readings at
-or above ``READABLE_THRESHOLD``. It is trained on clocks rendered on the fly (``clockwork.train_reader``;
+or above ``READABLE_THRESHOLD``. It is trained on clocks rendered on the fly (``clockwork.training.train_reader``;
 docs/READER.md has the record) in the spirit of Yang, Xie and Zisserman, "It's About Time" (CVPR 2022),
 without their alignment network: perspective is left to the classifier, which sees it in training.
 """
@@ -23,16 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from clockwork.clocktime import ClockTime
+from clockwork.detect.model_store import pinned_sha256, sha256_of
 from clockwork.errors import ModelError
-from clockwork.model_store import pinned_sha256, sha256_of
 from clockwork.settings import DETECT
+from clockwork.timeread.clocktime import ClockTime
 
 INPUT = 96
 MARGIN = 1.15  # the crop is the box's longer side times this, centred on the box
 MINUTES = 720
 READABLE_THRESHOLD = DETECT.readable_threshold
-WEIGHTS = Path(__file__).with_name("models") / "clock_reader.pt"
+WEIGHTS = Path(__file__).parent.parent / "models" / "clock_reader.pt"
 # Pinned like the detector's weights: a different file is refused with both hashes named.
 WEIGHTS_SHA256 = "afbc50517b09bd3215a59eda48969dfde6153b0526381957ab80435e83e390cf"
 
@@ -134,7 +134,7 @@ class ClockReader:
     def __init__(self, weights: str | Path | None = None, *, device: str | torch.device = "cpu"):
         path = Path(weights) if weights else WEIGHTS
         if not path.is_file():
-            raise ModelError(f"clock reader weights not found: {path} (train them with python -m clockwork.train_reader)")
+            raise ModelError(f"clock reader weights not found: {path} (train them with python -m clockwork.training.train_reader)")
         self.sha256 = pinned_sha256(path, WEIGHTS_SHA256) if weights is None else sha256_of(path)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)

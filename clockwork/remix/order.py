@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from clockwork import ffmpeg
-from clockwork.clips import hash_distance
-from clockwork.clocktime import DAY_MINUTES, day_clock, dial_clock, parse_day_time
-from clockwork.clocktime import MINUTES as DIAL_MINUTES
 from clockwork.errors import ClockworkError
+from clockwork.remix.clips import hash_distance
+from clockwork.timeread.clocktime import DAY_MINUTES, day_clock, dial_clock, parse_day_time
+from clockwork.timeread.clocktime import MINUTES as DIAL_MINUTES
+from clockwork.video import ffmpeg
 
 ORDERS = ("random", "source-time", "score", "time-of-day")
 DEFAULT_MAX_DISTANCE = 40  # of 256 bits; re-encodes of one clip measured 12, different clips over 100
@@ -362,7 +362,7 @@ def remix_document(out: Path, *, picks: Sequence[Pick], sources: dict[str, dict]
 def write_report(out_html: Path, document: dict, thumbs: dict[str, bytes]) -> Path:
     """out.html beside the remix: the web UI's remix page, standing alone (thumbnails inline, the player
     pointing at the file beside it)."""
-    from clockwork.pages import remix_view, render
+    from clockwork.remix.pages import remix_view, render
 
     def thumb(s: dict) -> str | None:
         data = thumbs.get(s["name"])

@@ -1,10 +1,10 @@
 """Train the clock reader on clocks rendered on the fly. Reproduces clockwork/models/clock_reader.pt.
 
-    python -m clockwork.train_reader --out ckpt/ --minutes 8              # a first run (GPU machine)
-    python -m clockwork.train_reader --out ckpt/ --resume ckpt/last.pt --minutes 8   # go on
-    python -m clockwork.train_reader --export ckpt/last.pt                # small fp16 weights into the package
+    python -m clockwork.training.train_reader --out ckpt/ --minutes 8              # a first run (GPU machine)
+    python -m clockwork.training.train_reader --out ckpt/ --resume ckpt/last.pt --minutes 8   # go on
+    python -m clockwork.training.train_reader --export ckpt/last.pt                # small fp16 weights into the package
 
-Each sample is drawn by ``render_sample``: a random "train" style (``clockwork.clockface``) at a random
+Each sample is drawn by ``render_sample``: a random "train" style (``clockwork.training.clockface``) at a random
 time, with a second hand or not, warped in perspective and rolled a little, composited on a photograph
 or texture, cropped around the dial with the box jittered as a detector's would be, then degraded:
 lighting, a shadow gradient, glare, motion or Gaussian blur, downscaling to 16-96 px and back, JPEG,
@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from clockwork import training
-from clockwork.clockface import ClockStyle, composite, draw_clock_face, random_style
-from clockwork.clocktime import circular_error
-from clockwork.reader import INPUT, MINUTES, WEIGHTS, ReaderNet, crop_box, decode, to_tensor
+from clockwork.timeread.clocktime import circular_error
+from clockwork.timeread.reader import INPUT, MINUTES, WEIGHTS, ReaderNet, crop_box, decode, to_tensor
+from clockwork.training import common as training
+from clockwork.training.clockface import ClockStyle, composite, draw_clock_face, random_style
 
 UNREADABLE = 0.15
 _TEXTURES: list[np.ndarray] = []
@@ -267,7 +267,7 @@ def export(checkpoint: str, dest: Path = WEIGHTS) -> str:
 
 
 def main(argv=None) -> int:
-    ap = training.parser("python -m clockwork.train_reader", __doc__, out="var/reader", total_steps=60_000, batch=256, lr=2e-3, eval_n=2000)
+    ap = training.parser("python -m clockwork.training.train_reader", __doc__, out="var/reader", total_steps=60_000, batch=256, lr=2e-3, eval_n=2000)
     ap.add_argument("--reuse", type=int, default=2, help="steps per rendered batch (the later ones on turned and shifted copies)")
     ap.add_argument("--ema", type=float, default=0.999, help="decay of the averaged weights that are evaluated and exported")
     ap.add_argument("--export", metavar="CHECKPOINT", help="write the small fp16 weights of CHECKPOINT into the package")

@@ -9,7 +9,7 @@ Each clip is 1280x720, 10 frames/s, 2 s, H.264, with one clock at one of four sc
 - ``medium``: about 320 px;
 - ``small``: about 140 px (120-160).
 
-Clocks come from ``clockwork.clockface`` in the "eval" style family (typefaces and palettes that the
+Clocks come from ``clockwork.training.clockface`` in the "eval" style family (typefaces and palettes that the
 time reader's training never uses; the detector is COCO's and saw none of them) with perspective,
 blur, grain and a lighting gradient, on scikit-image's photographs and textures. The real motion-
 blurred clock photograph that scikit-image ships (``skimage.data.clock``) is added at each scale as a
@@ -29,8 +29,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from clockwork import ffmpeg
-from clockwork.clockface import composite, draw_clock_face, random_style
+from clockwork.training.clockface import composite, draw_clock_face, random_style
+from clockwork.video import ffmpeg
 
 WIDTH, HEIGHT, FPS, SECONDS = 1280, 720, 10, 2.0
 SCALES = {"fill": (1.1, 1.4), "close": (0.8, 1.0), "medium": (300, 340), "small": (120, 160)}
@@ -221,7 +221,7 @@ def examined_frames(result) -> list[int]:
     """The frame numbers a result examined, from its mode (``frame_data`` holds only frames with a box):
     every frame, a ``sample_fps`` grid, or a scan's coarse grid plus its refined windows. Assumes a constant
     frame rate, as the evaluation clips have."""
-    from clockwork.decode import SampleGrid
+    from clockwork.video.decode import SampleGrid
 
     times = [i / result.fps for i in range(result.frames_total)]
     if result.scan:

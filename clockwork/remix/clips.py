@@ -18,10 +18,10 @@ import av
 import imagehash
 from PIL import Image
 
-from clockwork import ffmpeg
 from clockwork._logging import logger
 from clockwork.errors import FFmpegError
 from clockwork.settings import CLIPS
+from clockwork.video import ffmpeg
 
 PHASH_SAMPLES = (0.2, 0.4, 0.6, 0.8)  # relative times of the frames hashed per snippet
 

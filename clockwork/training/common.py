@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clockwork import model_store
+from clockwork.detect import model_store
 
 
 def parser(prog: str, doc: str, *, out: str, total_steps: int, batch: int, lr: float, eval_n: int) -> argparse.ArgumentParser:

@@ -1,8 +1,8 @@
 """Fine-tune YOLOv3-tiny's detection heads on rendered clocks.
 
-    python -m clockwork.train_detector --out var/det --minutes 8                             # a run (GPU machine)
-    python -m clockwork.train_detector --out var/det --resume var/det/last.pt --minutes 8    # go on
-    python -m clockwork.train_detector --export var/det/last.pt --to clock_head.pt           # the small head file
+    python -m clockwork.training.train_detector --out var/det --minutes 8                             # a run (GPU machine)
+    python -m clockwork.training.train_detector --out var/det --resume var/det/last.pt --minutes 8    # go on
+    python -m clockwork.training.train_detector --export var/det/last.pt --to clock_head.pt           # the small head file
     Detector(head="clock_head.pt")                                                            # COCO's model, fine-tuned heads
 
 The COCO backbone (layers 0-12) stays frozen: the model keeps COCO's features, and what trains is every
@@ -13,7 +13,7 @@ Each training image is one network input, drawn by ``render_scene``: a "frame" o
 placed in the grey square the way the detector's views place one (the full view, a tile, or the zoomed-out
 view at half size); on it a background, half the time a photograph that the evaluation set never uses
 (``PHOTOS``), else procedural (gradients, shapes, lines, text, noise), with 0-3 clocks in the "train" style
-family of ``clockwork.clockface`` at 5% to 150% of the frame height (an extreme close-up is cropped by the
+family of ``clockwork.training.clockface`` at 5% to 150% of the frame height (an extreme close-up is cropped by the
 frame), warped in perspective and turned, and 0-5 round things that are not clocks (plates, wheels, fans,
 moons, signs, balls, buttons, round windows on another scene, targets, gears, discs and embossed coins cut
 from the same photographs); then lighting, blur or motion blur, JPEG and grain. Targets are the visible
@@ -37,19 +37,20 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from clockwork import model_store, training
-from clockwork.boxes import LETTERBOX_FILL, cxcywh_to_xywh, iou_matrix, nms
-from clockwork.clockface import composite, draw_clock_face, random_style
-from clockwork.darknet import Darknet, YoloHead
+from clockwork.detect import model_store
+from clockwork.detect.boxes import LETTERBOX_FILL, cxcywh_to_xywh, iou_matrix, nms
+from clockwork.detect.darknet import Darknet, YoloHead
 from clockwork.settings import CLOCK_LABEL
-from clockwork.train_reader import _warp
+from clockwork.training import common as training
+from clockwork.training.clockface import composite, draw_clock_face, random_style
+from clockwork.training.train_reader import _warp
 
 INPUT = 416
 TRAIN_FROM = 13  # layers 13 on: both heads' convolutions; 0-12 (COCO's backbone) stay frozen
 CLOCK = 74  # "clock" in coco.names
 ASPECTS = ((16, 9), (16, 9), (16, 9), (4, 3), (2.39, 1), (1, 1), (9, 16))
 NEGATIVES = ("plate", "wheel", "wheel", "fan", "moon", "moon", "sign", "ball", "button", "disc", "target", "gear", "photo", "photo", "relief")
-# scikit-image's photographs that the evaluation set (clockwork.evalset) never shows: textures for backgrounds and
+# scikit-image's photographs that the evaluation set (clockwork.training.evalset) never shows: textures for backgrounds and
 # for round things that are not clocks ("photo": a disc cut from one; "relief": an embossed one, a coin or a medal).
 PHOTOS = ("hubble_deep_field", "retina", "stereo_motorcycle", "cell", "horse", "page", "text", "shepp_logan_phantom", "microaneurysms")
 _photo_cache: dict[str, tuple[np.ndarray, bool]] = {}  # name -> (RGB uint8, whether the photograph is grey)
@@ -282,7 +283,7 @@ def collate(batch):
 # -- the loss -------------------------------------------------------------------------------------
 
 def _xywh(xyxy: torch.Tensor) -> torch.Tensor:
-    """Corner boxes (the targets) as top-left/size, the form ``clockwork.boxes`` computes IoU and NMS on."""
+    """Corner boxes (the targets) as top-left/size, the form ``clockwork.detect.boxes`` computes IoU and NMS on."""
     return torch.cat([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], 1)
 
 
@@ -322,7 +323,7 @@ def yolo_loss(raws: list[torch.Tensor], heads: list[YoloHead], targets: list[tor
             cy = (torch.sigmoid(raw[..., 1]) + gy) * stride_y
             a = head.anchors.to(dev).view(1, na, 1, 1, 2)
             pw, ph = torch.exp(raw[..., 2].clamp(max=8)) * a[..., 0], torch.exp(raw[..., 3].clamp(max=8)) * a[..., 1]
-            pred = torch.stack([cx - pw / 2, cy - ph / 2, pw, ph], -1)  # top-left/size, as clockwork.boxes takes them
+            pred = torch.stack([cx - pw / 2, cy - ph / 2, pw, ph], -1)  # top-left/size, as clockwork.detect.boxes takes them
             noobj = torch.ones(raw.shape[:4], dtype=torch.bool, device=dev)
             for b, boxes in enumerate(targets):
                 if len(boxes):
@@ -464,7 +465,8 @@ def export(checkpoint: str, dest: Path) -> str:
 
 
 def main(argv=None) -> int:
-    ap = training.parser("python -m clockwork.train_detector", __doc__, out="var/detector", total_steps=20_000, batch=64, lr=5e-4, eval_n=500)
+    ap = training.parser("python -m clockwork.training.train_detector", __doc__, out="var/detector", total_steps=20_000,
+                         batch=64, lr=5e-4, eval_n=500)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--log-every", type=int, default=100)

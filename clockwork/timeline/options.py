@@ -1,7 +1,7 @@
 """How a video is looked at: one validated value, built once where a request enters (the HTTP API, the CLI, the
 jobs) and passed unchanged through the catalog (``to_json``), the Ray handle and the detector.
 
-    from clockwork.options import DetectOptions
+    from clockwork.timeline.options import DetectOptions
 
     options = DetectOptions()                                   # the defaults of clockwork.settings.DETECT: a scan
     options = DetectOptions.resolve(sample_fps=0)               # every frame (naming a rate turns the scan off)
@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from clockwork.scan import resolve_mode
 from clockwork.settings import DETECT
-from clockwork.views import parse_views
+from clockwork.timeline.scan import resolve_mode
+from clockwork.video.views import parse_views
 
 Thresholds = float | Mapping[str, float]
 
@@ -25,8 +25,8 @@ Thresholds = float | Mapping[str, float]
 @dataclass(frozen=True)
 class DetectOptions:
     """``labels``: the class names kept (None: every class the detector finds). ``min_score``: where a segment starts
-    (one number, or one per label). ``scan``: coarse-to-fine (``clockwork.scan``); without it, ``sample_fps`` frames a
-    second, None for every frame. ``views`` of each frame (``clockwork.views``); where every frame is examined, the
+    (one number, or one per label). ``scan``: coarse-to-fine (``clockwork.timeline.scan``); without it, ``sample_fps`` frames a
+    second, None for every frame. ``views`` of each frame (``clockwork.video.views``); where every frame is examined, the
     views after the first run ``multiscale_fps`` frames a second (None: every frame). ``read_time``: read the clocks'
     dials and drop a clock never readable."""
 
@@ -65,7 +65,7 @@ class DetectOptions:
                 default_sample_fps: float | None = DETECT.sample_fps, **fields: Any) -> DetectOptions:
         """Options from what a caller said, the rest from ``defaults``. ``None`` is "not said"; a ``sample_fps`` of 0 is
         every frame. Naming a ``sample_fps`` asks for sampled mode; naming it with ``scan=True`` is refused
-        (``clockwork.scan.resolve_mode``, the one mode rule). Fields given as None take the default."""
+        (``clockwork.timeline.scan.resolve_mode``, the one mode rule). Fields given as None take the default."""
         base = defaults or cls()
         if sample_fps is not None and not (math.isfinite(sample_fps) and sample_fps >= 0):
             raise ValueError(f"Invalid sample_fps ({sample_fps!r}). Supported values are 0 (every frame) or a positive number.")

@@ -38,7 +38,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from clockwork import settings
-from clockwork.result import VideoResult
+from clockwork.timeline.result import VideoResult
 
 
 class JobStatus(enum.StrEnum):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from clockwork.result import Segment, VideoResult
+from clockwork.timeline.result import Segment, VideoResult
 
 _ENV = Environment(loader=PackageLoader("clockwork", "templates"), autoescape=select_autoescape(default=True),
                    trim_blocks=True, lstrip_blocks=True)

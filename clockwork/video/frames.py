@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clockwork._logging import logger
-from clockwork.decode import VideoDecoder, VideoInfo
 from clockwork.settings import DETECT, LIMITS
+from clockwork.video.decode import VideoDecoder, VideoInfo
 
 if TYPE_CHECKING:
     import torch
@@ -58,7 +58,7 @@ class FrameReader:
     ``device``: where the caller wants the frames (``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch
     device). ``nvdec=False`` keeps decoding on the CPU whatever the device. ``info`` (what ``probe``
     gives) lets a caller that already has it skip opening the file twice (a chunk of a long video). ``nvdec_reuse``: take
-    an NVDEC decoder an earlier reader of this process left, and leave this one for the next (``clockwork.nvdec.DecoderPool``).
+    an NVDEC decoder an earlier reader of this process left, and leave this one for the next (``clockwork.video.nvdec.DecoderPool``).
     ``nvdec_stream``: the NVDEC decoder works on a CUDA stream of its own, not the model's (``DETECT.nvdec_stream``).
     ``max_pixels``: a frame larger than this fails with VideoTooLargeError before it is converted (the CPU decoder
     checks every frame: a stream may change size mid-way). After iterating, ``frames_decoded`` counts the frames
@@ -90,7 +90,7 @@ class FrameReader:
         if self.batch_size < 1:
             raise ValueError(f"Invalid batch_size ({batch_size}). Supported values are integers >= 1.")
         if self.decoder == "nvdec":
-            from clockwork.nvdec import GpuVideoDecoder
+            from clockwork.video.nvdec import GpuVideoDecoder
 
             if cpu_dec is not None:
                 cpu_dec.close()
@@ -106,7 +106,7 @@ class FrameReader:
         """None when NVDEC can decode this file on this device type, else a short reason (a metric label)."""
         if device_type != "cuda":
             return "no_cuda"
-        from clockwork.nvdec import gpu_decode_problem
+        from clockwork.video.nvdec import gpu_decode_problem
 
         return gpu_decode_problem(info)
 

@@ -1,0 +1,1 @@
+"""Where frames become detections: the darknet model in PyTorch, the clock head, box merging, the model store."""

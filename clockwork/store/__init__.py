@@ -1,0 +1,1 @@
+"""Where results and jobs are kept (the SQLAlchemy catalog) and sent (postbacks)."""

@@ -1,0 +1,1 @@
+"""Where a clock's crop becomes the time its dial shows, and readings are fused per segment."""
