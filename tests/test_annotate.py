@@ -15,6 +15,7 @@ def moving(samples_dir):
     return video, detect_video(video)
 
 
+@pytest.mark.slow  # a full detection at the defaults: the slow tier
 def test_a_moving_clock_is_one_track_across_the_coarse_steps(moving):
     _, result = moving
     first = result.segments[0]
@@ -24,6 +25,7 @@ def test_a_moving_clock_is_one_track_across_the_coarse_steps(moving):
     assert max(b - a for a, b in zip(examined, examined[1:], strict=False)) >= 10  # the scan skipped frames there
 
 
+@pytest.mark.slow  # a full detection at the defaults: the slow tier
 def test_a_frame_between_two_examined_ones_has_its_box_between_theirs(moving):
     _, result = moving
     first = result.segments[0]
@@ -37,6 +39,7 @@ def test_a_frame_between_two_examined_ones_has_its_box_between_theirs(moving):
     assert TrackBoxes(result).at(result.duration_s - 0.5) == []  # no clock there: no box
 
 
+@pytest.mark.slow  # a full detection at the defaults: the slow tier
 def test_annotate_draws_a_box_on_every_frame_of_the_segment(moving, tmp_path):
     video, result = moving
     annotate_video(video, result, tmp_path / "frames")

@@ -22,6 +22,7 @@ def wait(client, job_id, pred, timeout=120.0):
     return wait_for_job(lambda j: client.get(f"/jobs/{j}").json(), job_id, pred, timeout)
 
 
+@pytest.mark.slow  # a full detection at the defaults: the slow tier
 def test_round_trip_equals_detect_video(make_client, samples_dir, detector):
     client = make_client()
     with Receiver() as rx:
@@ -149,6 +150,7 @@ def test_idempotency_and_queue_limit(make_client):
         assert len([p for p in rx.posts if p["json"]["job_id"] == first.json()["job_id"]]) == 1
 
 
+@pytest.mark.slow  # a full detection at the defaults: the slow tier
 def test_result_before_the_job_ends_is_409(make_client):
     client = make_client()
     with Receiver() as rx:
@@ -160,6 +162,7 @@ def test_result_before_the_job_ends_is_409(make_client):
         assert client.get(f"/jobs/{job_id}/result").status_code == 200
 
 
+@pytest.mark.slow  # waits on real timers and several jobs: the slow tier
 def test_dead_receiver_gets_the_postback_when_it_comes_back(make_client):
     from clockwork.testing import free_port
 
@@ -194,6 +197,7 @@ def test_read_time_reads_each_segment_and_the_result_keeps_it(make_client):
     assert client.get(f"/jobs/{job_id}/result").json()["segments"][0]["clock_time"] == seg["clock_time"]
 
 
+@pytest.mark.slow  # waits on real timers and several jobs: the slow tier
 def test_a_posted_video_is_checked_once_and_a_resumed_job_again(make_client, monkeypatch, tmp_path, samples_dir):
     """POST checks the video (header, first frame, tail) and the job's run starts from that check instead of making
     it again; a job the reaper resumes (here: one admitted by an API replica that died before running it) has no

@@ -10,6 +10,7 @@ import pytest
 from clockwork.cli import main
 
 
+@pytest.mark.slow  # a full detection at the defaults: the slow tier
 def test_detect_prints_segments_as_hms(samples_dir, capsys):
     assert main(["detect", str(samples_dir / "clock_moving_360p25.mp4"), "--sample-fps", "4", "--device", "cpu"]) == 0
     out = capsys.readouterr().out

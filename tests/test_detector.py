@@ -97,6 +97,7 @@ def test_views_are_validated(detector):
         detector.detect_batch(scene(PLAIN_ROUND, 300, 100), views=("full", "zoom"))
 
 
+@pytest.mark.slow  # a full detection at the defaults: the slow tier
 def test_the_gpu_letterbox_path_agrees_with_the_cpu_one(samples_dir, detector):
     """NVDEC frames are letterboxed with torch (crop, interpolate, pad) and CPU frames with OpenCV. The torch
     code runs on CPU tensors too, so the two preprocessings of every view are compared here, without a GPU

@@ -386,6 +386,7 @@ class CountingChunks(LocalDetectorClient):
 
 
 @pytest.mark.parametrize("total,most", [(None, 4), (2, 2)])
+@pytest.mark.slow  # waits on real timers and several jobs: the slow tier
 def test_max_chunks_total_caps_chunks_across_jobs(make_client, tmp_path, detector, total, most):
     """Two jobs of three chunks each, two chunks a job at once: four run together; with ``max_chunks_total`` 2 never
     more than two across both jobs, and both jobs still finish with every frame."""

@@ -16,6 +16,7 @@ def results(samples_dir, manifest, detector):
     return {name: detect_video(samples_dir / name, detector=detector) for name in manifest["files"]}
 
 
+@pytest.mark.slow  # a full detection at the defaults: the slow tier
 def test_every_ground_truth_interval_found(results, manifest):
     for name, entry in manifest["files"].items():
         segs = [s for s in results[name].segments if s.label == "clock"]
@@ -25,12 +26,14 @@ def test_every_ground_truth_interval_found(results, manifest):
             assert abs(seg.start_s - start) <= TOLERANCE_S and abs(seg.end_s - end) <= TOLERANCE_S, (name, seg, start, end)
 
 
+@pytest.mark.slow  # a full detection at the defaults: the slow tier
 def test_distractors_have_no_clock(results):
     for name, result in results.items():
         if name.startswith("distractor"):
             assert not result.has_clock and result.segments == [] and result.clock_frames == 0
 
 
+@pytest.mark.slow  # a full detection at the defaults: the slow tier
 def test_result_json_contract(results, manifest):
     doc = json.loads(json.dumps(results["clock_moving_360p25.mp4"].to_json()))
     for key in ("video_file", "fps", "has_clock", "clock_frames", "frame_data", "frames_total", "duration_s",
@@ -53,6 +56,7 @@ def test_result_json_contract(results, manifest):
     assert doc["model"]["name"] == "yolov3-tiny+clock_head" and doc["model"]["head_sha256"]  # the default head
 
 
+@pytest.mark.slow  # a full detection at the defaults: the slow tier
 def test_portrait_boxes_are_in_display_coordinates(results):
     r = results["clock_portrait_2997.mp4"]
     assert (r.width, r.height) == (360, 640)
@@ -61,6 +65,7 @@ def test_portrait_boxes_are_in_display_coordinates(results):
             assert d.x + d.w <= 360 + 1 and d.y + d.h <= 640 + 1
 
 
+@pytest.mark.slow  # a full detection at the defaults: the slow tier
 def test_sampled_detection(samples_dir, detector):
     r = detect_video(samples_dir / "clock_static_720p30.mp4", sample_fps=5, detector=detector)
     assert r.frames_processed == 30 and r.frames_total == 180
@@ -141,6 +146,7 @@ def test_tracks_follow_each_clock_and_segments_name_theirs():
     assert doc["segments"][0]["track"] == seg.track and doc["frame_data"][0]["detections"][0]["track"] in tracks | others
 
 
+@pytest.mark.slow  # a full detection at the defaults: the slow tier
 def test_a_clock_found_only_in_the_scans_windows_is_read_and_checked(tmp_path, detector):
     """Game of Life, seed 2 (bench/life.py renders the same clip): the clock head fires on it in the scan's refined
     frames only, above min_score there and below it in the coarse frames. The windows read the dials too, so the

@@ -95,6 +95,7 @@ def test_fusion_allows_for_the_hand_moving_and_wraps_at_twelve():
         hhmm_to_minutes("25:99")
 
 
+@pytest.mark.slow  # a full detection at the defaults: the slow tier
 def test_detect_reads_each_segment_once(samples_dir, detector, reader):
     from clockwork.timeline.pipeline import detect_video
 

@@ -72,6 +72,7 @@ def test_scan_matches_every_frame_on_the_sample_library(samples_dir, detector):
         assert scan.frames_total == every.frames_total
 
 
+@pytest.mark.slow  # a full detection at the defaults: the slow tier
 def test_the_api_scans_by_default_through_its_chunks(make_client, samples_dir, detector):
     """Chunks of 3 s (the coarse pass fans out, then the windows do): the same result as detect_video's scan."""
     client = make_client(chunk_s=3.0)
