@@ -27,13 +27,18 @@ def frames_of(path: str, device: str, wanted: set[int]) -> dict[int, FrameBatch]
         for batch in reader:
             for k, i in enumerate(batch.indexes):
                 if i in wanted:
-                    out[i] = FrameBatch([i], [batch.timestamps[k]], batch.data[k:k + 1].clone() if batch.on_gpu
-                                        else batch.data[k:k + 1].copy())
+                    out[i] = FrameBatch(
+                        [i],
+                        [batch.timestamps[k]],
+                        batch.data[k : k + 1].clone() if batch.on_gpu else batch.data[k : k + 1].copy(),
+                    )
     return out
 
 
 def show(name: str, dets) -> None:
-    boxes = "; ".join(f"{d.label} {d.score:.3f} x={d.x:.1f} y={d.y:.1f} w={d.w:.1f} h={d.h:.1f}" for d in dets) or "none"
+    boxes = (
+        "; ".join(f"{d.label} {d.score:.3f} x={d.x:.1f} y={d.y:.1f} w={d.w:.1f} h={d.h:.1f}" for d in dets) or "none"
+    )
     print(f"  {name:<44} {boxes}")
 
 
@@ -54,9 +59,11 @@ def main() -> int:
         c, g = cpu_frames[i], gpu_frames[i]
         host_of_gpu = FrameBatch(g.indexes, g.timestamps, g.data.cpu().numpy())
         diff = np.abs(c.data.astype(np.int16) - host_of_gpu.data.astype(np.int16))
-        print(f"frame {i} t={c.timestamps[0]:.3f}: |PyAV RGB - NVDEC RGB| mean per channel "
-              f"{diff.reshape(-1, 3).mean(0).round(2).tolist()}, max {int(diff.max())}, "
-              f"pixels off by >8: {float((diff.max(-1) > 8).mean()) * 100:.1f}%")
+        print(
+            f"frame {i} t={c.timestamps[0]:.3f}: |PyAV RGB - NVDEC RGB| mean per channel "
+            f"{diff.reshape(-1, 3).mean(0).round(2).tolist()}, max {int(diff.max())}, "
+            f"pixels off by >8: {float((diff.max(-1) > 8).mean()) * 100:.1f}%"
+        )
         show("CPU decode, host letterbox, CPU fp32", det_cpu.detect_batch(c, **kw)[0].detections)
         show("NVDEC decode, host letterbox, CPU fp32", det_cpu.detect_batch(host_of_gpu, **kw)[0].detections)
         show("CPU decode, host letterbox, GPU fp32", det32.detect_batch(c, **kw)[0].detections)

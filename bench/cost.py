@@ -20,8 +20,10 @@ from clockwork.samples import write_samples
 from clockwork.settings import DETECT
 from clockwork.timeline.pipeline import detect_video
 
-CONFIGS = {"one view, every frame (before)": {"views": ("full",), "sample_fps": None},
-           f"default ({','.join(DETECT.views)} at {DETECT.sample_fps:g} frames/s)": {}}
+CONFIGS = {
+    "one view, every frame (before)": {"views": ("full",), "sample_fps": None},
+    f"default ({','.join(DETECT.views)} at {DETECT.sample_fps:g} frames/s)": {},
+}
 
 
 def main() -> int:
@@ -45,9 +47,15 @@ def main() -> int:
                 video[name] += result.duration_s
     names = list(CONFIGS)
     per = {n: wall[n] / video[n] for n in names}
-    lines = [f"{args.rounds} rounds over {', '.join(c.name for c in clips)} (30 and 25 fps), configurations alternating.", "",
-             "| configuration | wall s per video s |", "|---|---|", *[f"| {n} | {per[n]:.3f} |" for n in names], "",
-             f"Ratio default / before: {per[names[1]] / per[names[0]]:.2f}x."]
+    lines = [
+        f"{args.rounds} rounds over {', '.join(c.name for c in clips)} (30 and 25 fps), configurations alternating.",
+        "",
+        "| configuration | wall s per video s |",
+        "|---|---|",
+        *[f"| {n} | {per[n]:.3f} |" for n in names],
+        "",
+        f"Ratio default / before: {per[names[1]] / per[names[0]]:.2f}x.",
+    ]
     record("bench/cost.py: CPU cost per second of video", lines)
     return 0
 

@@ -33,9 +33,30 @@ def make_video(path: Path, seconds: float, size: str) -> None:
     png = path.with_suffix(".png")
     cv2.imwrite(str(png), cv2.cvtColor(draw_clock(240), cv2.COLOR_RGBA2BGRA))
     w, h = size.split("x")
-    ffmpeg.run(["-y", "-f", "lavfi", "-i", f"gradients=s={w}x{h}:r=30:d={seconds}:speed=0.02", "-loop", "1", "-i", str(png),
-                "-filter_complex", "[0:v][1:v]overlay=x='100+t*40':y=100:shortest=1,format=yuv420p", "-t", str(seconds),
-                "-c:v", "libx264", "-preset", "veryfast", "-b:v", "8M", str(path)])
+    ffmpeg.run(
+        [
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"gradients=s={w}x{h}:r=30:d={seconds}:speed=0.02",
+            "-loop",
+            "1",
+            "-i",
+            str(png),
+            "-filter_complex",
+            "[0:v][1:v]overlay=x='100+t*40':y=100:shortest=1,format=yuv420p",
+            "-t",
+            str(seconds),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-b:v",
+            "8M",
+            str(path),
+        ]
+    )
 
 
 def seed_style(path: Path, detector: Detector) -> int:
@@ -89,14 +110,25 @@ def main() -> int:
         rows["decode: PyAV (ours)"] = timed(decode_pyav, path)
         rows["decode: cv2.VideoCapture"] = timed(decode_cv2, path)
         rows["detect: seed-style cv2 loop, batch 1"] = timed(seed_style, path, detector)
-        rows["detect: clockwork detect_video, batch 16"] = timed(lambda p: detect_video(p, detector=detector).frames_processed, path)
+        rows["detect: clockwork detect_video, batch 16"] = timed(
+            lambda p: detect_video(p, detector=detector).frames_processed, path
+        )
     fps = {k: n / dt for k, (n, dt) in rows.items()}
-    lines = [f"{args.seconds:g} s of {args.size} H.264 at 30 fps (8 Mb/s, libx264), YOLOv3-tiny at 416, "
-             f"torch threads {torch.get_num_threads()}.", "", "| stage | frames | seconds | frames/s |", "|---|---|---|---|"]
+    lines = [
+        f"{args.seconds:g} s of {args.size} H.264 at 30 fps (8 Mb/s, libx264), YOLOv3-tiny at 416, "
+        f"torch threads {torch.get_num_threads()}.",
+        "",
+        "| stage | frames | seconds | frames/s |",
+        "|---|---|---|---|",
+    ]
     for k, (n, dt) in rows.items():
         lines.append(f"| {k} | {n} | {dt:.2f} | {fps[k]:.1f} |")
-    lines += ["", f"- PyAV / OpenCV decode: {fps['decode: PyAV (ours)'] / fps['decode: cv2.VideoCapture']:.2f}x",
-              f"- ours / seed-style: {fps['detect: clockwork detect_video, batch 16'] / fps['detect: seed-style cv2 loop, batch 1']:.2f}x"]
+    lines += [
+        "",
+        f"- PyAV / OpenCV decode: {fps['decode: PyAV (ours)'] / fps['decode: cv2.VideoCapture']:.2f}x",
+        "- ours / seed-style: "
+        f"{fps['detect: clockwork detect_video, batch 16'] / fps['detect: seed-style cv2 loop, batch 1']:.2f}x",
+    ]
     record("CPU: clockwork detect vs seed-style loop (bench/cpu.py)", lines)
     return 0
 

@@ -2,10 +2,12 @@
 
     python -m bench.digital                    # 8 clips per scale, seed 0, CPU
 
-The default drops a clock track that was read and never found readable (``clockwork.timeline.pipeline.drop_unreadable_tracks``).
+The default drops a clock track that was read and never found readable
+(``clockwork.timeline.pipeline.drop_unreadable_tracks``).
 A seven-segment display is a clock the reader does not read, so this measures what that check costs: clips of a
 digital clock (an LED or LCD panel showing HH:MM, drawn here with OpenCV polygons, no font) at three scales on the
-evaluation set's photographs (``clockwork.training.evalset``'s backgrounds, lighting, blur and grain), run at the default,
+evaluation set's photographs (``clockwork.training.evalset``'s backgrounds, lighting, blur and grain), run at the
+default,
 at the default with the dials unread (``read_time=False``: nothing checked) and with COCO's heads at the old default.
 It prints how many clips each finds per scale (a clip is found as ``evalset.score_clip`` says).
 """
@@ -40,11 +42,28 @@ from clockwork.training.evalset import (  # the evaluation set's own look
 
 # panel width: "close" is most of the frame's height, as evalset's close dials are
 SCALES = {"close": (0.8, 1.0), "medium": (300, 340), "small": (120, 160)}
-SEGMENTS = {"0": "abcdef", "1": "bc", "2": "abdeg", "3": "abcdg", "4": "bcfg", "5": "acdfg", "6": "acdefg", "7": "abc",
-            "8": "abcdefg", "9": "abcdfg"}
+SEGMENTS = {
+    "0": "abcdef",
+    "1": "bc",
+    "2": "abdeg",
+    "3": "abcdg",
+    "4": "bcfg",
+    "5": "acdfg",
+    "6": "acdefg",
+    "7": "abc",
+    "8": "abcdefg",
+    "9": "abcdfg",
+}
 LEDS = [(255, 40, 30), (60, 255, 90), (90, 170, 255), (255, 170, 40), (235, 235, 235)]
-CONFIGS = {"default": {}, "default, dials unread": {"read_time": False},
-           "COCO's heads, full + zoomout + tiles, 0.5 (the old default)": {"head": "none", "views": ("full", "zoomout", "tiles"), "min_score": 0.5}}
+CONFIGS = {
+    "default": {},
+    "default, dials unread": {"read_time": False},
+    "COCO's heads, full + zoomout + tiles, 0.5 (the old default)": {
+        "head": "none",
+        "views": ("full", "zoomout", "tiles"),
+        "min_score": 0.5,
+    },
+}
 
 
 def _segment_polys(x: float, y: float, w: float, h: float, t: float) -> dict[str, np.ndarray]:
@@ -54,9 +73,15 @@ def _segment_polys(x: float, y: float, w: float, h: float, t: float) -> dict[str
     def bar(x0, y0, x1, y1):
         return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
 
-    return {"a": bar(x + t, y, x + w - t, y + t), "d": bar(x + t, y + h - t, x + w - t, y + h), "g": bar(x + t, m - t / 2, x + w - t, m + t / 2),
-            "f": bar(x, y + t, x + t, m - t / 2), "b": bar(x + w - t, y + t, x + w, m - t / 2),
-            "e": bar(x, m + t / 2, x + t, y + h - t), "c": bar(x + w - t, m + t / 2, x + w, y + h - t)}
+    return {
+        "a": bar(x + t, y, x + w - t, y + t),
+        "d": bar(x + t, y + h - t, x + w - t, y + h),
+        "g": bar(x + t, m - t / 2, x + w - t, m + t / 2),
+        "f": bar(x, y + t, x + t, m - t / 2),
+        "b": bar(x + w - t, y + t, x + w, m - t / 2),
+        "e": bar(x, m + t / 2, x + t, y + h - t),
+        "c": bar(x + w - t, m + t / 2, x + w, y + h - t),
+    }
 
 
 def draw_digital_clock(text: str, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -131,10 +156,16 @@ def main() -> int:
     data = Path(args.data)
     items = write_set(data, args.per_scale, args.seed)
     detectors: dict = {}
-    lines = [f"{len(items)} clips of {WIDTH}x{HEIGHT} at {FPS} frames/s, {SECONDS:g} s each: a seven-segment clock per clip, "
-             f"{args.per_scale} per scale (panel width: close 0.8-1.0x the frame height, medium 300-340 px, small 120-160 px); "
-             f"seed {args.seed}; device {args.device}.", "",
-             "| config | " + " | ".join(f"found {s}" for s in SCALES) + " |", "|---" * (len(SCALES) + 1) + "|"]
+    lines = [
+        f"{len(items)} clips of {WIDTH}x{HEIGHT} at {FPS} frames/s, {SECONDS:g} s each: a seven-segment clock per "
+        "clip, "
+        f"{args.per_scale} per scale (panel width: close 0.8-1.0x the frame height, medium 300-340 px, small 120-160 "
+        "px); "
+        f"seed {args.seed}; device {args.device}.",
+        "",
+        "| config | " + " | ".join(f"found {s}" for s in SCALES) + " |",
+        "|---" * (len(SCALES) + 1) + "|",
+    ]
     for name, overrides in CONFIGS.items():
         overrides = dict(overrides)
         head = overrides.pop("head", DETECT.head)
@@ -142,7 +173,9 @@ def main() -> int:
             detectors[head] = Detector(device=args.device, half=args.device != "cpu", head=head)
         found = {s: 0 for s in SCALES}
         for item in items:
-            found[item.scale] += score_clip(item, detect_video(data / item.name, detector=detectors[head], **overrides))["found"]
+            found[item.scale] += score_clip(
+                item, detect_video(data / item.name, detector=detectors[head], **overrides)
+            )["found"]
         lines.append(f"| {name} | " + " | ".join(f"{found[s]}/{args.per_scale}" for s in SCALES) + " |")
         print(lines[-1], flush=True)
     record("bench/digital.py: digital clocks at the default, unread, and with COCO's heads", lines)

@@ -21,8 +21,15 @@ from fractions import Fraction
 from pathlib import Path
 
 
-def write_filmlike(src: str | Path, dst: str | Path, *, seconds: float = 120.0, mbps: float = 8.0, grain: int = 12,
-                   preset: str = "veryfast") -> dict:
+def write_filmlike(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    seconds: float = 120.0,
+    mbps: float = 8.0,
+    grain: int = 12,
+    preset: str = "veryfast",
+) -> dict:
     """Write the film-like copy; returns its frames, seconds of work and measured bitrate."""
     import av
 
@@ -36,8 +43,12 @@ def write_filmlike(src: str | Path, dst: str | Path, *, seconds: float = 120.0, 
         enc.width, enc.height, enc.pix_fmt = vin.width, vin.height, "yuv420p"
         enc.bit_rate = int(mbps * 1e6)
         graph = av.filter.Graph()
-        chain = [graph.add_buffer(template=vin), graph.add("noise", f"alls={grain}:allf=t"),
-                 graph.add("format", "yuv420p"), graph.add("buffersink")]
+        chain = [
+            graph.add_buffer(template=vin),
+            graph.add("noise", f"alls={grain}:allf=t"),
+            graph.add("format", "yuv420p"),
+            graph.add("buffersink"),
+        ]
         for a, b in itertools.pairwise(chain):
             a.link_to(b)
         graph.configure()
@@ -52,8 +63,12 @@ def write_filmlike(src: str | Path, dst: str | Path, *, seconds: float = 120.0, 
             frames += 1
         out.mux(enc.encode(None))
     size = Path(dst).stat().st_size
-    return {"frames": frames, "seconds": frames / float(rate), "mbps": size * 8 / (frames / float(rate)) / 1e6,
-            "encode_s": time.perf_counter() - t0}
+    return {
+        "frames": frames,
+        "seconds": frames / float(rate),
+        "mbps": size * 8 / (frames / float(rate)) / 1e6,
+        "encode_s": time.perf_counter() - t0,
+    }
 
 
 def main() -> int:
@@ -68,7 +83,10 @@ def main() -> int:
     if not Path(args.src).is_file():
         ap.error(f"no such file: {args.src}")
     r = write_filmlike(args.src, args.dst, seconds=args.seconds, mbps=args.mbps, grain=args.grain, preset=args.preset)
-    print(f"{args.dst}: {r['frames']} frames ({r['seconds']:.1f} s) at {r['mbps']:.2f} Mb/s, written in {r['encode_s']:.1f} s")
+    print(
+        f"{args.dst}: {r['frames']} frames ({r['seconds']:.1f} s) at {r['mbps']:.2f} Mb/s, written in "
+        f"{r['encode_s']:.1f} s"
+    )
     return 0
 
 

@@ -71,8 +71,10 @@ class ProcessCpu:
         for pid, vals in self.samples.items():
             if pid in self.procs and len(vals) > 1:
                 by_role.setdefault(self.procs[pid][0], []).append(float(np.mean(vals[1:])))
-        return "; ".join(f"{role} x{len(v)}: busiest {max(v):.0f}%, mean {np.mean(v):.0f}% of a core"
-                         for role, v in sorted(by_role.items()))
+        return "; ".join(
+            f"{role} x{len(v)}: busiest {max(v):.0f}%, mean {np.mean(v):.0f}% of a core"
+            for role, v in sorted(by_role.items())
+        )
 
 
 class Sampler:
@@ -97,6 +99,7 @@ class Sampler:
                 n += 1
                 if n % 4 == 0:  # once a second
                     self.cpu.sample()
+
         self._t = threading.Thread(target=loop, daemon=True)
         self._t.start()
         return self
@@ -111,7 +114,9 @@ class Sampler:
             if s:
                 a = np.array(s)
                 tenths = " ".join(f"{x.mean():.0f}" for x in np.array_split(a[:, 1], 10) if len(x))
-                parts.append(f"gpu{i} util {a[:, 0].mean():.0f}%, dec {a[:, 1].mean():.0f}% (by tenth of the stage: {tenths})")
+                parts.append(
+                    f"gpu{i} util {a[:, 0].mean():.0f}%, dec {a[:, 1].mean():.0f}% (by tenth of the stage: {tenths})"
+                )
         return "; ".join(parts)
 
 
@@ -139,8 +144,10 @@ class Mps:
                     break
                 time.sleep(0.1)
             else:
-                raise RuntimeError("an earlier MPS daemon does not quit (`pgrep -af nvidia-cuda-mps` names it); end it by hand "
-                                   "(`echo quit | nvidia-cuda-mps-control`, else kill it) before measuring")
+                raise RuntimeError(
+                    "an earlier MPS daemon does not quit (`pgrep -af nvidia-cuda-mps` names it); end it by hand "
+                    "(`echo quit | nvidia-cuda-mps-control`, else kill it) before measuring"
+                )
             subprocess.run(["nvidia-cuda-mps-control", "-d"], check=True)
         return self
 
@@ -152,11 +159,17 @@ class Mps:
         return subprocess.run(["pgrep", "-f", "nvidia-cuda-mps-server"], capture_output=True).returncode == 0
 
     def __exit__(self, *exc):
-        if self.enabled:  # "quit" waits for every client, this process included: asked in the background, it ends after us
+        if (
+            self.enabled
+        ):  # "quit" waits for every client, this process included: asked in the background, it ends after us
             import subprocess
 
-            subprocess.Popen(["sh", "-c", "echo quit | nvidia-cuda-mps-control"], start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.Popen(
+                ["sh", "-c", "echo quit | nvidia-cuda-mps-control"],
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
 
 def seed_style(path: Path, max_frames: int) -> tuple[int, float]:
@@ -207,10 +220,21 @@ def ray_data(files: list[Path], replicas: int) -> tuple[int, float]:
     return n, time.perf_counter() - t
 
 
-def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, chunk_s: float,
-         body: dict | None = None, ingress: int = 1, sessions: int = 16, capped: bool = False,
-         spy: tuple[float, Path] | None = None, reuse: bool = DETECT.nvdec_reuse,
-         stream: bool = DETECT.nvdec_stream) -> tuple[int, float, str, str, float]:
+def ours(
+    files: list[Path],
+    media: Path,
+    replicas: int,
+    gpus: int,
+    port: int,
+    chunk_s: float,
+    body: dict | None = None,
+    ingress: int = 1,
+    sessions: int = 16,
+    capped: bool = False,
+    spy: tuple[float, Path] | None = None,
+    reuse: bool = DETECT.nvdec_reuse,
+    stream: bool = DETECT.nvdec_stream,
+) -> tuple[int, float, str, str, float]:
     """Every file through the HTTP API at once; ``body`` adds request fields (default: every frame, the default
     views); about ``sessions`` decoders a GPU. ``spy`` (seconds, folder): py-spy records two detector replicas
     that long, from 15 s into the timed run. Returns frames examined, seconds, a note, NVML utilisation and the
@@ -222,26 +246,49 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, ch
 
     decoders = -(-sessions // replicas)  # about `sessions` decoder sessions a GPU whatever the replica count
     tmp = Path(tempfile.mkdtemp())
-    serve.run(app_builder({"media_roots": [str(media)], "database_url": f"sqlite:///{tmp}/c.sqlite",
-                           "postback_allow": ["127.0.0.0/8"], "detector_num_gpus": 1 / replicas,
-                           "detector_replicas": replicas * gpus, "ingress_replicas": ingress,
-                           "detector_num_cpus": max(1, min(2, ((os.cpu_count() or 4) - 2) // (replicas * gpus))), "chunk_s": chunk_s,
-                           "max_chunks_in_flight": 16,
-                           # capped: chunks wait in the API and go to the first replica with a free decoder (README, Sizing)
-                           **({"max_chunks_total": replicas * gpus * decoders,
-                               "detector_max_ongoing_requests": decoders + 1} if capped else {}),
-                           "detector": {"frames_per_call": 32, "max_batch_frames": 256, "decoders": decoders,
-                                        "nvdec_reuse": reuse, "nvdec_stream": stream}}),
-              name="bench", route_prefix="/")
+    serve.run(
+        app_builder(
+            {
+                "media_roots": [str(media)],
+                "database_url": f"sqlite:///{tmp}/c.sqlite",
+                "postback_allow": ["127.0.0.0/8"],
+                "detector_num_gpus": 1 / replicas,
+                "detector_replicas": replicas * gpus,
+                "ingress_replicas": ingress,
+                "detector_num_cpus": max(1, min(2, ((os.cpu_count() or 4) - 2) // (replicas * gpus))),
+                "chunk_s": chunk_s,
+                "max_chunks_in_flight": 16,
+                # capped: chunks wait in the API and go to the first replica with a free decoder (README, Sizing)
+                **(
+                    {"max_chunks_total": replicas * gpus * decoders, "detector_max_ongoing_requests": decoders + 1}
+                    if capped
+                    else {}
+                ),
+                "detector": {
+                    "frames_per_call": 32,
+                    "max_batch_frames": 256,
+                    "decoders": decoders,
+                    "nvdec_reuse": reuse,
+                    "nvdec_stream": stream,
+                },
+            }
+        ),
+        name="bench",
+        route_prefix="/",
+    )
     base = f"http://127.0.0.1:{port}"
     warm_file = warm_clip(files[0], media)
     with Receiver() as rx:
         # warm-up: one short job per replica so model load and cuDNN autotune are not timed; each on the first
         # seconds of the film, one chunk (a sparse rate over a whole film is one decoder open per chunk: minutes),
         # at a rate distinct per job so the API does not merge them
-        warm = [requests.post(f"{base}/video-inference", json={"filename": warm_file.name, "postback_url": rx.url,
-                                                               "sample_fps": 10 + i * 0.01}).json()["job_id"]
-                for i in range(replicas * gpus)]
+        warm = [
+            requests.post(
+                f"{base}/video-inference",
+                json={"filename": warm_file.name, "postback_url": rx.url, "sample_fps": 10 + i * 0.01},
+            ).json()["job_id"]
+            for i in range(replicas * gpus)
+        ]
         for j in warm:
             rx.wait_for(1, job_id=j, timeout=300)
         rx.posts.clear()
@@ -252,8 +299,14 @@ def ours(files: list[Path], media: Path, replicas: int, gpus: int, port: int, ch
             if spying:
                 spying.start()
             with cf.ThreadPoolExecutor(32) as pool:
-                list(pool.map(lambda p: requests.post(f"{base}/video-inference",
-                                                      json={"filename": p.name, "postback_url": rx.url, **body}), files))
+                list(
+                    pool.map(
+                        lambda p: requests.post(
+                            f"{base}/video-inference", json={"filename": p.name, "postback_url": rx.url, **body}
+                        ),
+                        files,
+                    )
+                )
             posts = rx.wait_for(len(files), timeout=1200)
             dt = time.perf_counter() - t
             if spying:
@@ -279,8 +332,22 @@ def py_spy(seconds: float, folder: Path, cpu: ProcessCpu, delay_s: float = 15.0)
     pids = [pid for pid, (role, _) in cpu.procs.items() if role == "Detector"][:2]
     runs = []
     for pid, extra, name in zip(pids, ([], ["--gil"]), ("replica-threads.txt", "replica-gil.txt"), strict=False):
-        cmd = ["py-spy", "record", "--pid", str(pid), "--duration", f"{seconds:g}", "--rate", "100", "--format", "raw",
-               "--nonblocking", "--output", str(folder / name), *extra]
+        cmd = [
+            "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            f"{seconds:g}",
+            "--rate",
+            "100",
+            "--format",
+            "raw",
+            "--nonblocking",
+            "--output",
+            str(folder / name),
+            *extra,
+        ]
         runs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
     for r in runs:
         _, err = r.communicate()
@@ -289,7 +356,8 @@ def py_spy(seconds: float, folder: Path, cpu: ProcessCpu, delay_s: float = 15.0)
 
 
 def warm_clip(src: Path, media: Path, seconds: float = 10.0) -> Path:
-    """The first seconds of ``src`` as a file of its own in ``media``, packets copied (the GPU machine cannot encode)."""
+    """The first seconds of ``src`` as a file of its own in ``media``, packets copied (the GPU machine cannot
+    encode)."""
     import av
 
     dst = media / f"warm-{src.stem}.mp4"
@@ -390,7 +458,8 @@ def breakdown(path: Path) -> dict[str, float]:
 
 def churn(path: Path, chunks: int, reuse: bool) -> str:
     """Open, read one batch of and close ``chunks`` chunks of ``path`` one after another (60 s apart, wrapping), while a
-    Python thread ticks every millisecond: its longest and summed stalls past 5 ms are time another thread held the GIL."""
+    Python thread ticks every millisecond: its longest and summed stalls past 5 ms are time another thread held the
+    GIL."""
     from clockwork.video import nvdec
     from clockwork.video.frames import FrameReader
 
@@ -426,9 +495,13 @@ def churn(path: Path, chunks: int, reuse: bool) -> str:
     ticker.join()
     nvdec.POOL.clear()
     ms = lambda xs: f"median {1000 * statistics.median(xs):.1f} ms, max {1000 * max(xs):.1f} ms"  # noqa: E731
-    return (f"- decoder churn, {chunks} chunks of {path.name} one after another, decoders {'reused' if reuse else 'ended'}: "
-            f"{dt:.2f} s; open + first batch {ms(opens)}; close {ms(closes)}; GIL held elsewhere (stalls > 5 ms of a "
-            f"ticking thread): {len(stalls)} stalls, {1000 * sum(stalls):.0f} ms in all, longest {1000 * max(stalls, default=0):.0f} ms")
+    return (
+        f"- decoder churn, {chunks} chunks of {path.name} one after another, decoders "
+        f"{'reused' if reuse else 'ended'}: "
+        f"{dt:.2f} s; open + first batch {ms(opens)}; close {ms(closes)}; GIL held elsewhere (stalls > 5 ms of a "
+        f"ticking thread): {len(stalls)} stalls, {1000 * sum(stalls):.0f} ms in all, longest "
+        f"{1000 * max(stalls, default=0):.0f} ms"
+    )
 
 
 def _model_loop(stop, ready, batch: int) -> None:
@@ -445,8 +518,9 @@ def _model_loop(stop, ready, batch: int) -> None:
         torch.cuda.synchronize()
 
 
-def loaded_ceiling(files: list[Path], sessions: int, cap: int, procs: int, batch: int = 64,
-                   stream: bool = DETECT.nvdec_stream) -> tuple[int, float]:
+def loaded_ceiling(
+    files: list[Path], sessions: int, cap: int, procs: int, batch: int = 64, stream: bool = DETECT.nvdec_stream
+) -> tuple[int, float]:
     """The decode ceiling while ``procs`` other processes run the model on the same card (under MPS with --mps): does a
     decoder turn out fewer frames a second when the model shares the card?"""
     import multiprocessing as mp
@@ -467,9 +541,12 @@ def loaded_ceiling(files: list[Path], sessions: int, cap: int, procs: int, batch
             w.join(30)
 
 
-def decode_ceiling(files: list[Path], sessions: int, cap: int = 0, stream: bool = DETECT.nvdec_stream) -> tuple[int, float]:
+def decode_ceiling(
+    files: list[Path], sessions: int, cap: int = 0, stream: bool = DETECT.nvdec_stream
+) -> tuple[int, float]:
     """NVDEC alone, ``sessions`` at once; each stops after ``cap`` frames (0: the whole file), so that 14
     sessions over 30-minute films take seconds, not minutes."""
+
     def one(path):
         n = 0
         with _reader(path, stream) as reader:
@@ -494,31 +571,73 @@ def main() -> int:
     ap.add_argument("--replicas", default="4", help="detector replicas per GPU; a comma list runs stage 3 for each")
     ap.add_argument("--gpus", type=int, default=1)
     ap.add_argument("--ingress", default="1", help="API (ingress) replicas; a comma list runs stage 3 for each")
-    ap.add_argument("--multiscale-fps", default=f"{DETECT.multiscale_fps or 0:g}",
-                    help="the request's multiscale_fps in stage 3 (0: every view on every frame); a comma list runs stage 3 for each")
-    ap.add_argument("--chunk-s", default="5", help="the app's chunk length: smaller spreads one file over more replicas; "
-                    "a comma list runs stage 3 for each")
-    ap.add_argument("--reuse", default=f"{int(DETECT.nvdec_reuse)}", help="1: a finished chunk's NVDEC decoder serves the next "
-                    "(DETECT.nvdec_reuse); a comma list (0,1) runs stage 3 for each")
-    ap.add_argument("--stream", default=f"{int(DETECT.nvdec_stream)}", help="1: each NVDEC decoder works on a CUDA stream of "
-                    "its own, 0: on the null stream, the model's (DETECT.nvdec_stream); a comma list (0,1) runs stage 3 and "
-                    "the ceiling for each")
-    ap.add_argument("--loaded", type=int, default=0, metavar="PROCS",
-                    help="stage 4b: each ceiling run again while this many processes run the model on the card")
-    ap.add_argument("--churn", type=int, default=0, metavar="CHUNKS",
-                    help="stage 7: open, read one batch of and close this many chunks one after another, with and without reuse")
+    ap.add_argument(
+        "--multiscale-fps",
+        default=f"{DETECT.multiscale_fps or 0:g}",
+        help="the request's multiscale_fps in stage 3 (0: every view on every frame); a comma list runs stage 3 for "
+        "each",
+    )
+    ap.add_argument(
+        "--chunk-s",
+        default="5",
+        help="the app's chunk length: smaller spreads one file over more replicas; a comma list runs stage 3 for each",
+    )
+    ap.add_argument(
+        "--reuse",
+        default=f"{int(DETECT.nvdec_reuse)}",
+        help="1: a finished chunk's NVDEC decoder serves the next "
+        "(DETECT.nvdec_reuse); a comma list (0,1) runs stage 3 for each",
+    )
+    ap.add_argument(
+        "--stream",
+        default=f"{int(DETECT.nvdec_stream)}",
+        help="1: each NVDEC decoder works on a CUDA stream of "
+        "its own, 0: on the null stream, the model's (DETECT.nvdec_stream); a comma list (0,1) runs stage 3 and "
+        "the ceiling for each",
+    )
+    ap.add_argument(
+        "--loaded",
+        type=int,
+        default=0,
+        metavar="PROCS",
+        help="stage 4b: each ceiling run again while this many processes run the model on the card",
+    )
+    ap.add_argument(
+        "--churn",
+        type=int,
+        default=0,
+        metavar="CHUNKS",
+        help="stage 7: open, read one batch of and close this many chunks one after another, with and without reuse",
+    )
     ap.add_argument("--seed-frames", type=int, default=600)
-    ap.add_argument("--ceiling-frames", type=int, default=0,
-                    help="frames per decode session in the ceiling and direct stages (0: whole files)")
+    ap.add_argument(
+        "--ceiling-frames",
+        type=int,
+        default=0,
+        help="frames per decode session in the ceiling and direct stages (0: whole files)",
+    )
     ap.add_argument("--out", default=None, help="also write the record here")
     ap.add_argument("--stages", default="seed,raydata,ours,direct,breakdown,ceiling")
     ap.add_argument("--mps", action="store_true", help="run every stage under NVIDIA MPS (started and stopped here)")
-    ap.add_argument("--sessions", default="16", help="decoder sessions per GPU in stage 3, over the replicas; a comma list runs stage 3 for each")
-    ap.add_argument("--chunk-cap", default="0", help="1: the API holds chunks back to its replicas' decoders (max_chunks_total); "
-                    "a comma list (0,1) runs stage 3 for each")
+    ap.add_argument(
+        "--sessions",
+        default="16",
+        help="decoder sessions per GPU in stage 3, over the replicas; a comma list runs stage 3 for each",
+    )
+    ap.add_argument(
+        "--chunk-cap",
+        default="0",
+        help="1: the API holds chunks back to its replicas' decoders (max_chunks_total); "
+        "a comma list (0,1) runs stage 3 for each",
+    )
     ap.add_argument("--ceiling-sessions", default="1,7,14", help="NVDEC sessions of each decode-ceiling run")
-    ap.add_argument("--py-spy", type=float, default=0, metavar="SECONDS",
-                    help="record two detector replicas of the first stage-3 run with py-spy this long (raw stacks next to --out)")
+    ap.add_argument(
+        "--py-spy",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="record two detector replicas of the first stage-3 run with py-spy this long (raw stacks next to --out)",
+    )
     args = ap.parse_args()
     with Mps(args.mps):
         return run(args)
@@ -572,16 +691,38 @@ def run(args) -> int:
         notes = []
         spy = (args.py_spy, Path(args.out or ".").resolve().parent) if args.py_spy else None
         for stream, r, ing, m, k, cap, chunk_s, reuse in itertools.product(
-                streams, replica_counts, _each(args.ingress), _each(args.multiscale_fps, float), _each(args.sessions),
-                _each(args.chunk_cap, _flag), chunk_lengths, _each(args.reuse, _flag)):
-            n, dt, note, summary, _ = ours(files, media, r, args.gpus, port, chunk_s, ingress=ing, sessions=k,
-                                           capped=cap, body={"sample_fps": 0, "multiscale_fps": m}, spy=spy, reuse=reuse,
-                                           stream=stream)
+            streams,
+            replica_counts,
+            _each(args.ingress),
+            _each(args.multiscale_fps, float),
+            _each(args.sessions),
+            _each(args.chunk_cap, _flag),
+            chunk_lengths,
+            _each(args.reuse, _flag),
+        ):
+            n, dt, note, summary, _ = ours(
+                files,
+                media,
+                r,
+                args.gpus,
+                port,
+                chunk_s,
+                ingress=ing,
+                sessions=k,
+                capped=cap,
+                body={"sample_fps": 0, "multiscale_fps": m},
+                spy=spy,
+                reuse=reuse,
+                stream=stream,
+            )
             spy = None  # the first run only
             views = f"other views {m:g}/s" if m else "every view every frame"
-            setting = (f"{r} replicas/GPU x {-(-k // r)} decoders{', chunks held in the API' if cap else ''}, chunks of {chunk_s:g} s, "
-                       f"decoders {'reused' if reuse else 'ended'} after a chunk, {ing} ingress, "
-                       f"decoders on {_streams(stream)}")
+            setting = (
+                f"{r} replicas/GPU x {-(-k // r)} decoders{', chunks held in the API' if cap else ''}, chunks of "
+                f"{chunk_s:g} s, "
+                f"decoders {'reused' if reuse else 'ended'} after a chunk, {ing} ingress, "
+                f"decoders on {_streams(stream)}"
+            )
             stage = f"3. ours (Serve API, NVDEC, fp16, every frame, {views}), {setting}"
             res[stage], util[stage] = (n, dt), summary
             notes.append(f"{setting}, {views}: {note}")
@@ -596,23 +737,27 @@ def run(args) -> int:
         n, dt, note_scan, summary, video_s = ours(files, media, r, args.gpus, port, chunk_lengths[0], body={})
         stage = f"6. ours, scan mode (the default), {r} replicas/GPU"
         res[stage], util[stage] = (n, dt), summary
-        extra_scan = (f"- scan mode through the API: {video_s:.0f} s of video in {dt:.1f} s = {video_s / dt:.1f} video s per s "
-                      f"({video_s / dt:.0f} video hours per GPU-hour on {args.gpus} GPU(s)); {n} frames examined; {note_scan}")
+        extra_scan = (
+            f"- scan mode through the API: {video_s:.0f} s of video in {dt:.1f} s = {video_s / dt:.1f} video s per s "
+            f"({video_s / dt:.0f} video hours per GPU-hour on {args.gpus} GPU(s)); {n} frames examined; {note_scan}"
+        )
     extra_lines = [extra_scan] if "scan" in stages else []
     if args.churn:
         for reuse in (False, True):
             extra_lines.append(churn(src[0], args.churn, reuse))
     if "breakdown" in stages:
         bd = breakdown(src[0])
-        extra_lines.append("- one session, ms per frame (batch 32, synchronised): " +
-                           ", ".join(f"{k} {v:.2f}" for k, v in bd.items()))
+        extra_lines.append(
+            "- one session, ms per frame (batch 32, synchronised): " + ", ".join(f"{k} {v:.2f}" for k, v in bd.items())
+        )
     if "direct" in stages:
         from clockwork.video import nvdec
 
         for k in (7, 14):
             for shared in (False, True):
                 nvdec.SHARE_CONTEXT = shared
-                stage = f"5. core pipeline without Serve, {k} sessions, decoders in {'the primary' if shared else 'their own'} context"
+                where = "the primary" if shared else "their own"
+                stage = f"5. core pipeline without Serve, {k} sessions, decoders in {where} context"
                 with Sampler(args.gpus) as s:
                     res[stage] = direct(files, k, args.ceiling_frames)
                 util[stage] = s.summary()
@@ -625,17 +770,23 @@ def run(args) -> int:
                 res[stage] = decode_ceiling(files, k, args.ceiling_frames, stream)
             util[stage] = s.summary()
             if args.loaded:
-                stage = f"4b. NVDEC decode only, {k} sessions, on {on}, the model looping in {args.loaded} other processes"
+                stage = (
+                    f"4b. NVDEC decode only, {k} sessions, on {on}, the model looping in {args.loaded} other processes"
+                )
                 with Sampler(args.gpus) as s:
                     res[stage] = loaded_ceiling(files, k, args.ceiling_frames, args.loaded, stream=stream)
                 util[stage] = s.summary()
     fps = {k: n / dt for k, (n, dt) in res.items()}
-    lines = [f"{len(src)} file(s) x {args.copies} copies ({', '.join(p.name for p in src)}); views {','.join(DETECT.views)} "
-             f"(in every-frame mode the views after full on --multiscale-fps {args.multiscale_fps} frames a second); "
-             f"detector replicas per GPU {args.replicas} (each decoding {args.sessions}/N chunks at once) "
-             f"(each 1/N of a GPU; Ray Data pool {pool_size} actors); chunk_s {args.chunk_s}; {args.gpus} GPU(s); "
-             f"{'under MPS' if args.mps else 'no MPS (processes time-slice the GPU)'}; torch {torch.__version__}.", "",
-             "| stage | frames | seconds | frames/s | utilisation (NVML mean) |", "|---|---|---|---|---|"]
+    lines = [
+        f"{len(src)} file(s) x {args.copies} copies ({', '.join(p.name for p in src)}); views {','.join(DETECT.views)} "
+        f"(in every-frame mode the views after full on --multiscale-fps {args.multiscale_fps} frames a second); "
+        f"detector replicas per GPU {args.replicas} (each decoding {args.sessions}/N chunks at once) "
+        f"(each 1/N of a GPU; Ray Data pool {pool_size} actors); chunk_s {args.chunk_s}; {args.gpus} GPU(s); "
+        f"{'under MPS' if args.mps else 'no MPS (processes time-slice the GPU)'}; torch {torch.__version__}.",
+        "",
+        "| stage | frames | seconds | frames/s | utilisation (NVML mean) |",
+        "|---|---|---|---|---|",
+    ]
     for k, (n, dt) in res.items():
         lines.append(f"| {k} | {n} | {dt:.2f} | {fps[k]:.1f} | {util.get(k, '')} |")
     o = max((v for k, v in fps.items() if k.startswith("3.")), default=None)

@@ -59,6 +59,7 @@ class StageTimes:
                 end.record()
                 self.events[name].append((start, end))
             return out
+
         return timed
 
     def reset(self) -> None:
@@ -86,6 +87,7 @@ def _waiting(times: StageTimes, original):
                 times.wall["decode wait"] += time.perf_counter() - t
             times.calls["decode wait"] += 1
             yield item
+
     return prefetch
 
 
@@ -106,7 +108,9 @@ def main() -> int:
     ap.add_argument("--video", required=True)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--views", default=None, help="comma-separated views (default: the detection default)")
-    ap.add_argument("--unfused", action="store_true", help="keep the batch norms apart from the convolutions (to compare)")
+    ap.add_argument(
+        "--unfused", action="store_true", help="keep the batch norms apart from the convolutions (to compare)"
+    )
     ap.add_argument("--profile-s", type=float, default=20.0, help="seconds of video the PyTorch profiler looks at")
     args = ap.parse_args()
     views = parse_views(args.views) if args.views else DETECT.views
@@ -141,33 +145,51 @@ def main() -> int:
     frames = result.frames_processed
     stages = ("decode wait", "prepare", "model input", "infer", "postprocess", "result")
     kind = f"{detector.dtype}{', batch norms apart' if args.unfused else ''}"
-    lines = [f"Every frame of {args.video} ({frames} frames, {result.duration_s:.0f} s of video), views {','.join(views)}, "
-             f"device {detector.device} ({kind}): **{total:.1f} s, {frames / total:.0f} frames/s**.", "",
-             "| stage | calls | host time (s) | share of the run | GPU time (s) | ms a frame (host) |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"Every frame of {args.video} ({frames} frames, {result.duration_s:.0f} s of video), views {','.join(views)}, "
+        f"device {detector.device} ({kind}): **{total:.1f} s, {frames / total:.0f} frames/s**.",
+        "",
+        "| stage | calls | host time (s) | share of the run | GPU time (s) | ms a frame (host) |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in stages:
         gpu = times.gpu_s(name) if cuda else None
-        lines.append(f"| {name} | {times.calls[name]} | {times.wall[name]:.2f} | {times.wall[name] / total:.0%} | "
-                     f"{'-' if gpu is None else f'{gpu:.2f}'} | {times.wall[name] * 1000 / max(frames, 1):.3f} |")
+        lines.append(
+            f"| {name} | {times.calls[name]} | {times.wall[name]:.2f} | {times.wall[name] / total:.0%} | "
+            f"{'-' if gpu is None else f'{gpu:.2f}'} | {times.wall[name] * 1000 / max(frames, 1):.3f} |"
+        )
     rest = total - sum(times.wall[n] for n in stages)
     lines.append(f"| other (loop, progress, segments) | - | {rest:.2f} | {rest / total:.0%} | - | - |")
     if util:
         gpu_util = sum(u for u, _ in util) / len(util)
         dec_util = sum(d for _, d in util) / len(util)
-        lines += ["", f"NVML over the run: GPU busy {gpu_util:.0f}%, decoders busy {dec_util:.0f}% ({len(util)} samples)."]
+        lines += [
+            "",
+            f"NVML over the run: GPU busy {gpu_util:.0f}%, decoders busy {dec_util:.0f}% ({len(util)} samples).",
+        ]
 
     # the PyTorch profiler over a short stretch: which operators take the GPU's and the host's time
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=activities) as prof, FrameReader(args.video, device=detector.device, end_s=args.profile_s) as reader:
+    with (
+        profile(activities=activities) as prof,
+        FrameReader(args.video, device=detector.device, end_s=args.profile_s) as reader,
+    ):
         for batch in reader:
             detector.detect_batch(batch, views=views)
         if cuda:
             torch.cuda.synchronize()
     averages = prof.key_averages()
-    lines += ["", f"PyTorch profiler, the first {args.profile_s:g} s of video (decode and detect, no result building), "
-              f"top operators by {'GPU' if cuda else 'host'} time:", "",
-              "| operator | calls | self GPU ms | self host ms |", "|---|---|---|---|"]
+    lines += [
+        "",
+        f"PyTorch profiler, the first {args.profile_s:g} s of video (decode and detect, no result building), "
+        f"top operators by {'GPU' if cuda else 'host'} time:",
+        "",
+        "| operator | calls | self GPU ms | self host ms |",
+        "|---|---|---|---|",
+    ]
+
     def device_us(e) -> float:  # the attribute's name changed across PyTorch versions
         return getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0))
 

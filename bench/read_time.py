@@ -46,14 +46,28 @@ def main() -> int:
     err = errors(readings, truth)
     conf = np.array([r.confidence for r in readings])
     rd = np.array([r.readable for r in readings])
-    lines = [f"Held-out rendered set: {args.n} crops ({int(ok.sum())} readable, {int((~ok).sum())} unreadable by construction), "
-             f"weights {reader.sha256[:12]}, device {args.device}.", "",
-             "| set | exact | within 1 min | within 5 min | mean error (min) |", "|---|---|---|---|---|", accuracy_row("held-out", err[ok])]
-    for name, seed, split in (("held-out, another seed (54321)", 54321, "heldout"), ("eval family (any markers and hands, seed 777)", 777, "eval")):
+    lines = [
+        f"Held-out rendered set: {args.n} crops ({int(ok.sum())} readable, {int((~ok).sum())} unreadable by "
+        "construction), "
+        f"weights {reader.sha256[:12]}, device {args.device}.",
+        "",
+        "| set | exact | within 1 min | within 5 min | mean error (min) |",
+        "|---|---|---|---|---|",
+        accuracy_row("held-out", err[ok]),
+    ]
+    for name, seed, split in (
+        ("held-out, another seed (54321)", 54321, "heldout"),
+        ("eval family (any markers and hands, seed 777)", 777, "eval"),
+    ):
         other, other_truth, other_readable = heldout_set(args.n, seed=seed, split=split)
         lines.append(accuracy_row(name, errors(read_all(reader, other), other_truth)[other_readable == 1]))
-    lines += ["", "Accuracy (within 1 min, over crops kept) against coverage (crops kept / readable crops):", "",
-              "| keep when | threshold | coverage | within 1 min | unreadable crops kept |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Accuracy (within 1 min, over crops kept) against coverage (crops kept / readable crops):",
+        "",
+        "| keep when | threshold | coverage | within 1 min | unreadable crops kept |",
+        "|---|---|---|---|---|",
+    ]
     for name, score in (("readable >=", rd), ("confidence >=", conf)):
         for th in (0.0, 0.5, 0.7, 0.8, 0.9, 0.95):
             keep = score >= th
@@ -67,7 +81,7 @@ def main() -> int:
 
 
 def read_all(reader: ClockReader, crops: np.ndarray) -> list:
-    return [r for i in range(0, len(crops), 256) for r in reader.read(list(crops[i:i + 256]))]
+    return [r for i in range(0, len(crops), 256) for r in reader.read(list(crops[i : i + 256]))]
 
 
 def errors(readings: list, truth: np.ndarray) -> np.ndarray:
@@ -76,7 +90,9 @@ def errors(readings: list, truth: np.ndarray) -> np.ndarray:
 
 def accuracy_row(name: str, e: np.ndarray) -> str:
     """One row of the accuracy table from the errors (minutes) on the readable crops."""
-    return f"| {name}, readable | {(e == 0).mean():.3f} | {(e <= 1).mean():.3f} | {(e <= 5).mean():.3f} | {e.mean():.1f} |"
+    return (
+        f"| {name}, readable | {(e == 0).mean():.3f} | {(e <= 1).mean():.3f} | {(e <= 5).mean():.3f} | {e.mean():.1f} |"
+    )
 
 
 def sample_library(directory: str | None, reader: ClockReader) -> list[str]:
@@ -104,9 +120,16 @@ def sample_library(directory: str | None, reader: ClockReader) -> list[str]:
             err = circular_error(got.minutes, truth) if got else None
             within += err is not None and err <= 1
             total += 1
-            rows.append(f"| {spec.name} {clock.start_s:g}-{clock.end_s:g} s | {clock.hour}:{clock.minute:02d} | "
-                        f"{got.hhmm if got else 'unread'} | {err if err is not None else '-'} | {got.confidence if got else 0:.2f} |")
-    return [f"Sample library: {within} of {total} clocks read within 1 minute (one fused reading per segment).", "", *rows]
+            rows.append(
+                f"| {spec.name} {clock.start_s:g}-{clock.end_s:g} s | {clock.hour}:{clock.minute:02d} | "
+                f"{got.hhmm if got else 'unread'} | {err if err is not None else '-'} | "
+                f"{got.confidence if got else 0:.2f} |"
+            )
+    return [
+        f"Sample library: {within} of {total} clocks read within 1 minute (one fused reading per segment).",
+        "",
+        *rows,
+    ]
 
 
 if __name__ == "__main__":

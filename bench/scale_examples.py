@@ -46,10 +46,14 @@ def main() -> int:
             if not score_clip(item, result)["found"]:
                 continue
             best = max(result.frame_data, key=lambda f: f.best_score("clock"))
-            image = BoxAnnotator(show_time=False).annotate(frame_at(root / item.name, best.timestamp_s), best.detections)
+            image = BoxAnnotator(show_time=False).annotate(
+                frame_at(root / item.name, best.timestamp_s), best.detections
+            )
             tile = cv2.resize(image, TILE, interpolation=cv2.INTER_AREA)
             cv2.rectangle(tile, (0, 0), (TILE[0] - 1, 30), (0, 0, 0), -1)
-            cv2.putText(tile, f"{scale}: {item.name}", (8, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.putText(
+                tile, f"{scale}: {item.name}", (8, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA
+            )
             tiles.append(tile)
             print(f"{scale}: {item.name}, found after {tried} clip(s) tried")
             break

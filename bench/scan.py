@@ -26,7 +26,9 @@ from clockwork.timeline.pipeline import detect_video
 MODES = {"every frame": {"scan": False, "sample_fps": None}, "scan": {"scan": True}}
 
 
-def boundary_errors(found: list[tuple[float, float]], truth: list[tuple[float, float]]) -> tuple[float | None, int, int]:
+def boundary_errors(
+    found: list[tuple[float, float]], truth: list[tuple[float, float]]
+) -> tuple[float | None, int, int]:
     """(largest start or end difference over the truth intervals matched by overlap, missed, extra)."""
     worst, matched = None, set()
     missed = 0
@@ -45,7 +47,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--film", default=None, help="where the film is kept (rendered when missing; default var/film-<minutes>m-<seed>.mp4)")
+    ap.add_argument(
+        "--film",
+        default=None,
+        help="where the film is kept (rendered when missing; default var/film-<minutes>m-<seed>.mp4)",
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--views", default=",".join(DETECT.views))
     ap.add_argument("--modes", default=",".join(MODES))
@@ -71,23 +77,34 @@ def main() -> int:
         found_by[name] = found
         worst, missed, extra = boundary_errors(found, intervals)
         rows.append((name, result.frames_processed, wall, result.duration_s, worst, missed, extra, result.scan))
-    lines = [f"film: {film.name}, {truth['duration_s'] / 60:g} min at {truth['fps']} fps, {len(intervals)} clock intervals; "
-             f"device {detector.device}; views {','.join(views)}", "",
-             "| mode | frames examined | wall s | frames/s | video s per s | video h per device-h | worst boundary vs truth (s) | missed | extra |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"film: {film.name}, {truth['duration_s'] / 60:g} min at {truth['fps']} fps, {len(intervals)} clock intervals; "
+        f"device {detector.device}; views {','.join(views)}",
+        "",
+        "| mode | frames examined | wall s | frames/s | video s per s | video h per device-h | worst boundary vs "
+        "truth (s) | missed | extra |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, frames, wall, dur, worst, missed, extra, _ in rows:
-        lines.append(f"| {name} | {frames:,} | {wall:.1f} | {frames / wall:.1f} | {dur / wall:.2f} | {dur / wall:.1f} | "
-                     f"{'-' if worst is None else f'{worst:.3f}'} | {missed} | {extra} |")
+        lines.append(
+            f"| {name} | {frames:,} | {wall:.1f} | {frames / wall:.1f} | {dur / wall:.2f} | {dur / wall:.1f} | "
+            f"{'-' if worst is None else f'{worst:.3f}'} | {missed} | {extra} |"
+        )
     by = {r[0]: r for r in rows}
     if "scan" in by and "every frame" in by:
         worst, missed, extra = boundary_errors(found_by["scan"], found_by["every frame"])
-        lines += ["", f"scan examined {by['every frame'][1] / by['scan'][1]:.1f}x fewer frames and ran "
-                      f"{by['every frame'][2] / by['scan'][2]:.1f}x faster; its boundaries are within "
-                      f"{'-' if worst is None else f'{worst:.3f}'} s of every-frame mode's ({missed} missed, {extra} extra)."]
+        lines += [
+            "",
+            f"scan examined {by['every frame'][1] / by['scan'][1]:.1f}x fewer frames and ran "
+            f"{by['every frame'][2] / by['scan'][2]:.1f}x faster; its boundaries are within "
+            f"{'-' if worst is None else f'{worst:.3f}'} s of every-frame mode's ({missed} missed, {extra} extra).",
+        ]
     if "scan" in by and by["scan"][7]:
         scan = by["scan"][7]
-        lines.append(f"scan: {scan['frames_coarse']:,} coarse frames at {scan['coarse_fps']:g}/s, {scan['frames_refined']:,} "
-                     f"refined in {len(scan['refined'])} windows")
+        lines.append(
+            f"scan: {scan['frames_coarse']:,} coarse frames at {scan['coarse_fps']:g}/s, {scan['frames_refined']:,} "
+            f"refined in {len(scan['refined'])} windows"
+        )
     print("\n".join(lines))
     record(f"Scan against every frame, {truth['duration_s'] / 60:g}-minute film", lines)
     return 0

@@ -30,17 +30,31 @@ def version() -> str:
     except PackageNotFoundError:
         return "0"
 
+
 _EXPORTS = {
-    "ClockworkError": "clockwork.errors", "CorruptVideoError": "clockwork.errors", "FFmpegError": "clockwork.errors",
-    "ModelError": "clockwork.errors", "NoVideoStreamError": "clockwork.errors", "NotAVideoError": "clockwork.errors",
-    "VideoError": "clockwork.errors", "VideoNotFoundError": "clockwork.errors",
-    "Frame": "clockwork.video.decode", "VideoDecoder": "clockwork.video.decode", "VideoInfo": "clockwork.video.decode",
+    "ClockworkError": "clockwork.errors",
+    "CorruptVideoError": "clockwork.errors",
+    "FFmpegError": "clockwork.errors",
+    "ModelError": "clockwork.errors",
+    "NoVideoStreamError": "clockwork.errors",
+    "NotAVideoError": "clockwork.errors",
+    "VideoError": "clockwork.errors",
+    "VideoNotFoundError": "clockwork.errors",
+    "Frame": "clockwork.video.decode",
+    "VideoDecoder": "clockwork.video.decode",
+    "VideoInfo": "clockwork.video.decode",
     "probe": "clockwork.video.decode",
-    "FrameBatch": "clockwork.video.frames", "FrameReader": "clockwork.video.frames",
+    "FrameBatch": "clockwork.video.frames",
+    "FrameReader": "clockwork.video.frames",
     "Detector": "clockwork.detect.detector",
-    "Detection": "clockwork.timeline.result", "FrameDetections": "clockwork.timeline.result", "VideoResult": "clockwork.timeline.result",
-    "ResultBuilder": "clockwork.timeline.pipeline", "detect_video": "clockwork.timeline.pipeline",
-    "Segment": "clockwork.timeline.segments", "SegmentRules": "clockwork.timeline.segments", "build_segments": "clockwork.timeline.segments",
+    "Detection": "clockwork.timeline.result",
+    "FrameDetections": "clockwork.timeline.result",
+    "VideoResult": "clockwork.timeline.result",
+    "ResultBuilder": "clockwork.timeline.pipeline",
+    "detect_video": "clockwork.timeline.pipeline",
+    "Segment": "clockwork.timeline.segments",
+    "SegmentRules": "clockwork.timeline.segments",
+    "build_segments": "clockwork.timeline.segments",
 }
 
 __all__ = sorted(_EXPORTS)

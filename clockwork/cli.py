@@ -33,7 +33,6 @@ from clockwork.video.views import VIEW_NAMES, parse_views
 COMMANDS_GROUP = "clockwork.commands"
 
 
-
 def _number(text: str) -> float:
     try:
         return float(text)
@@ -53,23 +52,42 @@ def _options(args) -> DetectOptions:
     from dataclasses import replace
 
     try:
-        options = DetectOptions.resolve(scan=args.scan, sample_fps=args.sample_fps, labels=args.labels,
-                                        min_score=args.min_score, views=parse_views(args.views), read_time=args.read_time,
-                                        multiscale_fps=args.multiscale_fps)
+        options = DetectOptions.resolve(
+            scan=args.scan,
+            sample_fps=args.sample_fps,
+            labels=args.labels,
+            min_score=args.min_score,
+            views=parse_views(args.views),
+            read_time=args.read_time,
+            multiscale_fps=args.multiscale_fps,
+        )
     except ValueError as exc:
         raise ValueError(f"--scan with --sample-fps: {exc}" if "scan chooses" in str(exc) else str(exc)) from None
     return replace(options, labels=None) if args.labels is None else options  # --labels all: every class
 
 
 def _mode_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scan", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"coarse-to-fine: detect {DETECT.scan_fps:g} frames a second, then every frame where a clock appears or "
-                        f"disappears (default: on, unless --sample-fps is given)")
-    p.add_argument("--sample-fps", type=_rate, default=None,
-                   help=f"without a scan: detect N frames a second; 0: every frame (default: {DETECT.sample_fps or 0:g} with --no-scan)")
-    p.add_argument("--multiscale-fps", type=_rate, default=DETECT.multiscale_fps,
-                   help="where every frame is examined (every frame, a scan's refined windows), the views after the first run on "
-                        f"N frames a second; 0: on every frame (default: {DETECT.multiscale_fps or 0:g})")
+    p.add_argument(
+        "--scan",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"coarse-to-fine: detect {DETECT.scan_fps:g} frames a second, then every frame where a clock appears or "
+        f"disappears (default: on, unless --sample-fps is given)",
+    )
+    p.add_argument(
+        "--sample-fps",
+        type=_rate,
+        default=None,
+        help=f"without a scan: detect N frames a second; 0: every frame (default: {DETECT.sample_fps or 0:g} with "
+        "--no-scan)",
+    )
+    p.add_argument(
+        "--multiscale-fps",
+        type=_rate,
+        default=DETECT.multiscale_fps,
+        help="where every frame is examined (every frame, a scan's refined windows), the views after the first run on "
+        f"N frames a second; 0: on every frame (default: {DETECT.multiscale_fps or 0:g})",
+    )
 
 
 def _score(text: str) -> float:
@@ -80,13 +98,17 @@ def _score(text: str) -> float:
 
 
 def summary(result) -> str:
-    lines = [f"{result.video_file}: {result.width}x{result.height} @ {result.fps:.3f} fps, "
-             f"{result.duration_s:.2f} s, {result.frames_processed}/{result.frames_total} frames processed, "
-             f"{len(result.segments)} segment(s)"]
+    lines = [
+        f"{result.video_file}: {result.width}x{result.height} @ {result.fps:.3f} fps, "
+        f"{result.duration_s:.2f} s, {result.frames_processed}/{result.frames_total} frames processed, "
+        f"{len(result.segments)} segment(s)"
+    ]
     for seg in result.segments:
         shows = f", shows {seg.clock_time.hhmm} (confidence {seg.clock_time.confidence:.2f})" if seg.clock_time else ""
-        lines.append(f"  {seg.label:<10} {hms(seg.start_s)} -> {hms(seg.end_s)}  "
-                     f"({seg.duration_s:.2f} s, {seg.frames} frames, max score {seg.max_score:.2f}{shows})")
+        lines.append(
+            f"  {seg.label:<10} {hms(seg.start_s)} -> {hms(seg.end_s)}  "
+            f"({seg.duration_s:.2f} s, {seg.frames} frames, max score {seg.max_score:.2f}{shows})"
+        )
     return "\n".join(lines)
 
 
@@ -137,7 +159,10 @@ def cmd_annotate(args) -> int:
         finally:
             progress.close()
     out = annotate_video(args.video, result, args.out)
-    print(f"wrote {out} ({len(result.segments)} segment(s), {sum(1 for f in result.frame_data if f.detections)} frames with boxes)")
+    print(
+        f"wrote {out} ({len(result.segments)} segment(s), {sum(1 for f in result.frame_data if f.detections)} frames "
+        "with boxes)"
+    )
     return 0
 
 
@@ -147,13 +172,23 @@ def cmd_submit(args) -> int:
 
     token = args.token_file.read_text().strip() if args.token_file else settings.api_token()
     client = Client(args.url, token)
-    fields = {"postback_url": args.postback_url, "labels": args.labels, "min_score": args.min_score,
-              "sample_fps": args.sample_fps, "scan": args.scan, "views": args.views.split(",") if args.views else None,
-              "read_time": args.read_time}
+    fields = {
+        "postback_url": args.postback_url,
+        "labels": args.labels,
+        "min_score": args.min_score,
+        "sample_fps": args.sample_fps,
+        "scan": args.scan,
+        "views": args.views.split(",") if args.views else None,
+        "read_time": args.read_time,
+    }
     try:
         job = client.submit(args.video, idempotency_key=args.idempotency_key, **fields)
-        print(f"job {job['job_id']} {job['status']}: {args.url.rstrip('/')}{job['status_url']}" if job["status_url"].startswith("/")
-              else f"job {job['job_id']} {job['status']}: {job['status_url']}", flush=True)
+        print(
+            f"job {job['job_id']} {job['status']}: {args.url.rstrip('/')}{job['status_url']}"
+            if job["status_url"].startswith("/")
+            else f"job {job['job_id']} {job['status']}: {job['status_url']}",
+            flush=True,
+        )
         if not args.wait:
             return 0
         progress = None
@@ -169,8 +204,10 @@ def cmd_submit(args) -> int:
         if progress is not None:
             progress.close()
     except ApiUnreachable as exc:
-        print(f"clockwork: error: {exc.message}; is `clockwork serve` running there? --url names another address",
-              file=sys.stderr)
+        print(
+            f"clockwork: error: {exc.message}; is `clockwork serve` running there? --url names another address",
+            file=sys.stderr,
+        )
         return 2
     except ApiError as exc:
         print(f"clockwork: error: {exc.message} (HTTP {exc.status})", file=sys.stderr)
@@ -201,66 +238,117 @@ def cmd_fetch_model(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clockwork", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="clockwork", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("detect", help="find objects in one video",
-                       epilog="example: clockwork detect film.mp4 --labels clock --min-score 0.5 --json -")
+    p = sub.add_parser(
+        "detect",
+        help="find objects in one video",
+        epilog="example: clockwork detect film.mp4 --labels clock --min-score 0.5 --json -",
+    )
     p.add_argument("video")
-    p.add_argument("--labels", nargs="+", default=list(DETECT.labels),
-                   help=f"class names to keep (default: {' '.join(DETECT.labels)}); 'all' keeps every class")
+    p.add_argument(
+        "--labels",
+        nargs="+",
+        default=list(DETECT.labels),
+        help=f"class names to keep (default: {' '.join(DETECT.labels)}); 'all' keeps every class",
+    )
     p.add_argument("--min-score", type=_score, default=DETECT.min_score, help=f"default: {DETECT.min_score}")
     _mode_arguments(p)
-    p.add_argument("--views", default=",".join(DETECT.views),
-                   help=f"views of each frame the model sees, comma-separated from {', '.join(VIEW_NAMES)} "
-                        f"(default: {','.join(DETECT.views)})")
-    p.add_argument("--read-time", action=argparse.BooleanOptionalAction, default=DETECT.read_time,
-                   help=f"read the time each clock shows, {DETECT.read_fps:g} times a second of a segment, and fuse one reading per "
-                        "segment; a clock never readable makes no segment (--no-read-time keeps every clock found, unread; "
-                        f"default: {DETECT.read_time})")
+    p.add_argument(
+        "--views",
+        default=",".join(DETECT.views),
+        help=f"views of each frame the model sees, comma-separated from {', '.join(VIEW_NAMES)} "
+        f"(default: {','.join(DETECT.views)})",
+    )
+    p.add_argument(
+        "--read-time",
+        action=argparse.BooleanOptionalAction,
+        default=DETECT.read_time,
+        help=f"read the time each clock shows, {DETECT.read_fps:g} times a second of a segment, and fuse one reading "
+        "per "
+        "segment; a clock never readable makes no segment (--no-read-time keeps every clock found, unread; "
+        f"default: {DETECT.read_time})",
+    )
     p.add_argument("--json", metavar="OUT|-", help="write the result JSON to OUT, or to stdout with -")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--cfg", help="darknet cfg of another model (default: embedded YOLOv3-tiny)")
     p.add_argument("--weights", help="darknet weights matching --cfg")
     p.add_argument("--names", help="class names file matching --cfg")
-    p.add_argument("--head", default=DETECT.head or "none", metavar="clock|none|FILE",
-                   help="fine-tuned detection heads over the model: clock (the embedded clock head), none (COCO's own) or a "
-                        "file from python -m clockwork.training.train_detector --export (docs/DETECTOR.md); a head finds only its labels "
-                        f"(default: {DETECT.head or 'none'})")
+    p.add_argument(
+        "--head",
+        default=DETECT.head or "none",
+        metavar="clock|none|FILE",
+        help="fine-tuned detection heads over the model: clock (the embedded clock head), none (COCO's own) or a "
+        "file from python -m clockwork.training.train_detector --export (docs/DETECTOR.md); a head finds only its "
+        "labels "
+        f"(default: {DETECT.head or 'none'})",
+    )
     p.set_defaults(func=cmd_detect)
 
-    p = sub.add_parser("annotate", help="draw the detections on a video (an .mp4) or on its frames (a folder of JPEGs)",
-                       epilog="examples: clockwork annotate film.mp4 --out annotated.mp4\n"
-                              "          clockwork annotate film.mp4 --result result.json --out frames/",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "annotate",
+        help="draw the detections on a video (an .mp4) or on its frames (a folder of JPEGs)",
+        epilog="examples: clockwork annotate film.mp4 --out annotated.mp4\n"
+        "          clockwork annotate film.mp4 --result result.json --out frames/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("video")
-    p.add_argument("--out", required=True, help="an .mp4 file (every frame, boxes drawn), or a folder (frames with boxes as JPEGs)")
+    p.add_argument(
+        "--out", required=True, help="an .mp4 file (every frame, boxes drawn), or a folder (frames with boxes as JPEGs)"
+    )
     p.add_argument("--result", help="a result JSON from `clockwork detect --json` (default: detect now)")
-    p.add_argument("--labels", nargs="+", default=list(DETECT.labels), help=f"when detecting (default: {' '.join(DETECT.labels)})")
-    p.add_argument("--min-score", type=_score, default=DETECT.min_score, help=f"when detecting (default: {DETECT.min_score})")
+    p.add_argument(
+        "--labels", nargs="+", default=list(DETECT.labels), help=f"when detecting (default: {' '.join(DETECT.labels)})"
+    )
+    p.add_argument(
+        "--min-score", type=_score, default=DETECT.min_score, help=f"when detecting (default: {DETECT.min_score})"
+    )
     _mode_arguments(p)
-    p.add_argument("--views", default=",".join(DETECT.views), help=f"when detecting (default: {','.join(DETECT.views)})")
-    p.add_argument("--read-time", action=argparse.BooleanOptionalAction, default=DETECT.read_time,
-                   help=f"when detecting: read the clocks' time and print it by each box (default: {DETECT.read_time})")
+    p.add_argument(
+        "--views", default=",".join(DETECT.views), help=f"when detecting (default: {','.join(DETECT.views)})"
+    )
+    p.add_argument(
+        "--read-time",
+        action=argparse.BooleanOptionalAction,
+        default=DETECT.read_time,
+        help=f"when detecting: read the clocks' time and print it by each box (default: {DETECT.read_time})",
+    )
     p.set_defaults(func=cmd_annotate)
 
-    p = sub.add_parser("submit", help="send a video to a running API and, with --wait, follow it to its result",
-                       epilog="example: clockwork submit clock_moving_360p25.mp4 --url http://127.0.0.1:8000 --wait")
+    p = sub.add_parser(
+        "submit",
+        help="send a video to a running API and, with --wait, follow it to its result",
+        epilog="example: clockwork submit clock_moving_360p25.mp4 --url http://127.0.0.1:8000 --wait",
+    )
     p.add_argument("video", help="the file name as the server knows it (relative to one of its media roots)")
     p.add_argument("--url", default="http://127.0.0.1:8000", help="the API's base URL (default: %(default)s)")
-    p.add_argument("--token-file", type=Path, help="a file holding the API token (default: $CLOCKWORK_API_TOKEN, if set)")
+    p.add_argument(
+        "--token-file", type=Path, help="a file holding the API token (default: $CLOCKWORK_API_TOKEN, if set)"
+    )
     p.add_argument("--wait", action="store_true", help="poll until the job ends, print progress and the segments found")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits (default: %(default)s)")
     p.add_argument("--postback-url", help="where the server posts the result (default: none; the job is polled)")
     p.add_argument("--labels", nargs="+", help="default: the server's")
     p.add_argument("--min-score", type=_score, help="default: the server's")
     p.add_argument("--sample-fps", type=float, help="0: every frame (default: the server's)")
-    p.add_argument("--scan", action=argparse.BooleanOptionalAction, default=None, help="coarse-to-fine scan (default: the server's)")
+    p.add_argument(
+        "--scan",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="coarse-to-fine scan (default: the server's)",
+    )
     p.add_argument("--views", help=f"comma-separated from {', '.join(VIEW_NAMES)} (default: the server's)")
-    p.add_argument("--read-time", action=argparse.BooleanOptionalAction, default=None,
-                   help="read the time the clocks show (default: the server's)")
+    p.add_argument(
+        "--read-time",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="read the time the clocks show (default: the server's)",
+    )
     p.add_argument("--idempotency-key", help="the same key returns the same job")
     p.set_defaults(func=cmd_submit)
 
@@ -280,7 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if getattr(args, "labels", None) == ["all"]:
         args.labels = None
     try:

@@ -30,7 +30,11 @@ class ApiUnreachable(ApiError):
     """Nothing answered at the base URL (no server there, or a wrong port)."""
 
     def __init__(self, base_url: str, cause: Exception):
-        reason = type(cause.args[0]).__name__ if cause.args and isinstance(cause.args[0], Exception) else type(cause).__name__
+        reason = (
+            type(cause.args[0]).__name__
+            if cause.args and isinstance(cause.args[0], Exception)
+            else type(cause).__name__
+        )
         super().__init__(0, f"cannot reach the API at {base_url} ({reason})")
         self.base_url = base_url
 

@@ -77,4 +77,6 @@ def unknown_label_message(label: str, known: list[str]) -> str:
 
     close = difflib.get_close_matches(label, known, n=3, cutoff=0.6)
     hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-    return f"Unknown label {label!r}{hint}. Supported values are the model's class names, e.g. {', '.join(known[:5])}, ..."
+    return (
+        f"Unknown label {label!r}{hint}. Supported values are the model's class names, e.g. {', '.join(known[:5])}, ..."
+    )

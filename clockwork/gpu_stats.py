@@ -31,5 +31,10 @@ class GpuStats:
                     mine = int(proc.usedGpuMemory)
         except nv.NVMLError:
             pass
-        return {"gpu_util": float(util.gpu), "dec_util": float(dec), "mem_used": float(mem.used),
-                "mem_total": float(mem.total), "process_mem": float(mine)}
+        return {
+            "gpu_util": float(util.gpu),
+            "dec_util": float(dec),
+            "mem_used": float(mem.used),
+            "mem_total": float(mem.total),
+            "process_mem": float(mine),
+        }

@@ -45,8 +45,13 @@ class Progress:
         if self.stream.isatty() and total_s >= LONG_STAGE_S:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=round(total_s, 1), unit="video s", desc=f"{self.name} ({stage})", file=self.stream,
-                            bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} video s [{elapsed}<{remaining}, {rate_fmt}]")
+            self.bar = tqdm(
+                total=round(total_s, 1),
+                unit="video s",
+                desc=f"{self.name} ({stage})",
+                file=self.stream,
+                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} video s [{elapsed}<{remaining}, {rate_fmt}]",
+            )
 
     def __call__(self, done_s: float, total_s: float, stage: str) -> None:
         if stage != self.stage:
@@ -66,8 +71,9 @@ class Progress:
         rate = done_s / elapsed_s if elapsed_s > 0 else 0.0
         eta = hms((self.total_s - done_s) / rate)[:8] if rate > 0 and self.total_s > done_s else "00:00:00"
         pct = f" ({100 * done_s / self.total_s:.0f}%)" if self.total_s else ""
-        return (f"{self.name} ({self.stage}): {done_s:.1f}/{self.total_s:.1f} video s{pct}, "
-                f"{rate:.1f} video s/s, ETA {eta}")
+        return (
+            f"{self.name} ({self.stage}): {done_s:.1f}/{self.total_s:.1f} video s{pct}, {rate:.1f} video s/s, ETA {eta}"
+        )
 
     def close(self) -> None:
         if self.bar is not None:

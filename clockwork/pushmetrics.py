@@ -19,14 +19,23 @@ class JobMetrics:
         self.job = job
         self.url = settings.pushgateway_url() or ""
         self.registry = CollectorRegistry()
-        self.items = Counter("clockwork_job_items_total", "Items a batch job handled, by kind and outcome.",
-                             ("kind", "outcome"), registry=self.registry)
-        self.seconds = Gauge("clockwork_job_duration_seconds", "Wall time of the last run of a batch job.",
-                             registry=self.registry)
-        self.last_success = Gauge("clockwork_job_last_success_unixtime", "When the job last finished without failures.",
-                                  registry=self.registry)
-        self.output_seconds = Gauge("clockwork_job_output_duration_seconds", "Seconds of video the job produced.",
-                                    registry=self.registry)
+        self.items = Counter(
+            "clockwork_job_items_total",
+            "Items a batch job handled, by kind and outcome.",
+            ("kind", "outcome"),
+            registry=self.registry,
+        )
+        self.seconds = Gauge(
+            "clockwork_job_duration_seconds", "Wall time of the last run of a batch job.", registry=self.registry
+        )
+        self.last_success = Gauge(
+            "clockwork_job_last_success_unixtime",
+            "When the job last finished without failures.",
+            registry=self.registry,
+        )
+        self.output_seconds = Gauge(
+            "clockwork_job_output_duration_seconds", "Seconds of video the job produced.", registry=self.registry
+        )
         self._t0 = time.time()
 
     def count(self, kind: str, outcome: str, n: int = 1) -> None:

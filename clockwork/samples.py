@@ -52,20 +52,70 @@ class ClipSpec:
 
 GRADIENT = "gradients=s={w}x{h}:r={r}:d={d}:speed=0.015:seed=7"
 SAMPLES: tuple[ClipSpec, ...] = (
-    ClipSpec("clock_static_720p30.mp4", 1280, 720, "30", 6.0, GRADIENT, True,
-             (ClockSpec(1.0, 4.0, 260, "(W-w)/2", "(H-h)/2", 10, 10),)),
-    ClipSpec("clock_moving_360p25.mp4", 640, 360, "25", 8.0, GRADIENT, False,
-             (ClockSpec(0.5, 3.0, 130, "40+(t-0.5)*120", "60", 10, 12), ClockSpec(5.0, 7.0, 150, "420", "(H-h)/2", 10, 15))),
-    ClipSpec("clock_portrait_2997.mp4", 360, 640, "30000/1001", 5.0, GRADIENT, True,
-             (ClockSpec(1.5, 4.0, 200, "(W-w)/2", "200", 10, 11),), portrait_by_rotation=True),
-    ClipSpec("clock_60fps_480p.mp4", 640, 480, "60", 4.0, GRADIENT, False,
-             (ClockSpec(0.5, 2.5, 180, "100+(t-0.5)*60", "(H-h)/2", 10, 13),)),
+    ClipSpec(
+        "clock_static_720p30.mp4",
+        1280,
+        720,
+        "30",
+        6.0,
+        GRADIENT,
+        True,
+        (ClockSpec(1.0, 4.0, 260, "(W-w)/2", "(H-h)/2", 10, 10),),
+    ),
+    ClipSpec(
+        "clock_moving_360p25.mp4",
+        640,
+        360,
+        "25",
+        8.0,
+        GRADIENT,
+        False,
+        (ClockSpec(0.5, 3.0, 130, "40+(t-0.5)*120", "60", 10, 12), ClockSpec(5.0, 7.0, 150, "420", "(H-h)/2", 10, 15)),
+    ),
+    ClipSpec(
+        "clock_portrait_2997.mp4",
+        360,
+        640,
+        "30000/1001",
+        5.0,
+        GRADIENT,
+        True,
+        (ClockSpec(1.5, 4.0, 200, "(W-w)/2", "200", 10, 11),),
+        portrait_by_rotation=True,
+    ),
+    ClipSpec(
+        "clock_60fps_480p.mp4",
+        640,
+        480,
+        "60",
+        4.0,
+        GRADIENT,
+        False,
+        (ClockSpec(0.5, 2.5, 180, "100+(t-0.5)*60", "(H-h)/2", 10, 13),),
+    ),
     ClipSpec("distractor_fractal_30.mp4", 640, 360, "30", 4.0, "mandelbrot=s={w}x{h}:r={r}", True),
-    ClipSpec("distractor_life_25.mp4", 480, 272, "25", 4.0,
-             # a fixed grid (one the default finds no clock on), so every render is the same clip; bench.life measures random ones
-             "life=s={w}x{h}:r={r}:mold=10:ratio=0.1:death_color=#204060:life_color=#c0a040:seed=3", False),
-    ClipSpec("clock_static_720p30_reupload.mp4", 960, 540, "30", 6.0, "", True,
-             (ClockSpec(1.0, 4.0, 0, "", ""),), duplicate_of="clock_static_720p30.mp4"),
+    ClipSpec(
+        "distractor_life_25.mp4",
+        480,
+        272,
+        "25",
+        4.0,
+        # a fixed grid (one the default finds no clock on), so every render is the same clip; bench.life measures random
+        # ones
+        "life=s={w}x{h}:r={r}:mold=10:ratio=0.1:death_color=#204060:life_color=#c0a040:seed=3",
+        False,
+    ),
+    ClipSpec(
+        "clock_static_720p30_reupload.mp4",
+        960,
+        540,
+        "30",
+        6.0,
+        "",
+        True,
+        (ClockSpec(1.0, 4.0, 0, "", ""),),
+        duplicate_of="clock_static_720p30.mp4",
+    ),
 )
 
 
@@ -88,11 +138,33 @@ def draw_clock(diameter: int, hour: int = 10, minute: int = 10) -> np.ndarray:
         a = math.radians(n * 30)
         tx, ty = int(c + math.sin(a) * r * 0.62), int(c - math.cos(a) * r * 0.62)
         (tw, th), _ = cv2.getTextSize(str(n), cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, int(2 * scale)))
-        cv2.putText(img, str(n), (tx - tw // 2, ty + th // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20, 255),
-                    max(1, int(2 * scale)), cv2.LINE_AA)
+        cv2.putText(
+            img,
+            str(n),
+            (tx - tw // 2, ty + th // 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (20, 20, 20, 255),
+            max(1, int(2 * scale)),
+            cv2.LINE_AA,
+        )
     ha, ma = math.radians((hour % 12) * 30 + minute * 0.5), math.radians(minute * 6)
-    cv2.line(img, (c, c), (int(c + math.sin(ha) * r * 0.45), int(c - math.cos(ha) * r * 0.45)), (10, 10, 10, 255), max(2, d // 30), cv2.LINE_AA)
-    cv2.line(img, (c, c), (int(c + math.sin(ma) * r * 0.7), int(c - math.cos(ma) * r * 0.7)), (10, 10, 10, 255), max(2, d // 45), cv2.LINE_AA)
+    cv2.line(
+        img,
+        (c, c),
+        (int(c + math.sin(ha) * r * 0.45), int(c - math.cos(ha) * r * 0.45)),
+        (10, 10, 10, 255),
+        max(2, d // 30),
+        cv2.LINE_AA,
+    )
+    cv2.line(
+        img,
+        (c, c),
+        (int(c + math.sin(ma) * r * 0.7), int(c - math.cos(ma) * r * 0.7)),
+        (10, 10, 10, 255),
+        max(2, d // 45),
+        cv2.LINE_AA,
+    )
     cv2.circle(img, (c, c), max(2, d // 40), (200, 30, 30, 255), -1)
     return img
 
@@ -101,9 +173,31 @@ def _render(spec: ClipSpec, out: Path, tmp: Path) -> None:
     d = f"{spec.duration_s:g}"
     if spec.duplicate_of:
         source = out.parent / spec.duplicate_of
-        ffmpeg.run(["-y", "-i", str(source), "-vf", f"scale={spec.width}:{spec.height}", "-c:v", "libx264",
-                    "-preset", "veryfast", "-crf", "30", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k",
-                    "-movflags", "+faststart", str(out)], what=f"rendering {out.name}")
+        ffmpeg.run(
+            [
+                "-y",
+                "-i",
+                str(source),
+                "-vf",
+                f"scale={spec.width}:{spec.height}",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-crf",
+                "30",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "96k",
+                "-movflags",
+                "+faststart",
+                str(out),
+            ],
+            what=f"rendering {out.name}",
+        )
         return
     inputs = ["-f", "lavfi", "-i", spec.background.format(w=spec.width, h=spec.height, r=spec.fps, d=d)]
     chain, last = [], "0:v"
@@ -111,7 +205,9 @@ def _render(spec: ClipSpec, out: Path, tmp: Path) -> None:
         png = tmp / f"{out.stem}-clock{i}.png"
         cv2.imwrite(str(png), cv2.cvtColor(draw_clock(clock.size, clock.hour, clock.minute), cv2.COLOR_RGBA2BGRA))
         inputs += ["-loop", "1", "-framerate", spec.fps, "-t", d, "-i", str(png)]
-        chain.append(f"[{last}][{i}:v]overlay=x='{clock.x}':y='{clock.y}':enable='between(t,{clock.start_s},{clock.end_s})'[v{i}]")
+        chain.append(
+            f"[{last}][{i}:v]overlay=x='{clock.x}':y='{clock.y}':enable='between(t,{clock.start_s},{clock.end_s})'[v{i}]"
+        )
         last = f"v{i}"
     if spec.portrait_by_rotation:
         chain.append(f"[{last}]transpose=clock[vt]")
@@ -122,13 +218,50 @@ def _render(spec: ClipSpec, out: Path, tmp: Path) -> None:
         inputs += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={d}"]
         audio_map = ["-map", f"{len(spec.clocks) + 1}:a", "-c:a", "aac", "-b:a", "96k"]
     target = tmp / out.name if spec.portrait_by_rotation else out
-    ffmpeg.run(["-y", *inputs, "-filter_complex", ";".join(chain), "-map", "[vout]", *audio_map,
-                "-t", d, "-r", spec.fps, "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
-                "-g", "48", "-movflags", "+faststart", str(target)], what=f"rendering {out.name}")
+    ffmpeg.run(
+        [
+            "-y",
+            *inputs,
+            "-filter_complex",
+            ";".join(chain),
+            "-map",
+            "[vout]",
+            *audio_map,
+            "-t",
+            d,
+            "-r",
+            spec.fps,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "23",
+            "-g",
+            "48",
+            "-movflags",
+            "+faststart",
+            str(target),
+        ],
+        what=f"rendering {out.name}",
+    )
     if spec.portrait_by_rotation:
         # ffmpeg 5.1 turns the legacy "rotate" tag into a display matrix on stream copy.
-        ffmpeg.run(["-y", "-i", str(target), "-c", "copy", "-metadata:s:v:0", "rotate=90",
-                    "-movflags", "+faststart", str(out)], what=f"tagging {out.name}")
+        ffmpeg.run(
+            [
+                "-y",
+                "-i",
+                str(target),
+                "-c",
+                "copy",
+                "-metadata:s:v:0",
+                "rotate=90",
+                "-movflags",
+                "+faststart",
+                str(out),
+            ],
+            what=f"tagging {out.name}",
+        )
 
 
 def manifest_entry(spec: ClipSpec) -> dict:
@@ -136,8 +269,12 @@ def manifest_entry(spec: ClipSpec) -> dict:
     if spec.duplicate_of:
         clocks = next(s for s in SAMPLES if s.name == spec.duplicate_of).clocks
     return {
-        "width": spec.width, "height": spec.height, "fps": spec.fps, "duration_s": spec.duration_s,
-        "audio": spec.audio, "rotation": 90 if spec.portrait_by_rotation else 0,
+        "width": spec.width,
+        "height": spec.height,
+        "fps": spec.fps,
+        "duration_s": spec.duration_s,
+        "audio": spec.audio,
+        "rotation": 90 if spec.portrait_by_rotation else 0,
         "duplicate_of": spec.duplicate_of,
         "clock_intervals": [[c.start_s, c.end_s] for c in clocks],
         "clock_times": [f"{c.hour}:{c.minute:02d}" for c in clocks],
@@ -156,7 +293,9 @@ def write_samples(directory: str | Path, *, force: bool = False) -> Path:
     with tempfile.TemporaryDirectory(prefix="clockwork-samples-") as tmp:
         for spec in SAMPLES:
             out = directory / spec.name
-            if force or not out.exists() or before.get(spec.name) != manifest_entry(spec):  # missing or made to another spec
+            if (
+                force or not out.exists() or before.get(spec.name) != manifest_entry(spec)
+            ):  # missing or made to another spec
                 part = directory / f".{spec.name}.part.mp4"
                 _render(spec, part, Path(tmp))
                 part.replace(out)
@@ -187,8 +326,17 @@ def film_plan(minutes: float, *, seed: int = 0, width: int = 1280, height: int =
     faces = []
     for k, (hour, minute) in enumerate(FILM_FACES):
         size = rng.choice((110, 160, 220, 300, min(height - 40, 520)))
-        faces.append({"hour": hour, "minute": minute, "size": size,
-                      "x": rng.randrange(0, width - size), "y": rng.randrange(0, height - size), "windows": [], "k": k})
+        faces.append(
+            {
+                "hour": hour,
+                "minute": minute,
+                "size": size,
+                "x": rng.randrange(0, width - size),
+                "y": rng.randrange(0, height - size),
+                "windows": [],
+                "k": k,
+            }
+        )
     t = rng.uniform(5.0, 30.0)
     while True:
         length = rng.uniform(3.0, 20.0)
@@ -199,7 +347,9 @@ def film_plan(minutes: float, *, seed: int = 0, width: int = 1280, height: int =
     return faces
 
 
-def write_film(out: str | Path, minutes: float, *, seed: int = 0, width: int = 1280, height: int = 720, fps: int = 25) -> dict:
+def write_film(
+    out: str | Path, minutes: float, *, seed: int = 0, width: int = 1280, height: int = 720, fps: int = 25
+) -> dict:
     """Render a ``minutes``-long H.264 film (a slowly moving gradient, no audio) with the clocks of
     :func:`film_plan`, and return its truth: ``{"duration_s", "fps", "clock_intervals": [[a, b], ...]}``."""
     out = Path(out)
@@ -210,7 +360,9 @@ def write_film(out: str | Path, minutes: float, *, seed: int = 0, width: int = 1
         chain, last = [], "0:v"
         for i, face in enumerate(faces, start=1):
             png = Path(tmp) / f"clock{i}.png"
-            cv2.imwrite(str(png), cv2.cvtColor(draw_clock(face["size"], face["hour"], face["minute"]), cv2.COLOR_RGBA2BGRA))
+            cv2.imwrite(
+                str(png), cv2.cvtColor(draw_clock(face["size"], face["hour"], face["minute"]), cv2.COLOR_RGBA2BGRA)
+            )
             inputs += ["-i", str(png)]
             enable = "+".join(f"between(t,{a},{b})" for a, b in face["windows"])
             chain.append(f"[{i}:v]loop=loop=-1:size=1,setpts=N/{fps}/TB[c{i}]")
@@ -218,10 +370,37 @@ def write_film(out: str | Path, minutes: float, *, seed: int = 0, width: int = 1
             last = f"v{i}"
         chain.append(f"[{last}]format=yuv420p[vout]")
         part = out.with_name(f".{out.name}.part.mp4")
-        ffmpeg.run(["-y", *inputs, "-filter_complex", ";".join(chain), "-map", "[vout]", "-t", d, "-r", str(fps),
-                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-g", str(fps * 4), "-movflags", "+faststart",
-                    str(part)], what=f"rendering {out.name}")
+        ffmpeg.run(
+            [
+                "-y",
+                *inputs,
+                "-filter_complex",
+                ";".join(chain),
+                "-map",
+                "[vout]",
+                "-t",
+                d,
+                "-r",
+                str(fps),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-crf",
+                "26",
+                "-g",
+                str(fps * 4),
+                "-movflags",
+                "+faststart",
+                str(part),
+            ],
+            what=f"rendering {out.name}",
+        )
         part.replace(out)
     intervals = sorted(w for f in faces for w in f["windows"])
-    return {"duration_s": minutes * 60.0, "fps": fps, "clock_intervals": [list(w) for w in intervals],
-            "faces": [{k: v for k, v in f.items() if k != "k"} for f in faces]}
+    return {
+        "duration_s": minutes * 60.0,
+        "fps": fps,
+        "clock_intervals": [list(w) for w in intervals],
+        "faces": [{k: v for k, v in f.items() if k != "k"} for f in faces],
+    }

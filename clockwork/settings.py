@@ -27,6 +27,7 @@ _MISSING = object()
 
 CLOCK_LABEL = "clock"  # the first target; the result's legacy fields has_clock/clock_frames count it
 
+
 @dataclass(frozen=True)
 class DetectDefaults:
     """What a detection run does when the caller says nothing."""
@@ -56,7 +57,8 @@ class DetectDefaults:
     multiscale_fps: float | None = 5.0
     # Hysteresis: a segment goes on through frames whose best score is at least hold_ratio x min_score.
     hold_ratio: float = 0.6
-    # Reading the time: each clock's dial read read_fps times a second (clockwork.timeread.reader), one fused reading per
+    # Reading the time: each clock's dial read read_fps times a second (clockwork.timeread.reader), one fused reading
+    # per
     # segment. It also checks what was found: a clock track read at least once and never readable (at
     # readable_threshold) makes no segment (clockwork.timeline.pipeline.drop_unreadable_tracks): the emblems, moons and
     # wheels the clock head fired on read as unreadable, every clock of the evaluation sets as readable
@@ -140,20 +142,25 @@ CLIPS = ClipDefaults()
 
 ENVIRONMENT: dict[str, str] = {
     "CLOCKWORK_MODEL_DIR": "where the default model is kept (default ~/.cache/clockwork/models)",
-    "CLOCKWORK_DATA_DIR": "where the catalog and other state live (default $XDG_DATA_HOME/clockwork, else ~/.local/share/clockwork)",
+    "CLOCKWORK_DATA_DIR": "where the catalog and other state live (default $XDG_DATA_HOME/clockwork, else "
+    "~/.local/share/clockwork)",
     "XDG_DATA_HOME": "read, never set: the user data folder CLOCKWORK_DATA_DIR defaults under",
     "CLOCKWORK_DATABASE_URL": "SQLAlchemy URL of the catalog (default sqlite in CLOCKWORK_DATA_DIR)",
     "CLOCKWORK_MEDIA_ROOTS": "colon-separated directories the API may read videos from",
     "CLOCKWORK_POSTBACK_SECRET": "HMAC-SHA256 key that signs postbacks",
-    "CLOCKWORK_API_TOKEN": "bearer token the API requires (all but the probes /healthz and /readyz and the contract /openapi.json and /docs)",
-    "CLOCKWORK_POSTBACK_ALLOW": "comma-separated CIDRs or host names postbacks may go to (e.g. 127.0.0.0/8 for a local receiver)",
+    "CLOCKWORK_API_TOKEN": "bearer token the API requires (all but the probes /healthz and /readyz and the contract "
+    "/openapi.json and /docs)",
+    "CLOCKWORK_POSTBACK_ALLOW": "comma-separated CIDRs or host names postbacks may go to (e.g. 127.0.0.0/8 for a "
+    "local receiver)",
     "CLOCKWORK_FFMPEG": "the ffmpeg binary (default: ffmpeg on PATH)",
     "CLOCKWORK_FFPROBE": "the ffprobe binary (default: ffprobe on PATH)",
     "PUSHGATEWAY_URL": "Prometheus Pushgateway the Ray jobs push their metrics to (unset: no push)",
     "CLOCKWORK_BENCH_NO_RECORD": "1: benchmarks print their figures without writing a record to docs/records/",
-    "CLOCKWORK_BENCH_COMMIT": "the commit a benchmark record names (default: git's; set it where the tree is a copy, as on the GPU machine)",
+    "CLOCKWORK_BENCH_COMMIT": "the commit a benchmark record names (default: git's; set it where the tree is a copy, "
+    "as on the GPU machine)",
     "CUDA_VISIBLE_DEVICES": "read, never set: maps a Ray worker's GPU index to NVML's physical index",
-    "RAY_ADDRESS": "read, never set: the cluster a job run directly joins (`ray job submit` sets it; local: a Ray of its own)",
+    "RAY_ADDRESS": "read, never set: the cluster a job run directly joins (`ray job submit` sets it; local: a Ray of "
+    "its own)",
 }
 
 
@@ -192,7 +199,9 @@ def env(key: str, cast: Callable[[str], Any] = str, default: Any = _MISSING) -> 
     try:
         return cast(raw)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Config '{key}' has value {raw!r}, which is not a valid {getattr(cast, '__name__', cast)}: {exc}") from exc
+        raise ConfigError(
+            f"Config '{key}' has value {raw!r}, which is not a valid {getattr(cast, '__name__', cast)}: {exc}"
+        ) from exc
 
 
 def model_dir() -> Path:

@@ -35,8 +35,9 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                outer.posts.append({"path": self.path, "headers": dict(self.headers), "body": body,
-                                    "json": json.loads(body)})
+                outer.posts.append(
+                    {"path": self.path, "headers": dict(self.headers), "body": body, "json": json.loads(body)}
+                )
                 self.send_response(outer.status)
                 self.end_headers()
 
@@ -67,7 +68,9 @@ class Receiver:
             if len(got) >= n:
                 return got
             time.sleep(0.1)
-        raise TimeoutError(f"expected {n} postback(s) for {job_id or 'any job'} within {timeout} s, got {len(self.posts)}")
+        raise TimeoutError(
+            f"expected {n} postback(s) for {job_id or 'any job'} within {timeout} s, got {len(self.posts)}"
+        )
 
 
 class AppServer:

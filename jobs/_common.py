@@ -18,7 +18,9 @@ class Fatal(Exception):
 
 
 def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("clockwork").setLevel(logging.INFO)
 
 
@@ -37,8 +39,10 @@ def open_catalog(url: str | None):
 
     url = url or default_url()
     if url.startswith("sqlite:") and "/runtime_resources/" in url:
-        raise Fatal(f"the catalog {url} is inside Ray's temporary copy of the working directory; pass --database-url "
-                    "or set CLOCKWORK_DATA_DIR to a folder that outlives the job")
+        raise Fatal(
+            f"the catalog {url} is inside Ray's temporary copy of the working directory; pass --database-url "
+            "or set CLOCKWORK_DATA_DIR to a folder that outlives the job"
+        )
     return Catalog(url)
 
 
@@ -89,8 +93,10 @@ def connect(timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     known = _known_cluster()
     if known is not None and not _reachable(known[0], timeout_s):
         address, source = known
-        raise Fatal(f"no Ray cluster answers at {address} (from {source}) within {timeout_s:g} s; start one with "
-                    "`ray start --head`, or run with RAY_ADDRESS=local for a Ray of the job's own")
+        raise Fatal(
+            f"no Ray cluster answers at {address} (from {source}) within {timeout_s:g} s; start one with "
+            "`ray start --head`, or run with RAY_ADDRESS=local for a Ray of the job's own"
+        )
     ray.init(address=known[0] if known else None, log_to_driver=True)
 
 

@@ -1,6 +1,7 @@
 """Join unique snippets into one remix with ffmpeg's concat demuxer. A Ray job:
 
-    ray job submit --working-dir . -- python -m jobs.join --label clock --per-source 1 --order random --seed 7 --out /media/out.mp4
+    ray job submit --working-dir . -- python -m jobs.join --label clock --per-source 1 --order random --seed 7 --out
+    /media/out.mp4
 
 Picks at most --per-source snippets per source video, drops near-duplicates by perceptual hash,
 orders them reproducibly, writes videolist.txt, runs ``ffmpeg -f concat -safe 0 -i videolist.txt -c copy``,
@@ -60,7 +61,9 @@ CARD_PIECE_S = 60  # a long card is rendered as pieces of at most this many seco
 def stretch_task(stretch: Placed, out: str, offset_s: int = 0, duration_s: float | None = None) -> str:
     """One piece of a time-of-day remix: a snippet trimmed to the seconds it plays, or (a piece of) a card."""
     if stretch.pick is None:
-        return str(card(Path(out), duration_s or stretch.duration_s, stretch.shows, profile=Profile(), offset_s=offset_s))
+        return str(
+            card(Path(out), duration_s or stretch.duration_s, stretch.shows, profile=Profile(), offset_s=offset_s)
+        )
     return str(cut(Path(stretch.pick.path), 0.0, stretch.duration_s, Path(out), has_audio=True, profile=Profile()))
 
 
@@ -73,8 +76,14 @@ def render_stretches(placement, parts_dir: Path) -> list[str]:
         if st.pick is not None and not st.trimmed:
             paths.append(st.pick.path)
             continue
-        pieces = [(0, st.duration_s)] if st.pick is not None else [
-            (a, min(CARD_PIECE_S, st.duration_s - a)) for a in range(0, math.ceil(st.duration_s - 1e-6), CARD_PIECE_S)]
+        pieces = (
+            [(0, st.duration_s)]
+            if st.pick is not None
+            else [
+                (a, min(CARD_PIECE_S, st.duration_s - a))
+                for a in range(0, math.ceil(st.duration_s - 1e-6), CARD_PIECE_S)
+            ]
+        )
         for j, (a, length) in enumerate(pieces):
             name = f"{i:05d}-{j:04d}-{'card' if st.pick is None else 'trim'}.mp4"
             ref = stretch_task.remote(st, str(parts_dir / name), a, length)
@@ -93,26 +102,54 @@ def render_stretches(placement, parts_dir: Path) -> list[str]:
 
 
 def parse(argv):
-    ap = argparse.ArgumentParser(prog="python -m jobs.join", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m jobs.join", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--label", default=DETECT.labels[0])
     ap.add_argument("--per-source", type=int, default=1)
     ap.add_argument("--order", choices=ORDERS, default="random")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--start", default=None,
-                    help="time-of-day order: the time of day the remix starts at, HH:MM on a 24-hour clock (10:10 is a.m., "
-                         "22:10 p.m.; default: where the readings begin, as the shortest stretch of the dial holding them all)")
-    ap.add_argument("--span", type=int, default=None,
-                    help=f"time-of-day order: minutes the remix lasts, 1 to {DAY_MINUTES} (default: through the last reading, plus a minute)")
-    ap.add_argument("--gaps", choices=GAP_RULES, default="card",
-                    help="time-of-day order: card (default) fills the minutes no clip covers with a black card showing the time, "
-                         "so the remix runs in real time; skip plays the clips back to back")
-    ap.add_argument("--am", action="append", default=[], metavar="GLOB",
-                    help="time-of-day order: sources (path or file name matching GLOB) whose clocks show a.m. times (repeatable)")
+    ap.add_argument(
+        "--start",
+        default=None,
+        help="time-of-day order: the time of day the remix starts at, HH:MM on a 24-hour clock (10:10 is a.m., "
+        "22:10 p.m.; default: where the readings begin, as the shortest stretch of the dial holding them all)",
+    )
+    ap.add_argument(
+        "--span",
+        type=int,
+        default=None,
+        help=f"time-of-day order: minutes the remix lasts, 1 to {DAY_MINUTES} (default: through the last reading, "
+        "plus a minute)",
+    )
+    ap.add_argument(
+        "--gaps",
+        choices=GAP_RULES,
+        default="card",
+        help="time-of-day order: card (default) fills the minutes no clip covers with a black card showing the time, "
+        "so the remix runs in real time; skip plays the clips back to back",
+    )
+    ap.add_argument(
+        "--am",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="time-of-day order: sources (path or file name matching GLOB) whose clocks show a.m. times (repeatable)",
+    )
     ap.add_argument("--pm", action="append", default=[], metavar="GLOB", help="the same for p.m. (repeatable)")
-    ap.add_argument("--min-time-confidence", type=float, default=0.5,
-                    help="time-of-day order: readings below this confidence are not trusted (default 0.5)")
+    ap.add_argument(
+        "--min-time-confidence",
+        type=float,
+        default=0.5,
+        help="time-of-day order: readings below this confidence are not trusted (default 0.5)",
+    )
     ap.add_argument("--max-duration", type=float, default=None, help="seconds; snippets past it are left out")
-    ap.add_argument("--max-distance", type=int, default=DEFAULT_MAX_DISTANCE, help="pHash bits under which two snippets are duplicates")
+    ap.add_argument(
+        "--max-distance",
+        type=int,
+        default=DEFAULT_MAX_DISTANCE,
+        help="pHash bits under which two snippets are duplicates",
+    )
     ap.add_argument("--out", required=True, help="the remix, e.g. out.mp4 (out.html and videolist.txt go beside it)")
     ap.add_argument("--database-url", default=None)
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -130,28 +167,52 @@ class Library:
 
 
 def load_library(catalog, args) -> Library:
-    """The catalog's cut snippets of ``--label``, each with its reading where it is trusted (``--min-time-confidence``)."""
+    """The catalog's cut snippets of ``--label``, each with its reading where it is trusted
+    (``--min-time-confidence``)."""
     rows = catalog.snippets_to_join(args.label)
-    picks = [Pick(sn.name, sn.path, source, sn.start_s, sn.end_s, sn.max_score, sn.phash,
-                  sn.clock_minutes if (sn.clock_confidence or 0) >= args.min_time_confidence else None) for sn, source in rows]
+    picks = [
+        Pick(
+            sn.name,
+            sn.path,
+            source,
+            sn.start_s,
+            sn.end_s,
+            sn.max_score,
+            sn.phash,
+            sn.clock_minutes if (sn.clock_confidence or 0) >= args.min_time_confidence else None,
+        )
+        for sn, source in rows
+    ]
     if not picks:
         labels = catalog.snippet_labels()
-        hint = f"; the catalog has snippets labelled {', '.join(map(repr, labels))}" if labels else "; run `python -m jobs.split` first"
+        hint = (
+            f"; the catalog has snippets labelled {', '.join(map(repr, labels))}"
+            if labels
+            else "; run `python -m jobs.split` first"
+        )
         raise Fatal(f"no {args.label!r} snippets in the catalog ({catalog.url}){hint}")
     missing = [p.path for p in picks if not p.path or not Path(p.path).is_file()]
     if missing:
-        raise Fatal(f"{len(missing)} snippet file(s) registered in the catalog are gone, e.g. {missing[0]}; "
-                    "run `python -m jobs.split` again to recut them")
+        raise Fatal(
+            f"{len(missing)} snippet file(s) registered in the catalog are gone, e.g. {missing[0]}; "
+            "run `python -m jobs.split` again to recut them"
+        )
     scanned = catalog.library()
     sources: dict[str, dict] = {}
     for sn, source in rows:
         if source not in sources:
             result = VideoResult.from_json(scanned[source].document)
-            sources[source] = {"duration_s": result.duration_s, "segments": [],
-                               "frames": [(f.timestamp_s, f.best_score(args.label)) for f in result.frame_data]}
+            sources[source] = {
+                "duration_s": result.duration_s,
+                "segments": [],
+                "frames": [(f.timestamp_s, f.best_score(args.label)) for f in result.frame_data],
+            }
         sources[source]["segments"].append((sn.start_s, sn.end_s))
-    no_clocks = sorted(path for path, v in scanned.items()
-                       if v.document is not None and not any(seg["label"] == args.label for seg in v.document["segments"]))
+    no_clocks = sorted(
+        path
+        for path, v in scanned.items()
+        if v.document is not None and not any(seg["label"] == args.label for seg in v.document["segments"])
+    )
     return Library(picks, sources, no_clocks)
 
 
@@ -159,22 +220,36 @@ def select_snippets(library: Library, args) -> tuple[Selection, dict[str, str], 
     """The selection (per source, without near-duplicates, ordered), the sources' a.m./p.m. pins, and the time-of-day
     span (start and length in minutes)."""
     picks = library.picks
-    meridiem = {p.source: half for p in picks for half, globs in (("am", args.am), ("pm", args.pm))
-                if any(fnmatch.fnmatch(p.source, g) or fnmatch.fnmatch(Path(p.source).name, g) for g in globs)}
+    meridiem = {
+        p.source: half
+        for p in picks
+        for half, globs in (("am", args.am), ("pm", args.pm))
+        if any(fnmatch.fnmatch(p.source, g) or fnmatch.fnmatch(Path(p.source).name, g) for g in globs)
+    }
     try:
         start, span = 0, DAY_MINUTES
         if args.order == "time-of-day":
             start, span = time_span(picks, start=args.start, span=args.span, meridiem=meridiem)
-        selection = choose(picks, per_source=args.per_source, order=args.order, seed=args.seed,
-                           max_duration_s=args.max_duration, max_distance=args.max_distance,
-                           start_minutes=start, span_minutes=span, meridiem=meridiem)
+        selection = choose(
+            picks,
+            per_source=args.per_source,
+            order=args.order,
+            seed=args.seed,
+            max_duration_s=args.max_duration,
+            max_distance=args.max_distance,
+            start_minutes=start,
+            span_minutes=span,
+            meridiem=meridiem,
+        )
     except ValueError as exc:
         raise Fatal(str(exc)) from None
     if not selection.chosen:
         if args.order == "time-of-day":
             read = sum(p.clock_minutes is not None for p in picks)
-            raise Fatal(f"no snippet's clock reads between {day_clock(start)} and {span} minutes later ({read} of {len(picks)} "
-                        "snippets have a trusted reading; run jobs.split with --read-time, the default)")
+            raise Fatal(
+                f"no snippet's clock reads between {day_clock(start)} and {span} minutes later ({read} of {len(picks)} "
+                "snippets have a trusted reading; run jobs.split with --read-time, the default)"
+            )
         raise Fatal(f"no snippet fits --max-duration {args.max_duration}")
     return selection, meridiem, start, span
 
@@ -199,9 +274,13 @@ def main(argv=None) -> int:
         parts_dir = out.with_name(f"{out.stem}.parts")
         shutil.rmtree(parts_dir, ignore_errors=True)
         parts_dir.mkdir()
-        print(f"join: {sum(st.pick is None for st in placement.stretches)} card(s), "
-              f"{sum(st.trimmed for st in placement.stretches)} trimmed snippet(s); the remix runs from {day_clock(start)} "
-              f"for {span} min", flush=True)
+        print(
+            f"join: {sum(st.pick is None for st in placement.stretches)} card(s), "
+            f"{sum(st.trimmed for st in placement.stretches)} trimmed snippet(s); the remix runs from "
+            f"{day_clock(start)} "
+            f"for {span} min",
+            flush=True,
+        )
         paths = render_stretches(placement, parts_dir)
         expected = placement.duration_s
     else:
@@ -219,19 +298,31 @@ def main(argv=None) -> int:
         out.unlink(missing_ok=True)
         raise Fatal(str(exc).splitlines()[0]) from None
     thumbs = {name: ray.get(ref) for name, ref in thumbs_refs.items()}
-    document = remix_document(out, picks=chosen, sources=library.sources, selection=selection, label=args.label,
-                              order=args.order, no_clocks=library.no_clocks, placement=placement, gaps=args.gaps)
+    document = remix_document(
+        out,
+        picks=chosen,
+        sources=library.sources,
+        selection=selection,
+        label=args.label,
+        order=args.order,
+        no_clocks=library.no_clocks,
+        placement=placement,
+        gaps=args.gaps,
+    )
     report = write_report(out.with_suffix(".html"), document, thumbs)
     catalog.add_remix(str(out), label=args.label, duration_s=checked["duration_s"], document=document)
     metrics.count("snippet", "joined", len(chosen))
     metrics.count("snippet", "duplicate", len(selection.dropped_duplicates))
     metrics.output_seconds.set(checked["duration_s"])
     metrics.push(ok=True)
-    print(f"join: {len(chosen)} snippet(s) from {len({p.source for p in chosen})} source(s), "
-          f"{checked['duration_s']:.2f} s, in {time.time() - t0:.1f} s "
-          f"({len(selection.dropped_duplicates)} near-duplicate(s), {len(selection.dropped_per_source)} over the per-source "
-          f"limit, {len(selection.dropped_duration)} over the duration left out).\n"
-          f"  remix:  {out}\n  report: {report}\n  list:   {videolist}")
+    print(
+        f"join: {len(chosen)} snippet(s) from {len({p.source for p in chosen})} source(s), "
+        f"{checked['duration_s']:.2f} s, in {time.time() - t0:.1f} s "
+        f"({len(selection.dropped_duplicates)} near-duplicate(s), {len(selection.dropped_per_source)} over the "
+        "per-source "
+        f"limit, {len(selection.dropped_duration)} over the duration left out).\n"
+        f"  remix:  {out}\n  report: {report}\n  list:   {videolist}"
+    )
     return EXIT_OK
 
 

@@ -48,28 +48,48 @@ def main() -> int:
     ray.init(address="local", num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(app_builder({"media_roots": [str(SAMPLES)], "database_url": f"sqlite:///{db}",
-                           "postback_allow": ["127.0.0.0/8"], "postback_secret": SECRET}), name="clockwork", route_prefix="/")
+    serve.run(
+        app_builder(
+            {
+                "media_roots": [str(SAMPLES)],
+                "database_url": f"sqlite:///{db}",
+                "postback_allow": ["127.0.0.0/8"],
+                "postback_secret": SECRET,
+            }
+        ),
+        name="clockwork",
+        route_prefix="/",
+    )
     print(f"Serve app up on http://127.0.0.1:{port}; posting {len(manifest['files'])} videos")
     t0 = time.time()
     with Receiver() as rx:
         jobs = {}
         for name in manifest["files"]:
-            resp = requests.post(f"http://127.0.0.1:{port}/video-inference", json={"filename": name, "postback_url": rx.url,
-                                                                                         "read_time": True})
+            resp = requests.post(
+                f"http://127.0.0.1:{port}/video-inference",
+                json={"filename": name, "postback_url": rx.url, "read_time": True},
+            )
             resp.raise_for_status()
             jobs[resp.json()["job_id"]] = name
         posts = rx.wait_for(len(jobs), timeout=1800)
-    print(f"{len(posts)} postbacks received in {time.time() - t0:.1f} s, all signed: "
-          f"{all(verify_signature(SECRET, p['body'], p['headers']['X-Clockwork-Signature']) for p in posts)}\n")
+    print(
+        f"{len(posts)} postbacks received in {time.time() - t0:.1f} s, all signed: "
+        f"{all(verify_signature(SECRET, p['body'], p['headers']['X-Clockwork-Signature']) for p in posts)}\n"
+    )
     failures = 0
     for post in sorted(posts, key=lambda p: jobs[p["json"]["job_id"]]):
         doc = post["json"]
         name = jobs[doc["job_id"]]
         found = [(s["start_s"], s["end_s"]) for s in doc.get("segments", []) if s["label"] == "clock"]
         truth = manifest["files"][name]["clock_intervals"]
-        ok = doc["status"] == "succeeded" and len(found) == len(truth) and all(
-            abs(a - c) <= TOLERANCE_S and abs(b - d) <= TOLERANCE_S for (a, b), (c, d) in zip(found, truth, strict=True))
+        ok = (
+            doc["status"] == "succeeded"
+            and len(found) == len(truth)
+            and all(
+                abs(a - c) <= TOLERANCE_S and abs(b - d) <= TOLERANCE_S
+                for (a, b), (c, d) in zip(found, truth, strict=True)
+            )
+        )
         failures += not ok
         print(f"{'ok  ' if ok else 'MISS'} {name}")
         print(f"     truth: {', '.join(f'{hms(a)}-{hms(b)}' for a, b in truth) or 'no clock'}")
@@ -83,12 +103,24 @@ def main() -> int:
     rc = join.main(["--database-url", f"sqlite:///{db}", "--out", str(VAR / "remix" / "out.mp4"), "--seed", "1"])
     if rc == 0:
         print("\nA remix that keeps the time of day (The Clock):")
-        rc = join.main(["--database-url", f"sqlite:///{db}", "--out", str(VAR / "the-clock" / "out.mp4"),
-                        "--order", "time-of-day", "--per-source", "2"])
+        rc = join.main(
+            [
+                "--database-url",
+                f"sqlite:///{db}",
+                "--out",
+                str(VAR / "the-clock" / "out.mp4"),
+                "--order",
+                "time-of-day",
+                "--per-source",
+                "2",
+            ]
+        )
     ray.shutdown()
-    print("\nSee the jobs, the videos with their boxes and the remix in a browser:\n"
-          f"  .venv/bin/clockwork serve --media-root {SAMPLES.relative_to(ROOT)} --database-url sqlite:///{db.relative_to(ROOT)}\n"
-          "  then open http://127.0.0.1:8000/ui")
+    print(
+        "\nSee the jobs, the videos with their boxes and the remix in a browser:\n"
+        f"  .venv/bin/clockwork serve --media-root {SAMPLES.relative_to(ROOT)} --database-url sqlite:///{db.relative_to(ROOT)}\n"
+        "  then open http://127.0.0.1:8000/ui"
+    )
     return 1 if failures or rc else 0
 
 

@@ -1,6 +1,7 @@
 """The HTTP contract, on Starlette, with no Ray inside: ``build_app(Api(args, detector)) -> Starlette``.
 
-    POST /video-inference   {"filename", "postback_url"?, "labels"?, "min_score"?, "scan"?, "sample_fps"?, "views"?, "multiscale_fps"?,
+    POST /video-inference   {"filename", "postback_url"?, "labels"?, "min_score"?, "scan"?, "sample_fps"?, "views"?,
+    "multiscale_fps"?,
                              "read_time"?} -> 202
     GET  /jobs              the jobs, newest first: ?status=&limit=&offset=
     GET  /jobs/{id}         status, progress, timings, error, postback state and history
@@ -64,11 +65,18 @@ class InferenceRequest(BaseModel):
     postback_url: StrictStr | None = Field(None, min_length=1, max_length=2048)
     labels: list[StrictStr] | None = Field(None, min_length=1, max_length=80)
     min_score: StrictFloat | StrictInt | None = Field(None, ge=0, le=1)
-    sample_fps: StrictFloat | StrictInt | None = Field(None, ge=0, le=1000, description="sampled mode: frames a second; 0: every frame")
+    sample_fps: StrictFloat | StrictInt | None = Field(
+        None, ge=0, le=1000, description="sampled mode: frames a second; 0: every frame"
+    )
     scan: StrictBool | None = Field(None, description="coarse-to-fine scan (default: on unless sample_fps is given)")
     views: list[Literal["full", "zoomout", "tiles"]] | None = Field(None, min_length=1, max_length=3)
-    multiscale_fps: StrictFloat | StrictInt | None = Field(None, ge=0, le=1000, description="where every frame is examined, the "
-                                                           "views after the first run this many frames a second; 0: every frame")
+    multiscale_fps: StrictFloat | StrictInt | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="where every frame is examined, the "
+        "views after the first run this many frames a second; 0: every frame",
+    )
     read_time: StrictBool = DETECT.read_time
 
 
@@ -82,9 +90,14 @@ class Api:
         self.detector = detector
         self.runner = JobRunner(args, self.catalog, detector, self.metrics)
         # the app's defaults for what a request leaves out (its builder arguments; clockwork.settings otherwise)
-        self.defaults = DetectOptions(labels=tuple(args.labels), min_score=args.min_score, scan=args.scan,
-                                      sample_fps=None if args.scan else (args.sample_fps or None), views=tuple(args.views),
-                                      multiscale_fps=args.multiscale_fps or None)
+        self.defaults = DetectOptions(
+            labels=tuple(args.labels),
+            min_score=args.min_score,
+            scan=args.scan,
+            sample_fps=None if args.scan else (args.sample_fps or None),
+            views=tuple(args.views),
+            multiscale_fps=args.multiscale_fps or None,
+        )
         self._reaper: asyncio.Task | None = None
         self._labels: list[str] | None = None
 
@@ -147,18 +160,30 @@ class Api:
         if req.postback_url is not None:
             await self._check_postback(req.postback_url)
         info = await self._check_video(path, req.filename)
-        body_hash = hashlib.sha256(json.dumps({"path": str(path), "postback_url": req.postback_url, **params},
-                                              sort_keys=True).encode()).hexdigest()
-        job = Job(video_path=str(path), filename=req.filename, params=params, postback_url=req.postback_url,
-                  idempotency_key=key, body_hash=body_hash, dedupe_key=f"key:{key}" if key else f"body:{body_hash}")
+        body_hash = hashlib.sha256(
+            json.dumps({"path": str(path), "postback_url": req.postback_url, **params}, sort_keys=True).encode()
+        ).hexdigest()
+        job = Job(
+            video_path=str(path),
+            filename=req.filename,
+            params=params,
+            postback_url=req.postback_url,
+            idempotency_key=key,
+            body_hash=body_hash,
+            dedupe_key=f"key:{key}" if key else f"body:{body_hash}",
+        )
         try:
-            job, created = await asyncio.to_thread(self.catalog.admit, job, max_active=self.args.max_active_jobs,
-                                                   window_s=self.args.idempotency_window_s)
+            job, created = await asyncio.to_thread(
+                self.catalog.admit, job, max_active=self.args.max_active_jobs, window_s=self.args.idempotency_window_s
+            )
         except QueueFullError as exc:
             raise ApiError(429, str(exc), retry_after=RETRY_AFTER_S) from None
         if not created and key and job.body_hash != body_hash:
-            raise ApiError(422, "this Idempotency-Key was used with a different request body; use a new key for a new request",
-                           job_id=job.id)
+            raise ApiError(
+                422,
+                "this Idempotency-Key was used with a different request body; use a new key for a new request",
+                job_id=job.id,
+            )
         if created:
             self.runner.start(job.id, info)
         return job, created
@@ -173,14 +198,22 @@ class Api:
         q = request.query_params
         status = q.get("status")
         if status is not None and status not in {s.value for s in JobStatus}:
-            raise ApiError(400, f"Invalid status {status!r}. Supported values are {', '.join(s.value for s in JobStatus)}.")
+            raise ApiError(
+                400, f"Invalid status {status!r}. Supported values are {', '.join(s.value for s in JobStatus)}."
+            )
         limit, offset = _int_param(q, "limit", 50, 1, 500), _int_param(q, "offset", 0, 0, 10**9)
         jobs, total = await asyncio.to_thread(self.catalog.list_jobs, status=status, limit=limit, offset=offset)
         base = _base(request, self.args.public_url)
         more = offset + len(jobs) < total
-        return JSONResponse({
-            "jobs": [job_status(j, self.runner.name_of(j), base) for j in jobs], "total": total,
-            "next": f"{base}/jobs?limit={limit}&offset={offset + limit}" + (f"&status={status}" if status else "") if more else None})
+        return JSONResponse(
+            {
+                "jobs": [job_status(j, self.runner.name_of(j), base) for j in jobs],
+                "total": total,
+                "next": f"{base}/jobs?limit={limit}&offset={offset + limit}" + (f"&status={status}" if status else "")
+                if more
+                else None,
+            }
+        )
 
     async def cancel(self, request: Request) -> Response:
         self.same_site(request)
@@ -188,11 +221,17 @@ class Api:
         job = await self._job(request.path_params["job_id"])
         cancelled = await asyncio.to_thread(self.catalog.cancel, job.id)
         if not cancelled:
-            raise ApiError(409, f"job {job.id} is {job.status}; only queued or running jobs can be cancelled", job_status=job.status)
+            raise ApiError(
+                409,
+                f"job {job.id} is {job.status}; only queued or running jobs can be cancelled",
+                job_status=job.status,
+            )
         self.runner.cancel_local(job.id)
         self.runner.start(job.id)  # the cancellation is posted back like any other end
         job = await self._job(job.id)
-        return JSONResponse(job_status(job, self.runner.name_of(job), _base(request, self.args.public_url)), status_code=202)
+        return JSONResponse(
+            job_status(job, self.runner.name_of(job), _base(request, self.args.public_url)), status_code=202
+        )
 
     async def redeliver(self, request: Request) -> Response:
         self.same_site(request)
@@ -201,11 +240,15 @@ class Api:
         if not job.postback_url:
             raise ApiError(409, f"job {job.id} has no postback_url")
         if not JobStatus(job.status).final:
-            raise ApiError(409, f"job {job.id} is {job.status}; its result is posted when it ends", job_status=job.status)
+            raise ApiError(
+                409, f"job {job.id} is {job.status}; its result is posted when it ends", job_status=job.status
+            )
         await asyncio.to_thread(self.catalog.redeliver, job.id)
         self.runner.start(job.id)
         job = await self._job(job.id)
-        return JSONResponse(job_status(job, self.runner.name_of(job), _base(request, self.args.public_url)), status_code=202)
+        return JSONResponse(
+            job_status(job, self.runner.name_of(job), _base(request, self.args.public_url)), status_code=202
+        )
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(openapi_document())
@@ -214,8 +257,15 @@ class Api:
         from serve_app.ui import render_docs
 
         a = self.args
-        defaults = {"labels": a.labels, "min_score": a.min_score, "sample_fps": a.sample_fps if not a.scan else None,
-                    "scan": a.scan, "views": a.views, "multiscale_fps": a.multiscale_fps, "read_time": DETECT.read_time}
+        defaults = {
+            "labels": a.labels,
+            "min_score": a.min_score,
+            "sample_fps": a.sample_fps if not a.scan else None,
+            "scan": a.scan,
+            "views": a.views,
+            "multiscale_fps": a.multiscale_fps,
+            "read_time": DETECT.read_time,
+        }
         return render_docs(request, openapi_document(), defaults)
 
     async def result(self, request: Request) -> Response:
@@ -231,8 +281,9 @@ class Api:
     async def _json_object(self, request: Request) -> dict:
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind != "application/json":  # a form or text/plain body is a browser's cross-site "simple" request
-            raise ApiError(415, f"Content-Type must be application/json, got {kind[:60] or 'none'!r}",
-                           content_type=kind[:60])
+            raise ApiError(
+                415, f"Content-Type must be application/json, got {kind[:60] or 'none'!r}", content_type=kind[:60]
+            )
         limit = self.args.max_body_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
@@ -270,16 +321,25 @@ class Api:
         return list(labels)
 
     async def _options(self, req: InferenceRequest) -> DetectOptions:
-        """The request's options, built once: what it names, the app's defaults for the rest (``DetectOptions.resolve``)."""
+        """The request's options, built once: what it names, the app's defaults for the rest
+        (``DetectOptions.resolve``)."""
         for name in ("sample_fps", "multiscale_fps"):
             rate = getattr(req, name)
             if rate is not None and (not math.isfinite(rate) or 0 < rate < MIN_SAMPLE_FPS):
                 raise ApiError(400, f"invalid request: {name} must be 0 (every frame) or from {MIN_SAMPLE_FPS} to 1000")
         labels = await self._labels_of(req)
         try:
-            return DetectOptions.resolve(scan=req.scan, sample_fps=req.sample_fps, defaults=self.defaults,
-                                         default_sample_fps=self.args.sample_fps, labels=labels, min_score=req.min_score,
-                                         views=req.views, multiscale_fps=req.multiscale_fps, read_time=req.read_time)
+            return DetectOptions.resolve(
+                scan=req.scan,
+                sample_fps=req.sample_fps,
+                defaults=self.defaults,
+                default_sample_fps=self.args.sample_fps,
+                labels=labels,
+                min_score=req.min_score,
+                views=req.views,
+                multiscale_fps=req.multiscale_fps,
+                read_time=req.read_time,
+            )
         except ValueError as exc:
             raise ApiError(400, f"invalid request: {exc}") from None
 
@@ -293,8 +353,11 @@ class Api:
         except OSError:
             found = False
         if not found:
-            raise ApiError(404, f"video not found: {filename} (file names are relative to the server's media roots)",
-                           filename=filename)
+            raise ApiError(
+                404,
+                f"video not found: {filename} (file names are relative to the server's media roots)",
+                filename=filename,
+            )
         return path
 
     async def _check_postback(self, url: str) -> None:
@@ -324,8 +387,11 @@ class Api:
     def _accepted(self, request: Request, job: Job, *, replayed: bool) -> JSONResponse:
         status_url = f"{_base(request, self.args.public_url)}/jobs/{job.id}"
         headers = {"Location": status_url, **({"Idempotent-Replayed": "true"} if replayed else {})}
-        return JSONResponse({"job_id": job.id, "status_url": status_url, "status": job.status or JobStatus.QUEUED.value},
-                            status_code=202, headers=headers)
+        return JSONResponse(
+            {"job_id": job.id, "status_url": status_url, "status": job.status or JobStatus.QUEUED.value},
+            status_code=202,
+            headers=headers,
+        )
 
 
 @dataclass(frozen=True)
@@ -344,28 +410,94 @@ class Endpoint:
 
 
 ENDPOINTS = (
-    Endpoint("POST", "/video-inference", "submit", "Submit a video (a JSON body; Idempotency-Key optional)", 202,
-             {"$ref": "#/components/schemas/Accepted"}),
-    Endpoint("GET", "/jobs", "list_jobs", "The jobs, newest first, with paging", 200, {"$ref": "#/components/schemas/JobList"},
-             query=({"name": "status", "in": "query", "required": False,
-                     "schema": {"type": "string", "enum": [st.value for st in JobStatus]}},
-                    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
-                    {"name": "offset", "in": "query", "required": False,
-                     "schema": {"type": "integer", "minimum": 0, "maximum": 10**9}})),
-    Endpoint("GET", "/jobs/{job_id}", "status", "A job: status, progress, timings, error, postback and its history", 200,
-             {"$ref": "#/components/schemas/JobStatus"}),
-    Endpoint("DELETE", "/jobs/{job_id}", "cancel", "Cancel a queued or running job (409 when it already ended)", 202,
-             {"$ref": "#/components/schemas/JobStatus"}),
-    Endpoint("GET", "/jobs/{job_id}/result", "result", "The result document, byte for byte what was posted back (409 before "
-             "the end)", 200, {"type": "object"}),
-    Endpoint("POST", "/jobs/{job_id}/postback", "redeliver", "Deliver the result again (409 without postback_url or before "
-             "the end)", 202, {"$ref": "#/components/schemas/JobStatus"}),
+    Endpoint(
+        "POST",
+        "/video-inference",
+        "submit",
+        "Submit a video (a JSON body; Idempotency-Key optional)",
+        202,
+        {"$ref": "#/components/schemas/Accepted"},
+    ),
+    Endpoint(
+        "GET",
+        "/jobs",
+        "list_jobs",
+        "The jobs, newest first, with paging",
+        200,
+        {"$ref": "#/components/schemas/JobList"},
+        query=(
+            {
+                "name": "status",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "enum": [st.value for st in JobStatus]},
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+            },
+            {
+                "name": "offset",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 0, "maximum": 10**9},
+            },
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/jobs/{job_id}",
+        "status",
+        "A job: status, progress, timings, error, postback and its history",
+        200,
+        {"$ref": "#/components/schemas/JobStatus"},
+    ),
+    Endpoint(
+        "DELETE",
+        "/jobs/{job_id}",
+        "cancel",
+        "Cancel a queued or running job (409 when it already ended)",
+        202,
+        {"$ref": "#/components/schemas/JobStatus"},
+    ),
+    Endpoint(
+        "GET",
+        "/jobs/{job_id}/result",
+        "result",
+        "The result document, byte for byte what was posted back (409 before the end)",
+        200,
+        {"type": "object"},
+    ),
+    Endpoint(
+        "POST",
+        "/jobs/{job_id}/postback",
+        "redeliver",
+        "Deliver the result again (409 without postback_url or before the end)",
+        202,
+        {"$ref": "#/components/schemas/JobStatus"},
+    ),
     Endpoint("GET", "/openapi.json", "openapi", "This document", 200, {"type": "object"}, secured=False),
     Endpoint("GET", "/docs", "docs", "This document as a page", 200, None, secured=False, media_type="text/html"),
-    Endpoint("GET", "/healthz", "healthz", "Liveness: the process answers and reads the catalog", 200,
-             {"$ref": "#/components/schemas/Health"}, secured=False),
-    Endpoint("GET", "/readyz", "readyz", "Readiness: the catalog takes a write and a detector replica answers (503 naming "
-             "what is missing)", 200, {"$ref": "#/components/schemas/Health"}, secured=False),
+    Endpoint(
+        "GET",
+        "/healthz",
+        "healthz",
+        "Liveness: the process answers and reads the catalog",
+        200,
+        {"$ref": "#/components/schemas/Health"},
+        secured=False,
+    ),
+    Endpoint(
+        "GET",
+        "/readyz",
+        "readyz",
+        "Readiness: the catalog takes a write and a detector replica answers (503 naming what is missing)",
+        200,
+        {"$ref": "#/components/schemas/Health"},
+        secured=False,
+    ),
 )
 
 
@@ -381,12 +513,17 @@ def build_app(api: Api) -> Starlette:
                 response = exc.response()
             except OperationalError as exc:  # the catalog cannot be reached or written (a full disk among others)
                 logger.error("%s %s: catalog error: %s", request.method, path, exc)
-                response = ApiError(503, "the catalog is unavailable; try again later", retry_after=RETRY_AFTER_S).response()
+                response = ApiError(
+                    503, "the catalog is unavailable; try again later", retry_after=RETRY_AFTER_S
+                ).response()
             except Exception:
                 logger.exception("%s %s failed", request.method, path)
                 response = ApiError(500, "internal error; the server log has the details").response()
-            api.metrics.requests.inc(tags={"route": path.replace("{job_id}", "{id}"), "status": str(response.status_code)})
+            api.metrics.requests.inc(
+                tags={"route": path.replace("{job_id}", "{id}"), "status": str(response.status_code)}
+            )
             return response
+
         return endpoint
 
     def metered(path: str, handler):
@@ -394,6 +531,7 @@ def build_app(api: Api) -> Starlette:
             response = await handler(request)
             api.metrics.requests.inc(tags={"route": path, "status": str(response.status_code)})
             return response
+
         return endpoint
 
     from serve_app.ui import Ui
@@ -407,9 +545,12 @@ def build_app(api: Api) -> Starlette:
 
     def not_allowed(req: Request, exc) -> Response:
         # every method the path takes, over all of its routes (Starlette names only the first route's)
-        methods = {m for r in app.routes if isinstance(r, Route) and r.path_regex.match(req.url.path) for m in r.methods or ()}
+        methods = {
+            m for r in app.routes if isinstance(r, Route) and r.path_regex.match(req.url.path) for m in r.methods or ()
+        }
         return ApiError(405, f"method {req.method} not allowed on {req.url.path}", allow=sorted(methods)).response(
-            headers={"Allow": ", ".join(sorted(methods))})
+            headers={"Allow": ", ".join(sorted(methods))}
+        )
 
     app.add_exception_handler(405, not_allowed)
     return app
@@ -425,58 +566,116 @@ def _int_param(q, name: str, default: int, low: int, high: int) -> int:
 
 
 STATUS_SCHEMA = {
-    "type": "object", "required": ["job_id", "status", "filename", "progress", "timings", "attempts", "result_url"],
+    "type": "object",
+    "required": ["job_id", "status", "filename", "progress", "timings", "attempts", "result_url"],
     "properties": {
-        "job_id": {"type": "string"}, "status": {"type": "string", "enum": [st.value for st in JobStatus]},
-        "filename": {"type": "string"}, "error": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
-        "result_url": {"type": "string"}, "timings": {"type": "object"},
-        "progress": {"type": "object", "required": ["frames_done", "frames_total"], "properties": {
-            "frames_done": {"type": "integer"}, "frames_total": {"type": "integer"},
-            "stage": {"type": ["string", "null"]}, "video_s_done": {"type": "number"}, "video_s_total": {"type": "number"}}},
-        "postback": {"type": ["object", "null"]}}}
-RATE_SCHEMA = {"anyOf": [{"type": "null"}, {"const": 0}, {"type": "number", "minimum": MIN_SAMPLE_FPS, "maximum": 1000}]}
+        "job_id": {"type": "string"},
+        "status": {"type": "string", "enum": [st.value for st in JobStatus]},
+        "filename": {"type": "string"},
+        "error": {"type": ["string", "null"]},
+        "attempts": {"type": "integer"},
+        "result_url": {"type": "string"},
+        "timings": {"type": "object"},
+        "progress": {
+            "type": "object",
+            "required": ["frames_done", "frames_total"],
+            "properties": {
+                "frames_done": {"type": "integer"},
+                "frames_total": {"type": "integer"},
+                "stage": {"type": ["string", "null"]},
+                "video_s_done": {"type": "number"},
+                "video_s_total": {"type": "number"},
+            },
+        },
+        "postback": {"type": ["object", "null"]},
+    },
+}
+RATE_SCHEMA = {
+    "anyOf": [{"type": "null"}, {"const": 0}, {"type": "number", "minimum": MIN_SAMPLE_FPS, "maximum": 1000}]
+}
 
 
 def openapi_document() -> dict:
     """The contract as OpenAPI 3.1, from ``ENDPOINTS`` (the routes the app serves) and the request model itself."""
-    error = {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}},
-             "required": ["error", "status"]}
+    error = {
+        "type": "object",
+        "properties": {"error": {"type": "string"}, "status": {"type": "integer"}},
+        "required": ["error", "status"],
+    }
     request_schema = InferenceRequest.model_json_schema()
     for name in ("sample_fps", "multiscale_fps"):  # 0 (every frame) or at least MIN_SAMPLE_FPS: more than ge/le says
-        request_schema["properties"][name] = {**RATE_SCHEMA, "description": request_schema["properties"][name].get("description", "")}
+        request_schema["properties"][name] = {
+            **RATE_SCHEMA,
+            "description": request_schema["properties"][name].get("description", ""),
+        }
     paths: dict = {}
     for e in ENDPOINTS:
         content = {e.media_type: {"schema": e.schema}} if e.schema is not None else {e.media_type: {}}
-        op: dict = {"summary": e.summary, "operationId": e.handler,
-                    "responses": {str(e.ok): {"description": e.summary.split(" (")[0], "content": content},
-                                  "default": {"description": "JSON error", "content": {"application/json": {"schema": error}}}},
-                    "security": [{"bearer": []}] if e.secured else []}
+        op: dict = {
+            "summary": e.summary,
+            "operationId": e.handler,
+            "responses": {
+                str(e.ok): {"description": e.summary.split(" (")[0], "content": content},
+                "default": {"description": "JSON error", "content": {"application/json": {"schema": error}}},
+            },
+            "security": [{"bearer": []}] if e.secured else [],
+        }
         params = list(e.query)
         if "{job_id}" in e.path:
             params.append({"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}})
         if e.path == "/video-inference":
-            op["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/InferenceRequest"}}}}
-            params.append({"name": "Idempotency-Key", "in": "header", "required": False,
-                           "schema": {"type": "string", "maxLength": MAX_KEY_LENGTH}})
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}},
+            }
+            params.append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "maxLength": MAX_KEY_LENGTH},
+                }
+            )
         if params:
             op["parameters"] = params
         paths.setdefault(e.path, {})[e.method.lower()] = op
-    paths["/ui"] = {"get": {"summary": "Web pages for people (jobs, videos, library, remixes); signed in with the token",
-                            "operationId": "ui", "security": [],
-                            "responses": {"307": {"description": "to /ui/jobs"}, "303": {"description": "to the sign-in form"}}}}
+    paths["/ui"] = {
+        "get": {
+            "summary": "Web pages for people (jobs, videos, library, remixes); signed in with the token",
+            "operationId": "ui",
+            "security": [],
+            "responses": {"307": {"description": "to /ui/jobs"}, "303": {"description": "to the sign-in form"}},
+        }
+    }
     schemas = {
         "InferenceRequest": request_schema,
-        "Accepted": {"type": "object", "required": ["job_id", "status_url", "status"],
-                     "properties": {"job_id": {"type": "string"}, "status_url": {"type": "string"}, "status": {"type": "string"}}},
+        "Accepted": {
+            "type": "object",
+            "required": ["job_id", "status_url", "status"],
+            "properties": {
+                "job_id": {"type": "string"},
+                "status_url": {"type": "string"},
+                "status": {"type": "string"},
+            },
+        },
         "JobStatus": STATUS_SCHEMA,
-        "JobList": {"type": "object", "required": ["jobs", "total", "next"], "properties": {
-            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/JobStatus"}}, "total": {"type": "integer"},
-            "next": {"type": ["string", "null"]}}},
+        "JobList": {
+            "type": "object",
+            "required": ["jobs", "total", "next"],
+            "properties": {
+                "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/JobStatus"}},
+                "total": {"type": "integer"},
+                "next": {"type": ["string", "null"]},
+            },
+        },
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
     }
-    return {"openapi": "3.1.0", "info": {"title": "Clockwork API", "version": version()}, "paths": paths,
-            "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Clockwork API", "version": version()},
+        "paths": paths,
+        "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
 
 
 def _base(request: Request, public_url: str | None = None) -> str:

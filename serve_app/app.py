@@ -1,8 +1,8 @@
 """The Serve application, wired at the bottom: ``Ingress.bind(DetectorDeployment.bind(...))``.
 
-    serve run serve_app.app:app                                   # defaults + environment
-    serve run serve_app.app:app_builder media_roots='["/media"]'  # typed builder arguments
-    serve deploy serve_app/config.yaml                            # replicas, GPU fraction, batching, autoscaling
+serve run serve_app.app:app                                   # defaults + environment
+serve run serve_app.app:app_builder media_roots='["/media"]'  # typed builder arguments
+serve deploy serve_app/config.yaml                            # replicas, GPU fraction, batching, autoscaling
 """
 
 # No ``from __future__ import annotations`` here: Ray Serve reads app_builder's parameter annotation as
@@ -31,7 +31,8 @@ def app_builder(args: BuilderArgs) -> Application:
         args = BuilderArgs.model_validate(args or {})
     num_gpus = _default_gpu_fraction() if args.detector_num_gpus is None else args.detector_num_gpus
     detector = DetectorDeployment.options(
-        num_replicas=args.detector_replicas, max_ongoing_requests=args.detector_max_ongoing_requests,
+        num_replicas=args.detector_replicas,
+        max_ongoing_requests=args.detector_max_ongoing_requests,
         ray_actor_options={"num_cpus": args.detector_num_cpus, "num_gpus": num_gpus},
     ).bind(args.detector)
     return Ingress.options(num_replicas=args.ingress_replicas).bind(detector, args.app_args())

@@ -33,5 +33,8 @@ def check_same_site(request: Request, args: AppArgs) -> None:
     origin = request.headers.get("origin")
     if origin is None or origin in allowed_origins(request, args):
         return
-    raise ApiError(403, f"cross-site request refused: Origin {origin[:100]!r} is not this server's "
-                        "(allowed_origins lets others in)", origin=origin[:100])
+    raise ApiError(
+        403,
+        f"cross-site request refused: Origin {origin[:100]!r} is not this server's (allowed_origins lets others in)",
+        origin=origin[:100],
+    )

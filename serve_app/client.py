@@ -29,8 +29,17 @@ class DetectorClient(Protocol):
 
     async def model_info(self) -> dict: ...
 
-    def detect_chunk(self, path: str, start_s: float, end_s: float | None, *, options: DetectOptions, rate: float | None,
-                     roots: list[str] | None = None, max_pixels: int | None = LIMITS.max_frame_pixels) -> AsyncIterator[dict]: ...
+    def detect_chunk(
+        self,
+        path: str,
+        start_s: float,
+        end_s: float | None,
+        *,
+        options: DetectOptions,
+        rate: float | None,
+        roots: list[str] | None = None,
+        max_pixels: int | None = LIMITS.max_frame_pixels,
+    ) -> AsyncIterator[dict]: ...
 
 
 class RayDetectorClient:
@@ -54,10 +63,12 @@ class RayDetectorClient:
     async def model_info(self) -> dict:
         return (await self._information())["model"]
 
-    async def detect_chunk(self, path, start_s, end_s, *, options, rate, roots=None,
-                           max_pixels=LIMITS.max_frame_pixels) -> AsyncIterator[dict]:
-        stream = self.handle.options(stream=True).detect_chunk.remote(path, start_s, end_s, options=options, rate=rate,
-                                                                      roots=roots, max_pixels=max_pixels)
+    async def detect_chunk(
+        self, path, start_s, end_s, *, options, rate, roots=None, max_pixels=LIMITS.max_frame_pixels
+    ) -> AsyncIterator[dict]:
+        stream = self.handle.options(stream=True).detect_chunk.remote(
+            path, start_s, end_s, options=options, rate=rate, roots=roots, max_pixels=max_pixels
+        )
         finished = False
         try:
             async for item in stream:
@@ -84,8 +95,9 @@ class LocalDetectorClient:
     async def model_info(self) -> dict:
         return self.detector.model_info
 
-    async def detect_chunk(self, path, start_s, end_s, *, options, rate, roots=None,
-                           max_pixels=LIMITS.max_frame_pixels) -> AsyncIterator[dict]:
+    async def detect_chunk(
+        self, path, start_s, end_s, *, options, rate, roots=None, max_pixels=LIMITS.max_frame_pixels
+    ) -> AsyncIterator[dict]:
         from clockwork.timeline.pipeline import Prefetch, detect_frames, in_process
         from clockwork.timeread.reader import shared_reader
         from clockwork.video.frames import FrameReader
@@ -93,17 +105,32 @@ class LocalDetectorClient:
 
         self.detector.label_ids(options.labels)
         with open_confined(path, roots) as opened:
-            reader = await asyncio.to_thread(renamed_errors(FrameReader, path), opened, device=self.detector.device,
-                                             sample_fps=rate, start_s=start_s, end_s=end_s, max_pixels=max_pixels)
+            reader = await asyncio.to_thread(
+                renamed_errors(FrameReader, path),
+                opened,
+                device=self.detector.device,
+                sample_fps=rate,
+                start_s=start_s,
+                end_s=end_s,
+                max_pixels=max_pixels,
+            )
         prepare, model = in_process(self.detector, options)
 
         def infer(batch, prepared):
             with self._lock:
                 return model(batch, prepared)
 
-        frames = Prefetch(detect_frames(reader, options, prepare=prepare, infer=infer,
-                                        clock_reader=shared_reader(str(self.detector.device)) if options.read_time else None),
-                          depth=1, loop=asyncio.get_running_loop())
+        frames = Prefetch(
+            detect_frames(
+                reader,
+                options,
+                prepare=prepare,
+                infer=infer,
+                clock_reader=shared_reader(str(self.detector.device)) if options.read_time else None,
+            ),
+            depth=1,
+            loop=asyncio.get_running_loop(),
+        )
         try:
             while (item := await frames.aget()) is not None:
                 batch, found = item
@@ -115,11 +142,13 @@ class LocalDetectorClient:
 
 def renamed_errors(fn, path: str):
     """``fn`` whose VideoErrors name ``path`` (the file asked for), not the descriptor it was opened by."""
+
     def call(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except VideoError as exc:
             raise type(exc)(path, exc.reason) from None
+
     return call
 
 

@@ -46,7 +46,9 @@ class FramePack:
 
 
 async def _shielded_close(*closables) -> None:
-    """Close in a worker thread (a decoder may be mid-batch), and finish closing even if the caller is cancelled again."""
+    """Close in a worker thread (a decoder may be mid-batch), and finish closing even if the caller is cancelled
+    again."""
+
     def close_all() -> None:
         for c in closables:
             c.close()
@@ -61,7 +63,8 @@ def _pack_frames(packs) -> int:
 @serve.deployment(
     name="Detector",
     # A call is a chunk (streamed) or one of the API's small calls; packs of the chunks decoding here meet in one batch
-    # inside the replica. 64 by default (SERVE_BATCH.max_ongoing_requests); decoders + 1 with the API's max_chunks_total.
+    # inside the replica. 64 by default (SERVE_BATCH.max_ongoing_requests); decoders + 1 with the API's
+    # max_chunks_total.
     # Serve warns when this is below the batch size (max_batch_frames): it counts calls as if each were one frame.
     max_ongoing_requests=SERVE_BATCH.max_ongoing_requests,
     ray_actor_options={"num_cpus": 1, "num_gpus": 0},
@@ -108,8 +111,10 @@ class DetectorDeployment:
 
     def reconfigure(self, user_config: dict) -> None:
         """Batch size and wait time change at run time through the Serve config's ``user_config``."""
-        self._configure(int(user_config.get("max_batch_frames", self.args.max_batch_frames)),
-                        float(user_config.get("batch_wait_timeout_s", self.args.batch_wait_timeout_s)))
+        self._configure(
+            int(user_config.get("max_batch_frames", self.args.max_batch_frames)),
+            float(user_config.get("batch_wait_timeout_s", self.args.batch_wait_timeout_s)),
+        )
 
     def _probe(self, path: str) -> VideoInfo:
         """The header and first frame, cached per file: a chunk of a long video must not pay a CPU seek."""
@@ -126,11 +131,19 @@ class DetectorDeployment:
     def info(self) -> dict:
         import ray
 
-        return {"device": self.device, "model": self.detector.model_info, "labels": self.detector.findable_labels,
-                "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "node_id": ray.get_runtime_context().get_node_id()}
+        return {
+            "device": self.device,
+            "model": self.detector.model_info,
+            "labels": self.detector.findable_labels,
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+            "node_id": ray.get_runtime_context().get_node_id(),
+        }
 
-    @serve.batch(max_batch_size=SERVE_BATCH.max_batch_frames, batch_wait_timeout_s=SERVE_BATCH.batch_wait_timeout_s,
-                 batch_size_fn=_pack_frames)
+    @serve.batch(
+        max_batch_size=SERVE_BATCH.max_batch_frames,
+        batch_wait_timeout_s=SERVE_BATCH.batch_wait_timeout_s,
+        batch_size_fn=_pack_frames,
+    )
     async def _infer_batch(self, packs: list[FramePack]) -> list[list]:
         det = self.detector
         merged = Prepared.concat([p.prepared for p in packs])
@@ -138,7 +151,7 @@ class DetectorDeployment:
         raw = await asyncio.to_thread(lambda: det.infer(det.model_input(merged)))
         out, offset = [], 0
         for p in packs:
-            out.append(det.postprocess(raw[offset:offset + p.n], p.prepared, min_score=p.min_score, labels=p.labels))
+            out.append(det.postprocess(raw[offset : offset + p.n], p.prepared, min_score=p.min_score, labels=p.labels))
             offset += p.n
         self.metrics.stage_seconds.observe(time.perf_counter() - t, tags={"stage": "inference"})
         self.metrics.frames_inferred.inc(len(merged), tags=self._tags)
@@ -146,9 +159,17 @@ class DetectorDeployment:
         self.metrics.batch_requests.observe(len(packs), tags=self._tags)
         return out
 
-    async def detect_chunk(self, path: str, start_s: float = 0.0, end_s: float | None = None, *, options: DetectOptions,
-                           rate: float | None, roots: list[str] | None = None,
-                           max_pixels: int | None = LIMITS.max_frame_pixels) -> AsyncIterator[dict]:
+    async def detect_chunk(
+        self,
+        path: str,
+        start_s: float = 0.0,
+        end_s: float | None = None,
+        *,
+        options: DetectOptions,
+        rate: float | None,
+        roots: list[str] | None = None,
+        max_pixels: int | None = LIMITS.max_frame_pixels,
+    ) -> AsyncIterator[dict]:
         """Stream ``{"frames": [FrameDetections, ...], "processed": n}`` per batch (frames with detections only), then
         ``{"done": True, "decoder": ..., "frames_decoded": n}``: ``[start_s, end_s)`` at ``rate`` frames a second (None:
         every frame), as ``options`` say. Raises VideoError subclasses for bad files. At most ``decoders`` chunks
@@ -163,11 +184,20 @@ class DetectorDeployment:
         # API's check is refused (roots are the API's media roots)
         with open_confined(path, roots) as opened:
             info = await asyncio.to_thread(renamed_errors(self._probe, path), opened)
-            reader = await asyncio.to_thread(renamed_errors(FrameReader, path), opened, device=self.detector.device,
-                                             sample_fps=rate, start_s=start_s, end_s=end_s,
-                                             batch_size=self.args.frames_per_call, nvdec=self.args.nvdec, info=info,
-                                             nvdec_reuse=self.args.nvdec_reuse, nvdec_stream=self.args.nvdec_stream,
-                                             max_pixels=max_pixels)
+            reader = await asyncio.to_thread(
+                renamed_errors(FrameReader, path),
+                opened,
+                device=self.detector.device,
+                sample_fps=rate,
+                start_s=start_s,
+                end_s=end_s,
+                batch_size=self.args.frames_per_call,
+                nvdec=self.args.nvdec,
+                info=info,
+                nvdec_reuse=self.args.nvdec_reuse,
+                nvdec_stream=self.args.nvdec_stream,
+                max_pixels=max_pixels,
+            )
         if reader.fallback_reason:
             self.metrics.fallbacks.inc(tags={"reason": reader.fallback_reason})
         loop = asyncio.get_running_loop()
@@ -188,8 +218,14 @@ class DetectorDeployment:
             pack = FramePack(prepared, options.labels, threshold)
             return asyncio.run_coroutine_threadsafe(self._infer_batch(pack), loop).result()
 
-        frames = detect_frames(reader, options, prepare=prepare, infer=infer, depth=3,
-                               clock_reader=shared_reader(self.device) if options.read_time else None)
+        frames = detect_frames(
+            reader,
+            options,
+            prepare=prepare,
+            infer=infer,
+            depth=3,
+            clock_reader=shared_reader(self.device) if options.read_time else None,
+        )
         produced = Prefetch(frames, depth=1, loop=loop)
         try:
             while (item := await produced.aget()) is not None:

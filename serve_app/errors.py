@@ -14,6 +14,10 @@ class ApiError(Exception):
 
     def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
         fields = dict(self.fields)
-        headers = {**({"Retry-After": str(fields.pop("retry_after"))} if "retry_after" in fields else {}), **(headers or {})}
-        return JSONResponse({"error": self.message, "status": self.status, **fields}, status_code=self.status,
-                            headers=headers or None)
+        headers = {
+            **({"Retry-After": str(fields.pop("retry_after"))} if "retry_after" in fields else {}),
+            **(headers or {}),
+        }
+        return JSONResponse(
+            {"error": self.message, "status": self.status, **fields}, status_code=self.status, headers=headers or None
+        )

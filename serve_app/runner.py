@@ -30,7 +30,15 @@ from clockwork.store.catalog import Catalog, Job, JobStatus, utcnow
 from clockwork.store.postback import HostPolicy, RetryPolicy, deliver_once
 from clockwork.timeline.options import DetectOptions
 from clockwork.timeline.pipeline import ResultBuilder, first_pass, refine_pass
-from clockwork.video.decode import VideoInfo, check_complete, completeness_claim, keyframe_times, measured_duration, packet_times, probe
+from clockwork.video.decode import (
+    VideoInfo,
+    check_complete,
+    completeness_claim,
+    keyframe_times,
+    measured_duration,
+    packet_times,
+    probe,
+)
 from clockwork.video.media import PathNotAllowedError, open_confined, relative_name
 from serve_app.client import DetectorClient, video_error_of
 from serve_app.config import AppArgs
@@ -39,11 +47,13 @@ from serve_app.metrics import IngressMetrics
 logger = logging.getLogger("clockwork.serve")
 
 
-def plan_chunks(duration_s: float, chunk_s: float,
-                keyframe_before: Callable[[list[float]], list[float | None]] | None = None) -> list[tuple[float, float | None]]:
+def plan_chunks(
+    duration_s: float, chunk_s: float, keyframe_before: Callable[[list[float]], list[float | None]] | None = None
+) -> list[tuple[float, float | None]]:
     """Time ranges covering the video; the last is open-ended so no trailing frame is lost.
 
-    With ``keyframe_before`` (times -> the keyframe at or before each, or None; ``clockwork.video.decode.keyframe_times``)
+    With ``keyframe_before`` (times -> the keyframe at or before each, or None;
+    ``clockwork.video.decode.keyframe_times``)
     each boundary moves back to its keyframe where the chunk before it stays at least half a chunk long: a
     chunk that starts on a keyframe decodes no frame of the chunk before it (a decoder starts at a keyframe)."""
     if duration_s <= chunk_s * 1.5:
@@ -60,8 +70,12 @@ def plan_chunks(duration_s: float, chunk_s: float,
 
 
 def failure_document(job: Job, error: str) -> dict:
-    return {"job_id": job.id, "status": JobStatus.FAILED.value, "error": error,
-            "video_file": job.video_path.rsplit("/", 1)[-1]}
+    return {
+        "job_id": job.id,
+        "status": JobStatus.FAILED.value,
+        "error": error,
+        "video_file": job.video_path.rsplit("/", 1)[-1],
+    }
 
 
 class ChunkFanout:
@@ -69,9 +83,18 @@ class ChunkFanout:
     replica died; a bad video (VideoError) is not retried. The chunks run in one task group: the
     first that fails for good cancels its siblings, and its error is the job's."""
 
-    def __init__(self, detector: DetectorClient, *, chunk_s: float, max_in_flight: int, retries: int,
-                 on_progress: Callable[[int, dict], Awaitable[None]], roots: list[str] | None = None,
-                 slots: asyncio.Semaphore | None = None, max_pixels: int | None = None):
+    def __init__(
+        self,
+        detector: DetectorClient,
+        *,
+        chunk_s: float,
+        max_in_flight: int,
+        retries: int,
+        on_progress: Callable[[int, dict], Awaitable[None]],
+        roots: list[str] | None = None,
+        slots: asyncio.Semaphore | None = None,
+        max_pixels: int | None = None,
+    ):
         self.detector = detector
         self.max_pixels = max_pixels  # every decoded frame is held to it, not only the header's size
         self.chunk_s = chunk_s
@@ -89,8 +112,8 @@ class ChunkFanout:
         self.last_packet_s = -1.0  # the last video packet's time, where the packet index could be read
 
     async def run(self, path: str, info: VideoInfo, options: DetectOptions, model: dict) -> tuple[dict, dict]:
-        """The passes of ``clockwork.timeline.pipeline`` (a scan's coarse pass, then every frame of its windows; or one sampled
-        or every-frame pass), each cut into chunks that run in parallel on the detector replicas."""
+        """The passes of ``clockwork.timeline.pipeline`` (a scan's coarse pass, then every frame of its windows; or one
+        sampled or every-frame pass), each cut into chunks that run in parallel on the detector replicas."""
         builder = ResultBuilder.for_options(info, options, model=model)
         chunks = await asyncio.to_thread(plan_chunks, info.duration_s, self.chunk_s, partial(self._keyframes, path))
         # a variable-rate file may hold long stretches without a frame: skip those chunks, and never read an empty
@@ -104,7 +127,9 @@ class ChunkFanout:
         self._begin(first.stage, info.duration_s, first.rate or info.fps)
         await self._fan(path, options, first.rate, builder, [(a, b, True) for a, b in chunks])
         if info.frames_listed and self.decoded < 0.95 * info.frames_listed - 1:
-            raise CorruptVideoError(path, f"truncated: decoded {self.decoded} of the {info.frames_listed} frames the container lists")
+            raise CorruptVideoError(
+                path, f"truncated: decoded {self.decoded} of the {info.frames_listed} frames the container lists"
+            )
         decoded = self.decoded
         timings = {"chunks": len(chunks)}
         end = min(info.duration_s, self.empty_from) if self.empty_from is not None else info.duration_s
@@ -122,7 +147,12 @@ class ChunkFanout:
         return document, timings
 
     def _begin(self, stage: str, total_s: float, rate: float | None) -> None:
-        self.stage = {"stage": stage, "video_s_done": 0.0, "video_s_total": round(total_s, 3), "stage_started": time.time()}
+        self.stage = {
+            "stage": stage,
+            "video_s_done": 0.0,
+            "video_s_total": round(total_s, 3),
+            "stage_started": time.time(),
+        }
         self.rate = rate or 30.0
 
     def _advance(self, processed: int, room_s: float) -> float:
@@ -147,8 +177,14 @@ class ChunkFanout:
         with open_confined(path, self.roots) as opened:
             return keyframe_times(opened, times)
 
-    async def _fan(self, path: str, options: DetectOptions, rate: float | None, builder: ResultBuilder,
-                   chunks: list[tuple[float, float | None, bool]]) -> None:
+    async def _fan(
+        self,
+        path: str,
+        options: DetectOptions,
+        rate: float | None,
+        builder: ResultBuilder,
+        chunks: list[tuple[float, float | None, bool]],
+    ) -> None:
         try:
             async with asyncio.TaskGroup() as group:
                 for a, b, counts in chunks:
@@ -156,8 +192,16 @@ class ChunkFanout:
         except BaseExceptionGroup as group_error:
             raise _first_cause(group_error) from None
 
-    async def _chunk(self, path: str, options: DetectOptions, rate: float | None, builder: ResultBuilder, start: float,
-                     end: float | None, counts: bool = True) -> None:
+    async def _chunk(
+        self,
+        path: str,
+        options: DetectOptions,
+        rate: float | None,
+        builder: ResultBuilder,
+        start: float,
+        end: float | None,
+        counts: bool = True,
+    ) -> None:
         """One chunk; ``counts``: its decoded frames count towards the video's (not a scan's refined windows)."""
         async with self.sem, self.slots or contextlib.nullcontext():
             for attempt in range(self.retries + 1):
@@ -167,8 +211,9 @@ class ChunkFanout:
                 room = (end if end is not None else self.stage["video_s_total"]) - start
                 try:
                     # the detector runs at the hysteresis threshold; the builder keeps what reaches min_score
-                    async for item in self.detector.detect_chunk(path, start, end, options=options, rate=rate,
-                                                                 roots=self.roots, max_pixels=self.max_pixels):
+                    async for item in self.detector.detect_chunk(
+                        path, start, end, options=options, rate=rate, roots=self.roots, max_pixels=self.max_pixels
+                    ):
                         if item.get("done"):
                             decoded = item["frames_decoded"]
                             break
@@ -185,7 +230,7 @@ class ChunkFanout:
                     if attempt == self.retries:
                         raise
                     logger.warning("%s chunk %s-%s failed (%s); retrying", path, start, end, type(exc).__name__)
-                    await asyncio.sleep(min(1.0 * 2 ** attempt, 10.0))
+                    await asyncio.sleep(min(1.0 * 2**attempt, 10.0))
                     continue
                 if counts:
                     self.decoded += decoded
@@ -233,8 +278,9 @@ class JobRunner:
         self.metrics = metrics
         self.owner = uuid.uuid4().hex
         self.policy = HostPolicy(tuple(args.postback_allow), tuple(args.postback_deny))
-        self.retry = RetryPolicy(args.postback_max_attempts, args.postback_base_delay_s, args.postback_max_delay_s,
-                                 args.postback_timeout_s)
+        self.retry = RetryPolicy(
+            args.postback_max_attempts, args.postback_base_delay_s, args.postback_max_delay_s, args.postback_timeout_s
+        )
         self.tasks: dict[str, asyncio.Task] = {}
         self.detecting: set[str] = set()  # jobs whose detection runs here (a cancellation stops these)
         # postbacks in flight at once: a crowd of slow receivers holds these, nothing else
@@ -328,26 +374,41 @@ class JobRunner:
 
     async def _detect_job(self, job: Job, checked: VideoInfo | None = None) -> None:
         if job.attempts >= self.args.max_job_attempts:
-            await asyncio.to_thread(self._finish, job, None, (
-                f"gave up after {job.attempts} attempts: the app or its detector stopped during each run"))
+            await asyncio.to_thread(
+                self._finish,
+                job,
+                None,
+                (f"gave up after {job.attempts} attempts: the app or its detector stopped during each run"),
+            )
             return
         await asyncio.to_thread(self.catalog.start_job, job.id, attempts=job.attempts + 1)
         t0 = time.perf_counter()
         last_write = [0.0]
 
-        async def progress(done: int, stage: dict) -> None:  # best effort: a catalog that cannot write now fails the job at its end
+        async def progress(
+            done: int, stage: dict
+        ) -> None:  # best effort: a catalog that cannot write now fails the job at its end
             now = time.monotonic()
             if now - last_write[0] >= 0.5 or stage["video_s_done"] >= stage["video_s_total"]:
                 last_write[0] = now
                 try:
-                    await asyncio.to_thread(self.catalog.record_progress, job.id, frames_done=done, progress=dict(stage))
+                    await asyncio.to_thread(
+                        self.catalog.record_progress, job.id, frames_done=done, progress=dict(stage)
+                    )
                 except Exception as exc:
                     logger.warning("job %s: progress not recorded (%s)", job.id, type(exc).__name__)
 
         self.detecting.add(job.id)
-        fanout = ChunkFanout(self.detector, chunk_s=self.args.chunk_s, max_in_flight=self.args.max_chunks_in_flight,
-                             retries=self.args.chunk_retries, on_progress=progress, roots=self.args.media_roots,
-                             slots=self.chunk_slots, max_pixels=self.args.max_frame_pixels)
+        fanout = ChunkFanout(
+            self.detector,
+            chunk_s=self.args.chunk_s,
+            max_in_flight=self.args.max_chunks_in_flight,
+            retries=self.args.chunk_retries,
+            on_progress=progress,
+            roots=self.args.media_roots,
+            slots=self.chunk_slots,
+            max_pixels=self.args.max_frame_pixels,
+        )
         try:
             info = checked or await self.check(job.video_path)
             await asyncio.to_thread(self.catalog.set_frames_total, job.id, info.frames_total)
@@ -380,16 +441,27 @@ class JobRunner:
             real = measured_duration(opened, info.duration_s)
             check_complete(opened, info, name=path)
         if real is not None and real < 0.9 * info.duration_s - 1:
-            logger.warning("%s: the header claims %.1f s, the packets end at %.1f s; planning from the packets",
-                           path, info.duration_s, real)
+            logger.warning(
+                "%s: the header claims %.1f s, the packets end at %.1f s; planning from the packets",
+                path,
+                info.duration_s,
+                real,
+            )
             info = replace(info, duration_s=real, frames_total=info.frames_listed or round(real * (info.fps or 30.0)))
         if info.duration_s > self.args.max_duration_s:
-            raise VideoTooLargeError(path, f"it lasts {info.duration_s:.0f} s, over the limit of {self.args.max_duration_s:.0f} s")
+            raise VideoTooLargeError(
+                path, f"it lasts {info.duration_s:.0f} s, over the limit of {self.args.max_duration_s:.0f} s"
+            )
         return info
 
     def _finish(self, job: Job, document: dict | None, error: str | None, timings: dict | None = None) -> None:
-        status = self.catalog.finish_job(job.id, document=document, error=error, timings=timings,
-                                         params=DetectOptions.from_json(job.params).to_json())
+        status = self.catalog.finish_job(
+            job.id,
+            document=document,
+            error=error,
+            timings=timings,
+            params=DetectOptions.from_json(job.params).to_json(),
+        )
         if status is not None:  # None: cancelled while it ran, and the cancellation stands
             self.metrics.jobs_finished.inc(tags={"status": status})
 
@@ -410,22 +482,42 @@ class JobRunner:
             return
         body = await asyncio.to_thread(self.postback_body, job.id)
         async with self.postback_slots:
-            state, attempt = await deliver_once(job.postback_url, body, policy=self.policy, retry=self.retry,
-                                                secret=self.args.postback_secret, job_id=job.id,
-                                                delivery_id=f"{job.id}.{job.deliveries or 1}",
-                                                attempts_so_far=job.postback_attempts)
+            state, attempt = await deliver_once(
+                job.postback_url,
+                body,
+                policy=self.policy,
+                retry=self.retry,
+                secret=self.args.postback_secret,
+                job_id=job.id,
+                delivery_id=f"{job.id}.{job.deliveries or 1}",
+                attempts_so_far=job.postback_attempts,
+            )
         if attempt is not None:
             self.metrics.stage_seconds.observe(attempt.seconds, tags={"stage": "postback"})
             self.metrics.postback_attempts.inc(tags={"outcome": "delivered" if attempt.ok else "error"})
         if state.gave_up:
             self.metrics.postback_failures.inc()
-            logger.warning("job %s: postback given up after %d attempt(s): %s", job.id, state.attempts, state.last_error)
-        entry = {"at": _iso(utcnow()), "status": attempt.status if attempt else None, "error": state.last_error,
-                 "seconds": round(attempt.seconds, 3) if attempt else 0.0}
+            logger.warning(
+                "job %s: postback given up after %d attempt(s): %s", job.id, state.attempts, state.last_error
+            )
+        entry = {
+            "at": _iso(utcnow()),
+            "status": attempt.status if attempt else None,
+            "error": state.last_error,
+            "seconds": round(attempt.seconds, 3) if attempt else 0.0,
+        }
         next_at = utcnow() + dt.timedelta(seconds=state.retry_in_s) if state.retry_in_s is not None else None
-        await asyncio.to_thread(self.catalog.record_postback, job.id, attempts=state.attempts, delivered=state.delivered,
-                                gave_up=state.gave_up, last_error=state.last_error, next_at=next_at, entry=entry,
-                                keep=HISTORY_KEPT)
+        await asyncio.to_thread(
+            self.catalog.record_postback,
+            job.id,
+            attempts=state.attempts,
+            delivered=state.delivered,
+            gave_up=state.gave_up,
+            last_error=state.last_error,
+            next_at=next_at,
+            entry=entry,
+            keep=HISTORY_KEPT,
+        )
 
 
 HISTORY_KEPT = 20  # postback attempts listed in GET /jobs/{id}
@@ -438,15 +530,32 @@ def _iso(t: dt.datetime | None) -> str | None:
 def job_status(job: Job, name: str, base_url: str = "") -> dict:
     """GET /jobs/{id}: ``name`` is the file as the caller named it; URLs are relative to ``base_url``."""
     return {
-        "job_id": job.id, "status": job.status, "filename": name,
-        "progress": {"frames_done": job.frames_done, "frames_total": job.frames_total,
-                     **(job.progress or {"stage": None, "video_s_done": 0.0, "video_s_total": 0.0})},
-        "timings": {"created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
-                    "finished_at": _iso(job.finished_at), **(job.timings or {})},
-        "error": job.error, "attempts": job.attempts,
-        "postback": None if not job.postback_url else {
-            "url": job.postback_url, "attempts": job.postback_attempts, "delivered": job.postback_delivered,
-            "gave_up": job.postback_gave_up, "last_error": job.postback_last_error,
-            "next_attempt_at": _iso(job.postback_next_at), "history": job.postback_history or []},
+        "job_id": job.id,
+        "status": job.status,
+        "filename": name,
+        "progress": {
+            "frames_done": job.frames_done,
+            "frames_total": job.frames_total,
+            **(job.progress or {"stage": None, "video_s_done": 0.0, "video_s_total": 0.0}),
+        },
+        "timings": {
+            "created_at": _iso(job.created_at),
+            "started_at": _iso(job.started_at),
+            "finished_at": _iso(job.finished_at),
+            **(job.timings or {}),
+        },
+        "error": job.error,
+        "attempts": job.attempts,
+        "postback": None
+        if not job.postback_url
+        else {
+            "url": job.postback_url,
+            "attempts": job.postback_attempts,
+            "delivered": job.postback_delivered,
+            "gave_up": job.postback_gave_up,
+            "last_error": job.postback_last_error,
+            "next_attempt_at": _iso(job.postback_next_at),
+            "history": job.postback_history or [],
+        },
         "result_url": f"{base_url}/jobs/{job.id}/result",
     }

@@ -1,7 +1,8 @@
 """The web pages, served by the API itself under ``/ui`` (same ingress, same token): jobs with their
 progress, one video with its segments and the frames where they start, peak and end (boxes drawn), the
 library (videos with no clock found too), every remix. A video's page plays it with its boxes drawn on every
-frame (``annotate_video``, drawn once per result and cached). Server-rendered (``clockwork.remix.pages``), no JavaScript.
+frame (``annotate_video``, drawn once per result and cached). Server-rendered (``clockwork.remix.pages``), no
+JavaScript.
 
 When the app has an API token, a browser signs in once at ``/ui/login``; the token is kept in an
 HttpOnly cookie. API clients may send the bearer header instead.
@@ -68,11 +69,19 @@ class Ui:
 
     def page(self, request: Request, template: str, http_status: int = 200, **context) -> HTMLResponse:
         csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
-        html = render(template, ui=self.base(request), docs_url=request.scope.get("root_path", "").rstrip("/") + "/docs",
-                      signed_in_by_cookie=bool(self.args.api_token and request.cookies.get(COOKIE)), csrf=csrf, **context)
+        html = render(
+            template,
+            ui=self.base(request),
+            docs_url=request.scope.get("root_path", "").rstrip("/") + "/docs",
+            signed_in_by_cookie=bool(self.args.api_token and request.cookies.get(COOKIE)),
+            csrf=csrf,
+            **context,
+        )
         resp = HTMLResponse(html, status_code=http_status)
         if request.cookies.get(CSRF_COOKIE) != csrf:
-            resp.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict", path=request.scope.get("root_path", "") or "/")
+            resp.set_cookie(
+                CSRF_COOKIE, csrf, httponly=True, samesite="strict", path=request.scope.get("root_path", "") or "/"
+            )
         return resp
 
     def check_form(self, request: Request, form: dict[str, list[str]]) -> None:
@@ -98,19 +107,35 @@ class Ui:
                 return await handler(request)
             except ApiError as exc:
                 title = {403: "Refused", 404: "Not found"}.get(exc.status, "Something is wrong")
-                return self.page(request, "message.html", http_status=exc.status, nav=None, title=title, message=str(exc))
+                return self.page(
+                    request, "message.html", http_status=exc.status, nav=None, title=title, message=str(exc)
+                )
             except Exception:
                 logger.exception("%s %s failed", request.method, request.url.path)
-                return self.page(request, "message.html", http_status=500, nav=None, title="Something went wrong",
-                                 message="The page could not be made; the server log has the details.")
+                return self.page(
+                    request,
+                    "message.html",
+                    http_status=500,
+                    nav=None,
+                    title="Something went wrong",
+                    message="The page could not be made; the server log has the details.",
+                )
+
         return endpoint
 
     # -- routes --------------------------------------------------------------------------------------
 
     async def login_form(self, request: Request) -> Response:
         target = request.query_params.get("next", "")
-        return self.page(request, "login.html", nav=None, wrong=False, next=target if target.startswith("/ui") or
-                         target.startswith(request.scope.get("root_path", "") + "/ui") else "")
+        return self.page(
+            request,
+            "login.html",
+            nav=None,
+            wrong=False,
+            next=target
+            if target.startswith("/ui") or target.startswith(request.scope.get("root_path", "") + "/ui")
+            else "",
+        )
 
     async def login(self, request: Request) -> Response:
         form = parse_qs((await request.body())[:8192].decode("utf-8", "replace"))  # a urlencoded form of three fields
@@ -120,8 +145,14 @@ class Ui:
             target = self.base(request) + "/jobs"
         wait = self.throttled(request)
         if wait is not None:
-            resp = self.page(request, "message.html", http_status=429, nav=None, title="Too many attempts",
-                             message=f"Too many wrong tokens from this address; try again in {math.ceil(wait)} s.")
+            resp = self.page(
+                request,
+                "message.html",
+                http_status=429,
+                nav=None,
+                title="Too many attempts",
+                message=f"Too many wrong tokens from this address; try again in {math.ceil(wait)} s.",
+            )
             resp.headers["Retry-After"] = str(math.ceil(wait))
             return resp
         if not self.args.api_token or not hmac.compare_digest(token.encode(), self.args.api_token.encode()):
@@ -146,8 +177,15 @@ class Ui:
         jobs, total = await asyncio.to_thread(self.catalog.list_jobs, limit=PAGE_SIZE, offset=offset)
         rows = [self._job_row(j) for j in jobs]
         refresh = 2 if any(JobStatus(j.status).active for j in jobs) else None
-        return self.page(request, "jobs.html", nav="jobs", jobs=rows, total=total, refresh=refresh,
-                         next_offset=offset + PAGE_SIZE if offset + PAGE_SIZE < total else None)
+        return self.page(
+            request,
+            "jobs.html",
+            nav="jobs",
+            jobs=rows,
+            total=total,
+            refresh=refresh,
+            next_offset=offset + PAGE_SIZE if offset + PAGE_SIZE < total else None,
+        )
 
     def _job_row(self, job: Job) -> dict:
         """Progress in video seconds of the job's current stage (a scan's coarse pass, then its windows): each
@@ -158,11 +196,19 @@ class Ui:
         if JobStatus(job.status).active and stage.get("stage_started") and done:
             rate = done / max(time.time() - float(stage["stage_started"]), 1e-3)
             eta = (total - done) / rate if total > done else 0.0
-        return {"id": job.id, "name": self.api.runner.name_of(job), "status": job.status, "stage": stage.get("stage"),
-                "video_s_done": done, "video_s_total": total, "frames_done": job.frames_done or 0,
-                "percent": round(100 * done / total) if total else (100 if job.status == JobStatus.SUCCEEDED else 0),
-                "rate": round(rate, 1) if rate is not None else None, "eta": eta,
-                "created": job.created_at.strftime("%Y-%m-%d %H:%M:%S") if job.created_at else ""}
+        return {
+            "id": job.id,
+            "name": self.api.runner.name_of(job),
+            "status": job.status,
+            "stage": stage.get("stage"),
+            "video_s_done": done,
+            "video_s_total": total,
+            "frames_done": job.frames_done or 0,
+            "percent": round(100 * done / total) if total else (100 if job.status == JobStatus.SUCCEEDED else 0),
+            "rate": round(rate, 1) if rate is not None else None,
+            "eta": eta,
+            "created": job.created_at.strftime("%Y-%m-%d %H:%M:%S") if job.created_at else "",
+        }
 
     async def job(self, request: Request) -> Response:
         from serve_app.runner import job_status
@@ -173,16 +219,26 @@ class Ui:
         root = request.scope.get("root_path", "").rstrip("/")
         status = job_status(job, self.api.runner.name_of(job), root)
         context = await asyncio.to_thread(self._result_context, job.result_id, request) if job.result_id else {}
-        return self.page(request, "job.html", nav="jobs", status=status, refresh=2 if JobStatus(job.status).active else None,
-                         json_url=f"{root}/jobs/{job.id}/result", **context)
+        return self.page(
+            request,
+            "job.html",
+            nav="jobs",
+            status=status,
+            refresh=2 if JobStatus(job.status).active else None,
+            json_url=f"{root}/jobs/{job.id}/result",
+            **context,
+        )
 
     def _result_context(self, result_id: int, request: Request) -> dict:
         result, video_id = self.catalog.result(result_id)
         base = self.base(request)
-        return {"result": result, "timeline": Timeline(result.duration_s),
-                "scores": [(f.timestamp_s, f.best_score()) for f in result.frame_data],
-                "frames": [segment_frames(result, seg) for seg in result.segments],
-                "frame_url": lambda n: f"{base}/videos/{video_id}/frames/{n}.jpg"}
+        return {
+            "result": result,
+            "timeline": Timeline(result.duration_s),
+            "scores": [(f.timestamp_s, f.best_score()) for f in result.frame_data],
+            "frames": [segment_frames(result, seg) for seg in result.segments],
+            "frame_url": lambda n: f"{base}/videos/{video_id}/frames/{n}.jpg",
+        }
 
     async def video(self, request: Request) -> Response:
         video_id = _int(request.path_params["video_id"])
@@ -193,9 +249,16 @@ class Ui:
         path, result_id = found.path, found.result_id
         context = await asyncio.to_thread(self._result_context, result_id, request) if result_id else {}
         player = self._player(video_id, path, result_id) if result_id else None
-        return self.page(request, "video.html", nav="library", name=relative_name(path, self.args.media_roots),
-                         json_url=None, player=player, refresh=3 if player and player["state"] == "drawing" else None,
-                         **context)
+        return self.page(
+            request,
+            "video.html",
+            nav="library",
+            name=relative_name(path, self.args.media_roots),
+            json_url=None,
+            player=player,
+            refresh=3 if player and player["state"] == "drawing" else None,
+            **context,
+        )
 
     def _annotated(self, result_id: int) -> Path:
         return self.cache / f"result-{result_id}.mp4"
@@ -256,21 +319,34 @@ class Ui:
     async def library(self, request: Request) -> Response:
         def rows():
             known = self.catalog.library()
-            out = [self._library_row(str(path), known.pop(str(path), None))
-                   for root in self.args.media_roots for path in list_videos(root)]
+            out = [
+                self._library_row(str(path), known.pop(str(path), None))
+                for root in self.args.media_roots
+                for path in list_videos(root)
+            ]
             return out + [self._library_row(p, v) for p, v in sorted(known.items())]  # scanned, outside today's roots
 
         videos = await asyncio.to_thread(rows)
-        return self.page(request, "library.html", nav="library", videos=videos,
-                         with_clocks=sum(v["found"] == "yes" for v in videos), without=sum(v["found"] == "no" for v in videos),
-                         unscanned=sum(v["found"] == "unscanned" for v in videos))
+        return self.page(
+            request,
+            "library.html",
+            nav="library",
+            videos=videos,
+            with_clocks=sum(v["found"] == "yes" for v in videos),
+            without=sum(v["found"] == "no" for v in videos),
+            unscanned=sum(v["found"] == "unscanned" for v in videos),
+        )
 
     def _library_row(self, path: str, video: Scanned | None) -> dict:
         doc = video.document if video is not None else None
-        return {"name": relative_name(path, self.args.media_roots), "video_id": video.video_id if video else None,
-                "duration_s": video.duration_s if video else None,
-                "segments": len(doc["segments"]) if doc else None, "clock_frames": doc.get("clock_frames") if doc else None,
-                "found": "unscanned" if doc is None else ("yes" if doc["segments"] else "no")}
+        return {
+            "name": relative_name(path, self.args.media_roots),
+            "video_id": video.video_id if video else None,
+            "duration_s": video.duration_s if video else None,
+            "segments": len(doc["segments"]) if doc else None,
+            "clock_frames": doc.get("clock_frames") if doc else None,
+            "found": "unscanned" if doc is None else ("yes" if doc["segments"] else "no"),
+        }
 
     async def remix(self, request: Request) -> Response:
         """One remix (``/ui/remix/{id}``; ``/ui/remix``: the latest), with the list of every remix above it."""
@@ -278,9 +354,17 @@ class Ui:
         wanted = request.path_params.get("remix_id")
 
         def load():
-            listed = [{"id": r.id, "name": Path(r.path).name, "label": r.label, "duration_s": r.duration_s,
-                       "order": (r.document or {}).get("order"), "created": r.created_at.strftime("%Y-%m-%d %H:%M:%S")}
-                      for r in self.catalog.remixes(REMIXES_LISTED)]
+            listed = [
+                {
+                    "id": r.id,
+                    "name": Path(r.path).name,
+                    "label": r.label,
+                    "duration_s": r.duration_s,
+                    "order": (r.document or {}).get("order"),
+                    "created": r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                }
+                for r in self.catalog.remixes(REMIXES_LISTED)
+            ]
             remix = self.catalog.remix(_int(str(wanted)) if wanted is not None else None)
             if remix is None:
                 if wanted is not None:
@@ -292,9 +376,12 @@ class Ui:
         if found is None:
             return self.page(request, "remix.html", nav="remix", remix=None, remixes=listed)
         remix_id, doc, ids = found
-        view = remix_view(doc, video_url=f"{base}/remix/{remix_id}.mp4",
-                          thumb_url=lambda sn: f"{base}/remix/{remix_id}/snippets/{quote(sn['name'])}.jpg",
-                          source_url=lambda p: f"{base}/videos/{ids[p]}" if p in ids else None)
+        view = remix_view(
+            doc,
+            video_url=f"{base}/remix/{remix_id}.mp4",
+            thumb_url=lambda sn: f"{base}/remix/{remix_id}/snippets/{quote(sn['name'])}.jpg",
+            source_url=lambda p: f"{base}/videos/{ids[p]}" if p in ids else None,
+        )
         return self.page(request, "remix.html", nav="remix", remix={**view, "id": remix_id}, remixes=listed)
 
     async def remix_file(self, request: Request) -> Response:
@@ -344,11 +431,27 @@ def render_docs(request: Request, spec: dict, defaults: dict | None = None) -> H
     """/docs: the routes, and the request body's fields with their types and this server's defaults."""
     root = request.scope.get("root_path", "").rstrip("/")
     body = spec["components"]["schemas"]["InferenceRequest"]
-    fields = [{"name": name, "required": name in body.get("required", []), "type": _schema_type(prop),
-               "default": (defaults or {}).get(name, prop.get("default")), "notes": prop.get("description", "")}
-              for name, prop in body["properties"].items()]
-    return HTMLResponse(render("docs.html", ui=root + "/ui", docs_url=root + "/docs", nav=None, spec=spec, fields=fields,
-                               openapi_url=root + "/openapi.json"))
+    fields = [
+        {
+            "name": name,
+            "required": name in body.get("required", []),
+            "type": _schema_type(prop),
+            "default": (defaults or {}).get(name, prop.get("default")),
+            "notes": prop.get("description", ""),
+        }
+        for name, prop in body["properties"].items()
+    ]
+    return HTMLResponse(
+        render(
+            "docs.html",
+            ui=root + "/ui",
+            docs_url=root + "/docs",
+            nav=None,
+            spec=spec,
+            fields=fields,
+            openapi_url=root + "/openapi.json",
+        )
+    )
 
 
 def _schema_type(prop: dict) -> str:
@@ -359,7 +462,9 @@ def _schema_type(prop: dict) -> str:
         return " | ".join(map(str, prop["enum"]))
     if "anyOf" in prop:
         kinds = [_schema_type(p) for p in prop["anyOf"] if p.get("type") != "null"]
-        return " or ".join(dict.fromkeys(kinds)) + (" or null" if any(p.get("type") == "null" for p in prop["anyOf"]) else "")
+        return " or ".join(dict.fromkeys(kinds)) + (
+            " or null" if any(p.get("type") == "null" for p in prop["anyOf"]) else ""
+        )
     kind = prop.get("type", "any")
     if kind == "array":
         return f"array of {_schema_type(prop.get('items', {}))}"
@@ -371,4 +476,3 @@ def _int(raw: str) -> int:
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:  # '²'.isdigit() is true; int('²') fails
         raise ApiError(404, f"not an id: {raw[:20]!r}")
     return int(raw)
-

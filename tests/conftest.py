@@ -119,6 +119,7 @@ def make_video(tmp_path):
 
 # -- Ray -------------------------------------------------------------------------------------------
 
+
 def _free_port() -> int:
     import socket
 
@@ -137,16 +138,44 @@ def ray_cluster(tmp_path_factory):
     common = ["--disable-usage-stats", "--object-store-memory=250000000"]
     subprocess.run([ray_bin, "stop", "--force"], capture_output=True)
     # Two fake GPUs on the head (Ray only counts them) let tests check how fractional replicas are placed.
-    subprocess.run([ray_bin, "start", "--head", f"--port={gcs}", "--num-cpus=6", "--num-gpus=2", "--include-dashboard=true",
-                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--metrics-export-port={metrics}",
-                    *common], check=True, capture_output=True)
-    subprocess.run([ray_bin, "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=2", f"--metrics-export-port={metrics2}",
-                    '--resources={"second_node": 2}', *common], check=True, capture_output=True)
+    subprocess.run(
+        [
+            ray_bin,
+            "start",
+            "--head",
+            f"--port={gcs}",
+            "--num-cpus=6",
+            "--num-gpus=2",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dash}",
+            f"--metrics-export-port={metrics}",
+            *common,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            ray_bin,
+            "start",
+            f"--address=127.0.0.1:{gcs}",
+            "--num-cpus=2",
+            f"--metrics-export-port={metrics2}",
+            '--resources={"second_node": 2}',
+            *common,
+        ],
+        check=True,
+        capture_output=True,
+    )
     import ray
 
     ray.init(address=f"127.0.0.1:{gcs}", log_to_driver=False)
-    info = {"address": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dash}",
-            "metrics": [f"http://127.0.0.1:{m}/metrics" for m in (metrics, metrics2)]}
+    info = {
+        "address": f"127.0.0.1:{gcs}",
+        "dashboard": f"http://127.0.0.1:{dash}",
+        "metrics": [f"http://127.0.0.1:{m}/metrics" for m in (metrics, metrics2)],
+    }
     yield info
     try:
         from ray import serve
@@ -200,10 +229,19 @@ def make_client(tmp_path, samples_dir, detector):
 
     def make(detector_client=None, **overrides):
         (tmp_path / "media").mkdir(exist_ok=True)
-        args = AppArgs(**{"media_roots": [str(samples_dir), str(tmp_path / "media")],
-                          "database_url": f"sqlite:///{tmp_path}/catalog.sqlite", "postback_allow": ["127.0.0.0/8"],
-                          "postback_secret": SECRET, "api_token": TOKEN, "postback_base_delay_s": 0.2,
-                          "postback_max_delay_s": 0.5, "reaper_interval_s": 0.3, **overrides})
+        args = AppArgs(
+            **{
+                "media_roots": [str(samples_dir), str(tmp_path / "media")],
+                "database_url": f"sqlite:///{tmp_path}/catalog.sqlite",
+                "postback_allow": ["127.0.0.0/8"],
+                "postback_secret": SECRET,
+                "api_token": TOKEN,
+                "postback_base_delay_s": 0.2,
+                "postback_max_delay_s": 0.5,
+                "reaper_interval_s": 0.3,
+                **overrides,
+            }
+        )
         client = TestClient(build_app(Api(args, detector_client or LocalDetectorClient(detector))), headers=AUTH)
         client.__enter__()
         clients.append(client)
@@ -226,8 +264,11 @@ def live_app(tmp_path, samples_dir, detector):
     from serve_app.config import AppArgs
 
     with ExitStack() as servers:
+
         def make(**overrides) -> str:
-            args = AppArgs(**{"media_roots": [str(samples_dir)], "database_url": f"sqlite:///{tmp_path}/live.sqlite", **overrides})
+            args = AppArgs(
+                **{"media_roots": [str(samples_dir)], "database_url": f"sqlite:///{tmp_path}/live.sqlite", **overrides}
+            )
             return servers.enter_context(AppServer(build_app(Api(args, LocalDetectorClient(detector))))).url
 
         yield make

@@ -19,7 +19,9 @@ def moving(samples_dir):
 def test_a_moving_clock_is_one_track_across_the_coarse_steps(moving):
     _, result = moving
     first = result.segments[0]
-    tracks = {d.track for f in result.frame_data if first.start_frame <= f.frame_no <= first.end_frame for d in f.detections}
+    tracks = {
+        d.track for f in result.frame_data if first.start_frame <= f.frame_no <= first.end_frame for d in f.detections
+    }
     assert len(tracks) == 1, tracks
     examined = [f.frame_no for f in result.frame_data if first.start_frame <= f.frame_no <= first.end_frame]
     assert max(b - a for a, b in zip(examined, examined[1:], strict=False)) >= 10  # the scan skipped frames there

@@ -26,11 +26,15 @@ def wait(client, job_id, pred, timeout=120.0):
 def test_round_trip_equals_detect_video(make_client, samples_dir, detector):
     client = make_client()
     with Receiver() as rx:
-        resp = client.post("/video-inference", json={"filename": "clock_moving_360p25.mp4", "postback_url": rx.url,
-                                                     "sample_fps": 2})
+        resp = client.post(
+            "/video-inference", json={"filename": "clock_moving_360p25.mp4", "postback_url": rx.url, "sample_fps": 2}
+        )
         assert resp.status_code == 202, resp.text
         job_id = resp.json()["job_id"]
-        assert resp.json()["status_url"].endswith(f"/jobs/{job_id}") and resp.headers["Location"] == resp.json()["status_url"]
+        assert (
+            resp.json()["status_url"].endswith(f"/jobs/{job_id}")
+            and resp.headers["Location"] == resp.json()["status_url"]
+        )
         post = rx.wait_for(1)[0]
     doc = post["json"]
     assert doc["status"] == "succeeded" and doc["job_id"] == job_id
@@ -46,7 +50,9 @@ def test_round_trip_equals_detect_video(make_client, samples_dir, detector):
 def test_every_frame_through_the_api_shows_the_other_views_at_the_requested_rate(make_client, samples_dir, detector):
     """A request's multiscale_fps reaches the detector's chunks (and the result): through the API as in-process."""
     client = make_client()
-    resp = client.post("/video-inference", json={"filename": "clock_60fps_480p.mp4", "sample_fps": 0, "multiscale_fps": 10})
+    resp = client.post(
+        "/video-inference", json={"filename": "clock_60fps_480p.mp4", "sample_fps": 0, "multiscale_fps": 10}
+    )
     assert resp.status_code == 202, resp.text
     job_id = resp.json()["job_id"]
     wait(client, job_id, lambda s: s["status"] == "succeeded", 300)
@@ -73,11 +79,19 @@ def test_error_statuses(make_client, samples_dir, tmp_path):
     ok_url = "http://127.0.0.1:9/hook"
 
     def post(body):
-        return client.post("/video-inference", content=body if isinstance(body, str) else json.dumps(body),
-                           headers={"Content-Type": "application/json"})
+        return client.post(
+            "/video-inference",
+            content=body if isinstance(body, str) else json.dumps(body),
+            headers={"Content-Type": "application/json"},
+        )
 
-    check(client.post("/video-inference", json={"filename": "a.mp4", "postback_url": ok_url}, headers={"Authorization": ""}),
-          401, "bearer token")
+    check(
+        client.post(
+            "/video-inference", json={"filename": "a.mp4", "postback_url": ok_url}, headers={"Authorization": ""}
+        ),
+        401,
+        "bearer token",
+    )
     check(client.get("/jobs/x", headers={"Authorization": "Bearer wrong"}), 401, "bearer token")
     check(post("{not json"), 400, "malformed JSON")
     check(post("[1, 2]"), 400, "JSON object")
@@ -85,20 +99,41 @@ def test_error_statuses(make_client, samples_dir, tmp_path):
     check(post({"filename": "x.mp4", "postback_url": ok_url, "min_score": "high"}), 400, "min_score")
     check(post({"filename": "x.mp4", "postback_url": ok_url, "labels": "clock"}), 400, "labels")
     check(post({"filename": "x.mp4", "postback_url": ok_url, "extra": 1}), 400, "extra")
-    check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "labels": ["clok"]}), 400, "did you mean 'clock'")
-    check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "views": ["zoom"]}), 400,
-          "views.0: Input should be 'full', 'zoomout' or 'tiles'")
+    check(
+        post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "labels": ["clok"]}),
+        400,
+        "did you mean 'clock'",
+    )
+    check(
+        post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "views": ["zoom"]}),
+        400,
+        "views.0: Input should be 'full', 'zoomout' or 'tiles'",
+    )
     check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "views": ["", "", ""]}), 400, "views.0")
-    check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "multiscale_fps": 5e-324}), 400,
-          "multiscale_fps must be 0 \\(every frame\\) or from 0.01")
+    check(
+        post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "multiscale_fps": 5e-324}),
+        400,
+        "multiscale_fps must be 0 \\(every frame\\) or from 0.01",
+    )
     not_allowed = check(client.put("/jobs"), 405, "not allowed")
     assert set(not_allowed.headers["allow"].split(", ")) == {"GET", "HEAD"}  # Starlette answers HEAD wherever GET is
     check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "sample_fps": -1}), 400, "sample_fps")
-    check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "multiscale_fps": -1}), 400, "multiscale_fps")
-    check(post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "multiscale_fps": "fast"}), 400, "multiscale_fps")
+    check(
+        post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "multiscale_fps": -1}),
+        400,
+        "multiscale_fps",
+    )
+    check(
+        post({"filename": "clock_moving_360p25.mp4", "postback_url": ok_url, "multiscale_fps": "fast"}),
+        400,
+        "multiscale_fps",
+    )
     check(post({"filename": "clock_moving_360p25.mp4", "postback_url": "ftp://127.0.0.1/x"}), 400, "scheme")
-    check(post({"filename": "clock_moving_360p25.mp4", "postback_url": "http://169.254.169.254/latest"}), 400,
-          "not in the allowlist|refused")
+    check(
+        post({"filename": "clock_moving_360p25.mp4", "postback_url": "http://169.254.169.254/latest"}),
+        400,
+        "not in the allowlist|refused",
+    )
     check(post({"filename": "../../etc/passwd", "postback_url": ok_url}), 403, "outside the media roots")
     check(post({"filename": "/etc/passwd", "postback_url": ok_url}), 403, "outside the media roots")
     check(post({"filename": "escape.mp4", "postback_url": ok_url}), 403, "outside the media roots")
@@ -115,9 +150,16 @@ def test_error_statuses(make_client, samples_dir, tmp_path):
 
 def test_default_policy_refuses_loopback_and_metadata(make_client):
     client = make_client(postback_allow=[])
-    for url in ("http://127.0.0.1:8080/hook", "http://169.254.169.254/", "http://[::1]/x", "http://metadata.google.internal/"):
+    for url in (
+        "http://127.0.0.1:8080/hook",
+        "http://169.254.169.254/",
+        "http://[::1]/x",
+        "http://metadata.google.internal/",
+    ):
         resp = client.post("/video-inference", json={"filename": "clock_moving_360p25.mp4", "postback_url": url})
-        assert resp.status_code == 400 and ("refused" in resp.json()["error"] or "resolve" in resp.json()["error"]), resp.text
+        assert resp.status_code == 400 and ("refused" in resp.json()["error"] or "resolve" in resp.json()["error"]), (
+            resp.text
+        )
 
 
 def test_corrupt_video_fails_the_job_and_posts_the_failure(make_client, samples_dir, tmp_path):
@@ -168,8 +210,9 @@ def test_dead_receiver_gets_the_postback_when_it_comes_back(make_client):
 
     client = make_client()
     rx = Receiver(port=free_port())  # not listening yet
-    job_id = client.post("/video-inference", json={"filename": "clock_moving_360p25.mp4", "postback_url": rx.url,
-                                                   "sample_fps": 2}).json()["job_id"]
+    job_id = client.post(
+        "/video-inference", json={"filename": "clock_moving_360p25.mp4", "postback_url": rx.url, "sample_fps": 2}
+    ).json()["job_id"]
     status = wait(client, job_id, lambda s: s["postback"]["attempts"] >= 2)
     assert status["status"] == "succeeded" and not status["postback"]["delivered"]
     assert "Cannot connect" in status["postback"]["last_error"]
@@ -183,11 +226,19 @@ def test_read_time_reads_each_segment_and_the_result_keeps_it(make_client):
     from clockwork.timeread.clocktime import circular_error
 
     client = make_client()
-    check(client.post("/video-inference", json={"filename": "clock_static_720p30.mp4", "postback_url": "http://127.0.0.1:9/x",
-                                                "read_time": "yes"}), 400, "read_time")
+    check(
+        client.post(
+            "/video-inference",
+            json={"filename": "clock_static_720p30.mp4", "postback_url": "http://127.0.0.1:9/x", "read_time": "yes"},
+        ),
+        400,
+        "read_time",
+    )
     with Receiver() as rx:
-        job_id = client.post("/video-inference", json={"filename": "clock_static_720p30.mp4", "postback_url": rx.url,
-                                                       "sample_fps": 2, "read_time": True}).json()["job_id"]
+        job_id = client.post(
+            "/video-inference",
+            json={"filename": "clock_static_720p30.mp4", "postback_url": rx.url, "sample_fps": 2, "read_time": True},
+        ).json()["job_id"]
         doc = rx.wait_for(1, job_id=job_id)[0]["json"]
     [seg] = doc["segments"]
     assert circular_error(seg["clock_time"]["minutes"], 610) <= 1, seg  # the sample clock shows 10:10
@@ -215,8 +266,13 @@ def test_a_posted_video_is_checked_once_and_a_resumed_job_again(make_client, mon
     assert len(calls) == 1
     path = str(samples_dir / "clock_moving_360p25.mp4")
     with Catalog(f"sqlite:///{tmp_path}/catalog.sqlite").session() as s:  # the app's catalog (make_client)
-        orphan = Job(video_path=path, filename="clock_moving_360p25.mp4", body_hash="orphan", dedupe_key="body:orphan",
-                     params={"labels": ["clock"], "min_score": 0.5, "sample_fps": 2.0, "views": ["full"]})
+        orphan = Job(
+            video_path=path,
+            filename="clock_moving_360p25.mp4",
+            body_hash="orphan",
+            dedupe_key="body:orphan",
+            params={"labels": ["clock"], "min_score": 0.5, "sample_fps": 2.0, "views": ["full"]},
+        )
         s.add(orphan)
         s.flush()
         orphan_id = orphan.id

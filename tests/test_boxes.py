@@ -7,7 +7,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clockwork.detect.boxes import inside_matrix, iou_matrix, letterbox, letterbox_params, merge_contained, nms, unletterbox
+from clockwork.detect.boxes import (
+    inside_matrix,
+    iou_matrix,
+    letterbox,
+    letterbox_params,
+    merge_contained,
+    nms,
+    unletterbox,
+)
 
 sizes = st.integers(min_value=16, max_value=2000)
 
@@ -19,8 +27,17 @@ def test_unletterbox_inverts_letterbox(w, h, fx, fy, fw, fh):
     x, y = fx * w * 0.9, fy * h * 0.9
     bw, bh = fw * (w - x), fh * (h - y)
     # source box -> normalised network box -> back
-    net = torch.tensor([[(x * lb.scale + lb.pad_x) / size, (y * lb.scale + lb.pad_y) / size,
-                         bw * lb.scale / size, bh * lb.scale / size]], dtype=torch.float64)
+    net = torch.tensor(
+        [
+            [
+                (x * lb.scale + lb.pad_x) / size,
+                (y * lb.scale + lb.pad_y) / size,
+                bw * lb.scale / size,
+                bh * lb.scale / size,
+            ]
+        ],
+        dtype=torch.float64,
+    )
     back = unletterbox(net, lb, size)[0].tolist()
     assert np.allclose(back, [x, y, bw, bh], atol=1e-6 * max(w, h) + 1e-6)
 
@@ -34,8 +51,11 @@ def test_letterbox_keeps_aspect_and_pads_grey():
 
 
 boxes_st = st.lists(
-    st.tuples(st.floats(0, 100), st.floats(0, 100), st.floats(1, 50), st.floats(1, 50), st.floats(0.01, 1), st.integers(0, 2)),
-    min_size=0, max_size=40,
+    st.tuples(
+        st.floats(0, 100), st.floats(0, 100), st.floats(1, 50), st.floats(1, 50), st.floats(0.01, 1), st.integers(0, 2)
+    ),
+    min_size=0,
+    max_size=40,
 )
 
 
@@ -67,8 +87,11 @@ def _merge_reference(boxes, scores, classes, keep, threshold):
     cls, idx, scores = classes[keep].tolist(), keep.tolist(), scores.clone()
     alive = [True] * len(idx)
     for j in sorted(range(len(idx)), key=lambda k: area[k]):
-        holders = [i for i in range(len(idx)) if i != j and alive[i] and cls[i] == cls[j] and area[i] > area[j]
-                   and inside[i][j] >= threshold]
+        holders = [
+            i
+            for i in range(len(idx))
+            if i != j and alive[i] and cls[i] == cls[j] and area[i] > area[j] and inside[i][j] >= threshold
+        ]
         if holders:
             i = max(holders, key=lambda k: area[k])
             scores[idx[i]] = max(scores[idx[i]], scores[idx[j]])

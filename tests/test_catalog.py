@@ -90,8 +90,13 @@ def test_a_catalog_from_an_earlier_version_gains_the_new_columns(tmp_path):
         s.add(Job(id="old1", status="succeeded", video_path="/m/a.mp4", params={}, body_hash="h"))
     first.close()
     with sqlite3.connect(tmp_path / "old.sqlite") as db:
-        for table, column in (("jobs", "postback_history"), ("jobs", "deliveries"), ("jobs", "postback_next_at"),
-                              ("snippets", "clock_minutes"), ("segments", "clock_confidence")):
+        for table, column in (
+            ("jobs", "postback_history"),
+            ("jobs", "deliveries"),
+            ("jobs", "postback_next_at"),
+            ("snippets", "clock_minutes"),
+            ("segments", "clock_confidence"),
+        ):
             if column == "postback_next_at":
                 db.execute("DROP INDEX ix_jobs_postback_next_at")
             db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
@@ -100,6 +105,8 @@ def test_a_catalog_from_an_earlier_version_gains_the_new_columns(tmp_path):
         old = s.get(Job, "old1")
         assert old.status == "succeeded" and old.postback_history is None and old.deliveries is None
         s.add(Job(video_path="/m/b.mp4", params={}, body_hash="h2", dedupe_key="body:h2"))
-    job, created = catalog.admit(Job(video_path="/m/b.mp4", params={}, body_hash="h2", dedupe_key="body:h2"), max_active=10, window_s=60)
+    job, created = catalog.admit(
+        Job(video_path="/m/b.mp4", params={}, body_hash="h2", dedupe_key="body:h2"), max_active=10, window_s=60
+    )
     assert not created  # the dedupe key works in the migrated table
     catalog.close()

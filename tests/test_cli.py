@@ -19,14 +19,43 @@ def test_detect_prints_segments_as_hms(samples_dir, capsys):
 
 def test_detect_with_no_mode_flag_scans(samples_dir, capsys):
     """The plainest command: no --scan, no --sample-fps (it once failed: the scan was handed sample_fps=None)."""
-    assert main(["detect", str(samples_dir / "clock_moving_360p25.mp4"), "--device", "cpu", "--views", "full", "--json", "-"]) == 0
+    assert (
+        main(
+            [
+                "detect",
+                str(samples_dir / "clock_moving_360p25.mp4"),
+                "--device",
+                "cpu",
+                "--views",
+                "full",
+                "--json",
+                "-",
+            ]
+        )
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     assert doc["scan"] and doc["segments"], doc.get("scan")
 
 
 def test_detect_json_to_stdout(samples_dir, capsys):
-    assert main(["detect", str(samples_dir / "distractor_life_25.mp4"), "--json", "-", "--sample-fps", "2", "--device", "cpu",
-                 "--views", "full"]) == 0
+    assert (
+        main(
+            [
+                "detect",
+                str(samples_dir / "distractor_life_25.mp4"),
+                "--json",
+                "-",
+                "--sample-fps",
+                "2",
+                "--device",
+                "cpu",
+                "--views",
+                "full",
+            ]
+        )
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     assert doc["has_clock"] is False and doc["video_file"] == "distractor_life_25.mp4"
 
@@ -34,7 +63,9 @@ def test_detect_json_to_stdout(samples_dir, capsys):
 def test_bad_input_exits_nonzero_with_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("not a video\n" * 20)
     for target, words in [(tmp_path / "missing.mp4", "video not found"), (tmp_path / "notes.txt", "not a video file")]:
-        proc = subprocess.run([sys.executable, "-m", "clockwork.cli", "detect", str(target)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "clockwork.cli", "detect", str(target)], capture_output=True, text=True
+        )
         assert proc.returncode == 2
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("clockwork: error: ") and words in lines[0], proc.stderr
@@ -44,7 +75,9 @@ def test_a_still_image_is_not_a_video(tmp_path):
     from clockwork.video import ffmpeg
 
     ffmpeg.run(["-y", "-f", "lavfi", "-i", "testsrc=s=64x64", "-frames:v", "1", str(tmp_path / "still.png")])
-    proc = subprocess.run([sys.executable, "-m", "clockwork.cli", "detect", str(tmp_path / "still.png")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "clockwork.cli", "detect", str(tmp_path / "still.png")], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "a still image (png_pipe), not a video" in proc.stderr, proc.stderr
 
 

@@ -27,8 +27,11 @@ def opencv4(cfg: Path, weights: Path, blob: np.ndarray, tmp_path: Path) -> list[
         pytest.fail(f"OpenCV 4.x reference missing at {OPENCV4}; run `make setup`")
     np.save(tmp_path / "blob.npy", blob)
     env = dict(os.environ, PYTHONPATH=str(OPENCV4))
-    subprocess.run([sys.executable, str(REFERENCE), str(cfg), str(weights), str(tmp_path / "blob.npy"),
-                    str(tmp_path / "ref.npz")], env=env, check=True)
+    subprocess.run(
+        [sys.executable, str(REFERENCE), str(cfg), str(weights), str(tmp_path / "blob.npy"), str(tmp_path / "ref.npz")],
+        env=env,
+        check=True,
+    )
     ref = np.load(tmp_path / "ref.npz")
     assert str(ref["version"]).startswith("4.")
     return [ref[f"out{i}"] for i in range(len(ref.files) - 1)]
@@ -208,13 +211,13 @@ def test_yolov4_tiny_style_layers_match_opencv4(tmp_path):
         if hasattr(layer, "conv"):
             k = layer.filters
             if layer.bn:
-                parts += [values[off:off + 3 * k], np.abs(values[off + 3 * k:off + 4 * k]) + 0.5]
+                parts += [values[off : off + 3 * k], np.abs(values[off + 3 * k : off + 4 * k]) + 0.5]
                 off += 4 * k
             else:
-                parts.append(values[off:off + k])
+                parts.append(values[off : off + k])
                 off += k
             m = layer.conv.weight.numel()
-            parts.append(values[off:off + m])
+            parts.append(values[off : off + m])
             off += m
     weights.write_bytes(header + np.concatenate(parts).tobytes())
     model.load_weights(weights)

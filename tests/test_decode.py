@@ -11,9 +11,27 @@ from clockwork.video.decode import VideoDecoder, keyframe_times, probe
 
 def test_variable_frame_rate_gives_true_timestamps(make_video):
     # 1 s at 10 fps then 1 s at 30 fps, kept variable-rate in the MP4.
-    path = make_video("vfr.mp4", "-f", "lavfi", "-i", "testsrc2=s=160x120:r=10:d=1", "-f", "lavfi", "-i",
-                      "testsrc2=s=160x120:r=30:d=1", "-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]",
-                      "-fps_mode", "vfr", "-c:v", "libx264", "-pix_fmt", "yuv420p")
+    path = make_video(
+        "vfr.mp4",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=160x120:r=10:d=1",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=160x120:r=30:d=1",
+        "-filter_complex",
+        "[0:v][1:v]concat=n=2:v=1[v]",
+        "-map",
+        "[v]",
+        "-fps_mode",
+        "vfr",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+    )
     with VideoDecoder(path) as dec:
         times = [f.timestamp_s for f in dec]
     assert len(times) == 40
@@ -27,8 +45,10 @@ def test_rotation_matches_ffmpeg_autorotate(samples_dir, tmp_path):
     info = probe(path)
     assert (info.width, info.height, info.rotation) == (360, 640, 90)
     raw = tmp_path / "f.rgb"
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24",
-                    str(raw)], check=True)  # ffmpeg applies the display matrix itself
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", str(raw)],
+        check=True,
+    )  # ffmpeg applies the display matrix itself
     expected = np.fromfile(raw, np.uint8).reshape(640, 360, 3)
     with VideoDecoder(path) as dec:
         first = next(iter(dec))
@@ -98,7 +118,9 @@ def test_truncated_file(samples_dir, tmp_path):
 
 def test_truncated_before_index(make_video, tmp_path):
     """Without faststart the index sits at the end: cutting it off leaves a file FFmpeg cannot open."""
-    src = make_video("plain.mp4", "-f", "lavfi", "-i", "testsrc2=s=160x120:r=10:d=2", "-c:v", "libx264", "-pix_fmt", "yuv420p")
+    src = make_video(
+        "plain.mp4", "-f", "lavfi", "-i", "testsrc2=s=160x120:r=10:d=2", "-c:v", "libx264", "-pix_fmt", "yuv420p"
+    )
     data = src.read_bytes()
     path = tmp_path / "noindex.mp4"
     path.write_bytes(data[: len(data) // 2])
@@ -129,18 +151,39 @@ def test_bad_chunk_is_refused():
 
 
 def test_chunks_planned_on_keyframes_decode_nothing_twice(make_video):
-    """A 10 s video with a keyframe every 29 frames (1.16 s; no scene-cut keyframes), cut into 3 s chunks: the boundaries
+    """A 10 s video with a keyframe every 29 frames (1.16 s; no scene-cut keyframes), cut into 3 s chunks: the
+    boundaries
     move back to the keyframes at 2.32 s and 5.8 s, and a chunk started there decodes no frame of the chunk before it
     (one started at 3 s decodes 17). 2.32 s is a keyframe time whose float, divided by the MP4's 1/12800 time base,
-    falls a hair under its tick: truncated, the seek went to the keyframe before it and decoded a whole interval twice."""
+    falls a hair under its tick: truncated, the seek went to the keyframe before it and decoded a whole interval
+    twice."""
     from serve_app.runner import plan_chunks
 
-    path = make_video("gop.mp4", "-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=10", "-c:v", "libx264", "-pix_fmt", "yuv420p",
-                      "-g", "29", "-keyint_min", "29", "-sc_threshold", "0", "-video_track_timescale", "12800")
+    path = make_video(
+        "gop.mp4",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=160x120:r=25:d=10",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "29",
+        "-keyint_min",
+        "29",
+        "-sc_threshold",
+        "0",
+        "-video_track_timescale",
+        "12800",
+    )
     assert keyframe_times(path, [0.0, 3.0, 6.0, 2.32, 5.79]) == pytest.approx([0.0, 2.32, 5.8, 2.32, 4.64])
     assert plan_chunks(10.0, 3.0) == [(0.0, 3.0), (3.0, 6.0), (6.0, None)]
     planned = plan_chunks(10.0, 3.0, lambda times: keyframe_times(path, times))
-    assert [a for a, _ in planned] == pytest.approx([0.0, 2.32, 5.8]) and [b for _, b in planned][:2] == [a for a, _ in planned][1:]
+    assert [a for a, _ in planned] == pytest.approx([0.0, 2.32, 5.8]) and [b for _, b in planned][:2] == [
+        a for a, _ in planned
+    ][1:]
     frames = []
     for a, b in planned:
         with VideoDecoder(path, start_s=a, end_s=b) as dec:

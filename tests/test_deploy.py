@@ -21,9 +21,16 @@ K8S = REPO / "k8s"
 KUBERAY_SCHEMAS = REPO.parent / "shared" / "schemas" / "kuberay-v1.7.0"
 K8S_VERSION = "1.33"
 CORE_KINDS = {"Namespace", "Secret", "PersistentVolumeClaim", "Service", "StatefulSet", "DaemonSet"}
-KUBERAY_KINDS = {"RayService": "ray.io_rayservices.yaml", "RayJob": "ray.io_rayjobs.yaml", "RayCluster": "ray.io_rayclusters.yaml"}
-RAY_VERSION = next(line.split("==")[1].strip() for line in (REPO / "requirements.txt").read_text().splitlines()
-                   if line.startswith("ray["))
+KUBERAY_KINDS = {
+    "RayService": "ray.io_rayservices.yaml",
+    "RayJob": "ray.io_rayjobs.yaml",
+    "RayCluster": "ray.io_rayclusters.yaml",
+}
+RAY_VERSION = next(
+    line.split("==")[1].strip()
+    for line in (REPO / "requirements.txt").read_text().splitlines()
+    if line.startswith("ray[")
+)
 
 
 def manifests():
@@ -46,7 +53,11 @@ def test_kustomization_lists_every_manifest():
     assert kust["namespace"] == "clockwork"
 
 
-@pytest.mark.parametrize("name,doc", [(n, d) for n, d in ALL if d["kind"] in CORE_KINDS], ids=lambda v: v if isinstance(v, str) else v["kind"])
+@pytest.mark.parametrize(
+    "name,doc",
+    [(n, d) for n, d in ALL if d["kind"] in CORE_KINDS],
+    ids=lambda v: v if isinstance(v, str) else v["kind"],
+)
 def test_core_kinds_validate_offline(name, doc):
     kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
     for c in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
@@ -66,7 +77,11 @@ def crd_validator(kind: str):
     return jsonschema.validators.validator_for(schema)(schema)
 
 
-@pytest.mark.parametrize("name,doc", [(n, d) for n, d in ALL if d["kind"] in KUBERAY_KINDS], ids=lambda v: v if isinstance(v, str) else v["kind"])
+@pytest.mark.parametrize(
+    "name,doc",
+    [(n, d) for n, d in ALL if d["kind"] in KUBERAY_KINDS],
+    ids=lambda v: v if isinstance(v, str) else v["kind"],
+)
 def test_kuberay_resources_match_the_crds(name, doc):
     validator = crd_validator(doc["kind"])
     if validator is None:
@@ -82,7 +97,11 @@ def test_kuberay_resources_match_the_crds(name, doc):
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility,video"
     assert any(v.get("persistentVolumeClaim", {}).get("claimName") == "clockwork-media" for v in gpu["volumes"])
-    images = {c["image"] for g in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]] for c in g["template"]["spec"]["containers"]}
+    images = {
+        c["image"]
+        for g in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+        for c in g["template"]["spec"]["containers"]
+    }
     assert len(images) == 1 and not next(iter(images)).endswith(":latest")
 
 
@@ -182,8 +201,15 @@ def test_dockerfile_lints_and_copies_only_what_exists():
         if m:
             for src in m.group(1).split():
                 assert (REPO / src).exists(), f"Dockerfile copies {src}, which does not exist"
-    for needle in ("AS build", "AS runtime", "HEALTHCHECK", "USER 1000", "NVIDIA_DRIVER_CAPABILITIES=compute,utility,video",
-                   "fetch-model", "requirements.txt"):
+    for needle in (
+        "AS build",
+        "AS runtime",
+        "HEALTHCHECK",
+        "USER 1000",
+        "NVIDIA_DRIVER_CAPABILITIES=compute,utility,video",
+        "fetch-model",
+        "requirements.txt",
+    ):
         assert needle in text
 
 
@@ -200,7 +226,13 @@ def project_metric_names() -> set[str]:
     return names
 
 
-DCGM = {"DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_DEC_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_ENC_UTIL", "DCGM_FI_DEV_FB_FREE"}
+DCGM = {
+    "DCGM_FI_DEV_GPU_UTIL",
+    "DCGM_FI_DEV_DEC_UTIL",
+    "DCGM_FI_DEV_FB_USED",
+    "DCGM_FI_DEV_ENC_UTIL",
+    "DCGM_FI_DEV_FB_FREE",
+}
 
 
 def dashboard_metric_names() -> set[str]:
@@ -231,8 +263,11 @@ def test_prometheus_config_scrapes_ray_dcgm_and_pushgateway():
     assert jobs["pushgateway"]["honor_labels"] is True
     promtool = Path("/usr/bin/promtool")
     if promtool.exists():
-        proc = subprocess.run([str(promtool), "check", "config", "--syntax-only", str(REPO / "monitoring" / "prometheus.yml")],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [str(promtool), "check", "config", "--syntax-only", str(REPO / "monitoring" / "prometheus.yml")],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -258,7 +293,9 @@ def test_chunk_caps_below_one_are_refused_by_name():
 
     with pytest.raises(ValidationError, match=r"max_chunks_total\n  Input should be greater than or equal to 1"):
         BuilderArgs.model_validate({"max_chunks_total": 0})
-    with pytest.raises(ValidationError, match=r"detector_max_ongoing_requests\n  Input should be greater than or equal to 1"):
+    with pytest.raises(
+        ValidationError, match=r"detector_max_ongoing_requests\n  Input should be greater than or equal to 1"
+    ):
         BuilderArgs.model_validate({"detector_max_ongoing_requests": 0})
     args = BuilderArgs.model_validate({"max_chunks_total": 24, "detector_max_ongoing_requests": 4})
     assert args.app_args().max_chunks_total == 24 and BuilderArgs().max_chunks_total is None

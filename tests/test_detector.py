@@ -11,8 +11,8 @@ def frame_with_clock(size=200, bg=(90, 120, 150)):
     frame[:] = bg
     clock = draw_clock(size, 2, 45)
     a = clock[..., 3:4] / 255.0
-    region = frame[60:60 + size, 300:300 + size]
-    frame[60:60 + size, 300:300 + size] = (clock[..., :3] * a + region * (1 - a)).astype(np.uint8)
+    region = frame[60 : 60 + size, 300 : 300 + size]
+    frame[60 : 60 + size, 300 : 300 + size] = (clock[..., :3] * a + region * (1 - a)).astype(np.uint8)
     return frame
 
 
@@ -28,7 +28,9 @@ def test_batch_equals_one_by_one(detector):
     frames = [frame_with_clock(150), frame_with_clock(220, (30, 30, 30)), np.full((200, 300, 3), 128, np.uint8)]
     batched = detector.detect(frames, min_score=0.3, labels=None)
     single = [detector.detect([f], min_score=0.3, labels=None)[0] for f in frames]
-    assert [[(d.label, round(d.score, 3)) for d in x] for x in batched] == [[(d.label, round(d.score, 3)) for d in x] for x in single]
+    assert [[(d.label, round(d.score, 3)) for d in x] for x in batched] == [
+        [(d.label, round(d.score, 3)) for d in x] for x in single
+    ]
 
 
 def test_label_filter_and_per_class_threshold(coco_detector):
@@ -59,16 +61,42 @@ def test_explicit_cuda_without_gpu_is_an_error():
 
 
 # Two eval-family styles, written out so the test does not depend on a random stream.
-PLAIN_ROUND = ClockStyle(shape="round", face=(208, 203, 208), ink=(20, 50, 30), rim=(161, 73, 250), rim_width=0.058,
-                         markers="arabic", font=3, hands="line", hand_color=(20, 50, 30), hour_len=0.44, minute_len=0.79,
-                         hand_width=0.069)
-ROMAN_OCTAGON = ClockStyle(shape="octagon", face=(255, 249, 247), ink=(120, 20, 20), rim=(173, 102, 53), rim_width=0.076,
-                           double_rim=True, markers="roman", font=5, minute_ticks=False, hands="arrow",
-                           hand_color=(120, 20, 20), hour_len=0.44, minute_len=0.83, hand_width=0.03)
+PLAIN_ROUND = ClockStyle(
+    shape="round",
+    face=(208, 203, 208),
+    ink=(20, 50, 30),
+    rim=(161, 73, 250),
+    rim_width=0.058,
+    markers="arabic",
+    font=3,
+    hands="line",
+    hand_color=(20, 50, 30),
+    hour_len=0.44,
+    minute_len=0.79,
+    hand_width=0.069,
+)
+ROMAN_OCTAGON = ClockStyle(
+    shape="octagon",
+    face=(255, 249, 247),
+    ink=(120, 20, 20),
+    rim=(173, 102, 53),
+    rim_width=0.076,
+    double_rim=True,
+    markers="roman",
+    font=5,
+    minute_ticks=False,
+    hands="arrow",
+    hand_color=(120, 20, 20),
+    hour_len=0.44,
+    minute_len=0.83,
+    hand_width=0.03,
+)
 
 
 def scene(style, size, x) -> FrameBatch:
-    frame = composite(np.full((720, 1280, 3), 110, np.uint8), draw_clock_face(style, 10, 10, None, size), x, (720 - size) // 2)
+    frame = composite(
+        np.full((720, 1280, 3), 110, np.uint8), draw_clock_face(style, 10, 10, None, size), x, (720 - size) // 2
+    )
     return FrameBatch([0], [0.0], frame[None])
 
 
@@ -109,14 +137,18 @@ def test_the_gpu_letterbox_path_agrees_with_the_cpu_one(samples_dir, detector):
     with FrameReader(samples_dir / "clock_60fps_480p.mp4", sample_fps=5) as reader:
         for batch in reader:
             on_host = detector.detect_batch(batch, min_score=0.3)
-            as_torch = detector.detect_batch(FrameBatch(batch.indexes, batch.timestamps, torch.from_numpy(batch.data)),
-                                             min_score=0.3)
+            as_torch = detector.detect_batch(
+                FrameBatch(batch.indexes, batch.timestamps, torch.from_numpy(batch.data)), min_score=0.3
+            )
             for a, b in zip(on_host, as_torch, strict=True):
                 confident_a = [d for d in a.detections if d.score >= 0.6]
                 confident_b = [d for d in b.detections if d.score >= 0.6]
                 assert len(confident_a) == len(confident_b), (a, b)
                 for u, v in zip(confident_a, confident_b, strict=True):
-                    assert max(abs(u.x - v.x), abs(u.y - v.y), abs(u.w - v.w), abs(u.h - v.h)) <= 8 and abs(u.score - v.score) < 0.05
+                    assert (
+                        max(abs(u.x - v.x), abs(u.y - v.y), abs(u.w - v.w), abs(u.h - v.h)) <= 8
+                        and abs(u.score - v.score) < 0.05
+                    )
 
 
 def test_with_a_stride_the_views_after_the_first_see_only_every_stride_th_frame(coco_detector):
@@ -141,14 +173,17 @@ def test_with_a_stride_the_views_after_the_first_see_only_every_stride_th_frame(
     for data in (frames, torch.from_numpy(frames)):
         found = detector.detect_batch(FrameBatch(batch.indexes, batch.timestamps, data), min_score=0.5, stride=stride)
         assert [bool(f.detections) for f in found] == [False, False, True, False, False, False]
-        assert [(round(d.x), round(d.y), round(d.w), round(d.h)) for d in found[2].detections] == \
-            [(round(d.x), round(d.y), round(d.w), round(d.h)) for d in every]
+        assert [(round(d.x), round(d.y), round(d.w), round(d.h)) for d in found[2].detections] == [
+            (round(d.x), round(d.y), round(d.w), round(d.h)) for d in every
+        ]
 
 
 def test_view_stride_follows_the_mode_and_refuses_a_bad_rate():
     from clockwork.video.views import view_stride
 
-    assert view_stride(25.0, None, 5.0) == 5 and view_stride(30.0, None, 5.0) == 6 and view_stride(29.97, None, 5.0) == 6
+    assert (
+        view_stride(25.0, None, 5.0) == 5 and view_stride(30.0, None, 5.0) == 6 and view_stride(29.97, None, 5.0) == 6
+    )
     assert view_stride(25.0, 5.0, 5.0) == 1  # sampled mode: every sampled frame gets every view
     assert view_stride(25.0, None, None) == 1 and view_stride(25.0, None, 0) == 1  # every view on every frame
     assert view_stride(4.0, None, 5.0) == 1  # a slow video: every frame is already within the rate

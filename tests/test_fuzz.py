@@ -13,12 +13,23 @@ from hypothesis import strategies as st
 pytestmark = pytest.mark.slow  # 2,000 requests and the jobs the valid ones start: ~17 s, kept out of the fast tier
 
 NAMES = ["clock_moving_360p25.mp4", "missing.mp4", "../etc/passwd", "/etc/passwd", "", "a\x00b", "é" * 200, "x/" * 50]
-URLS = ["http://127.0.0.1:9/x", "http://[::ffff:127.0.0.1]/", "http://a..b/", "ftp://x/", "http://u@h/", "http://h\\@x/"]
+URLS = [
+    "http://127.0.0.1:9/x",
+    "http://[::ffff:127.0.0.1]/",
+    "http://a..b/",
+    "ftp://x/",
+    "http://u@h/",
+    "http://h\\@x/",
+]
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
-                    st.text(max_size=40))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                      max_leaves=12)
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=40)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 fields = {
     "filename": st.one_of(st.sampled_from(NAMES), values),
     "postback_url": st.one_of(st.sampled_from(URLS), values),
@@ -35,8 +46,9 @@ bodies = st.one_of(
     st.sampled_from(["[" * 5000, '{"filename": 1' + "0" * 5000 + "}", "{", "", "null", '{"filename": "\\ud800"}']),
 )
 header_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=300)
-headers = st.fixed_dictionaries({}, optional={"Idempotency-Key": header_values, "Authorization": header_values,
-                                              "Content-Type": header_values})
+headers = st.fixed_dictionaries(
+    {}, optional={"Idempotency-Key": header_values, "Authorization": header_values, "Content-Type": header_values}
+)
 
 
 def _json_answer(resp, allowed=(202,)) -> None:
@@ -53,11 +65,20 @@ def test_generated_requests_get_json_4xx_or_202(make_client):
     @given(body=bodies, extra_headers=headers)
     def post(body, extra_headers):
         count["n"] += 1
-        _json_answer(client.post("/video-inference", content=body.encode("utf-8", "surrogatepass"),
-                                 headers={"Content-Type": "application/json", **extra_headers}))
+        _json_answer(
+            client.post(
+                "/video-inference",
+                content=body.encode("utf-8", "surrogatepass"),
+                headers={"Content-Type": "application/json", **extra_headers},
+            )
+        )
 
     @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    @given(job_id=st.text(max_size=80), suffix=st.sampled_from(["", "/result"]), method=st.sampled_from(["GET", "POST", "DELETE"]))
+    @given(
+        job_id=st.text(max_size=80),
+        suffix=st.sampled_from(["", "/result"]),
+        method=st.sampled_from(["GET", "POST", "DELETE"]),
+    )
     def job_routes(job_id, suffix, method):
         count["n"] += 1
         resp = client.request(method, f"/jobs/{quote(job_id, safe='')}{suffix}")

@@ -77,7 +77,9 @@ def test_scan_on_nvdec_matches_the_scan_on_the_cpu(samples_dir, detector, gpu_de
     for name in AGREE:
         cpu = detect_video(samples_dir / name, detector=detector, views=["full"])
         gpu = detect_video(samples_dir / name, detector=gpu_detector, views=["full"])
-        assert gpu.scan["frames_coarse"] == cpu.scan["frames_coarse"] and len(gpu.scan["refined"]) == len(cpu.scan["refined"])
+        assert gpu.scan["frames_coarse"] == cpu.scan["frames_coarse"] and len(gpu.scan["refined"]) == len(
+            cpu.scan["refined"]
+        )
         assert len(gpu.segments) == len(cpu.segments), (name, cpu.segments, gpu.segments)
         for a, b in zip(cpu.segments, gpu.segments, strict=True):
             assert abs(a.start_s - b.start_s) <= 2 / cpu.fps and abs(a.end_s - b.end_s) <= 2 / cpu.fps, (name, a, b)
@@ -134,14 +136,21 @@ def test_cpu_and_gpu_agree_on_the_evaluation_set_with_cocos_heads(evalset):
     """COCO's own heads at the settings of the COCO configuration (three views, 0.5)."""
     from clockwork.detect.detector import Detector
 
-    _agree_on_the_evaluation_set(evalset, Detector(device="cpu", head="none"), Detector(device="cuda", half=True, head="none"),
-                                 views=("full", "zoomout", "tiles"), min_score=0.5)
+    _agree_on_the_evaluation_set(
+        evalset,
+        Detector(device="cpu", head="none"),
+        Detector(device="cuda", half=True, head="none"),
+        views=("full", "zoomout", "tiles"),
+        min_score=0.5,
+    )
 
 
 def _frames(path, start_s, end_s, reuse, batches=None, stream=True, busy=None):
     """(indexes, frames on the host) per batch; ``busy()``, if given, queues work on the current stream before each
     batch is taken."""
-    with FrameReader(path, device="cuda", start_s=start_s, end_s=end_s, nvdec_reuse=reuse, nvdec_stream=stream) as reader:
+    with FrameReader(
+        path, device="cuda", start_s=start_s, end_s=end_s, nvdec_reuse=reuse, nvdec_stream=stream
+    ) as reader:
         out = []
         for batch in reader:
             if busy:
@@ -160,7 +169,8 @@ def _assert_same_frames(new, old):
 
 
 def test_a_kept_decoder_reads_the_next_chunk_like_a_new_one(samples_dir):
-    """clockwork.video.nvdec.DecoderPool: a decoder left by a chunk (of another file and size, stopped mid-way) and pointed
+    """clockwork.video.nvdec.DecoderPool: a decoder left by a chunk (of another file and size, stopped mid-way) and
+    pointed
     at the next one gives the frames a new decoder gives, bit for bit, from the right frame."""
     from clockwork.video import nvdec
 
@@ -246,9 +256,19 @@ def test_fractional_replicas_share_one_card_and_fall_back(samples_dir, tmp_path)
     try:
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(app_builder({"media_roots": [str(samples_dir)], "database_url": f"sqlite:///{tmp_path}/c.sqlite",
-                               "postback_allow": ["127.0.0.0/8"], "detector_num_gpus": 0.25, "detector_replicas": 4}),
-                  name="gpu", route_prefix="/")
+        serve.run(
+            app_builder(
+                {
+                    "media_roots": [str(samples_dir)],
+                    "database_url": f"sqlite:///{tmp_path}/c.sqlite",
+                    "postback_allow": ["127.0.0.0/8"],
+                    "detector_num_gpus": 0.25,
+                    "detector_replicas": 4,
+                }
+            ),
+            name="gpu",
+            route_prefix="/",
+        )
         status = serve.status().applications["gpu"].deployments["Detector"]
         assert status.replica_states.get("RUNNING") == 4
         assert ray.available_resources().get("GPU", 0) == 0  # four quarters fill the one card
@@ -260,8 +280,12 @@ def test_fractional_replicas_share_one_card_and_fall_back(samples_dir, tmp_path)
         with Receiver() as rx:
             names = ["clock_static_720p30.mp4", "clock_portrait_2997.mp4"]  # NVDEC, then the CPU fallback (rotation)
             for n in names:
-                assert requests.post(f"http://127.0.0.1:{port}/video-inference",
-                                     json={"filename": n, "postback_url": rx.url}).status_code == 202
+                assert (
+                    requests.post(
+                        f"http://127.0.0.1:{port}/video-inference", json={"filename": n, "postback_url": rx.url}
+                    ).status_code
+                    == 202
+                )
             posts = rx.wait_for(2, timeout=300)
         docs = {p["json"]["video_file"]: p["json"] for p in posts}
         assert all(d["status"] == "succeeded" for d in docs.values()), docs

@@ -31,8 +31,18 @@ def wait(client, job_id, pred, timeout=120.0):
 def tiny(media: Path, name: str = "tiny.mp4", seconds: float = 1, size: str = "64x64", *extra: str) -> Path:
     media.mkdir(parents=True, exist_ok=True)
     out = media / name
-    ffmpeg("-f", "lavfi", "-i", f"testsrc=size={size}:rate=10:duration={seconds}", "-pix_fmt", "yuv420p",
-           "-c:v", "libx264", *extra, str(out))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc=size={size}:rate=10:duration={seconds}",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+        *extra,
+        str(out),
+    )
     return out
 
 
@@ -51,13 +61,18 @@ def test_inputs_that_used_to_be_plain_500s_get_json_4xx(make_client, tmp_path):
     url = "http://127.0.0.1:9/x"
 
     def post(body):
-        return client.post("/video-inference", content=body if isinstance(body, str) else json.dumps(body),
-                           headers={"Content-Type": "application/json"})
+        return client.post(
+            "/video-inference",
+            content=body if isinstance(body, str) else json.dumps(body),
+            headers={"Content-Type": "application/json"},
+        )
 
     json_error(post("[" * 20000 + "]" * 20000), 400)
     json_error(post('{"filename": "a.mp4", "min_score": ' + "9" * 5000 + "}"), 400)
     json_error(post({"filename": "x" * 300 + ".mp4", "postback_url": url}), 403)
-    assert "too long" in json_error(post({"filename": "é" * 150 + ".mp4", "postback_url": url}), 403)["error"]  # 300 bytes
+    assert (
+        "too long" in json_error(post({"filename": "é" * 150 + ".mp4", "postback_url": url}), 403)["error"]
+    )  # 300 bytes
     json_error(post({"filename": "/".join(["abc"] * 1100) + ".mp4", "postback_url": url}), 400)  # over 4,096
     assert "cannot be resolved" in json_error(post({"filename": "loop_a.mp4", "postback_url": url}), 403)["error"]
     for bad in (f"http://{'a' * 64}.example.com/", "http://a..b/"):
@@ -77,8 +92,8 @@ def test_a_header_that_claims_days_is_planned_from_its_packets(make_client, tmp_
     path = tiny(tmp_path / "media", "bomb.mkv", 2)
     data = bytearray(path.read_bytes())
     at = data.find(b"\x44\x89\x88")  # EBML Duration, an 8-byte float of milliseconds
-    assert at > 0 and struct.unpack(">d", data[at + 3:at + 11])[0] == 2000.0
-    data[at + 3:at + 11] = struct.pack(">d", 139 * 86400 * 1000.0)
+    assert at > 0 and struct.unpack(">d", data[at + 3 : at + 11])[0] == 2000.0
+    data[at + 3 : at + 11] = struct.pack(">d", 139 * 86400 * 1000.0)
     path.write_bytes(bytes(data))
     client = make_client(chunk_s=0.5)
     job_id = client.post("/video-inference", json={"filename": "bomb.mkv", "views": ["full"]}).json()["job_id"]
@@ -128,31 +143,44 @@ def test_errors_and_urls_reveal_no_server_paths_or_client_host(make_client, samp
     for name, status in (("escape.mp4", 403), ("../secret.mp4", 403), ("notes.mp4", 422)):
         error = json_error(client.post("/video-inference", json={"filename": name}), status)["error"]
         assert str(tmp_path) not in error and str(samples_dir) not in error, error
-    resp = client.post("/video-inference", json={"filename": "clock_moving_360p25.mp4", "views": ["full"], "sample_fps": 1},
-                       headers={"Host": "evil.example", "Authorization": "bearer test-api-token"})  # scheme in lower case
+    resp = client.post(
+        "/video-inference",
+        json={"filename": "clock_moving_360p25.mp4", "views": ["full"], "sample_fps": 1},
+        headers={"Host": "evil.example", "Authorization": "bearer test-api-token"},
+    )  # scheme in lower case
     assert resp.status_code == 202, resp.text
     job_id = resp.json()["job_id"]
     assert resp.json()["status_url"] == resp.headers["Location"] == f"/jobs/{job_id}"
     status = wait(client, job_id, lambda s: s["status"] == "succeeded")
     assert status["filename"] == "clock_moving_360p25.mp4" and status["result_url"] == f"/jobs/{job_id}/result"
-    assert make_client(public_url="https://api.example.org/").post(
-        "/video-inference", json={"filename": "clock_moving_360p25.mp4"}).json()["status_url"].startswith("https://api.example.org/jobs/")
+    assert (
+        make_client(public_url="https://api.example.org/")
+        .post("/video-inference", json={"filename": "clock_moving_360p25.mp4"})
+        .json()["status_url"]
+        .startswith("https://api.example.org/jobs/")
+    )
 
 
 class FailingDetector(LocalDetectorClient):
     """A detector whose chunks fail the way a crashed remote one does: a long message full of internals."""
 
     def detect_chunk(self, *args, **kwargs):
-        raise RuntimeError("Traceback (most recent call last):\n  File \"/home/ray/anaconda3/x.py\", line 1\n"
-                           "\x1b[36m(ServeReplica pid=4242, ip=10.0.0.7)\x1b[0m actor_id=deadbeef")
+        raise RuntimeError(
+            'Traceback (most recent call last):\n  File "/home/ray/anaconda3/x.py", line 1\n'
+            "\x1b[36m(ServeReplica pid=4242, ip=10.0.0.7)\x1b[0m actor_id=deadbeef"
+        )
 
 
 def test_failure_text_hides_internals(make_client, detector):
     client = make_client(detector_client=FailingDetector(detector), chunk_retries=0)
     with Receiver() as rx:
-        job_id = client.post("/video-inference", json={"filename": "clock_moving_360p25.mp4", "postback_url": rx.url}).json()["job_id"]
+        job_id = client.post(
+            "/video-inference", json={"filename": "clock_moving_360p25.mp4", "postback_url": rx.url}
+        ).json()["job_id"]
         doc = rx.wait_for(1, job_id=job_id, timeout=30)[0]["json"]
-    assert doc["status"] == "failed" and doc["error"] == "detection failed: RuntimeError (details are in the server log)"
+    assert (
+        doc["status"] == "failed" and doc["error"] == "detection failed: RuntimeError (details are in the server log)"
+    )
     assert client.get(f"/jobs/{job_id}").json()["error"] == doc["error"]
 
 
@@ -169,9 +197,18 @@ def test_slow_receivers_never_hold_health_checks_or_status_calls(make_client, tm
 
     server = RawServer(trickle)
     client = make_client(postback_timeout_s=20, postback_max_attempts=1)
-    ids = [client.post("/video-inference", json={"filename": "tiny.mp4", "views": ["full"], "sample_fps": 1 + i / 10,
-                                                  "postback_url": f"http://127.0.0.1:{server.port}/h{i}"}).json()["job_id"]
-           for i in range(8)]
+    ids = [
+        client.post(
+            "/video-inference",
+            json={
+                "filename": "tiny.mp4",
+                "views": ["full"],
+                "sample_fps": 1 + i / 10,
+                "postback_url": f"http://127.0.0.1:{server.port}/h{i}",
+            },
+        ).json()["job_id"]
+        for i in range(8)
+    ]
     for job_id in ids:
         wait(client, job_id, lambda s: s["status"] == "succeeded", timeout=60)
     time.sleep(1)  # the postbacks are now in flight, each held by its receiver
@@ -199,8 +236,9 @@ def test_a_file_swapped_for_a_symlink_after_the_check_is_not_read(make_client, t
 
     async def read_chunk():
         options = DetectOptions(min_score=0.5, scan=False, sample_fps=1, views=("full",))
-        async for _ in LocalDetectorClient(detector).detect_chunk(str(media / "v.mp4"), 0, None, options=options, rate=1,
-                                                                  roots=roots):
+        async for _ in LocalDetectorClient(detector).detect_chunk(
+            str(media / "v.mp4"), 0, None, options=options, rate=1, roots=roots
+        ):
             pass
 
     with pytest.raises(PathNotAllowedError):
@@ -242,6 +280,7 @@ def _hammer(n: int, make_job, admit) -> list:
 
 def test_admission_holds_under_concurrency(race_catalog):
     """200 identical keyless bodies make one job; 100 different ones against a limit of 20 admit 20."""
+
     def job(i, body="same"):
         return Job(video_path="/m/a.mp4", params={}, body_hash=body, dedupe_key=f"body:{body}")
 
@@ -257,8 +296,13 @@ def small_disk(tmp_path):
     """A 4 MiB tmpfs: a real full disk under the catalog (needs root, as on this machine and in CI)."""
     mount = tmp_path / "small"
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        != 0
+    ):
         if os.environ.get("CI") == "true":
             pytest.fail("CI runs as root and must be able to mount a tmpfs")
         pytest.skip("mounting a tmpfs needs root")
@@ -353,9 +397,14 @@ def test_a_failed_chunk_cancels_its_siblings_and_fails_the_job_once(make_client,
     bad = OneBadChunk(detector)
     client = make_client(detector_client=bad, chunk_s=1.0, chunk_retries=0)
     t = time.monotonic()
-    job_id = client.post("/video-inference", json={"filename": "four.mp4", "views": ["full"], "sample_fps": 0}).json()["job_id"]
+    job_id = client.post("/video-inference", json={"filename": "four.mp4", "views": ["full"], "sample_fps": 0}).json()[
+        "job_id"
+    ]
     status = wait(client, job_id, lambda s: s["status"] in ("succeeded", "failed"), timeout=60)
-    assert status["status"] == "failed" and status["error"] == "corrupt or truncated video: four.mp4: decoding failed (test: chunk 1)"
+    assert (
+        status["status"] == "failed"
+        and status["error"] == "corrupt or truncated video: four.mp4: decoding failed (test: chunk 1)"
+    )
     assert time.monotonic() - t < 8
     assert bad.closed_early, "the sibling chunks were not cancelled"
     assert "Task exception was never retrieved" not in caplog.text
@@ -394,8 +443,12 @@ def test_max_chunks_total_caps_chunks_across_jobs(make_client, tmp_path, detecto
     tiny(tmp_path / "media", "b.mp4", 3, "160x120")
     counting = CountingChunks(detector)
     client = make_client(detector_client=counting, chunk_s=1.0, max_chunks_in_flight=2, max_chunks_total=total)
-    jobs = [client.post("/video-inference", json={"filename": f"{n}.mp4", "views": ["full"], "sample_fps": 0}).json()["job_id"]
-            for n in "ab"]
+    jobs = [
+        client.post("/video-inference", json={"filename": f"{n}.mp4", "views": ["full"], "sample_fps": 0}).json()[
+            "job_id"
+        ]
+        for n in "ab"
+    ]
     for job_id in jobs:
         status = wait(client, job_id, lambda s: s["status"] in ("succeeded", "failed"), timeout=60)
         assert status["status"] == "succeeded", status
@@ -408,23 +461,48 @@ def test_cross_site_posts_are_refused_and_a_json_body_must_say_so(make_client):
     and a body that is not declared JSON is 415; the server's own origin and clients without Origin pass."""
     client = make_client(api_token=None)
     body = json.dumps({"filename": "clock_moving_360p25.mp4", "sample_fps": 1, "views": ["full"]})
-    assert "cross-site" in json_error(client.post("/video-inference", content=body, headers={
-        "Content-Type": "text/plain", "Origin": "http://evil.example"}), 403)["error"]
-    assert "application/json" in json_error(client.post("/video-inference", content=body,
-                                                        headers={"Content-Type": "text/plain"}), 415)["error"]
-    json_error(client.post("/video-inference", content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}), 415)
-    json_error(client.post("/video-inference", content=body, headers={"Content-Type": "application/json",
-                                                                       "Origin": "null"}), 403)
+    assert (
+        "cross-site"
+        in json_error(
+            client.post(
+                "/video-inference",
+                content=body,
+                headers={"Content-Type": "text/plain", "Origin": "http://evil.example"},
+            ),
+            403,
+        )["error"]
+    )
+    assert (
+        "application/json"
+        in json_error(client.post("/video-inference", content=body, headers={"Content-Type": "text/plain"}), 415)[
+            "error"
+        ]
+    )
+    json_error(
+        client.post("/video-inference", content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}),
+        415,
+    )
+    json_error(
+        client.post("/video-inference", content=body, headers={"Content-Type": "application/json", "Origin": "null"}),
+        403,
+    )
     assert client.get("/jobs").json()["total"] == 0  # none of them made a job
-    own = client.post("/video-inference", content=body, headers={"Content-Type": "application/json",
-                                                                  "Origin": "http://testserver"})
+    own = client.post(
+        "/video-inference", content=body, headers={"Content-Type": "application/json", "Origin": "http://testserver"}
+    )
     assert own.status_code == 202, own.text
     job = own.json()["job_id"]
     json_error(client.delete(f"/jobs/{job}", headers={"Origin": "https://evil.example"}), 403)
     json_error(client.post(f"/jobs/{job}/postback", headers={"Origin": "https://evil.example"}), 403)
     allowed = make_client(api_token=None, allowed_origins=["https://studio.example"])
-    assert allowed.post("/video-inference", content=body, headers={"Content-Type": "application/json",
-                                                                    "Origin": "https://studio.example"}).status_code == 202
+    assert (
+        allowed.post(
+            "/video-inference",
+            content=body,
+            headers={"Content-Type": "application/json", "Origin": "https://studio.example"},
+        ).status_code
+        == 202
+    )
 
 
 def test_the_ui_forms_need_their_csrf_token_and_sign_in_is_throttled(make_client):
@@ -435,11 +513,15 @@ def test_the_ui_forms_need_their_csrf_token_and_sign_in_is_throttled(make_client
     page = client.get("/ui/login")
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
     assert client.cookies.get("clockwork_csrf") == csrf
-    forged = client.post("/ui/login", data={"token": "wrong", "next": "/ui/jobs", "csrf": "guess"}, follow_redirects=False)
+    forged = client.post(
+        "/ui/login", data={"token": "wrong", "next": "/ui/jobs", "csrf": "guess"}, follow_redirects=False
+    )
     assert forged.status_code == 403 and "another site" in forged.text
     evil = client.post("/ui/login", data={"token": "x", "csrf": csrf}, headers={"Origin": "http://evil.example"})
     assert evil.status_code == 403
-    answers = [client.post("/ui/login", data={"token": f"wrong{i}", "csrf": csrf}, follow_redirects=False) for i in range(12)]
+    answers = [
+        client.post("/ui/login", data={"token": f"wrong{i}", "csrf": csrf}, follow_redirects=False) for i in range(12)
+    ]
     codes = [a.status_code for a in answers]
     assert codes[:10] == [401] * 10 and codes[10:] == [429, 429], codes
     assert int(answers[-1].headers["Retry-After"]) > 0
@@ -463,8 +545,13 @@ def test_unicode_digits_and_huge_numbers_are_4xx_not_500(make_client):
     json_error(client.get("/jobs?limit=²"), 400)
     json_error(client.get("/jobs?offset=9223372036854775808"), 400)
     assert client.get("/ui/jobs?offset=9223372036854775808").status_code == 200  # the first page
-    for path in ("/ui/videos/²", "/ui/videos/9223372036854775808", "/ui/videos/1/frames/².jpg", "/ui/remix/99999999999999999999",
-                 "/ui/remix/²"):
+    for path in (
+        "/ui/videos/²",
+        "/ui/videos/9223372036854775808",
+        "/ui/videos/1/frames/².jpg",
+        "/ui/remix/99999999999999999999",
+        "/ui/remix/²",
+    ):
         assert client.get(path).status_code == 404, path
 
 
@@ -478,17 +565,31 @@ def test_a_symlink_loops_error_names_no_server_path(make_client, tmp_path):
 
 
 def test_a_frame_over_the_limit_mid_stream_fails_the_job_before_it_is_converted(make_client, tmp_path):
-    """64x64, then one larger frame, then 64x64 again, in one MPEG-TS: the header passes, the large frame fails the job."""
+    """64x64, then one larger frame, then 64x64 again, in one MPEG-TS: the header passes, the large frame fails the
+    job."""
     media = tmp_path / "media"
     parts = []
     for name, size in (("a.ts", "64x64"), ("big.ts", "320x320"), ("c.ts", "64x64")):
         media.mkdir(parents=True, exist_ok=True)
-        ffmpeg("-f", "lavfi", "-i", f"testsrc=size={size}:rate=10:duration={0.1 if name == 'big.ts' else 1}",
-               "-pix_fmt", "yuv420p", "-c:v", "libx264", "-f", "mpegts", str(media / name))
+        ffmpeg(
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc=size={size}:rate=10:duration={0.1 if name == 'big.ts' else 1}",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            "-f",
+            "mpegts",
+            str(media / name),
+        )
         parts.append((media / name).read_bytes())
     (media / "mixed.ts").write_bytes(b"".join(parts))
     client = make_client(max_frame_pixels=64 * 64 * 4)
-    job = client.post("/video-inference", json={"filename": "mixed.ts", "sample_fps": 0, "views": ["full"], "read_time": False})
+    job = client.post(
+        "/video-inference", json={"filename": "mixed.ts", "sample_fps": 0, "views": ["full"], "read_time": False}
+    )
     assert job.status_code == 202, job.text  # the header says 64x64
     status = wait(client, job.json()["job_id"], lambda s: s["status"] in ("succeeded", "failed"))
     assert status["status"] == "failed" and "320x320, over the limit of 16,384 pixels" in status["error"], status
@@ -500,11 +601,15 @@ def test_a_truncated_matroska_file_is_refused_and_results_say_what_was_checked(m
     data = whole.read_bytes()
     (media / "cut.mkv").write_bytes(data[: int(len(data) * 0.7)])
     client = make_client()
-    error = json_error(client.post("/video-inference", json={"filename": "cut.mkv", "sample_fps": 1, "views": ["full"]}), 422)
+    error = json_error(
+        client.post("/video-inference", json={"filename": "cut.mkv", "sample_fps": 1, "views": ["full"]}), 422
+    )
     assert "truncated: the file ends at byte" in error["error"] and str(tmp_path) not in error["error"], error
     ts = tiny(media, "whole.ts", 2, "64x64", "-f", "mpegts")
     for name, claim in ((whole.name, "segment size"), (ts.name, "none")):
-        job = client.post("/video-inference", json={"filename": name, "sample_fps": 1, "views": ["full"], "read_time": False})
+        job = client.post(
+            "/video-inference", json={"filename": name, "sample_fps": 1, "views": ["full"], "read_time": False}
+        )
         assert job.status_code == 202, job.text
         wait(client, job.json()["job_id"], lambda s: s["status"] == "succeeded")
         doc = client.get(f"/jobs/{job.json()['job_id']}/result").json()
@@ -515,12 +620,29 @@ def test_frames_far_apart_in_a_variable_rate_file_are_all_examined(make_client, 
     """Frames at 0, 50,000 and 100,000 s: the chunks between them hold nothing, and none of them ends the video."""
     media = tmp_path / "media"
     media.mkdir(parents=True, exist_ok=True)
-    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=1:duration=3", "-vf", "setpts=N*50000/TB", "-fps_mode", "passthrough",
-           "-pix_fmt", "yuv420p", "-c:v", "libx264", str(media / "sparse.mkv"))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=64x64:rate=1:duration=3",
+        "-vf",
+        "setpts=N*50000/TB",
+        "-fps_mode",
+        "passthrough",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+        str(media / "sparse.mkv"),
+    )
     client = make_client()
-    job = client.post("/video-inference", json={"filename": "sparse.mkv", "sample_fps": 0, "views": ["full"], "read_time": False})
+    job = client.post(
+        "/video-inference", json={"filename": "sparse.mkv", "sample_fps": 0, "views": ["full"], "read_time": False}
+    )
     assert job.status_code == 202, job.text
     status = wait(client, job.json()["job_id"], lambda s: s["status"] in ("succeeded", "failed"), timeout=300)
     assert status["status"] == "succeeded", status
     doc = client.get(f"/jobs/{job.json()['job_id']}/result").json()
-    assert doc["frames_processed"] == 3 and doc["duration_s"] >= 100_000, {k: doc[k] for k in ("frames_processed", "duration_s")}
+    assert doc["frames_processed"] == 3 and doc["duration_s"] >= 100_000, {
+        k: doc[k] for k in ("frames_processed", "duration_s")
+    }

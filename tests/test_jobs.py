@@ -22,8 +22,23 @@ RAY = str(Path(sys.executable).with_name("ray"))
 
 def submit(cluster, *args: str) -> subprocess.CompletedProcess:
     """`ray job submit` through Ray's own CLI; the job's stdout comes back in ours."""
-    return subprocess.run([RAY, "job", "submit", "--address", cluster["dashboard"], "--working-dir", str(REPO),
-                           "--", sys.executable, *args], capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [
+            RAY,
+            "job",
+            "submit",
+            "--address",
+            cluster["dashboard"],
+            "--working-dir",
+            str(REPO),
+            "--",
+            sys.executable,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def local(cluster, *args: str, env=None) -> subprocess.CompletedProcess:
@@ -45,8 +60,17 @@ def library(tmp_path_factory, samples_dir):
 @pytest.fixture(scope="module")
 def split_run(ray_cluster, library):
     # at its defaults, on a library with no results yet: every video is detected by the job itself
-    proc = submit(ray_cluster, "-m", "jobs.split", "--media-root", str(library["media"]), "--out", str(library["slices"]),
-                  "--database-url", library["db"])
+    proc = submit(
+        ray_cluster,
+        "-m",
+        "jobs.split",
+        "--media-root",
+        str(library["media"]),
+        "--out",
+        str(library["slices"]),
+        "--database-url",
+        library["db"],
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -80,7 +104,13 @@ def test_every_snippet_has_the_profile(split_run, library):
         v = [s for s in streams if s["codec_type"] == "video"]
         a = [s for s in streams if s["codec_type"] == "audio"]
         assert len(v) == 1 and len(a) == 1
-        assert (v[0]["codec_name"], v[0]["width"], v[0]["height"], v[0]["r_frame_rate"], v[0]["pix_fmt"]) == ("h264", 1280, 720, "30/1", "yuv420p")
+        assert (v[0]["codec_name"], v[0]["width"], v[0]["height"], v[0]["r_frame_rate"], v[0]["pix_fmt"]) == (
+            "h264",
+            1280,
+            720,
+            "30/1",
+            "yuv420p",
+        )
         assert (a[0]["codec_name"], a[0]["sample_rate"], a[0]["channels"]) == ("aac", "48000", 2)
 
 
@@ -90,8 +120,19 @@ def test_tasks_spread_over_both_nodes(split_run):
 
 def test_rerun_is_idempotent(split_run, ray_cluster, library):
     before = {p.name: p.stat().st_mtime_ns for p in library["slices"].glob("*.mp4")}
-    proc = submit(ray_cluster, "-m", "jobs.split", "--media-root", str(library["media"]), "--out", str(library["slices"]),
-                  "--database-url", library["db"], "--sample-fps", "5")
+    proc = submit(
+        ray_cluster,
+        "-m",
+        "jobs.split",
+        "--media-root",
+        str(library["media"]),
+        "--out",
+        str(library["slices"]),
+        "--database-url",
+        library["db"],
+        "--sample-fps",
+        "5",
+    )
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "0 snippet(s) cut this run" in proc.stdout and "6 already done" in proc.stdout
     assert {p.name: p.stat().st_mtime_ns for p in library["slices"].glob("*.mp4")} == before
@@ -121,8 +162,17 @@ def test_join_makes_a_verified_remix_without_the_duplicate(split_run, ray_cluste
         assert [Path(sn["path"]).name for sn in remix.document["snippets"]] == [Path(n).name for n in names]
         assert remix.document["snippets"][0]["offset_s"] == 0 and remix.document["snippets"][1]["offset_s"] > 0
     # the same seed gives the same remix order
-    again = submit(ray_cluster, "-m", "jobs.join", "--out", str(library["root"] / "again" / "out.mp4"),
-                   "--database-url", library["db"], "--seed", "3")
+    again = submit(
+        ray_cluster,
+        "-m",
+        "jobs.join",
+        "--out",
+        str(library["root"] / "again" / "out.mp4"),
+        "--database-url",
+        library["db"],
+        "--seed",
+        "3",
+    )
     assert again.returncode == 0
     assert (library["root"] / "again" / "videolist.txt").read_text() == (out.parent / "videolist.txt").read_text()
 
@@ -135,19 +185,35 @@ def test_join_in_time_of_day_order(split_run, ray_cluster, library, manifest):
     from clockwork.timeread.clocktime import circular_error, hhmm_to_minutes, parse_day_time
 
     out = library["root"] / "clock" / "out.mp4"
-    proc = submit(ray_cluster, "-m", "jobs.join", "--out", str(out), "--database-url", library["db"], "--order", "time-of-day",
-                  "--per-source", "2")
+    proc = submit(
+        ray_cluster,
+        "-m",
+        "jobs.join",
+        "--out",
+        str(out),
+        "--database-url",
+        library["db"],
+        "--order",
+        "time-of-day",
+        "--per-source",
+        "2",
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     with Catalog(library["db"]).session() as s:
         doc = s.scalars(select(Remix).order_by(Remix.id.desc())).first().document
     start, span = parse_day_time(doc["coverage"]["start"]), doc["coverage"]["span_minutes"]
-    assert 10 * 60 + 9 <= start <= 10 * 60 + 11 and 5 <= span <= 10, doc["coverage"]  # the sample clocks show 10:10-10:15
+    assert 10 * 60 + 9 <= start <= 10 * 60 + 11 and 5 <= span <= 10, doc[
+        "coverage"
+    ]  # the sample clocks show 10:10-10:15
     assert abs(float(probe_json(out)["format"]["duration"]) - span * 60) < 1.0  # the remix runs in real time
     assert len(doc["snippets"]) >= 5 and doc["cards"], doc
     for sn in doc["snippets"]:
         entry = manifest["files"][Path(sn["source"]).name]
-        [truth] = [hhmm_to_minutes(t) for (a, b), t in zip(entry["clock_intervals"], entry["clock_times"], strict=True)
-                   if a < sn["end_s"] and sn["start_s"] < b]
+        [truth] = [
+            hhmm_to_minutes(t)
+            for (a, b), t in zip(entry["clock_intervals"], entry["clock_times"], strict=True)
+            if a < sn["end_s"] and sn["start_s"] < b
+        ]
         for t in (sn["offset_s"], sn["offset_s"] + sn["played_s"] - 0.05):
             running = (start + int(t // 60)) % 720
             assert circular_error(running, truth) <= 1, (sn, t, running, truth)
@@ -156,14 +222,36 @@ def test_join_in_time_of_day_order(split_run, ray_cluster, library, manifest):
     assert (frame_at(out, card["offset_s"] + card["duration_s"] / 2) > 40).mean() < 0.05  # black, the time in white
     assert 'id="coverage"' in out.with_suffix(".html").read_text()
     # every source known to be p.m.: the same clips, 12 hours on; --gaps skip plays them back to back
-    pm = local(ray_cluster, "jobs.join", "--out", str(library["root"] / "pm" / "out.mp4"), "--database-url", library["db"],
-               "--order", "time-of-day", "--pm", "*.mp4", "--gaps", "skip")
+    pm = local(
+        ray_cluster,
+        "jobs.join",
+        "--out",
+        str(library["root"] / "pm" / "out.mp4"),
+        "--database-url",
+        library["db"],
+        "--order",
+        "time-of-day",
+        "--pm",
+        "*.mp4",
+        "--gaps",
+        "skip",
+    )
     assert pm.returncode == 0, pm.stderr[-2000:]
     with Catalog(library["db"]).session() as s:
         doc = s.scalars(select(Remix).order_by(Remix.id.desc())).first().document
     assert doc["coverage"]["start"].startswith("22:") and not doc["cards"]
-    bad = local(ray_cluster, "jobs.join", "--out", str(out), "--database-url", library["db"], "--order", "time-of-day",
-                "--start", "25:99")
+    bad = local(
+        ray_cluster,
+        "jobs.join",
+        "--out",
+        str(out),
+        "--database-url",
+        library["db"],
+        "--order",
+        "time-of-day",
+        "--start",
+        "25:99",
+    )
     assert bad.returncode == 2 and "Invalid time" in bad.stderr, bad.stderr[-2000:]
 
 
@@ -171,11 +259,25 @@ def test_library_without_detections(ray_cluster, samples_dir, tmp_path):
     media = tmp_path / "media"
     media.mkdir()
     shutil.copy(samples_dir / "distractor_life_25.mp4", media)
-    proc = local(ray_cluster, "jobs.split", "--media-root", str(media), "--out", str(tmp_path / "slices"),
-                 "--database-url", f"sqlite:///{tmp_path}/c.sqlite", "--sample-fps", "5", "--views", "full")
+    proc = local(
+        ray_cluster,
+        "jobs.split",
+        "--media-root",
+        str(media),
+        "--out",
+        str(tmp_path / "slices"),
+        "--database-url",
+        f"sqlite:///{tmp_path}/c.sqlite",
+        "--sample-fps",
+        "5",
+        "--views",
+        "full",
+    )
     assert proc.returncode == 2 and "no 'clock' segments" in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "slices").exists()
-    proc = local(ray_cluster, "jobs.join", "--out", str(tmp_path / "out.mp4"), "--database-url", f"sqlite:///{tmp_path}/c.sqlite")
+    proc = local(
+        ray_cluster, "jobs.join", "--out", str(tmp_path / "out.mp4"), "--database-url", f"sqlite:///{tmp_path}/c.sqlite"
+    )
     assert proc.returncode == 2 and "no 'clock' snippets" in proc.stderr
     assert not (tmp_path / "out.mp4").exists()
 
@@ -186,8 +288,20 @@ def test_corrupt_source_is_reported_and_the_rest_continue(ray_cluster, samples_d
     shutil.copy(samples_dir / "clock_moving_360p25.mp4", media)
     data = (samples_dir / "clock_static_720p30.mp4").read_bytes()
     (media / "broken.mp4").write_bytes(data[: len(data) // 3])
-    proc = local(ray_cluster, "jobs.split", "--media-root", str(media), "--out", str(tmp_path / "slices"),
-                 "--database-url", f"sqlite:///{tmp_path}/c.sqlite", "--sample-fps", "5", "--views", "full")
+    proc = local(
+        ray_cluster,
+        "jobs.split",
+        "--media-root",
+        str(media),
+        "--out",
+        str(tmp_path / "slices"),
+        "--database-url",
+        f"sqlite:///{tmp_path}/c.sqlite",
+        "--sample-fps",
+        "5",
+        "--views",
+        "full",
+    )
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "broken.mp4: detection failed: CorruptVideoError" in proc.stderr
     assert len(list((tmp_path / "slices").glob("*.mp4"))) == 2
@@ -212,8 +326,20 @@ def test_deleted_snippet_file(split_run, ray_cluster, library, tmp_path):
 
 def test_ffmpeg_missing(ray_cluster, tmp_path):
     for job in ("jobs.split", "jobs.join"):
-        proc = local(ray_cluster, job, "--out", str(tmp_path / "x.mp4"), "--media-root", str(tmp_path),
-                     env={"CLOCKWORK_FFMPEG": "/nonexistent/ffmpeg"}) if job == "jobs.split" else \
-            local(ray_cluster, job, "--out", str(tmp_path / "x.mp4"), env={"CLOCKWORK_FFMPEG": "/nonexistent/ffmpeg"})
+        proc = (
+            local(
+                ray_cluster,
+                job,
+                "--out",
+                str(tmp_path / "x.mp4"),
+                "--media-root",
+                str(tmp_path),
+                env={"CLOCKWORK_FFMPEG": "/nonexistent/ffmpeg"},
+            )
+            if job == "jobs.split"
+            else local(
+                ray_cluster, job, "--out", str(tmp_path / "x.mp4"), env={"CLOCKWORK_FFMPEG": "/nonexistent/ffmpeg"}
+            )
+        )
         assert proc.returncode == 2 and "ffmpeg not found" in proc.stderr, proc.stderr[-1000:]
         assert proc.stderr.strip().count("\n") == 0

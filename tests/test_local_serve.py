@@ -19,8 +19,20 @@ pytestmark = pytest.mark.slow
 
 def test_clockwork_serve_beside_a_running_cluster(ray_cluster, samples_dir, tmp_path):
     port, metrics = free_port(), free_port()
-    cmd = [str(Path(sys.executable).with_name("clockwork")), "serve", "--media-root", str(samples_dir), "--port", str(port),
-           "--metrics-port", str(metrics), "--device", "cpu", "--database-url", f"sqlite:///{tmp_path}/c.sqlite"]
+    cmd = [
+        str(Path(sys.executable).with_name("clockwork")),
+        "serve",
+        "--media-root",
+        str(samples_dir),
+        "--port",
+        str(port),
+        "--metrics-port",
+        str(metrics),
+        "--device",
+        "cpu",
+        "--database-url",
+        f"sqlite:///{tmp_path}/c.sqlite",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -28,7 +40,9 @@ def test_clockwork_serve_beside_a_running_cluster(ray_cluster, samples_dir, tmp_
         ready = None
         while time.time() < deadline and proc.poll() is None:
             try:
-                ready = requests.get(f"{base}/readyz", timeout=15)  # longer than the server's own 5 s wait for a replica
+                ready = requests.get(
+                    f"{base}/readyz", timeout=15
+                )  # longer than the server's own 5 s wait for a replica
                 if ready.status_code == 200:
                     break
             except requests.ConnectionError:
@@ -36,10 +50,17 @@ def test_clockwork_serve_beside_a_running_cluster(ray_cluster, samples_dir, tmp_
             time.sleep(1)
         assert proc.poll() is None, proc.stdout.read()[-3000:]
         assert ready is not None and ready.json() == {"status": "ready"}
-        job = requests.post(f"{base}/video-inference", json={"filename": "clock_moving_360p25.mp4", "sample_fps": 1,
-                                                            "views": ["full"]}, timeout=30).json()
-        status = wait_for_job(lambda j: requests.get(f"{base}/jobs/{j}", timeout=10).json(), job["job_id"],
-                              lambda s: s["status"] in ("succeeded", "failed"), timeout=120)
+        job = requests.post(
+            f"{base}/video-inference",
+            json={"filename": "clock_moving_360p25.mp4", "sample_fps": 1, "views": ["full"]},
+            timeout=30,
+        ).json()
+        status = wait_for_job(
+            lambda j: requests.get(f"{base}/jobs/{j}", timeout=10).json(),
+            job["job_id"],
+            lambda s: s["status"] in ("succeeded", "failed"),
+            timeout=120,
+        )
         assert status["status"] == "succeeded", status
         assert requests.get(f"{base}/ui/jobs", timeout=30).status_code == 200  # the pages are counted too
         text = ""
@@ -51,7 +72,11 @@ def test_clockwork_serve_beside_a_running_cluster(ray_cluster, samples_dir, tmp_
         assert "ray_clockwork_http_requests_total" in text and 'route="/ui/jobs"' in text
         # --host is loopback (the default): the API listens on loopback only (Ray's metrics exporter: docs/API.md)
         listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout.split("\n")
-        local = {line.split()[3].rsplit(":", 1)[0] for line in listening if line.strip() and line.split()[3].endswith(f":{port}")}
+        local = {
+            line.split()[3].rsplit(":", 1)[0]
+            for line in listening
+            if line.strip() and line.split()[3].endswith(f":{port}")
+        }
         assert local == {"127.0.0.1"}, local
     finally:
         proc.terminate()

@@ -25,7 +25,9 @@ def test_names_resolve_inside_any_root(roots):
     assert resolve_in_roots("missing.mp4", [a, b]) == a / "missing.mp4"  # absent: the caller answers 404
 
 
-@pytest.mark.parametrize("name", ["../outside/secret.mp4", "sub/../../outside/secret.mp4", "escape.mp4", "/etc/passwd", "", "a\x00b"])
+@pytest.mark.parametrize(
+    "name", ["../outside/secret.mp4", "sub/../../outside/secret.mp4", "escape.mp4", "/etc/passwd", "", "a\x00b"]
+)
 def test_escapes_are_refused(roots, name):
     a, b, _ = roots
     with pytest.raises(PathNotAllowedError):

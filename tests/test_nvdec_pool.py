@@ -1,4 +1,5 @@
-"""clockwork.video.nvdec.DecoderPool's bookkeeping, on the CPU (tests/test_gpu.py reads frames through kept decoders)."""
+"""clockwork.video.nvdec.DecoderPool's bookkeeping, on the CPU (tests/test_gpu.py reads frames through kept
+decoders)."""
 
 from __future__ import annotations
 

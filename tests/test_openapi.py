@@ -14,20 +14,38 @@ import pytest
 
 pytestmark = pytest.mark.slow
 TOKEN = "openapi-test-token"
-CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
-          "negative_data_rejection,unsupported_method,allow_header_conformance")
+CHECKS = (
+    "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
+    "negative_data_rejection,unsupported_method,allow_header_conformance"
+)
 
 
 @pytest.mark.parametrize("auth, examples", [(True, 300), (False, 30)], ids=["with-token", "without-token"])
 def test_schemathesis_finds_no_5xx_and_no_schema_mismatch(live_app, tmp_path, auth, examples):
     base = live_app(api_token=TOKEN, max_active_jobs=5)
     report = tmp_path / "report.ndjson"
-    cmd = [str(Path(sys.executable).with_name("schemathesis")), "run", f"{base}/openapi.json", "--checks", CHECKS,
-           "--max-examples", str(examples), "--phases", "examples,coverage,fuzzing", "--seed", "7",
-           "--report", "ndjson", "--report-ndjson-path", str(report), "--request-timeout", "30",
-           *(["-H", f"Authorization: Bearer {TOKEN}"] if auth else [])]
+    cmd = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "run",
+        f"{base}/openapi.json",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        str(examples),
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--seed",
+        "7",
+        "--report",
+        "ndjson",
+        "--report-ndjson-path",
+        str(report),
+        "--request-timeout",
+        "30",
+        *(["-H", f"Authorization: Bearer {TOKEN}"] if auth else []),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
-    summary = proc.stdout[proc.stdout.rfind("SUMMARY"):]
+    summary = proc.stdout[proc.stdout.rfind("SUMMARY") :]
     print(summary[-3000:])
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-2000:]
     cases = int(re.search(r"(\d+) generated", summary).group(1))

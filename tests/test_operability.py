@@ -37,10 +37,13 @@ def test_the_readmes_request_runs_as_written(make_client):
 def test_listing_cancelling_and_redelivering(make_client):
     client = make_client()
     with Receiver() as rx:
-        long_job = client.post("/video-inference", json={"filename": "clock_static_720p30.mp4", "sample_fps": 0,
-                                                           "postback_url": rx.url}).json()["job_id"]
-        quick = client.post("/video-inference", json={"filename": "clock_moving_360p25.mp4", "sample_fps": 1, "views": ["full"],
-                                                       "postback_url": rx.url}).json()["job_id"]
+        long_job = client.post(
+            "/video-inference", json={"filename": "clock_static_720p30.mp4", "sample_fps": 0, "postback_url": rx.url}
+        ).json()["job_id"]
+        quick = client.post(
+            "/video-inference",
+            json={"filename": "clock_moving_360p25.mp4", "sample_fps": 1, "views": ["full"], "postback_url": rx.url},
+        ).json()["job_id"]
         wait(client, long_job, lambda s: s["status"] == "running")
         resp = client.delete(f"/jobs/{long_job}")
         assert resp.status_code == 202 and resp.json()["status"] == "cancelled", resp.text
@@ -49,21 +52,33 @@ def test_listing_cancelling_and_redelivering(make_client):
         assert client.delete(f"/jobs/{long_job}").status_code == 409  # already ended
         first = rx.wait_for(1, job_id=quick)[0]
         page = client.get("/jobs?limit=1").json()
-        assert page["total"] == 2 and len(page["jobs"]) == 1 and page["jobs"][0]["job_id"] == quick and "offset=1" in page["next"]
+        assert (
+            page["total"] == 2
+            and len(page["jobs"]) == 1
+            and page["jobs"][0]["job_id"] == quick
+            and "offset=1" in page["next"]
+        )
         assert [j["job_id"] for j in client.get("/jobs?status=cancelled").json()["jobs"]] == [long_job]
         assert client.get("/jobs?status=bogus").status_code == 400 and client.get("/jobs?limit=0").status_code == 400
         wait(client, quick, lambda s: s["postback"]["delivered"])
         assert client.post(f"/jobs/{quick}/postback").status_code == 202
         posts = rx.wait_for(2, job_id=quick, timeout=30)
-    assert first["headers"]["X-Clockwork-Delivery"] == f"{quick}.1" and posts[1]["headers"]["X-Clockwork-Delivery"] == f"{quick}.2"
+    assert (
+        first["headers"]["X-Clockwork-Delivery"] == f"{quick}.1"
+        and posts[1]["headers"]["X-Clockwork-Delivery"] == f"{quick}.2"
+    )
     assert posts[1]["body"] == first["body"]
-    assert client.get(f"/jobs/{long_job}").json()["status"] == "cancelled"  # the detection that was running did not overwrite it
+    assert (
+        client.get(f"/jobs/{long_job}").json()["status"] == "cancelled"
+    )  # the detection that was running did not overwrite it
 
 
 def test_openapi_and_an_offline_docs_page(make_client):
     client = make_client()
     spec = client.get("/openapi.json").json()
-    assert spec["openapi"].startswith("3.1") and {"/video-inference", "/jobs", "/jobs/{job_id}", "/readyz"} <= set(spec["paths"])
+    assert spec["openapi"].startswith("3.1") and {"/video-inference", "/jobs", "/jobs/{job_id}", "/readyz"} <= set(
+        spec["paths"]
+    )
     assert spec["components"]["schemas"]["InferenceRequest"]["required"] == ["filename"]
     page = client.get("/docs").text
     assert "/video-inference" in page and "sample_fps" in page
@@ -90,10 +105,25 @@ def test_python_client_and_submit_command(live_app, capsys):
     with tempfile.NamedTemporaryFile("w", suffix=".token") as fh:
         fh.write("tok\n")
         fh.flush()
-        code = main(["submit", "clock_moving_360p25.mp4", "--url", base, "--token-file", fh.name, "--wait",
-                     "--sample-fps", "2", "--views", "full"])
+        code = main(
+            [
+                "submit",
+                "clock_moving_360p25.mp4",
+                "--url",
+                base,
+                "--token-file",
+                fh.name,
+                "--wait",
+                "--sample-fps",
+                "2",
+                "--views",
+                "full",
+            ]
+        )
     out = capsys.readouterr().out
-    assert code == 0 and "2 segment(s)" in out and re.search(r"job [0-9a-f]{32} \w+: http://127\.0\.0\.1:\d+/jobs/", out)
+    assert (
+        code == 0 and "2 segment(s)" in out and re.search(r"job [0-9a-f]{32} \w+: http://127\.0\.0\.1:\d+/jobs/", out)
+    )
 
 
 def test_progress_lines_off_a_terminal():
@@ -116,8 +146,12 @@ def test_detect_reports_each_stage_of_a_scan_in_video_seconds(samples_dir):
     from clockwork.timeline.pipeline import STAGE_COARSE, STAGE_REFINE, detect_video
 
     seen: list[tuple[float, float, str]] = []
-    result = detect_video(samples_dir / "clock_moving_360p25.mp4", views=["full"], read_time=False,
-                          progress=lambda done, total, stage: seen.append((done, total, stage)))
+    result = detect_video(
+        samples_dir / "clock_moving_360p25.mp4",
+        views=["full"],
+        read_time=False,
+        progress=lambda done, total, stage: seen.append((done, total, stage)),
+    )
     stages = [stage for _, _, stage in seen]
     assert stages[0] == STAGE_COARSE and stages[-1] == STAGE_REFINE and sorted(stages, key=stages.index) == stages
     for name in (STAGE_COARSE, STAGE_REFINE):
@@ -134,7 +168,9 @@ def test_annotate_draws_the_boxes(samples_dir, tmp_path, capsys):
     from clockwork.cli import main
 
     video = samples_dir / "clock_moving_360p25.mp4"
-    assert main(["annotate", str(video), "--out", str(tmp_path / "frames"), "--sample-fps", "2", "--views", "full"]) == 0
+    assert (
+        main(["annotate", str(video), "--out", str(tmp_path / "frames"), "--sample-fps", "2", "--views", "full"]) == 0
+    )
     frames = sorted((tmp_path / "frames").glob("frame_*.jpg"))
     assert frames and "frames with boxes" in capsys.readouterr().out
     result = tmp_path / "r.json"
@@ -151,10 +187,25 @@ def test_version_and_serve_flags(tmp_path):
     proc = subprocess.run([str(REPO / ".venv/bin/clockwork"), "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and re.match(r"clockwork \d", proc.stdout)
     (tmp_path / "token").write_text("s3cret\n")
-    args = build_parser().parse_args(["serve", "--media-root", str(tmp_path), "--postback-allow", "127.0.0.0/8",
-                                      "--api-token-file", str(tmp_path / "token"), "--max-active-jobs", "7", "--device", "cpu"])
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--media-root",
+            str(tmp_path),
+            "--postback-allow",
+            "127.0.0.0/8",
+            "--api-token-file",
+            str(tmp_path / "token"),
+            "--max-active-jobs",
+            "7",
+            "--device",
+            "cpu",
+        ]
+    )
     built = _app_args(args)
-    assert built["postback_allow"] == ["127.0.0.0/8"] and built["api_token"] == "s3cret" and built["max_active_jobs"] == 7
+    assert (
+        built["postback_allow"] == ["127.0.0.0/8"] and built["api_token"] == "s3cret" and built["max_active_jobs"] == 7
+    )
     assert built["detector"] == {"device": "cpu"}
     missing = build_parser().parse_args(["serve", "--api-token-file", str(tmp_path / "nope")])
     with pytest.raises(SystemExit, match="cannot read --api-token-file"):
@@ -166,7 +217,9 @@ def test_concat_reports_its_progress_from_ffmpeg(tmp_path):
     from clockwork.video import ffmpeg
 
     piece = tmp_path / "piece.mp4"
-    ffmpeg.run(["-y", "-f", "lavfi", "-i", "testsrc=s=64x64:r=25:d=3", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(piece)])
+    ffmpeg.run(
+        ["-y", "-f", "lavfi", "-i", "testsrc=s=64x64:r=25:d=3", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(piece)]
+    )
     seen: list[float] = []
     concat(write_videolist([piece] * 4, tmp_path / "list.txt"), tmp_path / "out.mp4", on_progress=seen.append)
     assert seen and seen == sorted(seen) and 11.0 <= seen[-1] <= 12.1, seen  # four 3 s pieces, as ffmpeg writes them

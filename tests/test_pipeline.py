@@ -23,7 +23,12 @@ def test_every_ground_truth_interval_found(results, manifest):
         truth = entry["clock_intervals"]
         assert len(segs) == len(truth), (name, segs, truth)
         for seg, (start, end) in zip(segs, truth, strict=True):
-            assert abs(seg.start_s - start) <= TOLERANCE_S and abs(seg.end_s - end) <= TOLERANCE_S, (name, seg, start, end)
+            assert abs(seg.start_s - start) <= TOLERANCE_S and abs(seg.end_s - end) <= TOLERANCE_S, (
+                name,
+                seg,
+                start,
+                end,
+            )
 
 
 @pytest.mark.slow  # a full detection at the defaults: the slow tier
@@ -36,8 +41,19 @@ def test_distractors_have_no_clock(results):
 @pytest.mark.slow  # a full detection at the defaults: the slow tier
 def test_result_json_contract(results, manifest):
     doc = json.loads(json.dumps(results["clock_moving_360p25.mp4"].to_json()))
-    for key in ("video_file", "fps", "has_clock", "clock_frames", "frame_data", "frames_total", "duration_s",
-                "width", "height", "model", "segments"):
+    for key in (
+        "video_file",
+        "fps",
+        "has_clock",
+        "clock_frames",
+        "frame_data",
+        "frames_total",
+        "duration_s",
+        "width",
+        "height",
+        "model",
+        "segments",
+    ):
         assert key in doc
     assert doc["video_file"] == "clock_moving_360p25.mp4" and doc["fps"] == 25 and doc["frames_total"] == 200
     assert doc["has_clock"] is True and doc["clock_frames"] == len(doc["frame_data"])
@@ -48,7 +64,17 @@ def test_result_json_contract(results, manifest):
     assert set(det) <= {"x", "y", "w", "h", "type", "label", "score", "track", "clock_time"} and det["type"] == "clock"
     assert any("clock_time" in d for f in doc["frame_data"] for d in f["detections"])  # read_time is on by default
     assert 0 <= det["x"] and det["x"] + det["w"] <= 640 and det["y"] + det["h"] <= 360
-    assert set(doc["segments"][0]) == {"label", "start_s", "end_s", "start_frame", "end_frame", "max_score", "frames", "track", "clock_time"}
+    assert set(doc["segments"][0]) == {
+        "label",
+        "start_s",
+        "end_s",
+        "start_frame",
+        "end_frame",
+        "max_score",
+        "frames",
+        "track",
+        "clock_time",
+    }
     # the default is a scan: 2 frames a second of the 8 s, and every frame of the four windows around the clocks' ends
     assert doc["views"] == ["full", "tiles"] and doc["sample_fps"] is None and doc["multiscale_fps"] == 5
     assert doc["scan"]["coarse_fps"] == 2 and doc["scan"]["frames_coarse"] == 16 and len(doc["scan"]["refined"]) == 4
@@ -100,7 +126,8 @@ def test_missing_video_fails_before_work(tmp_path, detector):
 
 
 def test_a_clock_read_and_never_readable_makes_no_segment():
-    """Three clocks in turn: one read unreadable at every reading (an emblem), one read readable once of three, one never
+    """Three clocks in turn: one read unreadable at every reading (an emblem), one read readable once of three, one
+    never
     read. The first loses its boxes and its segment; the others keep theirs. Without readings nothing is dropped."""
     from clockwork.timeline.pipeline import ResultBuilder
     from clockwork.timeline.result import Detection
@@ -108,8 +135,13 @@ def test_a_clock_read_and_never_readable_makes_no_segment():
     from clockwork.video.decode import VideoInfo
 
     def build(read: bool):
-        b = ResultBuilder(VideoInfo("three.mp4", 640, 360, 10.0, 90, 9.0, "h264", 0, False), model={}, labels=["clock"],
-                          min_score=0.5, sample_fps=None)
+        b = ResultBuilder(
+            VideoInfo("three.mp4", 640, 360, 10.0, 90, 9.0, "h264", 0, False),
+            model={},
+            labels=["clock"],
+            min_score=0.5,
+            sample_fps=None,
+        )
         for i in range(90):
             x, readable = [(10, 0.01), (250, 0.9 if i == 45 else 0.2), (500, None)][i // 30]
             t = ClockTime(600, 0.9, readable) if read and readable is not None and i % 5 == 0 else None
@@ -143,7 +175,9 @@ def test_tracks_follow_each_clock_and_segments_name_theirs():
     [seg] = result.segments  # both clocks overlap in time: one clock segment, following the longer track
     assert seg.track == next(iter(tracks)) and seg.end_s == 3.0
     doc = result.to_json()
-    assert doc["segments"][0]["track"] == seg.track and doc["frame_data"][0]["detections"][0]["track"] in tracks | others
+    assert (
+        doc["segments"][0]["track"] == seg.track and doc["frame_data"][0]["detections"][0]["track"] in tracks | others
+    )
 
 
 @pytest.mark.slow  # a full detection at the defaults: the slow tier

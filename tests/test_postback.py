@@ -23,8 +23,13 @@ from clockwork.testing import Receiver
 
 # Every form below reaches loopback, link-local metadata or "this host": the default policy refuses each.
 SMUGGLED = [
-    "http://[::ffff:127.0.0.1]:8790/x", "http://[::ffff:7f00:1]:8790/x", "http://[::ffff:169.254.169.254]/latest",
-    "http://[::ffff:0.0.0.0]/", "http://[::127.0.0.1]/", "http://[64:ff9b::7f00:1]/", "http://[2002:7f00:1::]/",
+    "http://[::ffff:127.0.0.1]:8790/x",
+    "http://[::ffff:7f00:1]:8790/x",
+    "http://[::ffff:169.254.169.254]/latest",
+    "http://[::ffff:0.0.0.0]/",
+    "http://[::127.0.0.1]/",
+    "http://[64:ff9b::7f00:1]/",
+    "http://[2002:7f00:1::]/",
     "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",  # Teredo carrying 127.0.0.1 (obfuscated as ~ip)
 ]
 
@@ -35,17 +40,20 @@ def test_ipv6_forms_of_denied_ipv4_addresses_are_refused(url):
         HostPolicy().check(url)
 
 
-@pytest.mark.parametrize("url, words", [
-    ("http://127.0.0.1:8790\\@hooks.example.com/x", "backslash"),
-    ("http://user:pw@hooks.example.com/x", "credentials"),
-    ("http://127.0.0.1:8790@hooks.example.com/x", "credentials"),
-    ("http://a..b/", "label"),
-    (f"http://{'a' * 64}.example.com/", "label"),
-    ("http://hooks example.com/", "spaces"),
-    ("gopher://hooks.example.com/", "scheme"),
-    ("http:///x", "no host|invalid"),
-    ("http://hooks.example.com:99999/", "invalid"),
-])
+@pytest.mark.parametrize(
+    "url, words",
+    [
+        ("http://127.0.0.1:8790\\@hooks.example.com/x", "backslash"),
+        ("http://user:pw@hooks.example.com/x", "credentials"),
+        ("http://127.0.0.1:8790@hooks.example.com/x", "credentials"),
+        ("http://a..b/", "label"),
+        (f"http://{'a' * 64}.example.com/", "label"),
+        ("http://hooks example.com/", "spaces"),
+        ("gopher://hooks.example.com/", "scheme"),
+        ("http:///x", "no host|invalid"),
+        ("http://hooks.example.com:99999/", "invalid"),
+    ],
+)
 def test_ambiguous_or_malformed_urls_are_refused_before_any_lookup(url, words):
     def resolve(host, port):
         raise AssertionError("an ambiguous URL must be refused before its host is looked up")
@@ -172,4 +180,6 @@ def test_the_machines_own_addresses_are_refused_unless_allowed():
     with pytest.raises(PostbackURLError, match="an address of this machine"):
         HostPolicy().check(f"http://{own[0]}:8265/api/jobs/")
     assert HostPolicy(allow=(f"{own[0]}/32",)).check(f"http://{own[0]}:9000/hook").addresses == (own[0],)
-    assert HostPolicy().check("http://hooks.example.com/x", resolve=lambda host, port: ["93.184.216.34"])  # elsewhere: fine
+    assert HostPolicy().check(
+        "http://hooks.example.com/x", resolve=lambda host, port: ["93.184.216.34"]
+    )  # elsewhere: fine

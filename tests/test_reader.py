@@ -18,7 +18,9 @@ def scene(hour, minute, size=220):
     frame = np.full((400, 500, 3), 90, np.uint8)
     face = draw_clock(size, hour, minute)
     a = face[..., 3:4] / 255.0
-    frame[60:60 + size, 120:120 + size] = (face[..., :3] * a + frame[60:60 + size, 120:120 + size] * (1 - a)).astype(np.uint8)
+    frame[60 : 60 + size, 120 : 120 + size] = (
+        face[..., :3] * a + frame[60 : 60 + size, 120 : 120 + size] * (1 - a)
+    ).astype(np.uint8)
     return frame, (120 + size * 0.04, 60 + size * 0.04, size * 0.92, size * 0.92)
 
 
@@ -48,8 +50,18 @@ def test_crop_is_square_around_the_box_and_repeats_edges():
     assert crop[:, 0].mean() == 255 and crop[:, -1].mean() == 0  # left white, right black, edges repeated
 
 
-@pytest.mark.parametrize("box", [(200, 120, 60, 60), (3, 5, 40, 30), (470, 370, 60, 50), (-30, 150, 80, 80),
-                                 (100.4, 200.7, 13.3, 17.9), (0, 0, 500, 400), (480, 10, 300, 300)])
+@pytest.mark.parametrize(
+    "box",
+    [
+        (200, 120, 60, 60),
+        (3, 5, 40, 30),
+        (470, 370, 60, 50),
+        (-30, 150, 80, 80),
+        (100.4, 200.7, 13.3, 17.9),
+        (0, 0, 500, 400),
+        (480, 10, 300, 300),
+    ],
+)
 def test_a_frame_on_the_gpu_crops_like_one_on_the_host(box):
     """A frame given as a tensor (a GPU frame; here a CPU tensor) copies only the region the crop samples: the crop
     is the same as the whole frame's, inside the image, at its edges and past them."""
@@ -99,7 +111,9 @@ def test_fusion_allows_for_the_hand_moving_and_wraps_at_twelve():
 def test_detect_reads_each_segment_once(samples_dir, detector, reader):
     from clockwork.timeline.pipeline import detect_video
 
-    result = detect_video(samples_dir / "clock_static_720p30.mp4", detector=detector, read_time=True, clock_reader=reader)
+    result = detect_video(
+        samples_dir / "clock_static_720p30.mp4", detector=detector, read_time=True, clock_reader=reader
+    )
     [seg] = result.segments
     assert seg.clock_time is not None and circular_error(seg.clock_time.minutes, 610) <= 1
     read = [d for f in result.frame_data for d in f.detections if d.clock_time is not None]

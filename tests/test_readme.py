@@ -44,13 +44,26 @@ def test_the_readmes_commands_run_as_written(tmp_path):
     script = tmp_path / "readme.sh"
     script.write_text(readme_script((REPO / "README.md").read_text()))
     # a fresh /tmp and HOME inside the namespaces; the model is the one set-up already verified
-    inner = (f"exec 3<{script} && mount -t tmpfs tmpfs /tmp && mkdir -p /tmp/home /tmp/data && ip link set lo up && "
-             f"cd {REPO} && exec bash /dev/fd/3")  # the script is opened before the fresh /tmp hides it
-    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/tmp/home", "LANG": "C.UTF-8",
-           "CLOCKWORK_DATA_DIR": "/tmp/data", "CLOCKWORK_MODEL_DIR": str(settings.model_dir()), "CI": os.environ.get("CI", "")}
-    proc = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "--net", "--mount", "bash", "-c", inner],
-                          env=env, capture_output=True, text=True, timeout=2400)
-    tail = (proc.stdout[-6000:] + "\n--- stderr ---\n" + proc.stderr[-8000:])
+    inner = (
+        f"exec 3<{script} && mount -t tmpfs tmpfs /tmp && mkdir -p /tmp/home /tmp/data && ip link set lo up && "
+        f"cd {REPO} && exec bash /dev/fd/3"
+    )  # the script is opened before the fresh /tmp hides it
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/tmp/home",
+        "LANG": "C.UTF-8",
+        "CLOCKWORK_DATA_DIR": "/tmp/data",
+        "CLOCKWORK_MODEL_DIR": str(settings.model_dir()),
+        "CI": os.environ.get("CI", ""),
+    }
+    proc = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", "--net", "--mount", "bash", "-c", inner],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=2400,
+    )
+    tail = proc.stdout[-6000:] + "\n--- stderr ---\n" + proc.stderr[-8000:]
     assert proc.returncode == 0, tail
     out = proc.stdout + proc.stderr
     assert "7/7 files match their ground truth" in out, tail  # make demo

@@ -52,7 +52,13 @@ def test_concat_of_awkward_names_with_stream_copy(samples_dir, tmp_path):
         streams = probe_json(clip)["streams"]
         v = next(s for s in streams if s["codec_type"] == "video")
         au = next(s for s in streams if s["codec_type"] == "audio")
-        assert (v["codec_name"], v["width"], v["height"], v["r_frame_rate"], v["pix_fmt"]) == ("h264", 1280, 720, "30/1", "yuv420p")
+        assert (v["codec_name"], v["width"], v["height"], v["r_frame_rate"], v["pix_fmt"]) == (
+            "h264",
+            1280,
+            720,
+            "30/1",
+            "yuv420p",
+        )
         assert (au["codec_name"], au["sample_rate"], au["channels"]) == ("aac", "48000", 2)
     videolist = write_videolist([a, b], tmp_path / "videolist.txt")
     out = concat(videolist, tmp_path / "out.mp4")
@@ -65,10 +71,29 @@ def test_cut_is_frame_accurate_and_hash_finds_reupload(samples_dir, tmp_path):
     a = cut(samples_dir / "clock_static_720p30.mp4", 1.0, 4.0, tmp_path / "a.mp4", has_audio=True)
     b = cut(samples_dir / "clock_static_720p30_reupload.mp4", 1.0, 4.0, tmp_path / "b.mp4", has_audio=True)
     c = cut(samples_dir / "clock_60fps_480p.mp4", 0.5, 2.5, tmp_path / "c.mp4", has_audio=False)
-    frames = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-                             "stream=nb_read_frames", "-of", "csv=p=0", str(a)], capture_output=True, text=True).stdout
+    frames = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            str(a),
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout
     assert int(frames) == 90  # 3.000 s at 30 fps, no frame more or less
-    assert hash_distance(perceptual_hash(a), perceptual_hash(b)) <= 40 < hash_distance(perceptual_hash(a), perceptual_hash(c))
+    assert (
+        hash_distance(perceptual_hash(a), perceptual_hash(b))
+        <= 40
+        < hash_distance(perceptual_hash(a), perceptual_hash(c))
+    )
 
 
 def test_verify_refuses_a_wrong_duration(samples_dir, tmp_path):
@@ -86,7 +111,11 @@ def test_time_of_day_order_runs_the_clocks_forward_across_twelve():
 
     picks = [_pick("a", 11 * 60 + 50), _pick("b", 10), _pick("c", 5 * 60), _pick("d", None), _pick("e", 11 * 60 + 58)]
     chosen = select(picks, order="time-of-day", start_minutes=11 * 60 + 45, span_minutes=60).chosen
-    assert [p.name for p in chosen] == ["a", "e", "b"]  # 11:50, 11:58, then 12:10 after the wrap; 5:00 and unread left out
+    assert [p.name for p in chosen] == [
+        "a",
+        "e",
+        "b",
+    ]  # 11:50, 11:58, then 12:10 after the wrap; 5:00 and unread left out
     with pytest.raises(ValueError, match="span"):
         select(picks, order="time-of-day", span_minutes=0)
 
@@ -96,9 +125,19 @@ def test_coverage_and_the_remix_document_name_the_gaps(tmp_path):
 
     picks = [_pick("a", 600, length=90.0), _pick("b", 605)]  # 10:00 for 1.5 min (two minutes), 10:05 for 30 s
     cov = coverage(picks, 600, 10)
-    assert cov["covered_minutes"] == 3 and cov["gaps"] == [{"from": "10:02", "minutes": 3}, {"from": "10:06", "minutes": 4}]
-    doc = remix_document(tmp_path / "r.mp4", picks=picks, sources={}, selection=Selection(picks, [], [], []), label="clock",
-                         order="time-of-day", span=(600, 10))
+    assert cov["covered_minutes"] == 3 and cov["gaps"] == [
+        {"from": "10:02", "minutes": 3},
+        {"from": "10:06", "minutes": 4},
+    ]
+    doc = remix_document(
+        tmp_path / "r.mp4",
+        picks=picks,
+        sources={},
+        selection=Selection(picks, [], [], []),
+        label="clock",
+        order="time-of-day",
+        span=(600, 10),
+    )
     assert [s["clock_time"] for s in doc["snippets"]] == ["10:00", "10:05"] and doc["coverage"]["share"] == 0.3
     from clockwork.remix.pages import remix_view, render
 
@@ -110,7 +149,9 @@ def test_a_read_segment_carries_the_time_its_clock_shows(samples_dir, detector):
     from clockwork.timeline.pipeline import detect_video
     from clockwork.timeread.clocktime import circular_error
 
-    result = detect_video(samples_dir / "clock_static_720p30.mp4", detector=detector, sample_fps=2, views=["full"], read_time=True)
+    result = detect_video(
+        samples_dir / "clock_static_720p30.mp4", detector=detector, sample_fps=2, views=["full"], read_time=True
+    )
     [seg] = result.segments
     shows = result.clock_time_between(seg.start_s, seg.end_s)
     assert shows is not None and circular_error(shows.minutes, 10 * 60 + 10) <= 1  # the sample clock shows 10:10
@@ -123,10 +164,17 @@ def test_place_lays_snippets_on_the_remix_clock_with_cards_and_trims():
     c, d = _pick("c", 602, length=150.0), _pick("d", 600, score=0.1, length=20.0)
     placed = place([c, d, b, a], start=600, span=5)  # 10:00 for five minutes
     got = [(st.offset_s, st.duration_s, st.pick.name if st.pick else "card", st.shows) for st in placed.stretches]
-    assert got == [(0.0, 30.0, "a", 600), (30.0, 30.0, "b", 600), (60.0, 60.0, "card", 601),
-                   (120.0, 60.0, "c", 602), (180.0, 120.0, "card", 603)]
+    assert got == [
+        (0.0, 30.0, "a", 600),
+        (30.0, 30.0, "b", 600),
+        (60.0, 60.0, "card", 601),
+        (120.0, 60.0, "c", 602),
+        (180.0, 120.0, "card", 603),
+    ]
     assert placed.duration_s == 300.0 and [p.name for p in placed.full_minute] == ["d"]  # 10:00 was full
-    assert placed.stretches[1].trimmed and placed.stretches[3].trimmed and not placed.stretches[0].trimmed  # each ends with its minute
+    assert (
+        placed.stretches[1].trimmed and placed.stretches[3].trimmed and not placed.stretches[0].trimmed
+    )  # each ends with its minute
     cov = placement_coverage(placed)
     assert cov["covered_minutes"] == 2 and cov["start"] == "10:00"
     assert cov["gaps"] == [{"from": "10:01", "minutes": 1}, {"from": "10:03", "minutes": 2}]
@@ -142,8 +190,10 @@ def test_place_keeps_every_clock_within_a_minute_of_the_running_time():
 
     rng = random.Random(5)
     for _ in range(50):
-        picks = [_pick(f"p{i}", rng.randrange(700, 740) % 720, score=rng.random(), length=rng.uniform(0.5, 200.0))
-                 for i in range(rng.randrange(1, 30))]
+        picks = [
+            _pick(f"p{i}", rng.randrange(700, 740) % 720, score=rng.random(), length=rng.uniform(0.5, 200.0))
+            for i in range(rng.randrange(1, 30))
+        ]
         placed = place(picks, start=700, span=45)
         assert abs(placed.duration_s - 45 * 60) < 0.01
         for st in placed.stretches:
@@ -160,7 +210,10 @@ def test_place_am_pm_and_the_skip_rule():
 
     p = _pick("a", 10 * 60 + 5, source="/v/evening.mp4")  # a 12-hour reading of 10:05
     assert [st.pick.name for st in place([p], start=parse_day_time("21:55"), span=20).stretches if st.pick] == ["a"]
-    assert not any(st.pick for st in place([p], start=parse_day_time("21:55"), span=20, meridiem={"/v/evening.mp4": "am"}).stretches)
+    assert not any(
+        st.pick
+        for st in place([p], start=parse_day_time("21:55"), span=20, meridiem={"/v/evening.mp4": "am"}).stretches
+    )
     skip = place([_pick("x", 600, length=10.0), _pick("y", 630, length=5.0)], start=600, span=60, gaps="skip")
     assert [(st.offset_s, st.duration_s) for st in skip.stretches] == [(0.0, 10.0), (10.0, 5.0)]  # no cards
     assert default_span([_pick("a", 718), _pick("b", 3)]) == (718, 7)  # 11:58 through 12:03, across twelve

@@ -66,9 +66,15 @@ def test_scan_matches_every_frame_on_the_sample_library(samples_dir, detector):
         scan = detect_video(samples_dir / name, detector=detector, views=["full"])
         every = detect_video(samples_dir / name, detector=detector, views=["full"], sample_fps=None)
         assert scan.scan is not None and every.scan is None and every.frames_processed == every.frames_total
-        assert [(s.start_frame, s.end_frame) for s in scan.segments] == [(s.start_frame, s.end_frame) for s in every.segments]
+        assert [(s.start_frame, s.end_frame) for s in scan.segments] == [
+            (s.start_frame, s.end_frame) for s in every.segments
+        ]
         assert [(s.start_s, s.end_s) for s in scan.segments] == [(s.start_s, s.end_s) for s in every.segments]
-        assert scan.frames_processed == scan.scan["frames_coarse"] + scan.scan["frames_refined"] < every.frames_processed / 2
+        assert (
+            scan.frames_processed
+            == scan.scan["frames_coarse"] + scan.scan["frames_refined"]
+            < every.frames_processed / 2
+        )
         assert scan.frames_total == every.frames_total
 
 
@@ -77,8 +83,9 @@ def test_the_api_scans_by_default_through_its_chunks(make_client, samples_dir, d
     """Chunks of 3 s (the coarse pass fans out, then the windows do): the same result as detect_video's scan."""
     client = make_client(chunk_s=3.0)
     with Receiver() as rx:
-        resp = client.post("/video-inference", json={"filename": "clock_moving_360p25.mp4", "postback_url": rx.url,
-                                                     "views": ["full"]})
+        resp = client.post(
+            "/video-inference", json={"filename": "clock_moving_360p25.mp4", "postback_url": rx.url, "views": ["full"]}
+        )
         assert resp.status_code == 202, resp.text
         doc = rx.wait_for(1)[0]["json"]
     expected = detect_video(samples_dir / "clock_moving_360p25.mp4", detector=detector, views=["full"]).to_json()
@@ -90,10 +97,12 @@ def test_scan_with_a_sample_rate_is_refused(make_client):
     client = make_client()
     resp = client.post("/video-inference", json={"filename": "clock_moving_360p25.mp4", "scan": True, "sample_fps": 2})
     assert resp.status_code == 400 and "sample_fps sets the rate of sampled mode" in resp.json()["error"], resp.text
-    proc = subprocess.run([sys.executable, "-m", "clockwork.cli", "detect", "x.mp4", "--scan", "--sample-fps", "2"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "clockwork.cli", "detect", "x.mp4", "--scan", "--sample-fps", "2"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "--scan with --sample-fps" in proc.stderr, proc.stderr
-
 
 
 def test_split_refuses_a_negative_rate(capsys):
@@ -101,7 +110,10 @@ def test_split_refuses_a_negative_rate(capsys):
 
     with pytest.raises(SystemExit) as exit_:
         parse(["--out", "slices", "--sample-fps", "-1"])
-    assert exit_.value.code == 2 and "--sample-fps must be 0 (every frame) or a positive number, got -1" in capsys.readouterr().err
+    assert (
+        exit_.value.code == 2
+        and "--sample-fps must be 0 (every frame) or a positive number, got -1" in capsys.readouterr().err
+    )
     with pytest.raises(SystemExit):
         parse(["--out", "slices", "--scan", "--sample-fps", "2"])
     assert "--scan with --sample-fps" in capsys.readouterr().err
@@ -121,14 +133,28 @@ def test_a_scan_is_scored_by_the_clips_time_not_by_where_it_looked():
     # at tick 5 (frames 0 and 5 seen twice: 10 model calls); the clock is matched from frame 5 on
     seen = {5, 10, 15}
     frames = [FrameDetections(i, i / 10, [Detection(*box, "clock", 0.9)]) for i in sorted(seen)]
-    result = SimpleNamespace(fps=10.0, frames_total=20, sample_fps=None, frames_processed=10, frame_data=frames,
-                             segments=["one"], scan={"coarse_fps": 2.0, "refined": [[0.0, 0.55]]})
+    result = SimpleNamespace(
+        fps=10.0,
+        frames_total=20,
+        sample_fps=None,
+        frames_processed=10,
+        frame_data=frames,
+        segments=["one"],
+        scan={"coarse_fps": 2.0, "refined": [[0.0, 0.55]]},
+    )
     assert examined_frames(result) == [0, 1, 2, 3, 4, 5, 10, 15]
     score = score_clip(item, result)
     assert score["share"] == 0.3 and score["time_share"] == 0.75  # frames 0-4 unmatched, 5-19 matched
     assert not score["found"] and score["found_time"]
     # evenly spaced frames: both shares agree
-    even = SimpleNamespace(**{**result.__dict__, "scan": None, "sample_fps": 5.0, "frames_processed": 10,
-                              "frame_data": [FrameDetections(i, i / 10, [Detection(*box, "clock", 0.9)]) for i in range(0, 20, 2)]})
+    even = SimpleNamespace(
+        **{
+            **result.__dict__,
+            "scan": None,
+            "sample_fps": 5.0,
+            "frames_processed": 10,
+            "frame_data": [FrameDetections(i, i / 10, [Detection(*box, "clock", 0.9)]) for i in range(0, 20, 2)],
+        }
+    )
     assert examined_frames(even) == list(range(0, 20, 2))
     assert score_clip(item, even)["share"] == score_clip(item, even)["time_share"] == 1.0

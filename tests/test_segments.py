@@ -51,8 +51,12 @@ def test_bad_rules_are_refused():
         SegmentRules(gap_s=-1)
 
 
-@given(times=st.lists(st.floats(0, 60, allow_nan=False), max_size=80),
-       gap=st.floats(0, 3), pad=st.floats(0, 2), max_len=st.one_of(st.none(), st.floats(0.5, 10)))
+@given(
+    times=st.lists(st.floats(0, 60, allow_nan=False), max_size=80),
+    gap=st.floats(0, 3),
+    pad=st.floats(0, 2),
+    max_len=st.one_of(st.none(), st.floats(0.5, 10)),
+)
 def test_segment_invariants(times, gap, pad, max_len):
     hits = [Hit(int(t * 30), t, "clock", 0.5) for t in sorted(set(times))]
     rules = SegmentRules(gap_s=gap, min_length_s=0, padding_s=pad, max_length_s=max_len)
@@ -66,9 +70,12 @@ def test_segment_invariants(times, gap, pad, max_len):
 
 
 def test_hysteresis_a_dip_below_the_threshold_neither_splits_nor_shortens():
-    strong = [Hit(i, i / 10, "clock", 0.9) for i in range(0, 10)] + [Hit(i, i / 10, "clock", 0.9) for i in range(20, 25)]
-    weak = [Hit(i, i / 10, "clock", 0.35, strong=False) for i in range(10, 20)] + \
-           [Hit(i, i / 10, "clock", 0.35, strong=False) for i in range(25, 30)]
+    strong = [Hit(i, i / 10, "clock", 0.9) for i in range(0, 10)] + [
+        Hit(i, i / 10, "clock", 0.9) for i in range(20, 25)
+    ]
+    weak = [Hit(i, i / 10, "clock", 0.35, strong=False) for i in range(10, 20)] + [
+        Hit(i, i / 10, "clock", 0.35, strong=False) for i in range(25, 30)
+    ]
     segs = build_segments(strong + weak, fps=10, duration_s=10, rules=SegmentRules(gap_s=0, min_length_s=0))
     assert [(s.start_s, s.end_s, s.frames) for s in segs] == [(0.0, 3.0, 30)]
     # without the weak hits the same detections split in two and end early

@@ -38,8 +38,13 @@ class App:
     def post(self, body, **kw):
         headers = {**self.headers, **kw.pop("headers", {})}
         if isinstance(body, (bytes, str)):
-            return requests.post(f"{self.base}/video-inference", data=body, headers={"Content-Type": "application/json", **headers},
-                                 timeout=30, **kw)
+            return requests.post(
+                f"{self.base}/video-inference",
+                data=body,
+                headers={"Content-Type": "application/json", **headers},
+                timeout=30,
+                **kw,
+            )
         return requests.post(f"{self.base}/video-inference", json=body, headers=headers, timeout=30, **kw)
 
     def get(self, path):
@@ -79,11 +84,18 @@ def _deployer(serve_port, tmp_path, samples_dir):
 
     def make(*, name=None, token=TOKEN, database_url=None, **args) -> App:
         name = name or f"app{uuid.uuid4().hex[:8]}"
-        full = {"media_roots": [str(samples_dir), str(tmp_path / "media")],
-                "database_url": database_url or f"sqlite:///{tmp_path}/{name}.sqlite",
-                "postback_allow": ["127.0.0.0/8"], "postback_secret": SECRET, "api_token": token,
-                "postback_base_delay_s": 0.3, "postback_max_delay_s": 1.0, "lease_s": 4, "reaper_interval_s": 0.5,
-                **args}
+        full = {
+            "media_roots": [str(samples_dir), str(tmp_path / "media")],
+            "database_url": database_url or f"sqlite:///{tmp_path}/{name}.sqlite",
+            "postback_allow": ["127.0.0.0/8"],
+            "postback_secret": SECRET,
+            "api_token": token,
+            "postback_base_delay_s": 0.3,
+            "postback_max_delay_s": 1.0,
+            "lease_s": 4,
+            "reaper_interval_s": 0.5,
+            **args,
+        }
         (tmp_path / "media").mkdir(exist_ok=True)
         serve.run(app_builder(full), name=name, route_prefix=f"/{name}")
         names.append(name)
@@ -105,7 +117,9 @@ def test_round_trip_equals_clockwork_detect(shared, samples_dir, detector):
         jobs = {}
         for name in names:
             t = time.perf_counter()
-            resp = app.post({"filename": name, "postback_url": rx.url, "sample_fps": 10, "views": ["full"], "read_time": True})
+            resp = app.post(
+                {"filename": name, "postback_url": rx.url, "sample_fps": 10, "views": ["full"], "read_time": True}
+            )
             assert resp.status_code == 202, resp.text
             assert time.perf_counter() - t < 5
             body = resp.json()
@@ -119,17 +133,31 @@ def test_round_trip_equals_clockwork_detect(shared, samples_dir, detector):
         # signed: HMAC-SHA256 over timestamp + raw body
         assert verify_signature(SECRET, post["body"], post["headers"]["X-Clockwork-Signature"])
         assert not verify_signature("wrong", post["body"], post["headers"]["X-Clockwork-Signature"])
-        expected = detect_video(samples_dir / name, detector=detector, sample_fps=10, views=["full"], read_time=True).to_json()
+        expected = detect_video(
+            samples_dir / name, detector=detector, sample_fps=10, views=["full"], read_time=True
+        ).to_json()
         assert strip_job(doc) == json.loads(json.dumps(expected))
         # GET /jobs/{id}/result is byte for byte what was posted back
         assert app.get(f"/jobs/{doc['job_id']}/result").content == post["body"]
         status = app.get(f"/jobs/{doc['job_id']}").json()
         assert status["status"] == "succeeded"
         assert status["progress"]["frames_done"] == status["progress"]["frames_total"] == doc["frames_total"]
-        assert {k: status["postback"][k] for k in ("url", "attempts", "delivered", "gave_up", "last_error", "next_attempt_at")} == {
-            "url": rx.url, "attempts": 1, "delivered": True, "gave_up": False, "last_error": None, "next_attempt_at": None}
+        assert {
+            k: status["postback"][k]
+            for k in ("url", "attempts", "delivered", "gave_up", "last_error", "next_attempt_at")
+        } == {
+            "url": rx.url,
+            "attempts": 1,
+            "delivered": True,
+            "gave_up": False,
+            "last_error": None,
+            "next_attempt_at": None,
+        }
         assert [h["status"] for h in status["postback"]["history"]] == [200]
-        assert post["headers"]["X-Clockwork-Delivery"] == f"{doc['job_id']}.1" and post["headers"]["X-Clockwork-Job"] == doc["job_id"]
+        assert (
+            post["headers"]["X-Clockwork-Delivery"] == f"{doc['job_id']}.1"
+            and post["headers"]["X-Clockwork-Job"] == doc["job_id"]
+        )
         assert status["timings"]["started_at"] and status["timings"]["finished_at"]
 
 
@@ -141,7 +169,9 @@ def test_round_trip_on_postgresql(deploy, postgres_url):
     cat.close()
     app = deploy(database_url=postgres_url)
     with Receiver() as rx:
-        job_id = app.post({"filename": "clock_static_720p30.mp4", "postback_url": rx.url, "sample_fps": 5}).json()["job_id"]
+        job_id = app.post({"filename": "clock_static_720p30.mp4", "postback_url": rx.url, "sample_fps": 5}).json()[
+            "job_id"
+        ]
         doc = rx.wait_for(1)[0]["json"]
     assert doc["job_id"] == job_id and doc["status"] == "succeeded" and len(doc["segments"]) == 1
     cat = Catalog(postgres_url)
@@ -161,21 +191,34 @@ def scrape(urls: list[str], name: str) -> dict[str, float]:
 
 
 def test_concurrent_requests_are_batched_together(deploy, ray_cluster):
-    names = ["clock_static_720p30.mp4", "clock_moving_360p25.mp4", "clock_60fps_480p.mp4", "distractor_fractal_30.mp4",
-             "clock_static_720p30_reupload.mp4", "distractor_life_25.mp4"]
+    names = [
+        "clock_static_720p30.mp4",
+        "clock_moving_360p25.mp4",
+        "clock_60fps_480p.mp4",
+        "distractor_fractal_30.mp4",
+        "clock_static_720p30_reupload.mp4",
+        "distractor_life_25.mp4",
+    ]
     # Every chunk decodes at once (a replica's default is 2, for NVDEC's memory), in packs of 4 frames, and a
     # batch waits up to 250 ms for more packs: with the defaults (8 frames, 20 ms) these short videos' packs met in
     # 3 of 16 batches on this 2-core machine, and in none of 75 once under CI's load.
     app = deploy(detector={"decoders": len(names), "frames_per_call": 4, "batch_wait_timeout_s": 0.25})
     with Receiver() as rx, cf.ThreadPoolExecutor(len(names)) as pool:
-        list(pool.map(lambda n: app.post({"filename": n, "postback_url": rx.url, "sample_fps": 10, "views": ["full"]}), names))
+        list(
+            pool.map(
+                lambda n: app.post({"filename": n, "postback_url": rx.url, "sample_fps": 10, "views": ["full"]}), names
+            )
+        )
         rx.wait_for(len(names), timeout=300)
     # Ray exports the replica's histogram on its Prometheus endpoint after its reporting interval.
     deadline = time.time() + 90
     while time.time() < deadline:
         # this app's replica only: earlier tests' apps export the same histogram
-        series = {k: v for k, v in scrape(ray_cluster["metrics"], "ray_clockwork_batch_requests").items()
-                  if f'application="{app.name}"' in k}
+        series = {
+            k: v
+            for k, v in scrape(ray_cluster["metrics"], "ray_clockwork_batch_requests").items()
+            if f'application="{app.name}"' in k
+        }
         count = sum(v for k, v in series.items() if k.startswith("ray_clockwork_batch_requests_count"))
         single = sum(v for k, v in series.items() if 'le="1.0"' in k)
         if count and count > single:
@@ -202,8 +245,11 @@ def test_corrupt_video_fails_the_job_and_posts_the_failure(shared, samples_dir, 
 def _detector_actors(app_name: str):
     from ray.util.state import list_actors
 
-    return [a for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
-            if a.class_name == f"ServeReplica:{app_name}:Detector"]
+    return [
+        a
+        for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+        if a.class_name == f"ServeReplica:{app_name}:Detector"
+    ]
 
 
 def test_killed_detector_replica_mid_job(deploy):
@@ -211,7 +257,12 @@ def test_killed_detector_replica_mid_job(deploy):
 
     app = deploy()
     with Receiver() as rx:
-        body = {"filename": "clock_static_720p30.mp4", "postback_url": rx.url, "sample_fps": 0, "views": ["full"]}  # 0: every frame
+        body = {
+            "filename": "clock_static_720p30.mp4",
+            "postback_url": rx.url,
+            "sample_fps": 0,
+            "views": ["full"],
+        }  # 0: every frame
         job_id = app.post(body).json()["job_id"]
         app.wait(job_id, lambda s: s["progress"]["frames_done"] > 0 or s["status"] != "queued")
         actors = _detector_actors(app.name)
@@ -250,8 +301,13 @@ def test_a_replica_decodes_at_most_its_decoders_chunks_at_once(serve_port, sampl
     from serve_app.detector import DetectorDeployment
 
     name = f"decoders{uuid.uuid4().hex[:6]}"
-    handle = serve.run(DetectorDeployment.options(ray_actor_options={"num_cpus": 1, "num_gpus": 0}).bind(
-        {"device": "cpu", "decoders": 1, "frames_per_call": 4}), name=name, route_prefix=None)
+    handle = serve.run(
+        DetectorDeployment.options(ray_actor_options={"num_cpus": 1, "num_gpus": 0}).bind(
+            {"device": "cpu", "decoders": 1, "frames_per_call": 4}
+        ),
+        name=name,
+        route_prefix=None,
+    )
     path = str(samples_dir / "clock_static_720p30.mp4")
     events, lock = [], threading.Lock()
 
@@ -286,28 +342,55 @@ def test_cancel_stops_the_chunks_and_a_job_posted_after_it_runs_at_once(deploy, 
     from clockwork.video import ffmpeg
 
     (media / "media").mkdir(exist_ok=True)
-    ffmpeg.run(["-y", "-f", "lavfi", "-i", "testsrc2=s=640x360:r=25:d=240", "-c:v", "libx264", "-preset", "ultrafast",
-                "-g", "250", "-pix_fmt", "yuv420p", str(media / "media" / "long-cancel.mp4")])
+    ffmpeg.run(
+        [
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=640x360:r=25:d=240",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "250",
+            "-pix_fmt",
+            "yuv420p",
+            str(media / "media" / "long-cancel.mp4"),
+        ]
+    )
     app = deploy()
 
     def quick(rate: float) -> float:
         t0 = time.monotonic()
-        job = app.post({"filename": "clock_moving_360p25.mp4", "sample_fps": rate, "views": ["full"], "read_time": False})
+        job = app.post(
+            {"filename": "clock_moving_360p25.mp4", "sample_fps": rate, "views": ["full"], "read_time": False}
+        )
         assert job.status_code == 202, job.text
         assert app.wait(job.json()["job_id"], lambda s: s["status"] in ("succeeded", "failed"))["status"] == "succeeded"
         return time.monotonic() - t0
 
     alone = quick(2)
-    long_id = app.post({"filename": "long-cancel.mp4", "sample_fps": 0, "views": ["full", "tiles"], "multiscale_fps": 0,
-                        "read_time": False}).json()["job_id"]
+    long_id = app.post(
+        {
+            "filename": "long-cancel.mp4",
+            "sample_fps": 0,
+            "views": ["full", "tiles"],
+            "multiscale_fps": 0,
+            "read_time": False,
+        }
+    ).json()["job_id"]
     running = app.wait(long_id, lambda s: s["progress"]["frames_done"] > 0)
     rate = running["progress"]["frames_done"]
     gone = requests.delete(f"{app.base}/jobs/{long_id}", headers=app.headers, timeout=30)
     assert gone.status_code == 202, gone.text
     after = quick(3)  # another body: not the same job again
     status = app.get(f"/jobs/{long_id}").json()
-    print(f"\ncancel: the small job alone {alone:.1f} s, posted after cancelling a 240 s every-frame job {after:.1f} s "
-          f"(the cancelled job had done {status['progress']['frames_done']} of 6000 frames; {rate} when cancelled)")
+    print(
+        f"\ncancel: the small job alone {alone:.1f} s, posted after cancelling a 240 s every-frame job {after:.1f} s "
+        f"(the cancelled job had done {status['progress']['frames_done']} of 6000 frames; {rate} when cancelled)"
+    )
     assert status["status"] == "cancelled"
     # the cancelled job's chunks (about 6000 frames in 5 views, minutes of CPU) no longer hold the detector
     assert after < alone + 20, (alone, after)

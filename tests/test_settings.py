@@ -12,8 +12,11 @@ CODE = [p for d in ("clockwork", "serve_app", "jobs", "bench") for p in (REPO / 
 
 
 def test_only_settings_reads_the_environment():
-    readers = [p.relative_to(REPO).as_posix() for p in CODE
-               if re.search(r"os\.environ|os\.getenv", p.read_text()) and p.name != "settings.py"]
+    readers = [
+        p.relative_to(REPO).as_posix()
+        for p in CODE
+        if re.search(r"os\.environ|os\.getenv", p.read_text()) and p.name != "settings.py"
+    ]
     assert readers == []
 
 
@@ -40,8 +43,11 @@ def test_defaults_are_written_once():
         if p.name == "settings.py":
             continue
         for n, line in enumerate(p.read_text().splitlines(), 1):
-            if re.search(r"min_score(: [^=]+)?\s*=\s*0\.5|min_score.*Field\(0\.5|min-score.*default=0\.5"
-                         r"|default=\[?\"clock\"|labels(: [^=]+)?\s*=\s*\(\"clock\",\)", line):
+            if re.search(
+                r"min_score(: [^=]+)?\s*=\s*0\.5|min_score.*Field\(0\.5|min-score.*default=0\.5"
+                r"|default=\[?\"clock\"|labels(: [^=]+)?\s*=\s*\(\"clock\",\)",
+                line,
+            ):
                 offenders.append(f"{p.relative_to(REPO)}:{n}: {line.strip()}")
     assert offenders == []
 
@@ -50,6 +56,9 @@ def test_package_import_does_not_load_torch():
     import subprocess
     import sys
 
-    code = "import clockwork, clockwork.errors, clockwork.timeline.result, clockwork.settings, sys; print('torch' in sys.modules)"
+    code = (
+        "import clockwork, clockwork.errors, clockwork.timeline.result, clockwork.settings, sys; "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"

@@ -29,9 +29,11 @@ def deploy(serve_port, tmp_path, samples_dir):
 def _replica_pids(app_name: str) -> dict[str, int]:
     from ray.util.state import list_actors
 
-    return {a.class_name.rsplit(":", 1)[-1] + ":" + a.actor_id[:6]: a.pid
-            for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000, detail=True)
-            if a.class_name.startswith(f"ServeReplica:{app_name}:")}
+    return {
+        a.class_name.rsplit(":", 1)[-1] + ":" + a.actor_id[:6]: a.pid
+        for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000, detail=True)
+        if a.class_name.startswith(f"ServeReplica:{app_name}:")
+    }
 
 
 def test_soak_accounts_for_every_job_and_memory_stays_flat(deploy, tmp_path):
@@ -41,7 +43,12 @@ def test_soak_accounts_for_every_job_and_memory_stays_flat(deploy, tmp_path):
     duration = float(os.environ.get("CLOCKWORK_SOAK_S", "120"))
     warmup = min(30.0, duration / 4)
     name, db = "soakapp", f"sqlite:///{tmp_path}/soak.sqlite"
-    opts = {"postback_timeout_s": 2.0, "postback_max_attempts": 2, "postback_base_delay_s": 0.5, "postback_max_delay_s": 1.0}
+    opts = {
+        "postback_timeout_s": 2.0,
+        "postback_max_attempts": 2,
+        "postback_base_delay_s": 0.5,
+        "postback_max_delay_s": 1.0,
+    }
     app = deploy(name=name, database_url=db, **opts)
 
     def trickle(server, conn):  # headers that never end, one byte a second
@@ -73,7 +80,12 @@ def test_soak_accounts_for_every_job_and_memory_stays_flat(deploy, tmp_path):
         while time.monotonic() - t0 < duration:
             kind = "hostile" if i % 4 == 3 else "good"
             url = rx.url if kind == "good" else f"http://127.0.0.1:{hostile.port}/h"
-            body = {"filename": "clock_moving_360p25.mp4", "postback_url": url, "views": ["full"], "sample_fps": 1 + (i % 50) / 100}
+            body = {
+                "filename": "clock_moving_360p25.mp4",
+                "postback_url": url,
+                "views": ["full"],
+                "sample_fps": 1 + (i % 50) / 100,
+            }
             try:
                 resp = app.post(body)
             except Exception:
@@ -95,8 +107,10 @@ def test_soak_accounts_for_every_job_and_memory_stays_flat(deploy, tmp_path):
         statuses = {}
         while time.monotonic() < deadline:
             statuses = {j: app.get(f"/jobs/{j}").json() for j in jobs}
-            if all(s["status"] in ("succeeded", "failed") and (s["postback"]["delivered"] or s["postback"]["gave_up"])
-                   for s in statuses.values()):
+            if all(
+                s["status"] in ("succeeded", "failed") and (s["postback"]["delivered"] or s["postback"]["gave_up"])
+                for s in statuses.values()
+            ):
                 break
             time.sleep(2)
         stop.set()
@@ -111,9 +125,11 @@ def test_soak_accounts_for_every_job_and_memory_stays_flat(deploy, tmp_path):
         steady = [rss for t, rss in series if t - series[0][0] >= warmup]
         if len(steady) >= 3:
             growth[key] = steady[-1] / steady[0]
-    print(f"soak {duration:.0f} s: {len(jobs)} jobs ({len(good)} good receiver), ended {sorted(set(ended.values()))}, "
-          f"postbacks to the good receiver {sum(per_job.values())}, memory growth after warm-up "
-          + ", ".join(f"{k.split(':')[0]}={g:.2f}x" for k, g in sorted(growth.items())))
+    print(
+        f"soak {duration:.0f} s: {len(jobs)} jobs ({len(good)} good receiver), ended {sorted(set(ended.values()))}, "
+        f"postbacks to the good receiver {sum(per_job.values())}, memory growth after warm-up "
+        + ", ".join(f"{k.split(':')[0]}={g:.2f}x" for k, g in sorted(growth.items()))
+    )
     assert killed and restarted and len(jobs) >= duration / 4
     assert all(s in ("succeeded", "failed") for s in ended.values()), ended
     assert all(statuses[j]["error"] for j, s in ended.items() if s == "failed")
@@ -133,5 +149,8 @@ def _rss(pid: int) -> int:
 def _replica_ids(app_name: str) -> list[tuple[str, str]]:
     from ray.util.state import list_actors
 
-    return [(a.class_name, a.name) for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
-            if a.class_name.startswith(f"ServeReplica:{app_name}:")]
+    return [
+        (a.class_name, a.name)
+        for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+        if a.class_name.startswith(f"ServeReplica:{app_name}:")
+    ]

@@ -23,7 +23,7 @@ def test_scenes_box_the_clocks_inside_the_frame_not_the_grey_bars():
         assert img.shape == (INPUT, INPUT, 3) and img.dtype == np.uint8 and boxes.shape[1] == 4
         for x0, y0, x1, y1 in boxes:
             assert 0 <= x0 < x1 <= INPUT and 0 <= y0 < y1 <= INPUT
-            inside = img[int(y0):int(y1), int(x0):int(x1)]
+            inside = img[int(y0) : int(y1), int(x0) : int(x1)]
             assert (np.abs(inside.astype(int) - LETTERBOX_FILL) > 3).any()  # a box holds a drawn frame, not the bars
         n_boxes += len(boxes)
     assert 20 <= n_boxes <= 70  # 0-3 clocks a scene, some hidden or cut to slivers
@@ -31,7 +31,10 @@ def test_scenes_box_the_clocks_inside_the_frame_not_the_grey_bars():
 
 def _perfect_logits(heads, boxes):
     """Logits that encode ``boxes`` exactly where the loss assigns them, and nothing elsewhere."""
-    raws = [torch.full((1, h.anchors.shape[0], INPUT // s, INPUT // s, 85), -12.0) for h, s in zip(heads, (32, 16), strict=True)]
+    raws = [
+        torch.full((1, h.anchors.shape[0], INPUT // s, INPUT // s, 85), -12.0)
+        for h, s in zip(heads, (32, 16), strict=True)
+    ]
     anchors = torch.cat([h.anchors for h in heads])
     for box in boxes:
         wh = box[2:] - box[:2]
@@ -108,7 +111,12 @@ def test_trains_resumes_exports_and_the_detector_loads_the_head(tmp_path, capsys
     args = ["--minutes", "5", "--workers", "0", "--batch", "2", "--eval-n", "4", "--device", "cpu", "--log-every", "1"]
     assert train_detector.main(["--out", str(tmp_path / "a"), *args, "--total-steps", "2"]) == 0
     assert torch.load(tmp_path / "a" / "last.pt", weights_only=False)["step"] == 2
-    assert train_detector.main(["--out", str(tmp_path / "b"), "--resume", str(tmp_path / "a" / "last.pt"), *args, "--total-steps", "3"]) == 0
+    assert (
+        train_detector.main(
+            ["--out", str(tmp_path / "b"), "--resume", str(tmp_path / "a" / "last.pt"), *args, "--total-steps", "3"]
+        )
+        == 0
+    )
     assert "resumed from" in capsys.readouterr().out
     head = tmp_path / "head.pt"
     digest = train_detector.export(str(tmp_path / "b" / "last.pt"), head)
@@ -116,7 +124,9 @@ def test_trains_resumes_exports_and_the_detector_loads_the_head(tmp_path, capsys
     coco, tuned = Detector(device="cpu", head="none"), Detector(device="cpu", head=head)
     assert tuned.model_info["head_sha256"] == digest and "head_sha256" not in coco.model_info
     assert torch.equal(coco.model.layers[0].conv.weight, tuned.model.layers[0].conv.weight)
-    assert not torch.equal(coco.model.layers[TRAIN_FROM + 1].conv.weight, tuned.model.layers[TRAIN_FROM + 1].conv.weight)
+    assert not torch.equal(
+        coco.model.layers[TRAIN_FROM + 1].conv.weight, tuned.model.layers[TRAIN_FROM + 1].conv.weight
+    )
     frame = np.full((360, 640, 3), 90, np.uint8)
     assert tuned.detect([frame], min_score=0.01, labels=["clock"]) is not None
 
@@ -162,8 +172,15 @@ def _coco_heads_as_a_head_file(path):
     """A valid head file whose layers are COCO's own (the plumbing is what is tested, not a training run)."""
     from clockwork.training import common as training
 
-    training.write_weights({"layers": train_detector.head_state(base_model("cpu")), "train_from": TRAIN_FROM, "step": 0,
-                            "labels": ["clock"]}, path)
+    training.write_weights(
+        {
+            "layers": train_detector.head_state(base_model("cpu")),
+            "train_from": TRAIN_FROM,
+            "step": 0,
+            "labels": ["clock"],
+        },
+        path,
+    )
     return path
 
 
@@ -181,7 +198,25 @@ def test_cli_detect_takes_a_head_and_refuses_a_bad_one_by_name(samples_dir, tmp_
     video = str(samples_dir / "clock_moving_360p25.mp4")
     head = _coco_heads_as_a_head_file(tmp_path / "clock_head.pt")
     capsys.readouterr()  # write_weights' line
-    assert main(["detect", video, "--sample-fps", "2", "--device", "cpu", "--views", "full", "--head", str(head), "--json", "-"]) == 0
+    assert (
+        main(
+            [
+                "detect",
+                video,
+                "--sample-fps",
+                "2",
+                "--device",
+                "cpu",
+                "--views",
+                "full",
+                "--head",
+                str(head),
+                "--json",
+                "-",
+            ]
+        )
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     assert doc["model"]["head_sha256"] and doc["segments"]
     (tmp_path / "junk.pt").write_bytes(b"not a head")
@@ -217,7 +252,10 @@ def test_bench_recall_refuses_head_thresholds_without_a_head(tmp_path):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "bench.recall", "--data", str(tmp_path / "evalset"), "--head-min-scores", "0.7"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.recall", "--data", str(tmp_path / "evalset"), "--head-min-scores", "0.7"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "--head-min-scores needs --head" in proc.stderr, proc.stderr
     assert not (tmp_path / "evalset").exists()  # refused before anything is rendered

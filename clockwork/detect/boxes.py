@@ -31,20 +31,31 @@ class Letterbox:
     frame_h: int | None = None
 
 
-def view_letterbox(x0: int, y0: int, w: int, h: int, size: int, zoom: float = 1.0, *,
-                   frame_w: int | None = None, frame_h: int | None = None) -> Letterbox:
+def view_letterbox(
+    x0: int,
+    y0: int,
+    w: int,
+    h: int,
+    size: int,
+    zoom: float = 1.0,
+    *,
+    frame_w: int | None = None,
+    frame_h: int | None = None,
+) -> Letterbox:
     """The letterbox of the region (x0, y0, w, h) of a ``frame_w`` x ``frame_h`` frame, shrunk further by
     ``zoom`` (< 1 leaves a grey margin)."""
     scale = min(size / w, size / h) * zoom
     new_w, new_h = int(round(w * scale)), int(round(h * scale))
-    return Letterbox(scale, (size - new_w) // 2, (size - new_h) // 2, w, h, x0, y0, frame_w or w + x0, frame_h or h + y0)
+    return Letterbox(
+        scale, (size - new_w) // 2, (size - new_h) // 2, w, h, x0, y0, frame_w or w + x0, frame_h or h + y0
+    )
 
 
 def letterbox_region(image: np.ndarray, lb: Letterbox, size: int, *, area: bool = False) -> np.ndarray:
     """Cut ``lb``'s region out of ``image`` and letterbox it: bilinear, or area interpolation with
     ``area`` (the zoomed-out view, shrunk far); the GPU path does the same. Returns uint8 HxWx3."""
     x0, y0 = int(lb.off_x), int(lb.off_y)
-    region = image[y0:y0 + lb.src_h, x0:x0 + lb.src_w]
+    region = image[y0 : y0 + lb.src_h, x0 : x0 + lb.src_w]
     new_w, new_h = int(round(lb.src_w * lb.scale)), int(round(lb.src_h * lb.scale))
     if (new_w, new_h) != (lb.src_w, lb.src_h):
         region = cv2.resize(region, (new_w, new_h), interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
@@ -102,8 +113,9 @@ def inside_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return iw * ih / (b[:, 2] * b[:, 3])[None].clamp(min=1e-9)
 
 
-def merge_contained(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, keep: torch.Tensor,
-                    threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+def merge_contained(
+    boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, keep: torch.Tensor, threshold: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """After NMS: a kept box with at least ``threshold`` of itself inside a larger kept box of its class is
     part of that object (the dial the model boxes again inside the whole clock, or what one view saw of
     it) and is dropped; the larger box takes the higher of the two scores. Returns (keep, scores), keep

@@ -72,7 +72,8 @@ def parse_cfg(path: str | Path) -> list[Section]:
     for sec in sections[1:]:
         if sec.type not in SUPPORTED_LAYERS:
             raise ModelError(
-                f"{path}:{sec.line}: unsupported layer [{sec.type}]. Supported layers are {', '.join(SUPPORTED_LAYERS[1:])}."
+                f"{path}:{sec.line}: unsupported layer [{sec.type}]. Supported layers are "
+                f"{', '.join(SUPPORTED_LAYERS[1:])}."
             )
     return sections
 
@@ -90,7 +91,9 @@ def _activation(name: str, where: str) -> nn.Module:
         return nn.Sigmoid()
     if name == "relu":
         return nn.ReLU()
-    raise ModelError(f"{where}: unsupported activation {name!r}. Supported values are {', '.join(SUPPORTED_ACTIVATIONS)}.")
+    raise ModelError(
+        f"{where}: unsupported activation {name!r}. Supported values are {', '.join(SUPPORTED_ACTIVATIONS)}."
+    )
 
 
 class ConvBlock(nn.Module):
@@ -182,7 +185,9 @@ class YoloHead(nn.Module):
         b, _, h, w = x.shape
         na = self.anchors.shape[0]
         x = x.view(b, na, 5 + self.classes, h, w).permute(0, 1, 3, 4, 2)
-        if raw:  # the logits [batch, anchor, row, column, 5 + classes], for training (clockwork.training.train_detector)
+        if (
+            raw
+        ):  # the logits [batch, anchor, row, column, 5 + classes], for training (clockwork.training.train_detector)
             return x
         # Decoded in fp32 whatever the network's dtype: in fp16 every score above 0.99976 rounds to 1.0, so a confident
         # clock's candidates tie and NMS keeps whichever comes first. On the GPU that was a box 20 px taller than the
@@ -291,7 +296,9 @@ class Darknet(nn.Module):
         except ModelError as exc:
             raise ModelError(f"{path}: {exc}") from None
         if offset != buf.size:
-            raise ModelError(f"{path}: {buf.size - offset} weights left over after the last layer; the weights are for another cfg")
+            raise ModelError(
+                f"{path}: {buf.size - offset} weights left over after the last layer; the weights are for another cfg"
+            )
 
     def load_head(self, path: str | Path) -> tuple[str, ...]:
         """Overlay fine-tuned layers (``clockwork.training.train_detector --export``) on this model: the file holds the
@@ -304,13 +311,17 @@ class Darknet(nn.Module):
         except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
             raise ModelError(f"cannot read detector head {path}: {str(exc).splitlines()[0]}") from None
         if not isinstance(ck, dict) or "layers" not in ck or "train_from" not in ck:
-            raise ModelError(f"{path}: not a detector head file (python -m clockwork.training.train_detector --export writes one)")
+            raise ModelError(
+                f"{path}: not a detector head file (python -m clockwork.training.train_detector --export writes one)"
+            )
         start = int(ck["train_from"])
         state = {f"layers.{k}": v for k, v in ck["layers"].items()}
         own = {k: v for k, v in self.state_dict().items() if int(k.split(".")[1]) >= start}
         if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
-            raise ModelError(f"{path}: its layers do not fit this model ({len(state)} tensors from layer {start}, "
-                             f"the model has {len(own)}); it was trained for another cfg, or after the batch norms were folded")
+            raise ModelError(
+                f"{path}: its layers do not fit this model ({len(state)} tensors from layer {start}, "
+                f"the model has {len(own)}); it was trained for another cfg, or after the batch norms were folded"
+            )
         self.load_state_dict(state, strict=False)
         return tuple(ck.get("labels", ("clock",)))
 

@@ -12,7 +12,15 @@ from torch.nn import functional as F
 
 from clockwork._logging import logger
 from clockwork.detect import model_store
-from clockwork.detect.boxes import LETTERBOX_FILL, Letterbox, cxcywh_to_xywh, letterbox_region, merge_contained, nms, view_letterbox
+from clockwork.detect.boxes import (
+    LETTERBOX_FILL,
+    Letterbox,
+    cxcywh_to_xywh,
+    letterbox_region,
+    merge_contained,
+    nms,
+    view_letterbox,
+)
 from clockwork.detect.darknet import Darknet
 from clockwork.errors import ModelError, unknown_label_message
 from clockwork.settings import DETECT
@@ -23,7 +31,8 @@ from clockwork.video.views import plan_views
 # Boxes under this objectness x class probability never reach NMS, whatever the caller's threshold.
 CANDIDATE_FLOOR = 0.01
 
-# The fine-tuned clock head shipped in the package (python -m clockwork.training.train_detector; docs/DETECTOR.md, run gpu-3),
+# The fine-tuned clock head shipped in the package (python -m clockwork.training.train_detector; docs/DETECTOR.md, run
+# gpu-3),
 # pinned like the reader's weights. ``head="clock"`` names it.
 CLOCK_HEAD = Path(__file__).parent.parent / "models" / "clock_head.pt"
 CLOCK_HEAD_SHA256 = "32fd1823dc916c4556546191754afefe59c847b7fa2f18e7fd1ebe96fca1b684"
@@ -78,7 +87,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"Invalid device ({device!r}): no CUDA device is visible. Supported values here are 'cpu' and 'auto'.")
+        raise ValueError(
+            f"Invalid device ({device!r}): no CUDA device is visible. Supported values here are 'cpu' and 'auto'."
+        )
     return dev
 
 
@@ -142,7 +153,14 @@ class Detector:
         self.micro_batch = micro_batch or (1 if self.device.type == "cpu" else None)
         self.iou_threshold = iou_threshold
         self.weights_sha256 = model_store.sha256_of(Path(weights))
-        logger.info("loaded %s (%d classes) on %s, input %d, %s", self.name, len(self.labels), self.device, self.input_size, self.dtype)
+        logger.info(
+            "loaded %s (%d classes) on %s, input %d, %s",
+            self.name,
+            len(self.labels),
+            self.device,
+            self.input_size,
+            self.dtype,
+        )
 
     @staticmethod
     def _load_names(names: str | Path | None, classes: int) -> list[str]:
@@ -173,22 +191,32 @@ class Detector:
         for label in labels:
             if label not in self.labels:
                 if self.head_labels is not None:  # suggest what this head finds, not COCO names it refuses
-                    raise ValueError(unknown_label_message(label, list(self.head_labels))
-                                     + f" This detector's head ({self.name}) finds only {', '.join(self.head_labels)}; "
-                                     "--head none (the Serve detector's head: none) has COCO's classes.")
+                    raise ValueError(
+                        unknown_label_message(label, list(self.head_labels))
+                        + f" This detector's head ({self.name}) finds only {', '.join(self.head_labels)}; "
+                        "--head none (the Serve detector's head: none) has COCO's classes."
+                    )
                 raise ValueError(unknown_label_message(label, self.labels))
             if self.head_labels is not None and label not in self.head_labels:
-                raise ValueError(f"label {label!r}: this detector's fine-tuned head ({self.name}) finds only "
-                                 f"{', '.join(self.head_labels)}; --head none (the Serve detector's head: none) uses "
-                                 f"COCO's own heads, which find {label!r}")
+                raise ValueError(
+                    f"label {label!r}: this detector's fine-tuned head ({self.name}) finds only "
+                    f"{', '.join(self.head_labels)}; --head none (the Serve detector's head: none) uses "
+                    f"COCO's own heads, which find {label!r}"
+                )
             ids.append(self.labels.index(label))
         return ids
 
     # -- one batch of frames -> detections ---------------------------------------------------------
 
-    def detect_batch(self, batch: FrameBatch, *, min_score: Thresholds = DETECT.min_score,
-                     labels: Iterable[str] | None = DETECT.labels, views: Sequence[str] = DETECT.views,
-                     stride: int = 1) -> list[FrameDetections]:
+    def detect_batch(
+        self,
+        batch: FrameBatch,
+        *,
+        min_score: Thresholds = DETECT.min_score,
+        labels: Iterable[str] | None = DETECT.labels,
+        views: Sequence[str] = DETECT.views,
+        stride: int = 1,
+    ) -> list[FrameDetections]:
         """The detections of every frame in ``batch`` (frames without any included), CPU or GPU frames alike,
         with every view of ``views`` merged (the views after the first on every ``stride``-th frame:
         ``clockwork.video.views.view_stride``)."""
@@ -204,16 +232,32 @@ class Detector:
         plan = plan_views(views, w, h)
         every = list(range(n))
         some = every if stride <= 1 else [i for i, index in enumerate(batch.indexes) if index % stride == 0]
-        parts = [(v, view_letterbox(v.x0, v.y0, v.w, v.h, self.input_size, v.zoom, frame_w=w, frame_h=h),
-                  every if v.name == plan[0].name else some) for v in plan]
+        parts = [
+            (
+                v,
+                view_letterbox(v.x0, v.y0, v.w, v.h, self.input_size, v.zoom, frame_w=w, frame_h=h),
+                every if v.name == plan[0].name else some,
+            )
+            for v in plan
+        ]
         parts = [(v, m, sel) for v, m, sel in parts if sel]
         frame_of = [i for _, _, sel in parts for i in sel]
         rows = [m for _, m, sel in parts for _ in sel]
         if batch.on_gpu:
-            images = torch.cat([self._letterbox_gpu_view(batch.data if len(sel) == n else batch.data[sel], m, area=v.zoom < 1)
-                                for v, m, sel in parts])
+            images = torch.cat(
+                [
+                    self._letterbox_gpu_view(batch.data if len(sel) == n else batch.data[sel], m, area=v.zoom < 1)
+                    for v, m, sel in parts
+                ]
+            )
         else:
-            images = np.stack([letterbox_region(batch.data[i], m, self.input_size, area=v.zoom < 1) for v, m, sel in parts for i in sel])
+            images = np.stack(
+                [
+                    letterbox_region(batch.data[i], m, self.input_size, area=v.zoom < 1)
+                    for v, m, sel in parts
+                    for i in sel
+                ]
+            )
         return Prepared(images, rows, frame_of, n)
 
     def model_input(self, prepared: Prepared) -> torch.Tensor:
@@ -228,13 +272,18 @@ class Detector:
         host copy. Returns the normalised [N,3,S,S] rows the model takes."""
         n = frames_u8_nhwc.shape[0]
         x0, y0 = int(lb.off_x), int(lb.off_y)
-        x = frames_u8_nhwc[:, y0:y0 + lb.src_h, x0:x0 + lb.src_w].permute(0, 3, 1, 2).to(self.dtype)
+        x = frames_u8_nhwc[:, y0 : y0 + lb.src_h, x0 : x0 + lb.src_w].permute(0, 3, 1, 2).to(self.dtype)
         new_w, new_h = int(round(lb.src_w * lb.scale)), int(round(lb.src_h * lb.scale))
         if (new_w, new_h) != (lb.src_w, lb.src_h):
-            x = F.interpolate(x, size=(new_h, new_w), mode="area") if area else \
-                F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
-        out = torch.full((n, 3, self.input_size, self.input_size), float(LETTERBOX_FILL), dtype=self.dtype, device=x.device)
-        out[:, :, int(lb.pad_y):int(lb.pad_y) + new_h, int(lb.pad_x):int(lb.pad_x) + new_w] = x
+            x = (
+                F.interpolate(x, size=(new_h, new_w), mode="area")
+                if area
+                else F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
+            )
+        out = torch.full(
+            (n, 3, self.input_size, self.input_size), float(LETTERBOX_FILL), dtype=self.dtype, device=x.device
+        )
+        out[:, :, int(lb.pad_y) : int(lb.pad_y) + new_h, int(lb.pad_x) : int(lb.pad_x) + new_w] = x
         return out.div_(255.0).contiguous(memory_format=torch.channels_last)
 
     def normalise(self, batch_u8_nhwc: torch.Tensor) -> torch.Tensor:
@@ -276,16 +325,41 @@ class Detector:
         floor = max(CANDIDATE_FLOOR, float(thresholds.min()))
         sel = (best >= floor) & (best >= thresholds[cls])
         row_idx, box_idx = sel.nonzero(as_tuple=True)
-        cand = torch.cat([raw[row_idx, box_idx, :4].float(), best[row_idx, box_idx, None],
-                          cls[row_idx, box_idx, None].float(), row_idx[:, None].float()], dim=1).cpu().double()
+        cand = (
+            torch.cat(
+                [
+                    raw[row_idx, box_idx, :4].float(),
+                    best[row_idx, box_idx, None],
+                    cls[row_idx, box_idx, None].float(),
+                    row_idx[:, None].float(),
+                ],
+                dim=1,
+            )
+            .cpu()
+            .double()
+        )
         out: list[list[Detection]] = [[] for _ in range(prepared.n_frames)]
         if cand.numel() == 0:
             return out
         rows = cand[:, 6].long()
         # every view's letterbox, one row each, gathered per candidate: source pixels in one vectorised step
-        lb = torch.tensor([[m.scale, m.pad_x, m.pad_y, m.src_w, m.src_h, m.off_x, m.off_y,
-                            m.frame_w or m.src_w + m.off_x, m.frame_h or m.src_h + m.off_y] for m in prepared.metas],
-                          dtype=torch.float64)[rows]
+        lb = torch.tensor(
+            [
+                [
+                    m.scale,
+                    m.pad_x,
+                    m.pad_y,
+                    m.src_w,
+                    m.src_h,
+                    m.off_x,
+                    m.off_y,
+                    m.frame_w or m.src_w + m.off_x,
+                    m.frame_h or m.src_h + m.off_y,
+                ]
+                for m in prepared.metas
+            ],
+            dtype=torch.float64,
+        )[rows]
         px = cxcywh_to_xywh(cand[:, :4]) * self.input_size
         x0 = ((px[:, 0] - lb[:, 1]) / lb[:, 0]).clamp(min=0).minimum(lb[:, 3])
         y0 = ((px[:, 1] - lb[:, 2]) / lb[:, 0]).clamp(min=0).minimum(lb[:, 4])
@@ -294,8 +368,12 @@ class Detector:
         # A box cut by a tile's edge inside the frame is half an object: the clock is whole in the
         # overlapping tile or in the full view, so the cut box is dropped (the tiled-inference rule).
         edge = DETECT.tile_edge_px / lb[:, 0]  # network pixels, in source pixels
-        cut = (((x0 <= edge) & (lb[:, 5] > 0)) | ((x1 >= lb[:, 3] - edge) & (lb[:, 5] + lb[:, 3] < lb[:, 7] - 0.5))
-               | ((y0 <= edge) & (lb[:, 6] > 0)) | ((y1 >= lb[:, 4] - edge) & (lb[:, 6] + lb[:, 4] < lb[:, 8] - 0.5)))
+        cut = (
+            ((x0 <= edge) & (lb[:, 5] > 0))
+            | ((x1 >= lb[:, 3] - edge) & (lb[:, 5] + lb[:, 3] < lb[:, 7] - 0.5))
+            | ((y0 <= edge) & (lb[:, 6] > 0))
+            | ((y1 >= lb[:, 4] - edge) & (lb[:, 6] + lb[:, 4] < lb[:, 8] - 0.5))
+        )
         whole = ~cut
         x0, y0, x1, y1, lb, cand, rows = x0[whole], y0[whole], x1[whole], y1[whole], lb[whole], cand[whole], rows[whole]
         if cand.numel() == 0:
@@ -310,8 +388,9 @@ class Detector:
         keep = nms(shifted, scores, classes, self.iou_threshold)
         if merge:
             keep, scores = merge_contained(shifted, scores, classes, keep, DETECT.contain_threshold)
-        for b, sc, c, f in zip(boxes[keep].tolist(), scores[keep].tolist(), classes[keep].tolist(), frames[keep].tolist(),
-                               strict=True):
+        for b, sc, c, f in zip(
+            boxes[keep].tolist(), scores[keep].tolist(), classes[keep].tolist(), frames[keep].tolist(), strict=True
+        ):
             if b[2] >= 1 and b[3] >= 1:
                 out[f].append(Detection(b[0], b[1], b[2], b[3], self.labels[c], min(1.0, sc)))
         return out
@@ -326,17 +405,28 @@ class Detector:
         else:
             t = torch.full((len(self.labels),), float(min_score))
         if not bool(((t >= 0) & (t <= 1)).all()):  # NaN fails both comparisons too
-            raise ValueError(f"Invalid min_score ({min_score!r}). Supported values are numbers in [0, 1], or a mapping of label to such a number.")
+            raise ValueError(
+                f"Invalid min_score ({min_score!r}). Supported values are numbers in [0, 1], or a mapping of label to "
+                "such a number."
+            )
         return t
 
-    def detect(self, images: Sequence[np.ndarray], *, min_score: Thresholds = DETECT.min_score,
-               labels: Iterable[str] | None = None, views: Sequence[str] = ("full",), merge: bool = False) -> list[list[Detection]]:
+    def detect(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        min_score: Thresholds = DETECT.min_score,
+        labels: Iterable[str] | None = None,
+        views: Sequence[str] = ("full",),
+        merge: bool = False,
+    ) -> list[list[Detection]]:
         """Detect objects in RGB images of any sizes. By default what the model itself gives, as darknet
         would: the whole image, plain NMS (the reference tests compare this with OpenCV's importer)."""
         out = []
         for image in images:
             batch = FrameBatch([0], [0.0], image[None])
             prepared = self.prepare(batch, views)
-            out += self.postprocess(self.infer(self.model_input(prepared)), prepared, min_score=min_score, labels=labels,
-                                    merge=merge)
+            out += self.postprocess(
+                self.infer(self.model_input(prepared)), prepared, min_score=min_score, labels=labels, merge=merge
+            )
         return out

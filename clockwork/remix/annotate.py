@@ -78,8 +78,9 @@ def frame_at(path: str | Path, t_s: float) -> np.ndarray:
     return image
 
 
-def thumbnail(image: np.ndarray, detections: Sequence[Detection], *, max_width: int,
-              annotator: BoxAnnotator | None = None) -> np.ndarray:
+def thumbnail(
+    image: np.ndarray, detections: Sequence[Detection], *, max_width: int, annotator: BoxAnnotator | None = None
+) -> np.ndarray:
     """``image`` scaled down to ``max_width`` and then boxed, so labels are drawn at the size they are seen."""
     scale = min(1.0, max_width / image.shape[1])
     if scale < 1.0:
@@ -130,13 +131,26 @@ class TrackBoxes:
             elif i + 1 < len(seen) and seen[i + 1][0] - t0 <= self.max_gap_s:
                 t1, d1 = seen[i + 1]
                 a = (t_s - t0) / (t1 - t0)
-                shown.append(replace(d0, x=d0.x + a * (d1.x - d0.x), y=d0.y + a * (d1.y - d0.y), w=d0.w + a * (d1.w - d0.w),
-                                     h=d0.h + a * (d1.h - d0.h), score=min(d0.score, d1.score)))
+                shown.append(
+                    replace(
+                        d0,
+                        x=d0.x + a * (d1.x - d0.x),
+                        y=d0.y + a * (d1.y - d0.y),
+                        w=d0.w + a * (d1.w - d0.w),
+                        h=d0.h + a * (d1.h - d0.h),
+                        score=min(d0.score, d1.score),
+                    )
+                )
         return shown
 
 
-def annotate_video(path: str | Path, result: VideoResult, out: str | Path, *, annotator: BoxAnnotator | None = None,
-                   ) -> Path:
+def annotate_video(
+    path: str | Path,
+    result: VideoResult,
+    out: str | Path,
+    *,
+    annotator: BoxAnnotator | None = None,
+) -> Path:
     """Every frame of ``path`` with the result's boxes drawn, carried along each track between the frames
     examined (:class:`TrackBoxes`), encoded with libx264 to ``out`` (.mp4; written to a temporary name and
     renamed when complete), or written as JPEG files into ``out`` when it is a folder (frames with a box)."""
@@ -154,9 +168,32 @@ def annotate_video(path: str | Path, result: VideoResult, out: str | Path, *, an
     part = out.with_name(f".{out.stem}.part{out.suffix}")
     with VideoDecoder(path) as dec:
         w, h, fps = dec.info.width, dec.info.height, dec.info.fps or 25.0
-        cmd = [ff.ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-               "-r", f"{fps:.6f}", "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast",
-               "-movflags", "+faststart", str(part)]
+        cmd = [
+            ff.ffmpeg_bin(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{w}x{h}",
+            "-r",
+            f"{fps:.6f}",
+            "-i",
+            "-",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-preset",
+            "veryfast",
+            "-movflags",
+            "+faststart",
+            str(part),
+        ]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
         assert proc.stdin is not None  # stdin=PIPE
         try:

@@ -37,8 +37,10 @@ class Profile:
 
     def video_filter(self) -> str:
         w, h = self.width, self.height
-        return (f"scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:black,"
-                f"setsar=1,fps={self.fps},format=yuv420p")
+        return (
+            f"scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:black,"
+            f"setsar=1,fps={self.fps},format=yuv420p"
+        )
 
 
 @functools.lru_cache(maxsize=2)
@@ -48,8 +50,25 @@ def choose_encoder(binary: str | None = None) -> str:
     binary = binary or ffmpeg.ffmpeg_bin()
     choice = "libx264"
     if "h264_nvenc" in ffmpeg.encoders(binary):
-        probe = subprocess.run([binary, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "color=s=256x256:d=0.2",
-                                "-c:v", "h264_nvenc", "-f", "null", "-"], capture_output=True, text=True)
+        probe = subprocess.run(
+            [
+                binary,
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "color=s=256x256:d=0.2",
+                "-c:v",
+                "h264_nvenc",
+                "-f",
+                "null",
+                "-",
+            ],
+            capture_output=True,
+            text=True,
+        )
         if probe.returncode == 0:
             choice = "h264_nvenc"
         else:
@@ -59,15 +78,33 @@ def choose_encoder(binary: str | None = None) -> str:
     return choice
 
 
-def cut_command(source: Path, start_s: float, end_s: float, out: Path, *, has_audio: bool, profile: Profile = Profile(),
-                encoder: str = "libx264") -> list[str]:
+def cut_command(
+    source: Path,
+    start_s: float,
+    end_s: float,
+    out: Path,
+    *,
+    has_audio: bool,
+    profile: Profile = Profile(),
+    encoder: str = "libx264",
+) -> list[str]:
     """ffmpeg arguments (without the binary) for one normalised snippet."""
     duration = max(end_s - start_s, 1.0 / profile.fps)
     args = ["-y", "-ss", f"{start_s:.3f}", "-i", str(source)]
     if not has_audio:
         args += ["-f", "lavfi", "-i", f"anullsrc=r={profile.audio_rate}:cl=stereo"]
-    args += ["-t", f"{duration:.3f}", "-map", "0:v:0", "-map", "0:a:0" if has_audio else "1:a:0",
-             "-vf", profile.video_filter(), "-threads", str(profile.threads)]
+    args += [
+        "-t",
+        f"{duration:.3f}",
+        "-map",
+        "0:v:0",
+        "-map",
+        "0:a:0" if has_audio else "1:a:0",
+        "-vf",
+        profile.video_filter(),
+        "-threads",
+        str(profile.threads),
+    ]
     args += _encode_args(out, profile, encoder)
     return args
 
@@ -78,29 +115,87 @@ def _encode_args(out: Path, profile: Profile, encoder: str) -> list[str]:
         args = ["-c:v", "h264_nvenc", "-preset", "p4", "-cq", str(profile.crf)]
     else:
         args = ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(profile.crf)]
-    return args + ["-profile:v", "high", "-pix_fmt", "yuv420p", "-g", str(profile.fps * 2),
-                   "-c:a", "aac", "-b:a", "128k", "-ar", str(profile.audio_rate), "-ac", "2",
-                   "-video_track_timescale", str(profile.fps * 512), "-movflags", "+faststart", "-f", "mp4", str(out)]
+    return args + [
+        "-profile:v",
+        "high",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        str(profile.fps * 2),
+        "-c:a",
+        "aac",
+        "-b:a",
+        "128k",
+        "-ar",
+        str(profile.audio_rate),
+        "-ac",
+        "2",
+        "-video_track_timescale",
+        str(profile.fps * 512),
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        str(out),
+    ]
 
 
-def card_command(out: Path, duration_s: float, shows_minutes: int, *, profile: Profile = Profile(),
-                 encoder: str = "libx264", offset_s: int = 0) -> list[str]:
+def card_command(
+    out: Path,
+    duration_s: float,
+    shows_minutes: int,
+    *,
+    profile: Profile = Profile(),
+    encoder: str = "libx264",
+    offset_s: int = 0,
+) -> list[str]:
     """A black card of ``duration_s`` showing the time of day, running from ``shows_minutes`` after midnight
     plus ``offset_s`` whole seconds (a later piece of a long card; 24-hour HH:MM, drawn by ffmpeg's drawtext
     from the frame's own time), with a silent stereo track."""
     w, h, fps = profile.width, profile.height, profile.fps
     clock = r"%{pts\:gmtime\:" + str(int(shows_minutes) * 60 + int(offset_s)) + r"\:%H\\\:%M}"
     text = f"drawtext=text='{clock}':fontcolor=white:fontsize={h // 6}:x=(w-tw)/2:y=(h-th)/2"
-    return ["-y", "-f", "lavfi", "-i", f"color=c=black:s={w}x{h}:r={fps}", "-f", "lavfi", "-i",
-            f"anullsrc=r={profile.audio_rate}:cl=stereo", "-t", f"{duration_s:.3f}", "-map", "0:v:0", "-map", "1:a:0",
-            "-vf", f"{text},setsar=1,format=yuv420p", "-threads", str(profile.threads), *_encode_args(out, profile, encoder)]
+    return [
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        f"color=c=black:s={w}x{h}:r={fps}",
+        "-f",
+        "lavfi",
+        "-i",
+        f"anullsrc=r={profile.audio_rate}:cl=stereo",
+        "-t",
+        f"{duration_s:.3f}",
+        "-map",
+        "0:v:0",
+        "-map",
+        "1:a:0",
+        "-vf",
+        f"{text},setsar=1,format=yuv420p",
+        "-threads",
+        str(profile.threads),
+        *_encode_args(out, profile, encoder),
+    ]
 
 
-def card(out: Path, duration_s: float, shows_minutes: int, *, profile: Profile = Profile(), encoder: str = "libx264",
-         offset_s: int = 0) -> Path:
+def card(
+    out: Path,
+    duration_s: float,
+    shows_minutes: int,
+    *,
+    profile: Profile = Profile(),
+    encoder: str = "libx264",
+    offset_s: int = 0,
+) -> Path:
     """Render one card (``card_command``) to ``out``, through a temporary name."""
-    return _render(card_command(Path(f"{out}.part.mp4"), duration_s, shows_minutes, profile=profile, encoder=encoder,
-                                offset_s=offset_s), Path(out), what=f"rendering a {duration_s:.1f} s card")
+    return _render(
+        card_command(
+            Path(f"{out}.part.mp4"), duration_s, shows_minutes, profile=profile, encoder=encoder, offset_s=offset_s
+        ),
+        Path(out),
+        what=f"rendering a {duration_s:.1f} s card",
+    )
 
 
 def _render(args: list[str], out: Path, *, what: str) -> Path:
@@ -116,25 +211,44 @@ def _render(args: list[str], out: Path, *, what: str) -> Path:
     return out
 
 
-def seek_after_input_command(source: Path, start_s: float, end_s: float, out: Path, *, has_audio: bool,
-                             profile: Profile = Profile(), encoder: str = "libx264") -> list[str]:
+def seek_after_input_command(
+    source: Path,
+    start_s: float,
+    end_s: float,
+    out: Path,
+    *,
+    has_audio: bool,
+    profile: Profile = Profile(),
+    encoder: str = "libx264",
+) -> list[str]:
     """The original splitter's command shape (``-ss`` after ``-i``: decodes from the file start), same profile.
     Kept for the benchmark that compares the two."""
     args = cut_command(source, start_s, end_s, out, has_audio=has_audio, profile=profile, encoder=encoder)
     i = args.index("-ss")
-    ss = args[i:i + 2]
-    del args[i:i + 2]
+    ss = args[i : i + 2]
+    del args[i : i + 2]
     j = args.index("-t")
     return args[:j] + ss + args[j:]
 
 
-def cut(source: Path, start_s: float, end_s: float, out: Path, *, has_audio: bool, profile: Profile = Profile(),
-        encoder: str = "libx264") -> Path:
+def cut(
+    source: Path,
+    start_s: float,
+    end_s: float,
+    out: Path,
+    *,
+    has_audio: bool,
+    profile: Profile = Profile(),
+    encoder: str = "libx264",
+) -> Path:
     """Cut one snippet to ``out``, written to a temporary name and renamed only when complete."""
     out = Path(out)
     tmp = out.with_name(f".{out.stem}.part.mp4")
-    return _render(cut_command(source, start_s, end_s, tmp, has_audio=has_audio, profile=profile, encoder=encoder), out,
-                   what=f"cutting {Path(source).name} {start_s:.3f}-{end_s:.3f}")
+    return _render(
+        cut_command(source, start_s, end_s, tmp, has_audio=has_audio, profile=profile, encoder=encoder),
+        out,
+        what=f"cutting {Path(source).name} {start_s:.3f}-{end_s:.3f}",
+    )
 
 
 def perceptual_hash(path: Path, samples=PHASH_SAMPLES) -> str:

@@ -48,9 +48,18 @@ class Selection:
     dropped_duration: list[Pick]
 
 
-def select(snippets: Sequence[Pick], *, per_source: int = 1, order: str = "random", seed: int = 0,
-           max_duration_s: float | None = None, max_distance: int = DEFAULT_MAX_DISTANCE,
-           start_minutes: int = 0, span_minutes: int = DIAL_MINUTES, meridiem: dict[str, str] | None = None) -> Selection:
+def select(
+    snippets: Sequence[Pick],
+    *,
+    per_source: int = 1,
+    order: str = "random",
+    seed: int = 0,
+    max_duration_s: float | None = None,
+    max_distance: int = DEFAULT_MAX_DISTANCE,
+    start_minutes: int = 0,
+    span_minutes: int = DIAL_MINUTES,
+    meridiem: dict[str, str] | None = None,
+) -> Selection:
     """Choose snippets deterministically for a given seed. ``time-of-day`` keeps the snippets whose clock
     was read inside ``span_minutes`` from ``start_minutes`` (minutes after midnight; a 12-hour reading fits
     a.m. and p.m., unless ``meridiem`` names its source's half) and orders them by that time, so the remix's
@@ -72,7 +81,9 @@ def select(snippets: Sequence[Pick], *, per_source: int = 1, order: str = "rando
         if per.get(pick.source, 0) >= per_source:
             dropped_src.append(pick)
             continue
-        twin = next((k for k in kept if pick.phash and k.phash and hash_distance(pick.phash, k.phash) <= max_distance), None)
+        twin = next(
+            (k for k in kept if pick.phash and k.phash and hash_distance(pick.phash, k.phash) <= max_distance), None
+        )
         if twin is not None:
             dropped_dup.append((pick, twin))
             continue
@@ -81,7 +92,9 @@ def select(snippets: Sequence[Pick], *, per_source: int = 1, order: str = "rando
     if order == "source-time":
         kept.sort(key=lambda p: (p.source, p.start_s))
     elif order == "time-of-day":
-        kept.sort(key=lambda p: (_offsets(p, start_minutes, span_minutes, meridiem)[0], -p.score, p.source, p.start_s, p.name))
+        kept.sort(
+            key=lambda p: (_offsets(p, start_minutes, span_minutes, meridiem)[0], -p.score, p.source, p.start_s, p.name)
+        )
     elif order == "random":
         kept.sort(key=lambda p: p.name)
         random.Random(seed).shuffle(kept)
@@ -127,8 +140,9 @@ class Placement:
         return sum(p.duration_s for p in self.stretches)
 
 
-def place(picks: Sequence[Pick], *, start: int, span: int, gaps: str = "card",
-          meridiem: dict[str, str] | None = None) -> Placement:
+def place(
+    picks: Sequence[Pick], *, start: int, span: int, gaps: str = "card", meridiem: dict[str, str] | None = None
+) -> Placement:
     """Lay snippets on the remix's own clock, as in The Clock: the remix starts at ``start`` (minutes after
     midnight) and lasts ``span`` minutes; at its running time t it is ``start + t`` o'clock.
 
@@ -160,8 +174,14 @@ def place(picks: Sequence[Pick], *, start: int, span: int, gaps: str = "card",
         length = p.duration_s if gaps == "skip" else min(p.duration_s, slot * 60.0 + 60.0 - begin)
         if begin > cursor + 1e-6:
             stretches.append(Placed(round(cursor, 3), round(begin - cursor, 3), None, _running(start, cursor)))
-        stretches.append(Placed(round(begin, 3), round(length, 3), p, (start + slot) % DAY_MINUTES if gaps == "skip"
-                                else _running(start, begin)))
+        stretches.append(
+            Placed(
+                round(begin, 3),
+                round(length, 3),
+                p,
+                (start + slot) % DAY_MINUTES if gaps == "skip" else _running(start, begin),
+            )
+        )
         cursor = begin + length
     if gaps == "card" and cursor < span * 60.0 - 1e-6:
         stretches.append(Placed(round(cursor, 3), round(span * 60.0 - cursor, 3), None, _running(start, cursor)))
@@ -187,8 +207,9 @@ def default_span(picks: Sequence[Pick], meridiem: dict[str, str] | None = None) 
     return start, min(length + 2, DAY_MINUTES)
 
 
-def time_span(picks: Sequence[Pick], *, start: str | None = None, span: int | None = None,
-              meridiem: dict[str, str] | None = None) -> tuple[int, int]:
+def time_span(
+    picks: Sequence[Pick], *, start: str | None = None, span: int | None = None, meridiem: dict[str, str] | None = None
+) -> tuple[int, int]:
     """(start, span) of a time-of-day remix from what the user gave: ``start`` "HH:MM" (24-hour) and ``span``
     minutes; what is missing comes from :func:`default_span`. A start without a span runs on through the
     last reading, as the default span does."""
@@ -235,8 +256,13 @@ def coverage(picks: Sequence[Pick], start_minutes: int, span_minutes: int) -> di
         for m in range(first, first + max(1, math.ceil(p.duration_s / 60))):
             if m < span_minutes:
                 covered[m] = True
-    return {"start": dial_clock(start_minutes), "span_minutes": span_minutes, "covered_minutes": sum(covered),
-            "share": round(sum(covered) / span_minutes, 4), "gaps": _gaps(covered, start_minutes, dial_clock)}
+    return {
+        "start": dial_clock(start_minutes),
+        "span_minutes": span_minutes,
+        "covered_minutes": sum(covered),
+        "share": round(sum(covered) / span_minutes, 4),
+        "gaps": _gaps(covered, start_minutes, dial_clock),
+    }
 
 
 def _gaps(covered: list[bool], start: int, clock) -> list[dict]:
@@ -268,8 +294,14 @@ def placement_coverage(placement: Placement, gaps: str = "card") -> dict:
             last = first + max(1, math.ceil(st.duration_s / 60)) - 1
         for m in range(first, min(last, span - 1) + 1):
             covered[m] = True
-    return {"start": day_clock(placement.start), "span_minutes": span, "covered_minutes": sum(covered),
-            "share": round(sum(covered) / span, 4), "gaps": _gaps(covered, placement.start, day_clock), "gap_rule": gaps}
+    return {
+        "start": day_clock(placement.start),
+        "span_minutes": span,
+        "covered_minutes": sum(covered),
+        "share": round(sum(covered) / span, 4),
+        "gaps": _gaps(covered, placement.start, day_clock),
+        "gap_rule": gaps,
+    }
 
 
 def concat_line(path: str | Path) -> str:
@@ -291,8 +323,26 @@ def concat(videolist: Path, out: Path, *, on_progress: Callable[[float], None] |
     ``on_progress(seconds)`` sees how far it has written."""
     tmp = out.with_name(f".{out.stem}.part.mp4")
     try:
-        ffmpeg.run(["-y", "-f", "concat", "-safe", "0", "-i", str(videolist), "-c", "copy", "-movflags", "+faststart",
-                    "-f", "mp4", str(tmp)], what="joining snippets", on_progress=on_progress)
+        ffmpeg.run(
+            [
+                "-y",
+                "-f",
+                "concat",
+                "-safe",
+                "0",
+                "-i",
+                str(videolist),
+                "-c",
+                "copy",
+                "-movflags",
+                "+faststart",
+                "-f",
+                "mp4",
+                str(tmp),
+            ],
+            what="joining snippets",
+            on_progress=on_progress,
+        )
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -309,7 +359,10 @@ def verify(path: Path, expected_duration_s: float, *, tolerance_s: float | None 
     if kinds.count("video") != 1 or kinds.count("audio") != 1:
         problems.append(f"expected one video and one audio stream, found {kinds}")
     if abs(duration - expected_duration_s) > tol:
-        problems.append(f"duration {duration:.3f} s differs from the snippets' sum {expected_duration_s:.3f} s by more than {tol:.2f} s")
+        problems.append(
+            f"duration {duration:.3f} s differs from the snippets' sum {expected_duration_s:.3f} s by more than "
+            f"{tol:.2f} s"
+        )
     if problems:
         raise ClockworkError(f"remix {path} failed verification: " + "; ".join(problems))
     return {"duration_s": duration, "streams": kinds}
@@ -317,9 +370,20 @@ def verify(path: Path, expected_duration_s: float, *, tolerance_s: float | None 
 
 # -- the record and the HTML report ---------------------------------------------------------------
 
-def remix_document(out: Path, *, picks: Sequence[Pick], sources: dict[str, dict], selection: Selection,
-                   label: str, order: str, no_clocks: Sequence[str] | None = None,
-                   span: tuple[int, int] | None = None, placement: Placement | None = None, gaps: str = "card") -> dict:
+
+def remix_document(
+    out: Path,
+    *,
+    picks: Sequence[Pick],
+    sources: dict[str, dict],
+    selection: Selection,
+    label: str,
+    order: str,
+    no_clocks: Sequence[str] | None = None,
+    span: tuple[int, int] | None = None,
+    placement: Placement | None = None,
+    gaps: str = "card",
+) -> dict:
     """What a remix is made of, as JSON: each snippet with its offset in the remix, the sources' scores and
     segments, what was left out and why, and the scanned videos with no clock. The catalog keeps it (the web
     UI's remix page) and out.html renders it. A time-of-day remix (``placement``) also lists its cards, and each
@@ -331,25 +395,54 @@ def remix_document(out: Path, *, picks: Sequence[Pick], sources: dict[str, dict]
                 cards.append({"offset_s": st.offset_s, "duration_s": st.duration_s, "shows": day_clock(st.shows)})
                 continue
             p = st.pick
-            snippets.append({"name": p.name, "path": p.path, "source": p.source, "start_s": p.start_s, "end_s": p.end_s,
-                             "score": p.score, "offset_s": st.offset_s, "played_s": st.duration_s,
-                             "runs_at": day_clock(st.shows) if gaps == "card" else None,
-                             "clock_time": dial_clock(p.clock_minutes) if p.clock_minutes is not None else None})
+            snippets.append(
+                {
+                    "name": p.name,
+                    "path": p.path,
+                    "source": p.source,
+                    "start_s": p.start_s,
+                    "end_s": p.end_s,
+                    "score": p.score,
+                    "offset_s": st.offset_s,
+                    "played_s": st.duration_s,
+                    "runs_at": day_clock(st.shows) if gaps == "card" else None,
+                    "clock_time": dial_clock(p.clock_minutes) if p.clock_minutes is not None else None,
+                }
+            )
     else:
         offset = 0.0
         for p in picks:
-            snippets.append({"name": p.name, "path": p.path, "source": p.source, "start_s": p.start_s, "end_s": p.end_s,
-                             "score": p.score, "offset_s": round(offset, 3), "played_s": round(p.duration_s, 3),
-                             "clock_time": dial_clock(p.clock_minutes) if p.clock_minutes is not None else None})
+            snippets.append(
+                {
+                    "name": p.name,
+                    "path": p.path,
+                    "source": p.source,
+                    "start_s": p.start_s,
+                    "end_s": p.end_s,
+                    "score": p.score,
+                    "offset_s": round(offset, 3),
+                    "played_s": round(p.duration_s, 3),
+                    "clock_time": dial_clock(p.clock_minutes) if p.clock_minutes is not None else None,
+                }
+            )
             offset += p.duration_s
     left_out = [f"{d.name}: near-duplicate of {k.name}" for d, k in selection.dropped_duplicates]
     left_out += [f"{d.name}: over the per-source limit" for d in selection.dropped_per_source]
     left_out += [f"{d.name}: over the maximum duration" for d in selection.dropped_duration]
     if placement is not None:
-        left_out += [f"{d.name}: its minute ({dial_clock(d.clock_minutes)}) is already full" for d in placement.full_minute]
-    doc = {"path": str(out), "label": label, "order": order, "snippets": snippets, "sources": sources,
-           "left_out": left_out, "no_clocks": list(no_clocks) if no_clocks is not None else None,
-           "duration_s": round(placement.duration_s if placement is not None else sum(p.duration_s for p in picks), 3)}
+        left_out += [
+            f"{d.name}: its minute ({dial_clock(d.clock_minutes)}) is already full" for d in placement.full_minute
+        ]
+    doc = {
+        "path": str(out),
+        "label": label,
+        "order": order,
+        "snippets": snippets,
+        "sources": sources,
+        "left_out": left_out,
+        "no_clocks": list(no_clocks) if no_clocks is not None else None,
+        "duration_s": round(placement.duration_s if placement is not None else sum(p.duration_s for p in picks), 3),
+    }
     if placement is not None:
         doc["cards"] = cards
         doc["coverage"] = placement_coverage(placement, gaps)

@@ -13,8 +13,12 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from clockwork.timeline.result import Segment, VideoResult
 
-_ENV = Environment(loader=PackageLoader("clockwork", "templates"), autoescape=select_autoescape(default=True),
-                   trim_blocks=True, lstrip_blocks=True)
+_ENV = Environment(
+    loader=PackageLoader("clockwork", "templates"),
+    autoescape=select_autoescape(default=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 
 def hms(seconds: float | None) -> str:
@@ -50,7 +54,9 @@ class Timeline:
     height: int = 56
 
     def x(self, t: float) -> float:
-        return round(self.width * min(max(t, 0.0), self.duration_s) / self.duration_s, 1) if self.duration_s > 0 else 0.0
+        return (
+            round(self.width * min(max(t, 0.0), self.duration_s) / self.duration_s, 1) if self.duration_s > 0 else 0.0
+        )
 
     def w(self, a: float, b: float) -> float:
         return max(round(self.x(b) - self.x(a), 1), 1.0)
@@ -59,14 +65,21 @@ class Timeline:
     def ticks(self) -> list[tuple[float, str]]:
         if self.duration_s <= 0:
             return [(0.0, hms(0))]
-        step = next((s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200) if self.duration_s / s <= 8), 14400)
+        step = next(
+            (s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200) if self.duration_s / s <= 8),
+            14400,
+        )
         return [(self.x(t), hms(t)) for t in range(0, int(self.duration_s) + 1, step)]
 
 
 def segment_frames(result: VideoResult, segment: Segment) -> dict[str, int]:
     """The frames a person looks at for a segment: where it starts, peaks and ends (frames with detections)."""
-    inside = [f for f in result.frame_data if segment.start_frame <= f.frame_no <= segment.end_frame
-              and any(d.label == segment.label for d in f.detections)]
+    inside = [
+        f
+        for f in result.frame_data
+        if segment.start_frame <= f.frame_no <= segment.end_frame
+        and any(d.label == segment.label for d in f.detections)
+    ]
     if not inside:
         return {"start": segment.start_frame}
     middle = (inside[0].frame_no + inside[-1].frame_no) / 2
@@ -94,27 +107,65 @@ def remix_view(doc: dict, *, video_url: str, thumb_url=None, source_url=None) ->
 
     snippets = []
     for s in doc["snippets"]:
-        snippets.append({**s, "source_name": Path(s["source"]).name, "thumb_url": thumb_url(s) if thumb_url else None,
-                         "source_url": source_url(s["source"]) if source_url else None})
+        snippets.append(
+            {
+                **s,
+                "source_name": Path(s["source"]).name,
+                "thumb_url": thumb_url(s) if thumb_url else None,
+                "source_url": source_url(s["source"]) if source_url else None,
+            }
+        )
     duration = doc.get("duration_s") or sum(s["end_s"] - s["start_s"] for s in doc["snippets"])
-    placed = [{"label": Path(s["source"]).name, "start_s": s["offset_s"], "kind": "snippet",
-               "end_s": s["offset_s"] + s.get("played_s", s["end_s"] - s["start_s"])} for s in doc["snippets"]]
-    placed += [{"label": f"card {c['shows']}", "start_s": c["offset_s"], "end_s": c["offset_s"] + c["duration_s"], "kind": "card"}
-               for c in doc.get("cards") or []]
+    placed = [
+        {
+            "label": Path(s["source"]).name,
+            "start_s": s["offset_s"],
+            "kind": "snippet",
+            "end_s": s["offset_s"] + s.get("played_s", s["end_s"] - s["start_s"]),
+        }
+        for s in doc["snippets"]
+    ]
+    placed += [
+        {
+            "label": f"card {c['shows']}",
+            "start_s": c["offset_s"],
+            "end_s": c["offset_s"] + c["duration_s"],
+            "kind": "card",
+        }
+        for c in doc.get("cards") or []
+    ]
     placed += [{"label": "gap", "start_s": a, "end_s": b, "kind": "gap"} for a, b in uncovered(placed, duration)]
     placed.sort(key=lambda p: p["start_s"])
     used = {(s["source"], round(s["start_s"], 3)) for s in doc["snippets"]}
     sources = []
     for path, info in sorted(doc["sources"].items()):
-        sources.append({"name": Path(path).name, "url": source_url(path) if source_url else None,
-                        "timeline": Timeline(info["duration_s"]), "scores": info["frames"],
-                        "segments": [{"label": Path(path).name, "start_s": a, "end_s": b, "used": (path, round(a, 3)) in used}
-                                     for a, b in info["segments"]]})
-    return {"name": Path(doc["path"]).name, "video_url": video_url, "snippets": snippets, "duration_s": duration,
-            "label": doc.get("label"), "order": doc.get("order"), "timeline": Timeline(duration), "placed": placed,
-            "sources": sources, "left_out": doc.get("left_out", []),
-            "no_clocks": [Path(p).name for p in doc["no_clocks"]] if doc.get("no_clocks") is not None else None,
-            "any_time": any(s.get("clock_time") for s in doc["snippets"]),
-            # the dial's coverage means something only where the remix keeps the time of day
-            "coverage": doc.get("coverage") if doc.get("order") == "time-of-day" else None,
-            "cards": doc.get("cards"), "runs_at": any(s.get("runs_at") for s in doc["snippets"])}
+        sources.append(
+            {
+                "name": Path(path).name,
+                "url": source_url(path) if source_url else None,
+                "timeline": Timeline(info["duration_s"]),
+                "scores": info["frames"],
+                "segments": [
+                    {"label": Path(path).name, "start_s": a, "end_s": b, "used": (path, round(a, 3)) in used}
+                    for a, b in info["segments"]
+                ],
+            }
+        )
+    return {
+        "name": Path(doc["path"]).name,
+        "video_url": video_url,
+        "snippets": snippets,
+        "duration_s": duration,
+        "label": doc.get("label"),
+        "order": doc.get("order"),
+        "timeline": Timeline(duration),
+        "placed": placed,
+        "sources": sources,
+        "left_out": doc.get("left_out", []),
+        "no_clocks": [Path(p).name for p in doc["no_clocks"]] if doc.get("no_clocks") is not None else None,
+        "any_time": any(s.get("clock_time") for s in doc["snippets"]),
+        # the dial's coverage means something only where the remix keeps the time of day
+        "coverage": doc.get("coverage") if doc.get("order") == "time-of-day" else None,
+        "cards": doc.get("cards"),
+        "runs_at": any(s.get("runs_at") for s in doc["snippets"]),
+    }

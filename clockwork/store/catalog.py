@@ -113,7 +113,9 @@ class SegmentRow(Base):
     end_frame: Mapped[int] = mapped_column(Integer)
     max_score: Mapped[float] = mapped_column(Float)
     frames: Mapped[int] = mapped_column(Integer)
-    clock_minutes: Mapped[int | None] = mapped_column(Integer)  # the time its clock shows (0..719 on a 12-hour dial), when read
+    clock_minutes: Mapped[int | None] = mapped_column(
+        Integer
+    )  # the time its clock shows (0..719 on a 12-hour dial), when read
     clock_confidence: Mapped[float | None] = mapped_column(Float)
     result: Mapped[Result] = relationship(back_populates="segments")
 
@@ -143,7 +145,9 @@ class Job(Base):
     postback_gave_up: Mapped[bool] = mapped_column(Boolean, default=False)
     postback_last_error: Mapped[str | None] = mapped_column(Text)
     postback_next_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)  # when the next attempt is due
-    postback_history: Mapped[list] = mapped_column(JSON, default=list)  # the latest attempts: at, status, error, seconds
+    postback_history: Mapped[list] = mapped_column(
+        JSON, default=list
+    )  # the latest attempts: at, status, error, seconds
     deliveries: Mapped[int] = mapped_column(Integer, default=1)  # 1 + redeliveries asked for; part of the delivery id
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
@@ -290,8 +294,15 @@ class Catalog:
         """Store a result and its segments; replaces an earlier result with the same params."""
         vr = result_ if isinstance(result_, VideoResult) else VideoResult.from_json(result_)
         document = vr.to_json()
-        video = self.upsert_video(s, path, width=vr.width, height=vr.height, fps=vr.fps,
-                                  duration_s=vr.duration_s, frames_total=vr.frames_total)
+        video = self.upsert_video(
+            s,
+            path,
+            width=vr.width,
+            height=vr.height,
+            fps=vr.fps,
+            duration_s=vr.duration_s,
+            frames_total=vr.frames_total,
+        )
         key = params_key(params)
         result = s.scalar(select(Result).where(Result.video_id == video.id, Result.params_key == key))
         if result is None:
@@ -301,11 +312,19 @@ class Catalog:
             result.document = document
             result.segments.clear()
         for seg in vr.segments:
-            result.segments.append(SegmentRow(label=seg.label, start_s=seg.start_s, end_s=seg.end_s,
-                                              start_frame=seg.start_frame, end_frame=seg.end_frame,
-                                              max_score=seg.max_score, frames=seg.frames,
-                                              clock_minutes=seg.clock_time.minutes if seg.clock_time else None,
-                                              clock_confidence=seg.clock_time.confidence if seg.clock_time else None))
+            result.segments.append(
+                SegmentRow(
+                    label=seg.label,
+                    start_s=seg.start_s,
+                    end_s=seg.end_s,
+                    start_frame=seg.start_frame,
+                    end_frame=seg.end_frame,
+                    max_score=seg.max_score,
+                    frames=seg.frames,
+                    clock_minutes=seg.clock_time.minutes if seg.clock_time else None,
+                    clock_confidence=seg.clock_time.confidence if seg.clock_time else None,
+                )
+            )
         s.flush()
         return result
 
@@ -315,7 +334,9 @@ class Catalog:
             return self.save_result(s, path, result_, params).id
 
     def latest_result(self, s: Session, video: Video) -> Result | None:
-        return s.scalar(select(Result).where(Result.video_id == video.id).order_by(Result.created_at.desc(), Result.id.desc()))
+        return s.scalar(
+            select(Result).where(Result.video_id == video.id).order_by(Result.created_at.desc(), Result.id.desc())
+        )
 
     # -- jobs --------------------------------------------------------------------------------------
 
@@ -333,25 +354,36 @@ class Catalog:
 
     def renew(self, job_id: str, owner: str, lease_s: float) -> None:
         with self.session() as s:
-            s.execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner)
-                      .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_s)))
+            s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.lease_owner == owner)
+                .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_s))
+            )
 
     def release(self, job_id: str, owner: str) -> None:
         with self.session() as s:
-            s.execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner)
-                      .values(lease_owner=None, lease_expires_at=None))
+            s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=None)
+            )
 
     def orphaned_jobs(self, limit: int = 100) -> list[str]:
         """Jobs with work left whose lease is free or expired: detection, or a postback attempt that is due."""
         now = utcnow()
-        postback_due = (Job.postback_url.is_not(None) & Job.postback_delivered.is_(False) & Job.postback_gave_up.is_(False)
-                        & (Job.postback_next_at.is_(None) | (Job.postback_next_at <= now)))
+        postback_due = (
+            Job.postback_url.is_not(None)
+            & Job.postback_delivered.is_(False)
+            & Job.postback_gave_up.is_(False)
+            & (Job.postback_next_at.is_(None) | (Job.postback_next_at <= now))
+        )
         with self.session(read_only=True) as s:
             rows = s.scalars(
                 select(Job.id)
                 .where(Job.status.in_(ACTIVE) | postback_due)
                 .where((Job.lease_owner.is_(None)) | (Job.lease_expires_at < now))
-                .order_by(Job.created_at).limit(limit)
+                .order_by(Job.created_at)
+                .limit(limit)
             )
             return list(rows)
 
@@ -362,12 +394,17 @@ class Catalog:
         with self.session(exclusive=True) as s:
             since = utcnow() - dt.timedelta(seconds=window_s)
             if job.dedupe_key and job.dedupe_key.startswith("body:"):  # a keyless replay only within the window
-                s.execute(update(Job).where(Job.dedupe_key == job.dedupe_key, Job.created_at < since).values(dedupe_key=None))
+                s.execute(
+                    update(Job).where(Job.dedupe_key == job.dedupe_key, Job.created_at < since).values(dedupe_key=None)
+                )
             if job.dedupe_key:
                 existing = s.scalar(select(Job).where(Job.dedupe_key == job.dedupe_key))
                 if existing is None and job.dedupe_key.startswith("body:"):  # the same body sent earlier with a key
-                    existing = s.scalar(select(Job).where(Job.body_hash == job.body_hash, Job.created_at >= since)
-                                        .order_by(Job.created_at.desc()))
+                    existing = s.scalar(
+                        select(Job)
+                        .where(Job.body_hash == job.body_hash, Job.created_at >= since)
+                        .order_by(Job.created_at.desc())
+                    )
                 if existing is not None:
                     s.expunge(existing)
                     return existing, False
@@ -392,7 +429,9 @@ class Catalog:
         with self.session(read_only=True) as s:
             where = [Job.status == status] if status else []
             total = s.scalar(select(func.count()).select_from(Job).where(*where)) or 0
-            jobs = list(s.scalars(select(Job).where(*where).order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)))
+            jobs = list(
+                s.scalars(select(Job).where(*where).order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset))
+            )
             for job in jobs:
                 s.expunge(job)
         return jobs, total
@@ -400,9 +439,16 @@ class Catalog:
     def cancel(self, job_id: str) -> bool:
         """Mark a queued or running job cancelled; False when it had already ended."""
         with self.session() as s:
-            res = s.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE))
-                            .values(status=JobStatus.CANCELLED.value, error="cancelled by request", finished_at=utcnow(),
-                                    dedupe_key=None))
+            res = s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_(ACTIVE))
+                .values(
+                    status=JobStatus.CANCELLED.value,
+                    error="cancelled by request",
+                    finished_at=utcnow(),
+                    dedupe_key=None,
+                )
+            )
             return res.rowcount == 1
 
     def redeliver(self, job_id: str) -> None:
@@ -427,8 +473,15 @@ class Catalog:
 
     def start_job(self, job_id: str, *, attempts: int) -> None:
         """A run of the job begins: running, its attempt counted, progress from zero."""
-        self._set(job_id, status=JobStatus.RUNNING.value, started_at=utcnow(), attempts=attempts, frames_done=0,
-                  progress=None, error=None)
+        self._set(
+            job_id,
+            status=JobStatus.RUNNING.value,
+            started_at=utcnow(),
+            attempts=attempts,
+            frames_done=0,
+            progress=None,
+            error=None,
+        )
 
     def set_frames_total(self, job_id: str, frames_total: int) -> None:
         self._set(job_id, frames_total=frames_total)
@@ -436,8 +489,9 @@ class Catalog:
     def record_progress(self, job_id: str, *, frames_done: int, progress: dict) -> None:
         self._set(job_id, frames_done=frames_done, progress=progress)
 
-    def finish_job(self, job_id: str, *, document: dict | None, error: str | None, params: dict,
-                   timings: dict | None = None) -> str | None:
+    def finish_job(
+        self, job_id: str, *, document: dict | None, error: str | None, params: dict, timings: dict | None = None
+    ) -> str | None:
         """The run's end: succeeded with its result (saved for the video, ``params`` as it was detected), or failed with
         its error. A job cancelled while it ran stays cancelled. Returns the status it ended in (None: cancelled)."""
         with self.session() as s:
@@ -455,8 +509,18 @@ class Catalog:
                 row.status, row.error = JobStatus.FAILED.value, error
             return row.status
 
-    def record_postback(self, job_id: str, *, attempts: int, delivered: bool, gave_up: bool, last_error: str | None,
-                        next_at: dt.datetime | None, entry: dict, keep: int) -> None:
+    def record_postback(
+        self,
+        job_id: str,
+        *,
+        attempts: int,
+        delivered: bool,
+        gave_up: bool,
+        last_error: str | None,
+        next_at: dt.datetime | None,
+        entry: dict,
+        keep: int,
+    ) -> None:
         """One postback attempt's outcome; the history keeps the last ``keep`` attempts."""
         with self.session() as s:
             job = s.get(Job, job_id)
@@ -488,8 +552,9 @@ class Catalog:
 
     def _scanned(self, s: Session, video: Video) -> Scanned:
         result = self.latest_result(s, video)
-        return Scanned(video.id, video.path, video.duration_s, result.id if result else None,
-                       result.document if result else None)
+        return Scanned(
+            video.id, video.path, video.duration_s, result.id if result else None, result.document if result else None
+        )
 
     def library(self) -> dict[str, Scanned]:
         """Every video of the catalog by path, with its latest result."""
@@ -511,8 +576,11 @@ class Catalog:
     def remix(self, remix_id: int | None = None) -> Remix | None:
         """One remix (None: the latest), detached."""
         with self.session(read_only=True) as s:
-            row = (s.get(Remix, remix_id) if remix_id is not None
-                   else s.scalar(select(Remix).order_by(Remix.created_at.desc(), Remix.id.desc())))
+            row = (
+                s.get(Remix, remix_id)
+                if remix_id is not None
+                else s.scalar(select(Remix).order_by(Remix.created_at.desc(), Remix.id.desc()))
+            )
             if row is not None:
                 s.expunge(row)
             return row
@@ -546,13 +614,26 @@ class Catalog:
                 s.expunge(row)
             return row
 
-    def plan_snippet(self, name: str, *, video_id: int, label: str, start_s: float, end_s: float, max_score: float,
-                     path: str, clock_minutes: int | None, clock_confidence: float | None) -> None:
+    def plan_snippet(
+        self,
+        name: str,
+        *,
+        video_id: int,
+        label: str,
+        start_s: float,
+        end_s: float,
+        max_score: float,
+        path: str,
+        clock_minutes: int | None,
+        clock_confidence: float | None,
+    ) -> None:
         """A snippet to cut (pending), made or reset; what its clock shows is kept with it."""
         with self.session() as s:
             row = s.scalar(select(Snippet).where(Snippet.name == name))
             if row is None:
-                row = Snippet(name=name, video_id=video_id, label=label, start_s=start_s, end_s=end_s, max_score=max_score)
+                row = Snippet(
+                    name=name, video_id=video_id, label=label, start_s=start_s, end_s=end_s, max_score=max_score
+                )
                 s.add(row)
             row.clock_minutes, row.clock_confidence = clock_minutes, clock_confidence
             row.status, row.error, row.path = "pending", None, path
@@ -564,7 +645,12 @@ class Catalog:
 
     def count_snippets(self, label: str, status: str = "done") -> int:
         with self.session(read_only=True) as s:
-            return s.scalar(select(func.count()).select_from(Snippet).where(Snippet.label == label, Snippet.status == status)) or 0
+            return (
+                s.scalar(
+                    select(func.count()).select_from(Snippet).where(Snippet.label == label, Snippet.status == status)
+                )
+                or 0
+            )
 
     def snippet_labels(self) -> list[str]:
         with self.session(read_only=True) as s:
@@ -573,8 +659,11 @@ class Catalog:
     def snippets_to_join(self, label: str) -> list[tuple[Snippet, str]]:
         """Every cut snippet of ``label`` with its source video's path (detached)."""
         with self.session(read_only=True) as s:
-            rows = s.execute(select(Snippet, Video.path).join(Video, Snippet.video_id == Video.id)
-                             .where(Snippet.label == label, Snippet.status == "done")).all()
+            rows = s.execute(
+                select(Snippet, Video.path)
+                .join(Video, Snippet.video_id == Video.id)
+                .where(Snippet.label == label, Snippet.status == "done")
+            ).all()
             for snippet, _ in rows:
                 s.expunge(snippet)
             return [(snippet, path) for snippet, path in rows]
@@ -606,11 +695,16 @@ def _add_missing_columns(engine: Engine) -> None:
                 if column.name in have:
                     continue
                 kind = column.type.compile(dialect=engine.dialect)
-                conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}')
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
                 if column.unique:
-                    conn.exec_driver_sql(f"CREATE UNIQUE INDEX IF NOT EXISTS uq_{table.name}_{column.name} ON {table.name} ({column.name})")
+                    conn.exec_driver_sql(
+                        f"CREATE UNIQUE INDEX IF NOT EXISTS uq_{table.name}_{column.name} ON {table.name} "
+                        f"({column.name})"
+                    )
                 elif column.index:
-                    conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS ix_{table.name}_{column.name} ON {table.name} ({column.name})")
+                    conn.exec_driver_sql(
+                        f"CREATE INDEX IF NOT EXISTS ix_{table.name}_{column.name} ON {table.name} ({column.name})"
+                    )
 
 
 def params_key(params: dict) -> str:

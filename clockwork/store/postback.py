@@ -31,8 +31,16 @@ SIGNATURE_HEADER = "X-Clockwork-Signature"
 # Link-local (the cloud metadata address 169.254.169.254 among them), loopback, "this network",
 # and the metadata addresses of clouds that do not use link-local.
 DEFAULT_DENY = (
-    "169.254.0.0/16", "fe80::/10", "127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128",
-    "100.100.100.200/32", "fd00:ec2::254/128", "metadata.google.internal", "metadata",
+    "169.254.0.0/16",
+    "fe80::/10",
+    "127.0.0.0/8",
+    "::1/128",
+    "0.0.0.0/8",
+    "::/128",
+    "100.100.100.200/32",
+    "fd00:ec2::254/128",
+    "metadata.google.internal",
+    "metadata",
 )
 
 
@@ -47,7 +55,9 @@ def sign(secret: str | bytes, body: bytes, timestamp: int | None = None) -> str:
     return f"t={ts},v1={mac}"
 
 
-def verify_signature(secret: str | bytes, body: bytes, header: str, *, tolerance_s: float = 300, now: float | None = None) -> bool:
+def verify_signature(
+    secret: str | bytes, body: bytes, header: str, *, tolerance_s: float = 300, now: float | None = None
+) -> bool:
     """True when ``header`` is a valid signature of ``body`` made within ``tolerance_s``."""
     try:
         parts = dict(p.split("=", 1) for p in header.split(","))
@@ -133,7 +143,11 @@ class HostPolicy:
     @staticmethod
     def parse(url: str) -> yarl.URL:
         """Parse ``url`` once, refusing anything two parsers could read differently."""
-        if not isinstance(url, str) or any(c in url for c in "\\ \t\r\n") or any(ord(c) < 32 or ord(c) == 127 for c in url):
+        if (
+            not isinstance(url, str)
+            or any(c in url for c in "\\ \t\r\n")
+            or any(ord(c) < 32 or ord(c) == 127 for c in url)
+        ):
             raise PostbackURLError("invalid postback_url: backslashes, spaces and control characters are not allowed")
         try:
             parsed = yarl.URL(url)
@@ -141,7 +155,9 @@ class HostPolicy:
         except (ValueError, UnicodeError) as exc:
             raise PostbackURLError(f"invalid postback_url: {exc}") from None
         if parsed.scheme not in ("http", "https"):
-            raise PostbackURLError(f"invalid postback_url scheme ({parsed.scheme!r}). Supported values are 'http' and 'https'.")
+            raise PostbackURLError(
+                f"invalid postback_url scheme ({parsed.scheme!r}). Supported values are 'http' and 'https'."
+            )
         if parsed.raw_user is not None or parsed.raw_password is not None or "@" in (parsed.raw_authority or ""):
             raise PostbackURLError("invalid postback_url: credentials (user@host) are not allowed in it")
         host = parsed.raw_host
@@ -152,8 +168,10 @@ class HostPolicy:
         except ValueError:
             name = host.rstrip(".").lower()
             if len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
-                raise PostbackURLError("invalid postback_url host: each dot-separated label must be 1 to 63 letters, "
-                                       "digits or hyphens, 253 characters in all") from None
+                raise PostbackURLError(
+                    "invalid postback_url host: each dot-separated label must be 1 to 63 letters, "
+                    "digits or hyphens, 253 characters in all"
+                ) from None
         return parsed
 
     def check(self, url: str, resolve: Callable[[str, int | None], list[str]] | None = None) -> Target:
@@ -171,11 +189,14 @@ class HostPolicy:
         if self._matches(host, addrs, self.deny) and not self._matches(host, addrs, self.allow):
             raise PostbackURLError(
                 f"postback_url host {host!r} ({', '.join(map(str, addrs))}) is refused: link-local, loopback and "
-                "cloud-metadata addresses are denied unless allowlisted")
+                "cloud-metadata addresses are denied unless allowlisted"
+            )
         own = [a for a in addrs if _is_this_machine(a)]
         if own and not self._matches(host, own, self.allow):
-            raise PostbackURLError(f"postback_url host {host!r} ({', '.join(map(str, own))}) is refused: it is an address "
-                                   "of this machine (its services are not for postbacks) unless allowlisted")
+            raise PostbackURLError(
+                f"postback_url host {host!r} ({', '.join(map(str, own))}) is refused: it is an address "
+                "of this machine (its services are not for postbacks) unless allowlisted"
+            )
         return Target(parsed, tuple(str(a) for a in addrs))
 
     async def acheck(self, url: str, resolve: Callable[[str, int | None], list[str]] | None = None) -> Target:
@@ -183,8 +204,9 @@ class HostPolicy:
         resolve timeout."""
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(loop.run_in_executor(_RESOLVER_POOL, self.check, url, resolve),
-                                          self.resolve_timeout_s)
+            return await asyncio.wait_for(
+                loop.run_in_executor(_RESOLVER_POOL, self.check, url, resolve), self.resolve_timeout_s
+            )
         except TimeoutError:
             raise PostbackURLError(f"postback_url host did not resolve within {self.resolve_timeout_s:g} s") from None
 
@@ -241,16 +263,34 @@ class _PinnedResolver(AbstractResolver):
     def __init__(self, addresses: tuple[str, ...]):
         self.addresses = addresses
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        return [ResolveResult(hostname=host, host=a, port=port, family=socket.AF_INET6 if ":" in a else socket.AF_INET,
-                              proto=0, flags=socket.AI_NUMERICHOST) for a in self.addresses]
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(
+                hostname=host,
+                host=a,
+                port=port,
+                family=socket.AF_INET6 if ":" in a else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for a in self.addresses
+        ]
 
     async def close(self) -> None:
         pass
 
 
-async def post_once(target: Target, body: bytes, *, secret: str | None, timeout_s: float, job_id: str | None = None,
-                    delivery_id: str | None = None) -> Attempt:
+async def post_once(
+    target: Target,
+    body: bytes,
+    *,
+    secret: str | None,
+    timeout_s: float,
+    job_id: str | None = None,
+    delivery_id: str | None = None,
+) -> Attempt:
     """One POST to a checked target under a total deadline (a receiver that trickles bytes is cut off
     at ``timeout_s``), reading at most :data:`RESPONSE_READ_LIMIT` bytes of the answer."""
     headers = {"Content-Type": "application/json", "User-Agent": "clockwork-postback/1"}
@@ -264,7 +304,9 @@ async def post_once(target: Target, body: bytes, *, secret: str | None, timeout_
     connector = aiohttp.TCPConnector(resolver=_PinnedResolver(target.addresses), force_close=True, use_dns_cache=False)
     try:
         async with asyncio.timeout(timeout_s):
-            async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
+            async with aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as session:
                 async with session.post(target.url, data=body, headers=headers, allow_redirects=False) as resp:
                     await resp.content.read(RESPONSE_READ_LIMIT)
                     status = resp.status
@@ -288,9 +330,17 @@ class DeliveryState:
     retry_in_s: float | None = None
 
 
-async def deliver_once(url: str, body: bytes, *, policy: HostPolicy, retry: RetryPolicy, secret: str | None,
-                       job_id: str | None = None, delivery_id: str | None = None,
-                       attempts_so_far: int = 0) -> tuple[DeliveryState, Attempt | None]:
+async def deliver_once(
+    url: str,
+    body: bytes,
+    *,
+    policy: HostPolicy,
+    retry: RetryPolicy,
+    secret: str | None,
+    job_id: str | None = None,
+    delivery_id: str | None = None,
+    attempts_so_far: int = 0,
+) -> tuple[DeliveryState, Attempt | None]:
     """One attempt of a delivery: check the URL again (DNS may have changed since the request was
     taken), POST, and say what is next. The caller persists the state and schedules the next attempt,
     so a delivery survives restarts and its schedule can span hours without a task waiting on it."""
@@ -298,7 +348,9 @@ async def deliver_once(url: str, body: bytes, *, policy: HostPolicy, retry: Retr
         target = await policy.acheck(url)
     except PostbackURLError as exc:
         return DeliveryState(attempts_so_far, False, True, str(exc)), None
-    attempt = await post_once(target, body, secret=secret, timeout_s=retry.timeout_s, job_id=job_id, delivery_id=delivery_id)
+    attempt = await post_once(
+        target, body, secret=secret, timeout_s=retry.timeout_s, job_id=job_id, delivery_id=delivery_id
+    )
     attempts = attempts_so_far + 1
     gave_up = not attempt.ok and attempts >= retry.max_attempts
     retry_in = None if attempt.ok or gave_up else retry.delay(attempts)

@@ -25,8 +25,10 @@ Thresholds = float | Mapping[str, float]
 @dataclass(frozen=True)
 class DetectOptions:
     """``labels``: the class names kept (None: every class the detector finds). ``min_score``: where a segment starts
-    (one number, or one per label). ``scan``: coarse-to-fine (``clockwork.timeline.scan``); without it, ``sample_fps`` frames a
-    second, None for every frame. ``views`` of each frame (``clockwork.video.views``); where every frame is examined, the
+    (one number, or one per label). ``scan``: coarse-to-fine (``clockwork.timeline.scan``); without it, ``sample_fps``
+    frames a
+    second, None for every frame. ``views`` of each frame (``clockwork.video.views``); where every frame is examined,
+    the
     views after the first run ``multiscale_fps`` frames a second (None: every frame). ``read_time``: read the clocks'
     dials and drop a clock never readable."""
 
@@ -41,7 +43,9 @@ class DetectOptions:
     def __post_init__(self) -> None:
         if self.labels is not None:
             if isinstance(self.labels, str) or not all(isinstance(label, str) and label for label in self.labels):
-                raise ValueError(f"Invalid labels ({self.labels!r}). Supported values are class names, or None for every class.")
+                raise ValueError(
+                    f"Invalid labels ({self.labels!r}). Supported values are class names, or None for every class."
+                )
             object.__setattr__(self, "labels", tuple(self.labels))
         scores = self.min_score.values() if isinstance(self.min_score, Mapping) else [self.min_score]
         if not all(isinstance(v, (int, float)) and 0.0 <= float(v) <= 1.0 for v in scores):
@@ -53,24 +57,41 @@ class DetectOptions:
         for name in ("sample_fps", "multiscale_fps"):
             rate = getattr(self, name)
             if rate is not None and not (isinstance(rate, (int, float)) and rate > 0 and math.isfinite(rate)):
-                raise ValueError(f"Invalid {name} ({rate!r}). Supported values are a positive number of frames a second, "
-                                 "or None for every frame.")
+                raise ValueError(
+                    f"Invalid {name} ({rate!r}). Supported values are a positive number of frames a second, "
+                    "or None for every frame."
+                )
         if self.scan and self.sample_fps is not None:
-            raise ValueError("sample_fps sets the rate of sampled mode, and a scan chooses its own frames: "
-                             "leave sample_fps out, or turn the scan off")
+            raise ValueError(
+                "sample_fps sets the rate of sampled mode, and a scan chooses its own frames: "
+                "leave sample_fps out, or turn the scan off"
+            )
         object.__setattr__(self, "views", parse_views(self.views))
 
     @classmethod
-    def resolve(cls, *, scan: bool | None = None, sample_fps: float | None = None, defaults: DetectOptions | None = None,
-                default_sample_fps: float | None = DETECT.sample_fps, **fields: Any) -> DetectOptions:
+    def resolve(
+        cls,
+        *,
+        scan: bool | None = None,
+        sample_fps: float | None = None,
+        defaults: DetectOptions | None = None,
+        default_sample_fps: float | None = DETECT.sample_fps,
+        **fields: Any,
+    ) -> DetectOptions:
         """Options from what a caller said, the rest from ``defaults``. ``None`` is "not said"; a ``sample_fps`` of 0 is
         every frame. Naming a ``sample_fps`` asks for sampled mode; naming it with ``scan=True`` is refused
         (``clockwork.timeline.scan.resolve_mode``, the one mode rule). Fields given as None take the default."""
         base = defaults or cls()
         if sample_fps is not None and not (math.isfinite(sample_fps) and sample_fps >= 0):
-            raise ValueError(f"Invalid sample_fps ({sample_fps!r}). Supported values are 0 (every frame) or a positive number.")
-        said_scan, rate = resolve_mode(scan, sample_fps, default_scan=base.scan,
-                                       default_sample_fps=base.sample_fps if not base.scan else default_sample_fps)
+            raise ValueError(
+                f"Invalid sample_fps ({sample_fps!r}). Supported values are 0 (every frame) or a positive number."
+            )
+        said_scan, rate = resolve_mode(
+            scan,
+            sample_fps,
+            default_scan=base.scan,
+            default_sample_fps=base.sample_fps if not base.scan else default_sample_fps,
+        )
         given = {k: v for k, v in fields.items() if v is not None}
         if "multiscale_fps" in given:
             given["multiscale_fps"] = float(given["multiscale_fps"]) or None  # 0: every frame
@@ -90,8 +111,12 @@ class DetectOptions:
         """The inverse of ``to_json``; a job stored before a field existed ran without it (one view, no scan, its dials
         unread), and gets that."""
         known = {k: doc[k] for k in ("labels", "min_score", "sample_fps", "multiscale_fps") if k in doc}
-        return cls(**known, scan=bool(doc.get("scan", False)), views=tuple(doc.get("views") or ("full",)),
-                   read_time=bool(doc.get("read_time", False)))
+        return cls(
+            **known,
+            scan=bool(doc.get("scan", False)),
+            views=tuple(doc.get("views") or ("full",)),
+            read_time=bool(doc.get("read_time", False)),
+        )
 
     def with_labels(self, labels: Sequence[str] | None) -> DetectOptions:
         return replace(self, labels=tuple(labels) if labels is not None else None)

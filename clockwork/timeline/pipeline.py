@@ -52,9 +52,18 @@ class ResultBuilder:
     ``build`` links detections across frames into tracks by IoU and names each segment's track.
     """
 
-    def __init__(self, info: VideoInfo, *, model: dict, labels: Sequence[str] | None, min_score: Thresholds,
-                 sample_fps: float | None, rules: SegmentRules = SegmentRules(), views: Sequence[str] = DETECT.views,
-                 multiscale_fps: float | None = DETECT.multiscale_fps):
+    def __init__(
+        self,
+        info: VideoInfo,
+        *,
+        model: dict,
+        labels: Sequence[str] | None,
+        min_score: Thresholds,
+        sample_fps: float | None,
+        rules: SegmentRules = SegmentRules(),
+        views: Sequence[str] = DETECT.views,
+        multiscale_fps: float | None = DETECT.multiscale_fps,
+    ):
         self.info = info
         self.model = model
         self.labels = list(labels) if labels is not None else None
@@ -66,14 +75,25 @@ class ResultBuilder:
         self.frames: list[FrameDetections] = []
         self.weak: list[Hit] = []
         self.processed = 0
-        self._scan: tuple[float, list[tuple[float, float]], int] | None = None  # (coarse rate, windows, frames before them)
+        self._scan: tuple[float, list[tuple[float, float]], int] | None = (
+            None  # (coarse rate, windows, frames before them)
+        )
         self._seen: set[int] = set()  # frame numbers with detections: a refined window re-examines a coarse frame
 
     @classmethod
-    def for_options(cls, info: VideoInfo, options: DetectOptions, *, model: dict,
-                    rules: SegmentRules = SegmentRules()) -> ResultBuilder:
-        return cls(info, model=model, labels=options.labels, min_score=options.min_score, sample_fps=options.sample_fps,
-                   rules=rules, views=options.views, multiscale_fps=options.multiscale_fps)
+    def for_options(
+        cls, info: VideoInfo, options: DetectOptions, *, model: dict, rules: SegmentRules = SegmentRules()
+    ) -> ResultBuilder:
+        return cls(
+            info,
+            model=model,
+            labels=options.labels,
+            min_score=options.min_score,
+            sample_fps=options.sample_fps,
+            rules=rules,
+            views=options.views,
+            multiscale_fps=options.multiscale_fps,
+        )
 
     @property
     def detect_threshold(self) -> Thresholds:
@@ -101,16 +121,24 @@ class ResultBuilder:
         for d in detections:
             if d.score < self._threshold(d.label):
                 weak[d.label] = max(weak.get(d.label, 0.0), d.score)
-        self.weak += [Hit(frame_no, timestamp_s, label, score, strong=False) for label, score in weak.items()
-                      if not any(x.label == label for x in strong)]
+        self.weak += [
+            Hit(frame_no, timestamp_s, label, score, strong=False)
+            for label, score in weak.items()
+            if not any(x.label == label for x in strong)
+        ]
 
     def scan_windows(self, coarse: float, duration_s: float | None = None) -> list[tuple[float, float]]:
         """After a scan's coarse pass at ``coarse`` frames a second: the time ranges to examine at every frame
-        (``clockwork.timeline.scan.refine_windows``). The result's ``scan`` field records them and what each pass saw."""
+        (``clockwork.timeline.scan.refine_windows``). The result's ``scan`` field records them and what each pass
+        saw."""
         states = [(f.timestamp_s, d.label, 2) for f in self.frames for d in f.detections]
         states += [(h.timestamp_s, h.label, 1) for h in self.weak]
-        windows = refine_windows(states, step_s=1.0 / coarse, frame_s=1.0 / (self.info.fps or 30.0),
-                                 duration_s=self.info.duration_s if duration_s is None else duration_s)
+        windows = refine_windows(
+            states,
+            step_s=1.0 / coarse,
+            frame_s=1.0 / (self.info.fps or 30.0),
+            duration_s=self.info.duration_s if duration_s is None else duration_s,
+        )
         self._scan = (coarse, windows, self.processed)
         return windows
 
@@ -119,26 +147,47 @@ class ResultBuilder:
         frames_total = frames_decoded or info.frames_total
         frames = drop_unreadable_tracks(link_tracks(sorted(self.frames, key=lambda f: f.frame_no)))
         hits = [h for f in frames for h in f.hits()] + self.weak
-        segments = build_segments(hits, fps=segment_fps(info.fps, self.sample_fps), duration_s=info.duration_s,
-                                  rules=self.rules)
+        segments = build_segments(
+            hits, fps=segment_fps(info.fps, self.sample_fps), duration_s=info.duration_s, rules=self.rules
+        )
         segments = [_with_reading(replace(seg, track=_main_track(frames, seg)), frames) for seg in segments]
         return VideoResult(
-            video_file=Path(info.path).name, fps=info.fps, width=info.width, height=info.height,
-            duration_s=info.duration_s, frames_total=frames_total, frames_processed=self.processed,
-            model=self.model, labels=self.labels, min_score=self.min_score, sample_fps=self.sample_fps, views=self.views,
-            multiscale_fps=self.multiscale_fps if len(self.views) > 1 and not self.sample_fps else None, frame_data=frames, segments=segments,
+            video_file=Path(info.path).name,
+            fps=info.fps,
+            width=info.width,
+            height=info.height,
+            duration_s=info.duration_s,
+            frames_total=frames_total,
+            frames_processed=self.processed,
+            model=self.model,
+            labels=self.labels,
+            min_score=self.min_score,
+            sample_fps=self.sample_fps,
+            views=self.views,
+            multiscale_fps=self.multiscale_fps if len(self.views) > 1 and not self.sample_fps else None,
+            frame_data=frames,
+            segments=segments,
             scan=scan_record(*self._scan, self.processed - self._scan[2]) if self._scan else None,
         )
 
 
-def read_clocks(reader: ClockReader, batch, found: list[FrameDetections], grid: SampleGrid, *,
-                min_score: Thresholds = DETECT.min_score) -> list[FrameDetections]:
+def read_clocks(
+    reader: ClockReader,
+    batch,
+    found: list[FrameDetections],
+    grid: SampleGrid,
+    *,
+    min_score: Thresholds = DETECT.min_score,
+) -> list[FrameDetections]:
     """Read the dial of every clock detection (at or above ``min_score``) in the frames that pass ``grid``
     (the first frame with a clock at or after each tick), in one batch; the others pass through."""
     from clockwork.timeread.reader import crop_box
 
-    todo = [(k, f) for k, f in enumerate(found)
-            if any(d.label == CLOCK_LABEL for d in f.detections) and grid.keep(f.timestamp_s)]
+    todo = [
+        (k, f)
+        for k, f in enumerate(found)
+        if any(d.label == CLOCK_LABEL for d in f.detections) and grid.keep(f.timestamp_s)
+    ]
     if not todo:
         return found
     threshold = min_score.get(CLOCK_LABEL, DETECT.min_score) if isinstance(min_score, Mapping) else min_score
@@ -169,8 +218,11 @@ def link_tracks(frames: list[FrameDetections], *, min_iou: float = DETECT.track_
         taken: set[int] = set()
         linked = []
         for d in sorted(f.detections, key=lambda d: -d.score):
-            candidates = [(t, max(_iou(box, d), _iou(_moved(box, vx * (f.timestamp_s - at), vy * (f.timestamp_s - at)), d)))
-                          for t, (box, at, vx, vy) in enumerate(last) if t not in taken and box.label == d.label]
+            candidates = [
+                (t, max(_iou(box, d), _iou(_moved(box, vx * (f.timestamp_s - at), vy * (f.timestamp_s - at)), d)))
+                for t, (box, at, vx, vy) in enumerate(last)
+                if t not in taken and box.label == d.label
+            ]
             tid, iou = max(candidates, key=lambda c: c[1], default=(None, 0.0))
             if tid is None or iou < min_iou:
                 tid = len(last)
@@ -178,7 +230,11 @@ def link_tracks(frames: list[FrameDetections], *, min_iou: float = DETECT.track_
             else:
                 box, at, _, _ = last[tid]
                 dt = f.timestamp_s - at
-                velocity = ((d.x + d.w / 2 - box.x - box.w / 2) / dt, (d.y + d.h / 2 - box.y - box.h / 2) / dt) if dt > 0 else (0.0, 0.0)
+                velocity = (
+                    ((d.x + d.w / 2 - box.x - box.w / 2) / dt, (d.y + d.h / 2 - box.y - box.h / 2) / dt)
+                    if dt > 0
+                    else (0.0, 0.0)
+                )
                 last[tid] = (d, f.timestamp_s, *velocity)
             taken.add(tid)
             linked.append(replace(d, track=tid))
@@ -190,7 +246,9 @@ def _moved(box: Detection, dx: float, dy: float) -> Detection:
     return replace(box, x=box.x + dx, y=box.y + dy)
 
 
-def drop_unreadable_tracks(frames: list[FrameDetections], threshold: float = DETECT.readable_threshold) -> list[FrameDetections]:
+def drop_unreadable_tracks(
+    frames: list[FrameDetections], threshold: float = DETECT.readable_threshold
+) -> list[FrameDetections]:
     """Without the clocks whose dial was read and never found readable: a clock track with at least one reading
     (``read_time``) none of which reaches ``threshold`` loses its detections, so it makes no segment. Emblems, moons
     and wheels that a detector takes for clocks read as unreadable (docs/DETECTOR.md); a track never read is kept."""
@@ -220,8 +278,13 @@ def _iou(a: Detection, b: Detection) -> float:
 def _with_reading(seg: Segment, frames: list[FrameDetections]) -> Segment:
     """The segment's clock read once: every reading of its track, fused (``clocktime.fuse``: the hand moves
     on while the clip plays), moved back to the segment's start."""
-    readings = [(f.timestamp_s, d.clock_time) for f in frames if seg.start_frame <= f.frame_no <= seg.end_frame
-                for d in f.detections if d.clock_time is not None and d.track == seg.track]
+    readings = [
+        (f.timestamp_s, d.clock_time)
+        for f in frames
+        if seg.start_frame <= f.frame_no <= seg.end_frame
+        for d in f.detections
+        if d.clock_time is not None and d.track == seg.track
+    ]
     fused = fuse(readings)
     if fused is None:
         return seg
@@ -365,8 +428,15 @@ Prepare = Callable[["FrameBatch", int], object]
 Infer = Callable[["FrameBatch", object], Sequence[Sequence[Detection]]]
 
 
-def detect_frames(reader: FrameReader, options: DetectOptions, *, prepare: Prepare, infer: Infer,
-                  clock_reader: ClockReader | None = None, depth: int = 2) -> Iterator[tuple[FrameBatch, list[FrameDetections]]]:
+def detect_frames(
+    reader: FrameReader,
+    options: DetectOptions,
+    *,
+    prepare: Prepare,
+    infer: Infer,
+    clock_reader: ClockReader | None = None,
+    depth: int = 2,
+) -> Iterator[tuple[FrameBatch, list[FrameDetections]]]:
     """The one decode -> detect -> read loop, over one reader (a whole video or a chunk of it): each batch with its
     frames' detections. ``prepare(batch, stride)`` builds the model's views of a batch in the decoding thread, ``depth``
     batches ahead; ``infer(batch, prepared)`` gives each frame's detections at the hysteresis threshold (in process, or
@@ -379,8 +449,10 @@ def detect_frames(reader: FrameReader, options: DetectOptions, *, prepare: Prepa
     with Prefetch(((batch, prepare(batch, stride)) for batch in reader), depth) as ahead:
         while (item := ahead.get()) is not None:
             batch, prepared = item
-            found = [FrameDetections(i, t, list(d)) for i, t, d in
-                     zip(batch.indexes, batch.timestamps, infer(batch, prepared), strict=True)]
+            found = [
+                FrameDetections(i, t, list(d))
+                for i, t, d in zip(batch.indexes, batch.timestamps, infer(batch, prepared), strict=True)
+            ]
             if grid is not None:
                 found = read_clocks(clock_reader, batch, found, grid, min_score=options.min_score)
             yield batch, found
@@ -394,16 +466,26 @@ def in_process(detector: Detector, options: DetectOptions) -> tuple[Prepare, Inf
         return detector.prepare(batch, options.views, stride)
 
     def infer(batch, prepared):
-        return detector.postprocess(detector.infer(detector.model_input(prepared)), prepared, min_score=threshold,
-                                    labels=options.labels)
+        return detector.postprocess(
+            detector.infer(detector.model_input(prepared)), prepared, min_score=threshold, labels=options.labels
+        )
 
     return prepare, infer
 
 
-def detect_video(path: str | Path, options: DetectOptions | None = None, *, detector: Detector | None = None,
-                 batch_size: int | None = None, rules: SegmentRules = SegmentRules(), clock_reader: ClockReader | None = None,
-                 progress: ProgressFn | None = None, **overrides) -> VideoResult:
-    """Find clocks (``options.labels``) in ``path`` as ``options`` say (``clockwork.timeline.options.DetectOptions``; None: the
+def detect_video(
+    path: str | Path,
+    options: DetectOptions | None = None,
+    *,
+    detector: Detector | None = None,
+    batch_size: int | None = None,
+    rules: SegmentRules = SegmentRules(),
+    clock_reader: ClockReader | None = None,
+    progress: ProgressFn | None = None,
+    **overrides,
+) -> VideoResult:
+    """Find clocks (``options.labels``) in ``path`` as ``options`` say
+    (``clockwork.timeline.options.DetectOptions``; None: the
     defaults, a scan). Keyword ``overrides`` build the options instead (``scan``, ``sample_fps``, ``views``, ``labels``,
     ``min_score``, ``multiscale_fps``, ``read_time``; ``sample_fps=None`` is every frame, as in the result JSON).
 
@@ -431,9 +513,12 @@ def detect_video(path: str | Path, options: DetectOptions | None = None, *, dete
         done_s, decoded, frame_s = 0.0, 0, 1.0 / info.fps if info.fps else 0.0
         for a, b in p.ranges:
             span_s = (b if b is not None else info.duration_s) - a
-            with FrameReader(path, device=detector.device, sample_fps=p.rate, start_s=a, end_s=b, batch_size=batch_size,
-                             info=info) as reader:
-                for batch, found in detect_frames(reader, options, prepare=prepare, infer=infer, clock_reader=clock_reader):
+            with FrameReader(
+                path, device=detector.device, sample_fps=p.rate, start_s=a, end_s=b, batch_size=batch_size, info=info
+            ) as reader:
+                for batch, found in detect_frames(
+                    reader, options, prepare=prepare, infer=infer, clock_reader=clock_reader
+                ):
                     builder.add(found)
                     if progress:
                         seen = min(max(batch.timestamps[-1] + frame_s - a, 0.0), span_s)

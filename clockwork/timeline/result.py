@@ -41,15 +41,29 @@ class Detection:
 
     def to_json(self) -> dict:
         return {
-            "x": round(self.x, 1), "y": round(self.y, 1), "w": round(self.w, 1), "h": round(self.h, 1),
-            "type": self.label, "label": self.label, "score": round(self.score, 4), "track": self.track,
+            "x": round(self.x, 1),
+            "y": round(self.y, 1),
+            "w": round(self.w, 1),
+            "h": round(self.h, 1),
+            "type": self.label,
+            "label": self.label,
+            "score": round(self.score, 4),
+            "track": self.track,
             **({"clock_time": self.clock_time.to_json()} if self.clock_time else {}),
         }
 
     @classmethod
     def from_json(cls, d: dict) -> Detection:
-        return cls(float(d["x"]), float(d["y"]), float(d["w"]), float(d["h"]), str(d["label"]), float(d["score"]),
-                   d.get("track"), ClockTime.from_json(d.get("clock_time")))
+        return cls(
+            float(d["x"]),
+            float(d["y"]),
+            float(d["w"]),
+            float(d["h"]),
+            str(d["label"]),
+            float(d["score"]),
+            d.get("track"),
+            ClockTime.from_json(d.get("clock_time")),
+        )
 
 
 @dataclass(slots=True)
@@ -61,8 +75,11 @@ class FrameDetections:
     detections: list[Detection]
 
     def to_json(self) -> dict:
-        return {"frame_no": self.frame_no, "timestamp_s": round(self.timestamp_s, 6),
-                "detections": [d.to_json() for d in self.detections]}
+        return {
+            "frame_no": self.frame_no,
+            "timestamp_s": round(self.timestamp_s, 6),
+            "detections": [d.to_json() for d in self.detections],
+        }
 
     @classmethod
     def from_json(cls, d: dict) -> FrameDetections:
@@ -96,9 +113,12 @@ class VideoResult:
     frame_data: list[FrameDetections] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
     views: list[str] = field(default_factory=lambda: ["full"])  # which views of each frame the model saw
-    # where every frame was examined, the views after the first ran on about this many frames a second (None: every frame)
+    # where every frame was examined, the views after the first ran on about this many frames a second (None: every
+    # frame)
     multiscale_fps: float | None = None
-    scan: dict | None = None  # coarse-to-fine scan (clockwork.timeline.scan): the coarse rate and the windows seen at every frame
+    scan: dict | None = (
+        None  # coarse-to-fine scan (clockwork.timeline.scan): the coarse rate and the windows seen at every frame
+    )
     # what the container claims that a cut-short file would fail: {"checked_against": "frames listed" | "segment size" |
     # "none", "claimed": n | None}; "none" (MPEG-TS) says no truncation could be checked
     completeness: dict | None = None
@@ -120,19 +140,26 @@ class VideoResult:
         [start_s, end_s] (``clockwork.timeread.clocktime.fuse``); None when none was read."""
         from clockwork.timeread.clocktime import fuse
 
-        readings = [(f.timestamp_s, d.clock_time) for f in self.frame_data if start_s - 1e-6 <= f.timestamp_s <= end_s + 1e-6
-                    for d in f.detections if d.label == label and d.clock_time is not None]
+        readings = [
+            (f.timestamp_s, d.clock_time)
+            for f in self.frame_data
+            if start_s - 1e-6 <= f.timestamp_s <= end_s + 1e-6
+            for d in f.detections
+            if d.label == label and d.clock_time is not None
+        ]
         fused = fuse(readings)
         if fused is None:
             return None
         drift = (readings[0][0] - start_s) / 60.0 if readings else 0.0  # fused at the first reading: back to start_s
         return ClockTime(int(round(fused.minutes - drift)) % 720, fused.confidence, fused.readable)
 
-    def build_segments(self, rules: SegmentRules = SegmentRules(), *, label: str | None = None,
-                       min_score: float = 0.0) -> list[Segment]:
+    def build_segments(
+        self, rules: SegmentRules = SegmentRules(), *, label: str | None = None, min_score: float = 0.0
+    ) -> list[Segment]:
         """Segments from this result's frames under ``rules``: the same rule the detection run used."""
-        hits = [h for f in self.frame_data for h in f.hits()
-                if (label is None or h.label == label) and h.score >= min_score]
+        hits = [
+            h for f in self.frame_data for h in f.hits() if (label is None or h.label == label) and h.score >= min_score
+        ]
         return build_segments(hits, fps=self.segment_fps, duration_s=self.duration_s, rules=rules)
 
     @classmethod
@@ -140,13 +167,22 @@ class VideoResult:
         if d.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
             raise ValueError(f"result schema_version {d.get('schema_version')!r} is not {SCHEMA_VERSION}")
         return cls(
-            video_file=d["video_file"], fps=float(d["fps"]), width=int(d["width"]), height=int(d["height"]),
-            duration_s=float(d["duration_s"]), frames_total=int(d["frames_total"]),
-            frames_processed=int(d["frames_processed"]), model=d.get("model") or {}, labels=d.get("labels"),
-            min_score=d.get("min_score"), sample_fps=d.get("sample_fps"),
+            video_file=d["video_file"],
+            fps=float(d["fps"]),
+            width=int(d["width"]),
+            height=int(d["height"]),
+            duration_s=float(d["duration_s"]),
+            frames_total=int(d["frames_total"]),
+            frames_processed=int(d["frames_processed"]),
+            model=d.get("model") or {},
+            labels=d.get("labels"),
+            min_score=d.get("min_score"),
+            sample_fps=d.get("sample_fps"),
             frame_data=[FrameDetections.from_json(f) for f in d.get("frame_data", [])],
             segments=[Segment.from_json(s) for s in d.get("segments", [])],
-            views=list(d.get("views", ["full"])), multiscale_fps=d.get("multiscale_fps"), scan=d.get("scan"),
+            views=list(d.get("views", ["full"])),
+            multiscale_fps=d.get("multiscale_fps"),
+            scan=d.get("scan"),
             completeness=d.get("completeness"),
         )
 

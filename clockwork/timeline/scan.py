@@ -33,8 +33,9 @@ def coarse_fps(fps: float, gap_s: float = SEGMENTS.gap_s, scan_fps: float = DETE
     return min(rate, fps) if fps and fps > 0 else rate
 
 
-def refine_windows(states: Iterable[tuple[float, str, int]], *, step_s: float, duration_s: float,
-                   frame_s: float) -> list[tuple[float, float]]:
+def refine_windows(
+    states: Iterable[tuple[float, str, int]], *, step_s: float, duration_s: float, frame_s: float
+) -> list[tuple[float, float]]:
     """Where to look at every frame: time ranges ``[a, b)`` around each coarse tick whose state differs
     from its neighbour's. ``states`` are ``(timestamp_s, label, state)`` of the coarse frames with a
     detection, ``state`` 1 for a weak hit (hold threshold) and 2 for a strong one; a tick without an
@@ -66,14 +67,25 @@ def refine_windows(states: Iterable[tuple[float, str, int]], *, step_s: float, d
     return [(round(a, 6), round(b, 6)) for a, b in merged]
 
 
-def scan_record(coarse: float, windows: list[tuple[float, float]], frames_coarse: int, frames_refined: int) -> dict[str, Any]:
+def scan_record(
+    coarse: float, windows: list[tuple[float, float]], frames_coarse: int, frames_refined: int
+) -> dict[str, Any]:
     """The result's ``scan`` field: which frames were examined."""
-    return {"coarse_fps": round(coarse, 4), "refined": [[a, b] for a, b in windows],
-            "frames_coarse": frames_coarse, "frames_refined": frames_refined}
+    return {
+        "coarse_fps": round(coarse, 4),
+        "refined": [[a, b] for a, b in windows],
+        "frames_coarse": frames_coarse,
+        "frames_refined": frames_refined,
+    }
 
 
-def resolve_mode(scan: bool | None, sample_fps: float | None, *, default_scan: bool = DETECT.scan,
-                 default_sample_fps: float | None = DETECT.sample_fps) -> tuple[bool, float | None]:
+def resolve_mode(
+    scan: bool | None,
+    sample_fps: float | None,
+    *,
+    default_scan: bool = DETECT.scan,
+    default_sample_fps: float | None = DETECT.sample_fps,
+) -> tuple[bool, float | None]:
     """``(scan, sample_fps)`` from what a caller said; ``None`` is "not said", a ``sample_fps`` of 0 is every frame.
 
     Scanning is the default; naming a ``sample_fps`` asks for sampled mode (every frame at 0) and turns the scan
@@ -81,8 +93,10 @@ def resolve_mode(scan: bool | None, sample_fps: float | None, *, default_scan: b
     if scan is None:
         scan = default_scan and sample_fps is None
     if scan and sample_fps is not None:
-        raise ValueError("sample_fps sets the rate of sampled mode, and a scan chooses its own frames: "
-                         "leave sample_fps out, or turn the scan off")
+        raise ValueError(
+            "sample_fps sets the rate of sampled mode, and a scan chooses its own frames: "
+            "leave sample_fps out, or turn the scan off"
+        )
     if scan:
         return True, None
     rate = default_sample_fps if sample_fps is None else sample_fps

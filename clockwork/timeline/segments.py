@@ -32,7 +32,9 @@ class SegmentRules:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"Invalid {name} ({value!r}). Supported values are finite numbers >= 0.")
         if self.max_length_s is not None and not (math.isfinite(self.max_length_s) and self.max_length_s > 0):
-            raise ValueError(f"Invalid max_length_s ({self.max_length_s!r}). Supported values are None or a number > 0.")
+            raise ValueError(
+                f"Invalid max_length_s ({self.max_length_s!r}). Supported values are None or a number > 0."
+            )
 
 
 @dataclass(frozen=True)
@@ -64,16 +66,30 @@ class Segment:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "label": self.label, "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
-            "start_frame": self.start_frame, "end_frame": self.end_frame,
-            "max_score": round(self.max_score, 4), "frames": self.frames, "track": self.track,
+            "label": self.label,
+            "start_s": round(self.start_s, 3),
+            "end_s": round(self.end_s, 3),
+            "start_frame": self.start_frame,
+            "end_frame": self.end_frame,
+            "max_score": round(self.max_score, 4),
+            "frames": self.frames,
+            "track": self.track,
             **({"clock_time": self.clock_time.to_json()} if self.clock_time else {}),
         }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Segment:
-        return cls(d["label"], float(d["start_s"]), float(d["end_s"]), int(d["start_frame"]), int(d["end_frame"]),
-                   float(d["max_score"]), int(d["frames"]), d.get("track"), ClockTime.from_json(d.get("clock_time")))
+        return cls(
+            d["label"],
+            float(d["start_s"]),
+            float(d["end_s"]),
+            int(d["start_frame"]),
+            int(d["end_frame"]),
+            float(d["max_score"]),
+            int(d["frames"]),
+            d.get("track"),
+            ClockTime.from_json(d.get("clock_time")),
+        )
 
 
 def segment_fps(fps: float, sample_fps: float | None) -> float:
@@ -126,8 +142,17 @@ def build_segments(
                 p_end = p_end + rules.padding_s
                 if duration_s > 0:
                     p_end = min(p_end, duration_s)
-                out.append(Segment(label, p_start, p_end, p_hits[0].frame_no, p_hits[-1].frame_no,
-                                   max(h.score for h in p_hits), len(p_hits)))
+                out.append(
+                    Segment(
+                        label,
+                        p_start,
+                        p_end,
+                        p_hits[0].frame_no,
+                        p_hits[-1].frame_no,
+                        max(h.score for h in p_hits),
+                        len(p_hits),
+                    )
+                )
     out.sort(key=lambda s: (s.start_s, s.label))
     return out
 

@@ -25,8 +25,12 @@ class ClockTime:
         return dial_clock(self.minutes)
 
     def to_json(self) -> dict[str, Any]:
-        return {"minutes": self.minutes, "hhmm": self.hhmm, "confidence": round(self.confidence, 4),
-                "readable": round(self.readable, 4)}
+        return {
+            "minutes": self.minutes,
+            "hhmm": self.hhmm,
+            "confidence": round(self.confidence, 4),
+            "readable": round(self.readable, 4),
+        }
 
     @classmethod
     def from_json(cls, d: dict[str, Any] | None) -> ClockTime | None:
@@ -56,13 +60,13 @@ def _hours_minutes(text: str, max_hour: int, supported: str) -> tuple[int, int]:
 
 
 def hhmm_to_minutes(text: str) -> int:
-    """"H:MM" or "HH:MM" (24-hour accepted) -> minutes 0..719 on a 12-hour dial."""
+    """ "H:MM" or "HH:MM" (24-hour accepted) -> minutes 0..719 on a 12-hour dial."""
     h, m = _hours_minutes(text, 24, "look like 10:10 or 22:10")
     return (h % 12) * 60 + m
 
 
 def parse_day_time(text: str) -> int:
-    """"HH:MM" on a 24-hour clock -> minutes after midnight (10:10 is a.m., 22:10 p.m.)."""
+    """ "HH:MM" on a 24-hour clock -> minutes after midnight (10:10 is a.m., 22:10 p.m.)."""
     h, m = _hours_minutes(text, 23, "are HH:MM on a 24-hour clock, like 10:10 or 22:10")
     return h * 60 + m
 
@@ -83,7 +87,9 @@ def fuse(readings: Sequence[tuple[float, ClockTime]], *, threshold: float = 0.5)
     if not good:
         return None
     t0 = good[0][0]
-    angles = [(2 * math.pi * ((r.minutes - (t - t0) / 60.0) % MINUTES) / MINUTES, r.confidence * r.readable) for t, r in good]
+    angles = [
+        (2 * math.pi * ((r.minutes - (t - t0) / 60.0) % MINUTES) / MINUTES, r.confidence * r.readable) for t, r in good
+    ]
     sx = sum(w * math.cos(a) for a, w in angles)
     sy = sum(w * math.sin(a) for a, w in angles)
     minutes = int(round((math.atan2(sy, sx) % (2 * math.pi)) / (2 * math.pi) * MINUTES)) % MINUTES

@@ -40,8 +40,13 @@ WEIGHTS_SHA256 = "afbc50517b09bd3215a59eda48969dfde6153b0526381957ab80435e83e390
 class _Residual(nn.Module):
     def __init__(self, c: int):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
-                                  nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
+        self.body = nn.Sequential(
+            nn.Conv2d(c, c, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c, c, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(c),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(x + self.body(x))
@@ -59,14 +64,22 @@ class ReaderNet(nn.Module):
         super().__init__()
 
         def conv(cin, cout, stride):
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+            )
 
         self.features = nn.Sequential(
-            conv(5, 32, 2), _Residual(32),                    # 48
-            conv(32, 64, 2), _Residual(64),                   # 24
-            conv(64, 128, 2), _Residual(128), _Residual(128),  # 12
-            conv(128, 256, 2), _Residual(256),                # 6
-            nn.Conv2d(256, 64, 1), nn.ReLU(inplace=True),
+            conv(5, 32, 2),
+            _Residual(32),  # 48
+            conv(32, 64, 2),
+            _Residual(64),  # 24
+            conv(64, 128, 2),
+            _Residual(128),
+            _Residual(128),  # 12
+            conv(128, 256, 2),
+            _Residual(256),  # 6
+            nn.Conv2d(256, 64, 1),
+            nn.ReLU(inplace=True),
         )
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(64 * 6 * 6, 512), nn.ReLU(inplace=True), nn.Dropout(0.1))
         self.minutes = nn.Linear(512, MINUTES)
@@ -104,7 +117,8 @@ def crop_box(image: np.ndarray | torch.Tensor, box: Sequence[float], size: int =
 
 def _host_region(image: torch.Tensor, cx: float, cy: float, side: float) -> tuple[np.ndarray, int, int]:
     """The part of ``image`` a crop of ``side`` around (cx, cy) samples, two pixels to spare, copied to the host, and
-    its top-left corner. Cropping this part equals cropping the whole image: at the image's edges both repeat the edge."""
+    its top-left corner. Cropping this part equals cropping the whole image: at the image's edges both repeat the
+    edge."""
     hgt, wid = int(image.shape[0]), int(image.shape[1])
     half = side / 2 + 2
     x0 = min(wid - 1, max(0, int(np.floor(cx - half))))
@@ -125,7 +139,10 @@ def decode(minute_logits: torch.Tensor, readable_logit: torch.Tensor) -> list[Re
     idx = torch.stack([(best - 1) % MINUTES, best, (best + 1) % MINUTES], -1)
     conf = p.gather(-1, idx).sum(-1)
     readable = readable_logit.float().sigmoid()
-    return [Reading(int(b), float(c), float(r)) for b, c, r in zip(best.tolist(), conf.tolist(), readable.tolist(), strict=True)]
+    return [
+        Reading(int(b), float(c), float(r))
+        for b, c, r in zip(best.tolist(), conf.tolist(), readable.tolist(), strict=True)
+    ]
 
 
 class ClockReader:
@@ -134,14 +151,18 @@ class ClockReader:
     def __init__(self, weights: str | Path | None = None, *, device: str | torch.device = "cpu"):
         path = Path(weights) if weights else WEIGHTS
         if not path.is_file():
-            raise ModelError(f"clock reader weights not found: {path} (train them with python -m clockwork.training.train_reader)")
+            raise ModelError(
+                f"clock reader weights not found: {path} (train them with python -m clockwork.training.train_reader)"
+            )
         self.sha256 = pinned_sha256(path, WEIGHTS_SHA256) if weights is None else sha256_of(path)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             self.net = ReaderNet()
             self.net.load_state_dict({k: v.float() for k, v in state["model"].items()})
         except Exception as exc:
-            raise ModelError(f"{path}: not clock reader weights ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+            raise ModelError(
+                f"{path}: not clock reader weights ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+            ) from None
         self.device = torch.device(device)
         self.net.to(self.device).eval()
 

@@ -26,10 +26,19 @@ HERSHEY_EVAL = (cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.F
 ROMAN = ("XII", "I", "II", "III", "IIII", "V", "VI", "VII", "VIII", "IX", "X", "XI")
 
 # (face, ink) pairs; eval palettes are kept out of training
-PALETTES_TRAIN = (((245, 245, 240), (20, 20, 20)), ((250, 240, 215), (40, 30, 20)), ((30, 30, 35), (235, 235, 235)),
-                  ((230, 235, 245), (10, 30, 80)), ((255, 255, 255), (0, 0, 0)))
-PALETTES_EVAL = (((240, 230, 200), (90, 40, 20)), ((20, 40, 90), (245, 220, 120)), ((200, 215, 200), (20, 50, 30)),
-                 ((250, 250, 250), (120, 20, 20)))
+PALETTES_TRAIN = (
+    ((245, 245, 240), (20, 20, 20)),
+    ((250, 240, 215), (40, 30, 20)),
+    ((30, 30, 35), (235, 235, 235)),
+    ((230, 235, 245), (10, 30, 80)),
+    ((255, 255, 255), (0, 0, 0)),
+)
+PALETTES_EVAL = (
+    ((240, 230, 200), (90, 40, 20)),
+    ((20, 40, 90), (245, 220, 120)),
+    ((200, 215, 200), (20, 50, 30)),
+    ((250, 250, 250), (120, 20, 20)),
+)
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,8 @@ def random_style(rng: np.random.Generator, split: str = "train") -> ClockStyle:
     """A random style from the ``split`` family.
 
     - "train": training typefaces and palettes, round and square dials, line and tapered hands;
-    - "eval": the detector's evaluation set (clockwork.training.evalset): other typefaces and palettes, any dial and hands;
+    - "eval": the detector's evaluation set (clockwork.training.evalset): other typefaces and palettes, any dial and
+    hands;
     - "heldout": the time reader's test set: eval typefaces and palettes, octagonal or double-rimmed round
       dials, arrow hands, Roman or Arabic numerals; no typeface, palette, hand shape or octagon of it
       is ever used in training.
@@ -70,8 +80,14 @@ def random_style(rng: np.random.Generator, split: str = "train") -> ClockStyle:
         raise ValueError(f"Invalid split ({split!r}). Supported values are {', '.join(SPLITS)}.")
     if split == "heldout":
         base = random_style(rng, "eval")
-        return replace(base, shape=str(rng.choice(["round", "octagon"])), double_rim=True, hands="arrow",
-                       markers=str(rng.choice(["roman", "arabic"])), strap=False)
+        return replace(
+            base,
+            shape=str(rng.choice(["round", "octagon"])),
+            double_rim=True,
+            hands="arrow",
+            markers=str(rng.choice(["roman", "arabic"])),
+            strap=False,
+        )
     palettes = PALETTES_TRAIN if split == "train" else PALETTES_EVAL
     fonts = HERSHEY_TRAIN if split == "train" else HERSHEY_EVAL
     face, ink = palettes[rng.integers(len(palettes))]
@@ -80,23 +96,36 @@ def random_style(rng: np.random.Generator, split: str = "train") -> ClockStyle:
     rim = ink if rng.random() < 0.5 else tuple(int(v) for v in rng.integers(0, 256, size=3))
     style = ClockStyle(
         shape=str(rng.choice(["round", "round", "round", "square", "octagon"])),
-        face=face, ink=ink, rim=rim, rim_width=float(rng.uniform(0.02, 0.12)), double_rim=bool(rng.random() < 0.3),
+        face=face,
+        ink=ink,
+        rim=rim,
+        rim_width=float(rng.uniform(0.02, 0.12)),
+        double_rim=bool(rng.random() < 0.3),
         markers=str(rng.choice(["arabic", "arabic", "roman", "bars", "dots", "ticks", "none"])),
-        font=int(fonts[rng.integers(len(fonts))]), minute_ticks=bool(rng.random() < 0.6),
+        font=int(fonts[rng.integers(len(fonts))]),
+        minute_ticks=bool(rng.random() < 0.6),
         hands=str(rng.choice(["line", "taper", "arrow"])),
         hand_color=ink if rng.random() < 0.7 else tuple(int(v) for v in rng.integers(0, 256, size=3)),
-        hour_len=float(rng.uniform(0.4, 0.58)), minute_len=float(rng.uniform(0.7, 0.9)),
-        hand_width=float(rng.uniform(0.025, 0.07)), second_hand=bool(rng.random() < 0.4),
+        hour_len=float(rng.uniform(0.4, 0.58)),
+        minute_len=float(rng.uniform(0.7, 0.9)),
+        hand_width=float(rng.uniform(0.025, 0.07)),
+        second_hand=bool(rng.random() < 0.4),
         second_color=tuple(int(v) for v in rng.integers(0, 256, size=3)) if rng.random() < 0.3 else (200, 30, 30),
         strap=bool(rng.random() < 0.12),
     )
     if split == "train":  # arrow hands, octagons and the eval palettes are held out of training
-        style = replace(style, shape="square" if style.shape == "octagon" else style.shape,
-                        hands=str(rng.choice(HANDS_TRAIN)))
+        style = replace(
+            style, shape="square" if style.shape == "octagon" else style.shape, hands=str(rng.choice(HANDS_TRAIN))
+        )
         if rng.random() < 0.5:
             face, ink = _random_palette(rng)
-            style = replace(style, face=face, ink=ink, rim=ink if rng.random() < 0.5 else style.rim,
-                            hand_color=ink if rng.random() < 0.7 else style.hand_color)
+            style = replace(
+                style,
+                face=face,
+                ink=ink,
+                rim=ink if rng.random() < 0.5 else style.rim,
+                hand_color=ink if rng.random() < 0.7 else style.hand_color,
+            )
     return style
 
 
@@ -104,7 +133,8 @@ HANDS_TRAIN = ("line", "taper", "leaf", "lollipop", "baton", "outline")
 
 
 def _random_palette(rng: np.random.Generator) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    """A face and ink of random colours that contrast (luminance apart by 90 or more) and are not near an eval palette."""
+    """A face and ink of random colours that contrast (luminance apart by 90 or more) and are not near an eval
+    palette."""
     lum = lambda c: 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]  # noqa: E731
     while True:
         face, ink = (tuple(int(v) for v in rng.integers(0, 256, size=3)) for _ in range(2))
@@ -124,9 +154,15 @@ def _polygon(shape: str, c: float, r: float) -> np.ndarray:
     if shape == "square":
         return np.array([[c - r, c - r], [c + r, c - r], [c + r, c + r], [c - r, c + r]])
     if shape == "octagon":
-        return np.array([[c + r * math.cos(math.radians(22.5 + 45 * i)), c + r * math.sin(math.radians(22.5 + 45 * i))]
-                         for i in range(8)])
-    return np.array([[c + r * math.cos(2 * math.pi * i / 96), c + r * math.sin(2 * math.pi * i / 96)] for i in range(96)])
+        return np.array(
+            [
+                [c + r * math.cos(math.radians(22.5 + 45 * i)), c + r * math.sin(math.radians(22.5 + 45 * i))]
+                for i in range(8)
+            ]
+        )
+    return np.array(
+        [[c + r * math.cos(2 * math.pi * i / 96), c + r * math.sin(2 * math.pi * i / 96)] for i in range(96)]
+    )
 
 
 def _hand(img, c, angle_deg, length, width, style: str, color) -> None:
@@ -140,17 +176,24 @@ def _hand(img, c, angle_deg, length, width, style: str, color) -> None:
         cv2.line(img, _pt(tail), _pt(tip), col, max(1, int(width)), cv2.LINE_AA)
         return
     if style in ("taper", "outline"):
-        pts = [(tail[0] + px * width * 0.6, tail[1] + py * width * 0.6), (tip[0], tip[1]),
-               (tail[0] - px * width * 0.6, tail[1] - py * width * 0.6)]
+        pts = [
+            (tail[0] + px * width * 0.6, tail[1] + py * width * 0.6),
+            (tip[0], tip[1]),
+            (tail[0] - px * width * 0.6, tail[1] - py * width * 0.6),
+        ]
         if style == "outline":  # a skeleton hand: the tapered shape drawn as an outline
-            cv2.polylines(img, [np.array([_pt(p) for p in pts], np.int32)], True, col, max(1, int(width * 0.3)), cv2.LINE_AA)
+            cv2.polylines(
+                img, [np.array([_pt(p) for p in pts], np.int32)], True, col, max(1, int(width * 0.3)), cv2.LINE_AA
+            )
             return
     elif style == "leaf":  # a lozenge, widest at 40% of its length
         mid = (c + ux * length * 0.4, c + uy * length * 0.4)
         pts = [tail, (mid[0] + px * width, mid[1] + py * width), tip, (mid[0] - px * width, mid[1] - py * width)]
     elif style == "lollipop":  # a thin shaft with a disc near the tip
         cv2.line(img, _pt(tail), _pt(tip), col, max(1, int(width * 0.4)), cv2.LINE_AA)
-        cv2.circle(img, _pt((c + ux * length * 0.8, c + uy * length * 0.8)), max(2, int(width * 1.1)), col, -1, cv2.LINE_AA)
+        cv2.circle(
+            img, _pt((c + ux * length * 0.8, c + uy * length * 0.8)), max(2, int(width * 1.1)), col, -1, cv2.LINE_AA
+        )
         return
     elif style == "baton":  # a bar with a round counterweight behind the centre
         back = (c - ux * length * 0.25, c - uy * length * 0.25)
@@ -158,9 +201,20 @@ def _hand(img, c, angle_deg, length, width, style: str, color) -> None:
         cv2.circle(img, _pt(back), max(2, int(width * 1.4)), col, -1, cv2.LINE_AA)
         return
     else:  # arrow: a shaft and a head
-        cv2.line(img, _pt(tail), _pt((c + ux * length * 0.75, c + uy * length * 0.75)), col, max(1, int(width * 0.6)), cv2.LINE_AA)
+        cv2.line(
+            img,
+            _pt(tail),
+            _pt((c + ux * length * 0.75, c + uy * length * 0.75)),
+            col,
+            max(1, int(width * 0.6)),
+            cv2.LINE_AA,
+        )
         base = (c + ux * length * 0.72, c + uy * length * 0.72)
-        pts = [(base[0] + px * width * 1.3, base[1] + py * width * 1.3), tip, (base[0] - px * width * 1.3, base[1] - py * width * 1.3)]
+        pts = [
+            (base[0] + px * width * 1.3, base[1] + py * width * 1.3),
+            tip,
+            (base[0] - px * width * 1.3, base[1] - py * width * 1.3),
+        ]
     cv2.fillPoly(img, [np.array([_pt(p) for p in pts], np.int32)], col, cv2.LINE_AA)
 
 
@@ -168,7 +222,9 @@ def _pt(p) -> tuple[int, int]:
     return int(round(p[0])), int(round(p[1]))
 
 
-def draw_clock_face(style: ClockStyle, hour: int, minute: int, second: float | None = None, size: int = 256) -> np.ndarray:
+def draw_clock_face(
+    style: ClockStyle, hour: int, minute: int, second: float | None = None, size: int = 256
+) -> np.ndarray:
     """The clock as RGBA uint8 (``size`` x ``size``), transparent outside the case (and strap)."""
     ss = 2  # supersampling
     d = size * ss
@@ -185,7 +241,14 @@ def draw_clock_face(style: ClockStyle, hour: int, minute: int, second: float | N
     cv2.fillPoly(img, [_polygon(style.shape, c, inner).astype(np.int32)], (*style.face, 255), cv2.LINE_AA)
     ink = (*style.ink, 255)
     if style.double_rim:
-        cv2.polylines(img, [_polygon(style.shape, c, inner * 0.93).astype(np.int32)], True, ink, max(1, int(r * 0.012)), cv2.LINE_AA)
+        cv2.polylines(
+            img,
+            [_polygon(style.shape, c, inner * 0.93).astype(np.int32)],
+            True,
+            ink,
+            max(1, int(r * 0.012)),
+            cv2.LINE_AA,
+        )
     ring = inner * 0.9
     for i in range(60):
         a = math.radians(i * 6)
@@ -201,7 +264,9 @@ def draw_clock_face(style: ClockStyle, hour: int, minute: int, second: float | N
         p1 = (c + math.sin(a) * ring, c - math.cos(a) * ring)
         p2 = (c + math.sin(a) * ring * (1 - length), c - math.cos(a) * ring * (1 - length))
         if style.markers == "dots" and hour_mark:
-            cv2.circle(img, _pt(((p1[0] + p2[0]) / 2, (p1[1] + p2[1]) / 2)), max(2, int(r * 0.035)), ink, -1, cv2.LINE_AA)
+            cv2.circle(
+                img, _pt(((p1[0] + p2[0]) / 2, (p1[1] + p2[1]) / 2)), max(2, int(r * 0.035)), ink, -1, cv2.LINE_AA
+            )
         else:
             cv2.line(img, _pt(p1), _pt(p2), ink, width, cv2.LINE_AA)
     if style.markers in ("arabic", "roman"):
@@ -237,7 +302,7 @@ def composite(background: np.ndarray, rgba: np.ndarray, x: int, y: int) -> np.nd
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, bw), min(y + h, bh)
     if x0 >= x1 or y0 >= y1:
         return out
-    patch = rgba[y0 - y:y1 - y, x0 - x:x1 - x].astype(np.float32)
+    patch = rgba[y0 - y : y1 - y, x0 - x : x1 - x].astype(np.float32)
     a = patch[..., 3:4] / 255.0
     region = out[y0:y1, x0:x1].astype(np.float32)
     out[y0:y1, x0:x1] = (patch[..., :3] * a + region * (1 - a)).astype(np.uint8)

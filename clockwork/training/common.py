@@ -14,14 +14,20 @@ import torch
 from clockwork.detect import model_store
 
 
-def parser(prog: str, doc: str, *, out: str, total_steps: int, batch: int, lr: float, eval_n: int) -> argparse.ArgumentParser:
+def parser(
+    prog: str, doc: str, *, out: str, total_steps: int, batch: int, lr: float, eval_n: int
+) -> argparse.ArgumentParser:
     """The arguments every training command takes, with the script's own defaults."""
     ap = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=out, help="checkpoint directory")
     ap.add_argument("--resume", help="a last.pt to go on from")
     ap.add_argument("--minutes", type=float, default=8.0, help="stop and checkpoint after this long")
-    ap.add_argument("--total-steps", type=int, default=total_steps,
-                    help="the learning rate's cosine runs over this many steps in all; stop there")
+    ap.add_argument(
+        "--total-steps",
+        type=int,
+        default=total_steps,
+        help="the learning rate's cosine runs over this many steps in all; stop there",
+    )
     ap.add_argument("--batch", type=int, default=batch)
     ap.add_argument("--lr", type=float, default=lr)
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
@@ -38,7 +44,9 @@ def refuse_below_one(ap: argparse.ArgumentParser, args: argparse.Namespace, *nam
 
 def learning_rate(peak: float, step: int, first: int, total: int, warmup: int) -> float:
     """A warm-up at the start of each command, then one cosine over ``total`` steps counted across commands."""
-    return peak * min(1.0, (step - first + 1) / warmup) * max(0.5 * (1 + math.cos(math.pi * min(step / total, 1.0))), 0.02)
+    return (
+        peak * min(1.0, (step - first + 1) / warmup) * max(0.5 * (1 + math.cos(math.pi * min(step / total, 1.0))), 0.02)
+    )
 
 
 def write_weights(payload: dict, dest: Path) -> str:
@@ -64,11 +72,19 @@ class Rendered(torch.utils.data.IterableDataset):
             yield self.render(rng, self.split)
 
 
-def loader(dataset: Rendered, batch: int, workers: int, device: torch.device, collate_fn=None) -> torch.utils.data.DataLoader:
+def loader(
+    dataset: Rendered, batch: int, workers: int, device: torch.device, collate_fn=None
+) -> torch.utils.data.DataLoader:
     """Rendering in ``workers`` processes (the GPU machine has 16 cores), batches pinned for the GPU."""
-    return torch.utils.data.DataLoader(dataset, batch_size=batch, collate_fn=collate_fn, num_workers=workers,
-                                       pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-                                       prefetch_factor=4 if workers else None)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch,
+        collate_fn=collate_fn,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers else None,
+    )
 
 
 def motion_blur(x: np.ndarray, rng: np.random.Generator, shortest: int, longest: int) -> np.ndarray:
@@ -78,5 +94,7 @@ def motion_blur(x: np.ndarray, rng: np.random.Generator, shortest: int, longest:
     k = int(rng.integers(shortest, longest))
     kernel = np.zeros((k, k), np.float32)
     kernel[k // 2] = 1.0 / k
-    kernel = cv2.warpAffine(kernel, cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), float(rng.uniform(0, 180)), 1.0), (k, k))
+    kernel = cv2.warpAffine(
+        kernel, cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), float(rng.uniform(0, 180)), 1.0), (k, k)
+    )
     return cv2.filter2D(x, -1, kernel / max(kernel.sum(), 1e-6))

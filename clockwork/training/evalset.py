@@ -58,7 +58,7 @@ def _background(rng: np.random.Generator) -> np.ndarray:
     scale = max(WIDTH / w, HEIGHT / h) * rng.uniform(1.0, 1.4)
     img = cv2.resize(img, (int(w * scale) + 1, int(h * scale) + 1), interpolation=cv2.INTER_LINEAR)
     y, x = rng.integers(0, img.shape[0] - HEIGHT + 1), rng.integers(0, img.shape[1] - WIDTH + 1)
-    return np.ascontiguousarray(img[y:y + HEIGHT, x:x + WIDTH])
+    return np.ascontiguousarray(img[y : y + HEIGHT, x : x + WIDTH])
 
 
 def _size(scale: str, rng: np.random.Generator) -> int:
@@ -100,7 +100,9 @@ def _alpha_box(rgba: np.ndarray, x: int, y: int) -> list[float]:
 
 def _placement(size: int, scale: str, rng: np.random.Generator) -> tuple[int, int]:
     if scale in ("fill", "close"):
-        return int((WIDTH - size) / 2 + rng.uniform(-0.15, 0.15) * WIDTH), int((HEIGHT - size) / 2 + rng.uniform(-0.1, 0.1) * size)
+        return int((WIDTH - size) / 2 + rng.uniform(-0.15, 0.15) * WIDTH), int(
+            (HEIGHT - size) / 2 + rng.uniform(-0.1, 0.1) * size
+        )
     return int(rng.uniform(0.02, 0.98) * (WIDTH - size)), int(rng.uniform(0.02, 0.98) * (HEIGHT - size))
 
 
@@ -109,7 +111,9 @@ def _photo_clock(size: int) -> np.ndarray:
     import skimage.data
 
     img = skimage.data.clock()[40:260, 90:330]
-    img = cv2.resize(np.dstack([img] * 3), (size, int(size * img.shape[0] / img.shape[1])), interpolation=cv2.INTER_AREA)
+    img = cv2.resize(
+        np.dstack([img] * 3), (size, int(size * img.shape[0] / img.shape[1])), interpolation=cv2.INTER_AREA
+    )
     return np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])
 
 
@@ -126,7 +130,7 @@ def _distractor(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
             src = np.dstack([src] * 3)
         if kind == "coins":
             y, x = rng.integers(0, src.shape[0] - 80), rng.integers(0, src.shape[1] - 80)
-            src = src[y:y + 80, x:x + 80]
+            src = src[y : y + 80, x : x + 80]
         src = cv2.resize(np.ascontiguousarray(src[..., :3]), (s, s), interpolation=cv2.INTER_LINEAR)
         mask = np.zeros((s, s), np.uint8)
         cv2.circle(mask, (c, c), r, 255, -1, cv2.LINE_AA)
@@ -141,13 +145,22 @@ def _distractor(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
         cv2.circle(img, (c, c), int(r * 0.8), (*ink, 255), max(2, s // 25), cv2.LINE_AA)
         for i in range(int(rng.integers(5, 9))):
             a = 2 * math.pi * i / 8 + rng.uniform(0, 0.3)
-            cv2.line(img, (c, c), (int(c + math.cos(a) * r * 0.8), int(c + math.sin(a) * r * 0.8)), (*ink, 255),
-                     max(2, s // 40), cv2.LINE_AA)
+            cv2.line(
+                img,
+                (c, c),
+                (int(c + math.cos(a) * r * 0.8), int(c + math.sin(a) * r * 0.8)),
+                (*ink, 255),
+                max(2, s // 40),
+                cv2.LINE_AA,
+            )
         cv2.circle(img, (c, c), int(r * 0.15), (*ink, 255), -1, cv2.LINE_AA)
     else:  # fan
         for i in range(3):
             a = 2 * math.pi * i / 3 + rng.uniform(0, 1)
-            pts = [(c, c)] + [(int(c + math.cos(a + t) * r * 0.85), int(c + math.sin(a + t) * r * 0.85)) for t in np.linspace(0, 0.9, 8)]
+            pts = [(c, c)] + [
+                (int(c + math.cos(a + t) * r * 0.85), int(c + math.sin(a + t) * r * 0.85))
+                for t in np.linspace(0, 0.9, 8)
+            ]
             cv2.fillPoly(img, [np.array(pts, np.int32)], (*ink, 255), cv2.LINE_AA)
         cv2.circle(img, (c, c), int(r * 0.18), (*color, 255), -1, cv2.LINE_AA)
     return img
@@ -157,9 +170,32 @@ DISTRACTORS = ("coins", "moon", "colorwheel", "plate", "wheel", "fan")
 
 
 def _write_clip(frames: list[np.ndarray], out: Path) -> None:
-    cmd = [ffmpeg.ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-           "-s", f"{WIDTH}x{HEIGHT}", "-r", str(FPS), "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
-           "-pix_fmt", "yuv420p", str(out)]
+    cmd = [
+        ffmpeg.ffmpeg_bin(),
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{WIDTH}x{HEIGHT}",
+        "-r",
+        str(FPS),
+        "-i",
+        "-",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "23",
+        "-pix_fmt",
+        "yuv420p",
+        str(out),
+    ]
     subprocess.run(cmd, input=b"".join(f.tobytes() for f in frames), check=True)
 
 
@@ -188,7 +224,9 @@ def _render_item(kind: str, scale: str, rng: np.random.Generator, out: Path) -> 
     return EvalItem(out.name, kind, scale, boxes, time)
 
 
-def write_evalset(directory: str | Path, *, per_scale: int = 12, distractors_per_scale: int = 3, seed: int = 0) -> list[EvalItem]:
+def write_evalset(
+    directory: str | Path, *, per_scale: int = 12, distractors_per_scale: int = 3, seed: int = 0
+) -> list[EvalItem]:
     """Render the evaluation set into ``directory`` (skipping it when its manifest matches) and return its items."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -265,5 +303,10 @@ def score_clip(item: EvalItem, result, *, min_iou: float = 0.3) -> dict:
         time_share = float(np.mean([matched.get(int(n), False) for n in nearest]))
     else:
         time_share = 0.0
-    return {"found": share >= 0.5 and bool(result.segments), "share": share, "iou": float(np.mean(ious)) if ious else 0.0,
-            "found_time": time_share >= 0.5 and bool(result.segments), "time_share": time_share}
+    return {
+        "found": share >= 0.5 and bool(result.segments),
+        "share": share,
+        "iou": float(np.mean(ious)) if ious else 0.0,
+        "found_time": time_share >= 0.5 and bool(result.segments),
+        "time_share": time_share,
+    }

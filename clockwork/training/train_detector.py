@@ -1,9 +1,12 @@
 """Fine-tune YOLOv3-tiny's detection heads on rendered clocks.
 
-    python -m clockwork.training.train_detector --out var/det --minutes 8                             # a run (GPU machine)
+    python -m clockwork.training.train_detector --out var/det --minutes 8                             # a run (GPU
+    machine)
     python -m clockwork.training.train_detector --out var/det --resume var/det/last.pt --minutes 8    # go on
-    python -m clockwork.training.train_detector --export var/det/last.pt --to clock_head.pt           # the small head file
-    Detector(head="clock_head.pt")                                                            # COCO's model, fine-tuned heads
+    python -m clockwork.training.train_detector --export var/det/last.pt --to clock_head.pt           # the small head
+    file
+    Detector(head="clock_head.pt")                                                            # COCO's model, fine-tuned
+    heads
 
 The COCO backbone (layers 0-12) stays frozen: the model keeps COCO's features, and what trains is every
 layer from ``TRAIN_FROM`` on (both YOLO heads, 2.6 M parameters, a 5 MB fp16 file). The COCO model itself
@@ -49,14 +52,42 @@ INPUT = 416
 TRAIN_FROM = 13  # layers 13 on: both heads' convolutions; 0-12 (COCO's backbone) stay frozen
 CLOCK = 74  # "clock" in coco.names
 ASPECTS = ((16, 9), (16, 9), (16, 9), (4, 3), (2.39, 1), (1, 1), (9, 16))
-NEGATIVES = ("plate", "wheel", "wheel", "fan", "moon", "moon", "sign", "ball", "button", "disc", "target", "gear", "photo", "photo", "relief")
-# scikit-image's photographs that the evaluation set (clockwork.training.evalset) never shows: textures for backgrounds and
+NEGATIVES = (
+    "plate",
+    "wheel",
+    "wheel",
+    "fan",
+    "moon",
+    "moon",
+    "sign",
+    "ball",
+    "button",
+    "disc",
+    "target",
+    "gear",
+    "photo",
+    "photo",
+    "relief",
+)
+# scikit-image's photographs that the evaluation set (clockwork.training.evalset) never shows: textures for backgrounds
+# and
 # for round things that are not clocks ("photo": a disc cut from one; "relief": an embossed one, a coin or a medal).
-PHOTOS = ("hubble_deep_field", "retina", "stereo_motorcycle", "cell", "horse", "page", "text", "shepp_logan_phantom", "microaneurysms")
+PHOTOS = (
+    "hubble_deep_field",
+    "retina",
+    "stereo_motorcycle",
+    "cell",
+    "horse",
+    "page",
+    "text",
+    "shepp_logan_phantom",
+    "microaneurysms",
+)
 _photo_cache: dict[str, tuple[np.ndarray, bool]] = {}  # name -> (RGB uint8, whether the photograph is grey)
 
 
 # -- rendering ------------------------------------------------------------------------------------
+
 
 def _color(rng: np.random.Generator) -> tuple[int, int, int]:
     return tuple(int(v) for v in rng.integers(0, 256, size=3))
@@ -73,13 +104,16 @@ def _photo(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
         img = img.astype(np.float32)
         img = (img - img.min()) / max(float(np.ptp(img)), 1e-6) * 255  # horse and the phantom are 0/1 or floats
         grey = img.ndim == 2
-        _photo_cache[name] = (np.ascontiguousarray(np.dstack([img] * 3) if grey else img[..., :3]).astype(np.uint8), grey)
+        _photo_cache[name] = (
+            np.ascontiguousarray(np.dstack([img] * 3) if grey else img[..., :3]).astype(np.uint8),
+            grey,
+        )
     img, grey = _photo_cache[name]
     ih, iw = img.shape[:2]
     zoom = max(w / iw, h / ih) * math.exp(rng.uniform(0, math.log(4)))
     cw, ch = min(iw, max(2, int(w / zoom))), min(ih, max(2, int(h / zoom)))
     x, y = int(rng.integers(0, iw - cw + 1)), int(rng.integers(0, ih - ch + 1))
-    out = cv2.resize(img[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+    out = cv2.resize(img[y : y + ch, x : x + cw], (w, h), interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.5:
         out = out[:, ::-1]
     if grey or rng.random() < 0.2:
@@ -93,8 +127,9 @@ def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     if rng.random() < 0.5:
         return _photo(rng, w, h)
     a, b = np.array(_color(rng), np.float32), np.array(_color(rng), np.float32)
-    t = np.linspace(0, 1, w, dtype=np.float32)[None, :] * math.cos(rng.uniform(0, math.pi)) + \
-        np.linspace(0, 1, h, dtype=np.float32)[:, None] * math.sin(rng.uniform(0, math.pi))
+    t = np.linspace(0, 1, w, dtype=np.float32)[None, :] * math.cos(rng.uniform(0, math.pi)) + np.linspace(
+        0, 1, h, dtype=np.float32
+    )[:, None] * math.sin(rng.uniform(0, math.pi))
     t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     img = (a * (1 - t[..., None]) + b * t[..., None]).astype(np.uint8)
     for _ in range(int(rng.integers(0, 12))):
@@ -111,10 +146,23 @@ def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
             cv2.fillPoly(img, [pts], _color(rng), cv2.LINE_AA)
         else:
             text = "".join(chr(int(c)) for c in rng.integers(48, 91, size=int(rng.integers(2, 10))))
-            cv2.putText(img, text, p1, int(rng.integers(0, 8)), float(rng.uniform(0.4, 3)), _color(rng), int(rng.integers(1, 4)), cv2.LINE_AA)
+            cv2.putText(
+                img,
+                text,
+                p1,
+                int(rng.integers(0, 8)),
+                float(rng.uniform(0.4, 3)),
+                _color(rng),
+                int(rng.integers(1, 4)),
+                cv2.LINE_AA,
+            )
     if rng.random() < 0.7:
         s = int(rng.integers(2, 40))
-        noise = cv2.resize(rng.normal(0, 1, (max(2, h // s), max(2, w // s), 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+        noise = cv2.resize(
+            rng.normal(0, 1, (max(2, h // s), max(2, w // s), 3)).astype(np.float32),
+            (w, h),
+            interpolation=cv2.INTER_CUBIC,
+        )
         img = np.clip(img + noise * rng.uniform(5, 50), 0, 255).astype(np.uint8)
     return img
 
@@ -133,7 +181,14 @@ def _negative(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
         spoke = rgb()
         for k in range(int(rng.integers(4, 13))):
             a = 2 * math.pi * k / 8 + rng.uniform(0, 0.2)
-            cv2.line(img, c, (int(c[0] + r * 0.8 * math.cos(a)), int(c[1] + r * 0.8 * math.sin(a))), spoke, max(1, size // 40), cv2.LINE_AA)
+            cv2.line(
+                img,
+                c,
+                (int(c[0] + r * 0.8 * math.cos(a)), int(c[1] + r * 0.8 * math.sin(a))),
+                spoke,
+                max(1, size // 40),
+                cv2.LINE_AA,
+            )
         cv2.circle(img, c, max(2, r // 6), spoke, -1, cv2.LINE_AA)
     elif kind == "fan":
         blade, n = rgb(), int(rng.integers(3, 6))
@@ -141,7 +196,9 @@ def _negative(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
         for k in range(n):
             a = off + 2 * math.pi * k / n
             centre = (int(c[0] + r * 0.45 * math.cos(a)), int(c[1] + r * 0.45 * math.sin(a)))
-            cv2.ellipse(img, centre, (int(r * 0.45), max(2, int(r * 0.18))), math.degrees(a), 0, 360, blade, -1, cv2.LINE_AA)
+            cv2.ellipse(
+                img, centre, (int(r * 0.45), max(2, int(r * 0.18))), math.degrees(a), 0, 360, blade, -1, cv2.LINE_AA
+            )
         for f in (0.33, 0.66, 0.98):
             cv2.circle(img, c, int(r * f), rgb(), max(1, size // 100), cv2.LINE_AA)
     elif kind == "moon":  # a grey disc with a faint texture (half the time a photograph's) and a few craters
@@ -160,10 +217,20 @@ def _negative(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
     elif kind == "sign":
         cv2.circle(img, c, int(r * 0.8), rgb(), -1, cv2.LINE_AA)
         if rng.random() < 0.5:
-            cv2.rectangle(img, (int(c[0] - r * 0.6), int(c[1] - r * 0.15)), (int(c[0] + r * 0.6), int(c[1] + r * 0.15)), rgb(), -1)
+            cv2.rectangle(
+                img, (int(c[0] - r * 0.6), int(c[1] - r * 0.15)), (int(c[0] + r * 0.6), int(c[1] + r * 0.15)), rgb(), -1
+            )
         else:
-            cv2.putText(img, str(int(rng.integers(10, 130))), (int(c[0] - r * 0.55), int(c[1] + r * 0.25)),
-                        cv2.FONT_HERSHEY_SIMPLEX, max(0.3, size / 110), rgb(), max(1, size // 30), cv2.LINE_AA)
+            cv2.putText(
+                img,
+                str(int(rng.integers(10, 130))),
+                (int(c[0] - r * 0.55), int(c[1] + r * 0.25)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                max(0.3, size / 110),
+                rgb(),
+                max(1, size // 30),
+                cv2.LINE_AA,
+            )
     elif kind == "ball":
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
         light = np.clip(1.2 - np.hypot(xx - size * 0.35, yy - size * 0.35) / size * 1.6, 0.2, 1.2)
@@ -178,7 +245,10 @@ def _negative(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
         grey = cv2.cvtColor(_photo(rng, size, size), cv2.COLOR_RGB2GRAY).astype(np.float32)
         bump = cv2.filter2D(grey, -1, np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], np.float32))
         relief = np.clip(128 + bump * rng.uniform(0.3, 1.0), 0, 255)[..., None] / 255
-        metal = np.array(_color(rng), np.float32) * 0.4 + np.array((200, 170, 110) if rng.random() < 0.5 else (190, 190, 195), np.float32) * 0.6
+        metal = (
+            np.array(_color(rng), np.float32) * 0.4
+            + np.array((200, 170, 110) if rng.random() < 0.5 else (190, 190, 195), np.float32) * 0.6
+        )
         img[..., :3] = np.clip(relief * metal * 1.6, 0, 255).astype(np.uint8)
         cv2.circle(img, c, r, (*(int(v) for v in metal), 255), max(2, size // 20), cv2.LINE_AA)
     elif kind == "target":
@@ -195,7 +265,13 @@ def _negative(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
     else:  # button
         for k in range(4):
             a = math.pi / 4 + k * math.pi / 2
-            cv2.circle(img, (int(c[0] + r * 0.25 * math.cos(a)), int(c[1] + r * 0.25 * math.sin(a))), max(1, r // 8), (0, 0, 0, 255), -1)
+            cv2.circle(
+                img,
+                (int(c[0] + r * 0.25 * math.cos(a)), int(c[1] + r * 0.25 * math.sin(a))),
+                max(1, r // 8),
+                (0, 0, 0, 255),
+                -1,
+            )
     return img
 
 
@@ -205,7 +281,7 @@ def _place(owner: np.ndarray, alpha: np.ndarray, x: int, y: int, ident: int) -> 
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + alpha.shape[1], w), min(y + alpha.shape[0], h)
     if x0 < x1 and y0 < y1:
         region = owner[y0:y1, x0:x1]
-        region[alpha[y0 - y:y1 - y, x0 - x:x1 - x] > 64] = ident
+        region[alpha[y0 - y : y1 - y, x0 - x : x1 - x] > 64] = ident
 
 
 def _finish(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -215,7 +291,7 @@ def _finish(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.5:  # a light gradient across the frame
         a = rng.uniform(0, 2 * math.pi)
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        g = (np.cos(a) * xx / w + np.sin(a) * yy / h)
+        g = np.cos(a) * xx / w + np.sin(a) * yy / h
         x *= (1 - rng.uniform(0.2, 0.6) * (g - g.min()) / max(float(np.ptp(g)), 1e-6))[..., None]
     x = np.clip(x, 0, 255).astype(np.uint8)
     if rng.random() < 0.2:
@@ -236,9 +312,12 @@ def render_scene(rng: np.random.Generator, split: str = "train") -> tuple[np.nda
     scale = long_side / max(aw, ah)
     w, h = max(32, int(round(aw * scale))), max(32, int(round(ah * scale)))
     frame = _background(rng, w, h)
-    owner = np.full((h, w), -1, np.int16)  # which thing each pixel shows: a clock hidden by what is drawn over it is not seen
-    things = [("clock", None)] * int(rng.choice([0, 1, 1, 1, 1, 2, 2, 3])) + \
-             [("negative", NEGATIVES[rng.integers(len(NEGATIVES))]) for _ in range(int(rng.choice([0, 1, 1, 2, 2, 3, 4, 5])))]
+    owner = np.full(
+        (h, w), -1, np.int16
+    )  # which thing each pixel shows: a clock hidden by what is drawn over it is not seen
+    things = [("clock", None)] * int(rng.choice([0, 1, 1, 1, 1, 2, 2, 3])) + [
+        ("negative", NEGATIVES[rng.integers(len(NEGATIVES))]) for _ in range(int(rng.choice([0, 1, 1, 2, 2, 3, 4, 5])))
+    ]
     clocks = {}  # ident -> pixels of the whole dial
     for ident, i in enumerate(rng.permutation(len(things))):
         kind, what = things[i]
@@ -250,7 +329,11 @@ def render_scene(rng: np.random.Generator, split: str = "train") -> tuple[np.nda
         else:
             rgba = _warp(_negative(what, max(size, 24), rng), rng)
         if size < 24:
-            rgba = cv2.resize(rgba, (max(4, rgba.shape[1] * size // 24), max(4, rgba.shape[0] * size // 24)), interpolation=cv2.INTER_AREA)
+            rgba = cv2.resize(
+                rgba,
+                (max(4, rgba.shape[1] * size // 24), max(4, rgba.shape[0] * size // 24)),
+                interpolation=cv2.INTER_AREA,
+            )
         s = rgba.shape[0]
         x = int(rng.integers(-s // 3, max(1, w - 2 * s // 3))) if s < w else int(rng.integers(w - s, 1))
         y = int(rng.integers(-s // 3, max(1, h - 2 * s // 3))) if s < h else int(rng.integers(h - s, 1))
@@ -264,13 +347,14 @@ def render_scene(rng: np.random.Generator, split: str = "train") -> tuple[np.nda
         if not len(xs):
             continue
         box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
-        # a dial cut to a sliver or mostly hidden is no clock to find; a big dial cropped by the frame (an insert) still is
+        # a dial cut to a sliver or mostly hidden is no clock to find; a big dial cropped by the frame (an insert) still
+        # is
         if len(xs) >= 0.4 * whole or len(xs) >= 0.25 * w * h:
             boxes.append(box)
     frame = _finish(frame, rng)
     out = np.full((INPUT, INPUT, 3), LETTERBOX_FILL, np.uint8)
     px, py = (INPUT - w) // 2, (INPUT - h) // 2
-    out[py:py + h, px:px + w] = frame
+    out[py : py + h, px : px + w] = frame
     b = np.array(boxes, np.float32).reshape(-1, 4) + np.array([px, py, px, py], np.float32)
     return out, b
 
@@ -282,21 +366,32 @@ def collate(batch):
 
 # -- the loss -------------------------------------------------------------------------------------
 
+
 def _xywh(xyxy: torch.Tensor) -> torch.Tensor:
     """Corner boxes (the targets) as top-left/size, the form ``clockwork.detect.boxes`` computes IoU and NMS on."""
     return torch.cat([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], 1)
 
 
-def yolo_loss(raws: list[torch.Tensor], heads: list[YoloHead], targets: list[torch.Tensor], cls: int = CLOCK,
-              ignore_iou: float = 0.5) -> tuple[torch.Tensor, dict]:
+def yolo_loss(
+    raws: list[torch.Tensor],
+    heads: list[YoloHead],
+    targets: list[torch.Tensor],
+    cls: int = CLOCK,
+    ignore_iou: float = 0.5,
+) -> tuple[torch.Tensor, dict]:
     """YOLOv3's loss over both heads. ``raws``: each head's logits [B, A, H, W, 5 + C]; ``targets``: per
     image, boxes [n, 4] x0 y0 x1 y1 in input pixels. Returns the loss (summed, over the batch size) and its parts."""
     dev = raws[0].device
     bsz = raws[0].shape[0]
     anchors = torch.cat([h.anchors for h in heads]).to(dev)  # [6, 2], head by head
     per_head = [h.anchors.shape[0] for h in heads]
-    parts = {"xy": torch.zeros((), device=dev), "wh": torch.zeros((), device=dev), "obj": torch.zeros((), device=dev),
-             "noobj": torch.zeros((), device=dev), "cls": torch.zeros((), device=dev)}
+    parts = {
+        "xy": torch.zeros((), device=dev),
+        "wh": torch.zeros((), device=dev),
+        "obj": torch.zeros((), device=dev),
+        "noobj": torch.zeros((), device=dev),
+        "cls": torch.zeros((), device=dev),
+    }
     # assign each box to its best anchor by shape
     assigned: list[list[tuple]] = [[] for _ in heads]
     for b, boxes in enumerate(targets):
@@ -323,7 +418,9 @@ def yolo_loss(raws: list[torch.Tensor], heads: list[YoloHead], targets: list[tor
             cy = (torch.sigmoid(raw[..., 1]) + gy) * stride_y
             a = head.anchors.to(dev).view(1, na, 1, 1, 2)
             pw, ph = torch.exp(raw[..., 2].clamp(max=8)) * a[..., 0], torch.exp(raw[..., 3].clamp(max=8)) * a[..., 1]
-            pred = torch.stack([cx - pw / 2, cy - ph / 2, pw, ph], -1)  # top-left/size, as clockwork.detect.boxes takes them
+            pred = torch.stack(
+                [cx - pw / 2, cy - ph / 2, pw, ph], -1
+            )  # top-left/size, as clockwork.detect.boxes takes them
             noobj = torch.ones(raw.shape[:4], dtype=torch.bool, device=dev)
             for b, boxes in enumerate(targets):
                 if len(boxes):
@@ -334,8 +431,19 @@ def yolo_loss(raws: list[torch.Tensor], heads: list[YoloHead], targets: list[tor
         for b, k, box, size in assigned[hi]:
             c = (box[:2] + box[2:]) / 2
             i, j = int(min(c[1] / stride_y, gh - 1)), int(min(c[0] / stride_x, gw - 1))
-            rows.append((b, k, i, j, c[0] / stride_x - j, c[1] / stride_y - i, torch.log(size[0] / head.anchors[k, 0].to(dev)),
-                         torch.log(size[1] / head.anchors[k, 1].to(dev)), 2 - size.prod() / INPUT ** 2))
+            rows.append(
+                (
+                    b,
+                    k,
+                    i,
+                    j,
+                    c[0] / stride_x - j,
+                    c[1] / stride_y - i,
+                    torch.log(size[0] / head.anchors[k, 0].to(dev)),
+                    torch.log(size[1] / head.anchors[k, 1].to(dev)),
+                    2 - size.prod() / INPUT**2,
+                )
+            )
             obj_t[b, k, i, j] = 1
             noobj[b, k, i, j] = False
         if rows:
@@ -344,18 +452,26 @@ def yolo_loss(raws: list[torch.Tensor], heads: list[YoloHead], targets: list[tor
             twh = torch.stack([torch.stack([r[6], r[7]]) for r in rows]).float()
             weight = torch.stack([r[8] for r in rows]).float()
             p = raw[bi, ki, ii, ji]
-            parts["xy"] = parts["xy"] + (F.binary_cross_entropy_with_logits(p[:, :2], txy, reduction="none").sum(1) * weight).sum()
+            parts["xy"] = (
+                parts["xy"]
+                + (F.binary_cross_entropy_with_logits(p[:, :2], txy, reduction="none").sum(1) * weight).sum()
+            )
             parts["wh"] = parts["wh"] + (((p[:, 2:4] - twh) ** 2).sum(1) * weight).sum() * 0.5
-            parts["obj"] = parts["obj"] + F.binary_cross_entropy_with_logits(p[:, 4], torch.ones_like(p[:, 4]), reduction="sum")
+            parts["obj"] = parts["obj"] + F.binary_cross_entropy_with_logits(
+                p[:, 4], torch.ones_like(p[:, 4]), reduction="sum"
+            )
             cls_t = torch.zeros_like(p[:, 5:])
             cls_t[:, cls] = 1
             parts["cls"] = parts["cls"] + F.binary_cross_entropy_with_logits(p[:, 5:], cls_t, reduction="sum")
-        parts["noobj"] = parts["noobj"] + F.binary_cross_entropy_with_logits(raw[..., 4][noobj], obj_t[noobj], reduction="sum")
+        parts["noobj"] = parts["noobj"] + F.binary_cross_entropy_with_logits(
+            raw[..., 4][noobj], obj_t[noobj], reduction="sum"
+        )
     parts = {k: v / bsz for k, v in parts.items()}
     return sum(parts.values()), {k: float(v.detach()) for k, v in parts.items()}
 
 
 # -- the model, evaluation, training ----------------------------------------------------------------
+
 
 def base_model(device) -> Darknet:
     """COCO's YOLOv3-tiny (batch norms kept: they are part of the trained layers' state), layers before
@@ -368,7 +484,11 @@ def base_model(device) -> Darknet:
 
 
 def head_state(model: Darknet) -> dict:
-    return {k.split(".", 1)[1]: v.detach().to(torch.float16) for k, v in model.state_dict().items() if int(k.split(".")[1]) >= TRAIN_FROM}
+    return {
+        k.split(".", 1)[1]: v.detach().to(torch.float16)
+        for k, v in model.state_dict().items()
+        if int(k.split(".")[1]) >= TRAIN_FROM
+    }
 
 
 def _to_input(imgs_u8: torch.Tensor, device) -> torch.Tensor:
@@ -387,8 +507,8 @@ def evaluate(model: Darknet, imgs: torch.Tensor, boxes: list[torch.Tensor], devi
     """Recall (IoU >= 0.5) of the clocks, and false boxes per image, at ``min_score`` after NMS."""
     found = total = false = 0
     for i in range(0, len(imgs), 32):
-        out = model(_to_input(imgs[i:i + 32], device)).float()
-        for row, truth in zip(out, boxes[i:i + 32], strict=True):
+        out = model(_to_input(imgs[i : i + 32], device)).float()
+        for row, truth in zip(out, boxes[i : i + 32], strict=True):
             score = row[:, 4] * row[:, 5 + CLOCK]
             keep = score >= min_score
             pred = cxcywh_to_xywh(row[keep, :4] * INPUT)
@@ -421,7 +541,9 @@ def train(args) -> int:
         print(f"resumed from {args.resume} at step {step}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    loader = training.loader(training.Rendered(render_scene, args.seed + step), args.batch, args.workers, device, collate)
+    loader = training.loader(
+        training.Rendered(render_scene, args.seed + step), args.batch, args.workers, device, collate
+    )
     held = heldout_set(args.eval_n)
     print(f"step {step} heldout {evaluate(model, *held, device)}", flush=True)
     t0, first = time.time(), step
@@ -444,8 +566,11 @@ def train(args) -> int:
         step += 1
         if step % args.log_every == 0:
             rate = (step - first) / (time.time() - t0)
-            print(f"step {step} loss {loss.item():.3f} {' '.join(f'{k} {v:.3f}' for k, v in parts.items())} lr {lr:.1e} "
-                  f"{time.time() - t0:.0f}s {rate:.2f} it/s", flush=True)
+            print(
+                f"step {step} loss {loss.item():.3f} {' '.join(f'{k} {v:.3f}' for k, v in parts.items())} lr {lr:.1e} "
+                f"{time.time() - t0:.0f}s {rate:.2f} it/s",
+                flush=True,
+            )
         stop = time.time() > deadline or step >= args.total_steps
         if step % args.eval_every == 0 or stop:
             print(f"step {step} heldout {evaluate(model, *held, device)}", flush=True)
@@ -457,16 +582,32 @@ def train(args) -> int:
 
 
 def export(checkpoint: str, dest: Path) -> str:
-    """The checkpoint's trained layers, fp16, with the base weights they go on: the file ``Detector(head=...)`` loads."""
+    """The checkpoint's trained layers, fp16, with the base weights they go on: the file ``Detector(head=...)``
+    loads."""
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     base = next(f for f in model_store.DEFAULT_FILES if f.name.endswith(".weights"))
-    return training.write_weights({"layers": {k: v.to(torch.float16) for k, v in ck["layers"].items()}, "train_from": ck["train_from"],
-                                   "step": ck["step"], "base_weights_sha256": base.sha256, "labels": [CLOCK_LABEL]}, dest)
+    return training.write_weights(
+        {
+            "layers": {k: v.to(torch.float16) for k, v in ck["layers"].items()},
+            "train_from": ck["train_from"],
+            "step": ck["step"],
+            "base_weights_sha256": base.sha256,
+            "labels": [CLOCK_LABEL],
+        },
+        dest,
+    )
 
 
 def main(argv=None) -> int:
-    ap = training.parser("python -m clockwork.training.train_detector", __doc__, out="var/detector", total_steps=20_000,
-                         batch=64, lr=5e-4, eval_n=500)
+    ap = training.parser(
+        "python -m clockwork.training.train_detector",
+        __doc__,
+        out="var/detector",
+        total_steps=20_000,
+        batch=64,
+        lr=5e-4,
+        eval_n=500,
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--log-every", type=int, default=100)

@@ -41,8 +41,22 @@ def _textures() -> list[np.ndarray]:
     if not _TEXTURES:
         import skimage.data
 
-        for name in ("astronaut", "coffee", "chelsea", "rocket", "brick", "gravel", "grass", "camera", "coins", "moon",
-                     "text", "page", "immunohistochemistry", "colorwheel"):
+        for name in (
+            "astronaut",
+            "coffee",
+            "chelsea",
+            "rocket",
+            "brick",
+            "gravel",
+            "grass",
+            "camera",
+            "coins",
+            "moon",
+            "text",
+            "page",
+            "immunohistochemistry",
+            "colorwheel",
+        ):
             img = getattr(skimage.data, name)()
             if img.ndim == 2:
                 img = np.dstack([img] * 3)
@@ -57,9 +71,14 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     tex = _textures()[rng.integers(len(_textures()))]
     h, w = tex.shape[:2]
     scale = size / min(h, w) * rng.uniform(1.0, 2.5)
-    sw, sh = max(size, int(w * scale)), max(size, int(h * scale))  # the texture scaled, of which a size x size window is cut
+    sw, sh = (
+        max(size, int(w * scale)),
+        max(size, int(h * scale)),
+    )  # the texture scaled, of which a size x size window is cut
     y, x = rng.integers(0, sh - size + 1), rng.integers(0, sw - size + 1)
-    m = np.float32([[sw / w, 0, -float(x)], [0, sh / h, -float(y)]])  # scale and cut in one warp: only the window is computed
+    m = np.float32(
+        [[sw / w, 0, -float(x)], [0, sh / h, -float(y)]]
+    )  # scale and cut in one warp: only the window is computed
     return cv2.warpAffine(tex, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
@@ -88,15 +107,29 @@ def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x *= (1 - rng.uniform(0.3, 0.7) * g)[..., None]
     if rng.random() < 0.2:  # glare
         glare = np.zeros((INPUT, INPUT), np.float32)
-        cv2.ellipse(glare, (int(rng.integers(INPUT)), int(rng.integers(INPUT))), (int(rng.integers(8, 40)), int(rng.integers(4, 20))),
-                    float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
+        cv2.ellipse(
+            glare,
+            (int(rng.integers(INPUT)), int(rng.integers(INPUT))),
+            (int(rng.integers(8, 40)), int(rng.integers(4, 20))),
+            float(rng.uniform(0, 180)),
+            0,
+            360,
+            1.0,
+            -1,
+        )
         glare = cv2.GaussianBlur(glare, (0, 0), 6)
         x += glare[..., None] * rng.uniform(60, 200)
     if rng.random() < 0.2:  # stray lines
         for _ in range(int(rng.integers(1, 4))):
             p1, p2 = rng.integers(0, INPUT, size=2), rng.integers(0, INPUT, size=2)
-            cv2.line(x, tuple(int(v) for v in p1), tuple(int(v) for v in p2), tuple(float(v) for v in rng.uniform(0, 255, 3)),
-                     int(rng.integers(1, 3)), cv2.LINE_AA)
+            cv2.line(
+                x,
+                tuple(int(v) for v in p1),
+                tuple(int(v) for v in p2),
+                tuple(float(v) for v in rng.uniform(0, 255, 3)),
+                int(rng.integers(1, 3)),
+                cv2.LINE_AA,
+            )
     x = np.clip(x, 0, 255).astype(np.uint8)
     if rng.random() < 0.2:
         x = training.motion_blur(x, rng, 3, 8)
@@ -104,7 +137,9 @@ def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x = cv2.GaussianBlur(x, (0, 0), float(rng.uniform(0.3, 1.3)))
     if rng.random() < 0.5:  # a small clock: down to 16-96 px and back up
         s = int(rng.integers(16, 97))
-        x = cv2.resize(cv2.resize(x, (s, s), interpolation=cv2.INTER_AREA), (INPUT, INPUT), interpolation=cv2.INTER_LINEAR)
+        x = cv2.resize(
+            cv2.resize(x, (s, s), interpolation=cv2.INTER_AREA), (INPUT, INPUT), interpolation=cv2.INTER_LINEAR
+        )
     if rng.random() < 0.5:
         ok, enc = cv2.imencode(".jpg", x, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 92))])
         x = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED)
@@ -112,7 +147,9 @@ def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(x + noise, 0, 255).astype(np.uint8)
 
 
-def render_sample(rng: np.random.Generator, split: str = "train", unreadable: float = UNREADABLE) -> tuple[np.ndarray, int, int]:
+def render_sample(
+    rng: np.random.Generator, split: str = "train", unreadable: float = UNREADABLE
+) -> tuple[np.ndarray, int, int]:
     """One training or test crop: (uint8 INPUT x INPUT x 3 RGB, minutes 0..719, readable 0/1)."""
     style = random_style(rng, split)
     hour, minute = int(rng.integers(12)), int(rng.integers(60))
@@ -123,8 +160,9 @@ def render_sample(rng: np.random.Generator, split: str = "train", unreadable: fl
         if kind == "nohands":
             style = ClockStyle(**{**style.__dict__, "show_hands": False})
         elif kind == "blank":
-            style = ClockStyle(**{**style.__dict__, "show_hands": False, "markers": "none", "minute_ticks": False,
-                                  "double_rim": False})
+            style = ClockStyle(
+                **{**style.__dict__, "show_hands": False, "markers": "none", "minute_ticks": False, "double_rim": False}
+            )
     canvas = 192
     bg = _background(rng, canvas)
     if kind == "none":
@@ -132,13 +170,20 @@ def render_sample(rng: np.random.Generator, split: str = "train", unreadable: fl
         crop = crop_box(bg, box)
     else:
         face = _warp(draw_clock_face(style, hour, minute, second, int(rng.integers(96, 140))), rng)
-        x, y = int(rng.integers(0, max(1, canvas - face.shape[1]))), int(rng.integers(0, max(1, canvas - face.shape[0])))
+        x, y = (
+            int(rng.integers(0, max(1, canvas - face.shape[1]))),
+            int(rng.integers(0, max(1, canvas - face.shape[0]))),
+        )
         scene = composite(bg, face, x, y)
         ys, xs = np.nonzero(face[..., 3] > 128)
         bw, bh = xs.max() - xs.min(), ys.max() - ys.min()
         jitter = rng.uniform(-0.08, 0.08, size=4) * max(bw, bh)
-        box = [x + xs.min() + jitter[0], y + ys.min() + jitter[1], bw * rng.uniform(0.92, 1.12) + jitter[2],
-               bh * rng.uniform(0.92, 1.12) + jitter[3]]
+        box = [
+            x + xs.min() + jitter[0],
+            y + ys.min() + jitter[1],
+            bw * rng.uniform(0.92, 1.12) + jitter[2],
+            bh * rng.uniform(0.92, 1.12) + jitter[3],
+        ]
         crop = crop_box(scene, box)
     crop = _degrade(crop, rng)
     if kind == "blur":
@@ -165,14 +210,19 @@ def evaluate(net: ReaderNet, crops: np.ndarray, minutes: np.ndarray, readable: n
     net.eval()
     out = []
     for i in range(0, len(crops), 512):
-        logits, r = net(to_tensor(crops[i:i + 512]).to(device))
+        logits, r = net(to_tensor(crops[i : i + 512]).to(device))
         out += decode(logits, r)
     net.train()
     ok = readable == 1
     err = np.array([circular_error(o.minutes, m) for o, m in zip(out, minutes, strict=True)])[ok]
     pred_readable = np.array([o.readable >= 0.5 for o in out])
-    return {"exact": float((err == 0).mean()), "within_1": float((err <= 1).mean()), "within_5": float((err <= 5).mean()),
-            "mean_error_min": float(err.mean()), "readable_accuracy": float((pred_readable == ok).mean())}
+    return {
+        "exact": float((err == 0).mean()),
+        "within_1": float((err <= 1).mean()),
+        "within_5": float((err <= 5).mean()),
+        "mean_error_min": float(err.mean()),
+        "readable_accuracy": float((pred_readable == ok).mean()),
+    }
 
 
 def _cast(state: dict, dtype: torch.dtype) -> dict:
@@ -186,8 +236,13 @@ def _reaugment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     n = x.shape[0]
     u = torch.rand(n, 4, generator=g, device=x.device) * 2 - 1
     a, s = u[:, 0] * math.radians(10), 1 + u[:, 1] * 0.07
-    theta = torch.stack([torch.stack([a.cos() / s, -a.sin() / s, u[:, 2] * 0.04], 1),
-                         torch.stack([a.sin() / s, a.cos() / s, u[:, 3] * 0.04], 1)], 1)
+    theta = torch.stack(
+        [
+            torch.stack([a.cos() / s, -a.sin() / s, u[:, 2] * 0.04], 1),
+            torch.stack([a.sin() / s, a.cos() / s, u[:, 3] * 0.04], 1),
+        ],
+        1,
+    )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
@@ -196,18 +251,24 @@ def train(args) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(args.seed)
     net = ReaderNet().to(device).to(memory_format=torch.channels_last)
-    ema = torch.optim.swa_utils.AveragedModel(net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema), use_buffers=True)
+    ema = torch.optim.swa_utils.AveragedModel(
+        net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema), use_buffers=True
+    )
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.05)
     step = 0
     if args.resume:
         ck = torch.load(args.resume, map_location=device, weights_only=False)
         net.load_state_dict(_cast(ck.get("train_model", ck["model"]), torch.float32))
         ema.module.load_state_dict(_cast(ck["model"], torch.float32))
-        ema.n_averaged.fill_(1)  # go on averaging (at 0 the first update would copy the trained weights over the average)
+        ema.n_averaged.fill_(
+            1
+        )  # go on averaging (at 0 the first update would copy the trained weights over the average)
         step = ck["step"]
         opt_path = Path(args.resume).with_name("opt.pt")
         if opt_path.is_file():
-            opt.load_state_dict(torch.load(opt_path, map_location=device, weights_only=False))  # moments cast back to fp32 by Adam
+            opt.load_state_dict(
+                torch.load(opt_path, map_location=device, weights_only=False)
+            )  # moments cast back to fp32 by Adam
         print(f"resumed from {args.resume} at step {step}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -222,11 +283,22 @@ def train(args) -> int:
         # The averaged weights are the model ("model", what --export writes); training goes on from "train_model".
         # Stored in half precision (and the optimiser's moments in bfloat16) so that each file stays under the
         # 16 MiB that comes back from the GPU machine.
-        torch.save({"model": _cast(ema.module.state_dict(), torch.float16), "train_model": _cast(net.state_dict(), torch.float16),
-                    "step": step}, out / "last.pt")
+        torch.save(
+            {
+                "model": _cast(ema.module.state_dict(), torch.float16),
+                "train_model": _cast(net.state_dict(), torch.float16),
+                "step": step,
+            },
+            out / "last.pt",
+        )
         opt_state = opt.state_dict()  # its per-parameter dicts are the optimiser's own: copy, do not cast in place
-        opt_state["state"] = {i: {k: v.to(torch.bfloat16) if torch.is_tensor(v) and v.is_floating_point() and v.dim() > 0 else v
-                                  for k, v in st.items()} for i, st in opt_state["state"].items()}
+        opt_state["state"] = {
+            i: {
+                k: v.to(torch.bfloat16) if torch.is_tensor(v) and v.is_floating_point() and v.dim() > 0 else v
+                for k, v in st.items()
+            }
+            for i, st in opt_state["state"].items()
+        }
         torch.save(opt_state, out / "opt.pt")
 
     for crops, minutes, readable in loader:
@@ -242,7 +314,9 @@ def train(args) -> int:
                 logits, r = net(x)
             logits, r = logits.float(), r.float()
             minute_loss = -(soft_targets(minutes) * logits.log_softmax(-1)).sum(-1)
-            loss = (minute_loss * readable).sum() / readable.sum().clamp(min=1) + F.binary_cross_entropy_with_logits(r, readable)
+            loss = (minute_loss * readable).sum() / readable.sum().clamp(min=1) + F.binary_cross_entropy_with_logits(
+                r, readable
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -250,7 +324,10 @@ def train(args) -> int:
             step += 1
             if step % 200 == 0:
                 rate = (step - first) / (time.time() - t0)
-                print(f"step {step} loss {loss.item():.3f} lr {lr:.2e} {time.time() - t0:.0f}s {rate:.1f} it/s", flush=True)
+                print(
+                    f"step {step} loss {loss.item():.3f} lr {lr:.2e} {time.time() - t0:.0f}s {rate:.1f} it/s",
+                    flush=True,
+                )
         stop = time.time() > deadline or step >= args.total_steps
         if step % 2000 < args.reuse or stop:
             print(f"step {step} heldout {evaluate(ema.module, *held, device)}", flush=True)
@@ -267,10 +344,24 @@ def export(checkpoint: str, dest: Path = WEIGHTS) -> str:
 
 
 def main(argv=None) -> int:
-    ap = training.parser("python -m clockwork.training.train_reader", __doc__, out="var/reader", total_steps=60_000, batch=256, lr=2e-3, eval_n=2000)
-    ap.add_argument("--reuse", type=int, default=2, help="steps per rendered batch (the later ones on turned and shifted copies)")
-    ap.add_argument("--ema", type=float, default=0.999, help="decay of the averaged weights that are evaluated and exported")
-    ap.add_argument("--export", metavar="CHECKPOINT", help="write the small fp16 weights of CHECKPOINT into the package")
+    ap = training.parser(
+        "python -m clockwork.training.train_reader",
+        __doc__,
+        out="var/reader",
+        total_steps=60_000,
+        batch=256,
+        lr=2e-3,
+        eval_n=2000,
+    )
+    ap.add_argument(
+        "--reuse", type=int, default=2, help="steps per rendered batch (the later ones on turned and shifted copies)"
+    )
+    ap.add_argument(
+        "--ema", type=float, default=0.999, help="decay of the averaged weights that are evaluated and exported"
+    )
+    ap.add_argument(
+        "--export", metavar="CHECKPOINT", help="write the small fp16 weights of CHECKPOINT into the package"
+    )
     args = ap.parse_args(argv)
     if args.reuse < 1:
         ap.error(f"Invalid --reuse ({args.reuse}). Supported values are 1 or more (steps per rendered batch).")

@@ -19,7 +19,13 @@ import av
 import numpy as np
 
 from clockwork._logging import logger
-from clockwork.errors import CorruptVideoError, NotAVideoError, NoVideoStreamError, VideoNotFoundError, VideoTooLargeError
+from clockwork.errors import (
+    CorruptVideoError,
+    NotAVideoError,
+    NoVideoStreamError,
+    VideoNotFoundError,
+    VideoTooLargeError,
+)
 from clockwork.settings import LIMITS
 
 # Container signatures: a file that starts like a video but will not open is corrupt, not "not a video".
@@ -70,12 +76,15 @@ class Frame:
 
     def __post_init__(self):
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
-            raise ValueError(f"Frame.image must be HxWx3 uint8 RGB, got shape {self.image.shape} dtype {self.image.dtype}")
+            raise ValueError(
+                f"Frame.image must be HxWx3 uint8 RGB, got shape {self.image.shape} dtype {self.image.dtype}"
+            )
         if self.index < 0:
             raise ValueError(f"Frame.index must be >= 0, got {self.index}")
 
     def __repr__(self):
-        return f"Frame(index={self.index}, timestamp_s={self.timestamp_s:.3f}, image=<{'x'.join(map(str, self.image.shape))} uint8>)"
+        shape = "x".join(map(str, self.image.shape))
+        return f"Frame(index={self.index}, timestamp_s={self.timestamp_s:.3f}, image=<{shape} uint8>)"
 
 
 def _looks_like_video(path: Path) -> bool:
@@ -131,9 +140,21 @@ def _info(path: Path, container: av.container.InputContainer, max_pixels: int | 
         raise CorruptVideoError(path, "the video stream has no frame size")
     width, height = cc.width, cc.height
     if max_pixels and width * height > max_pixels:  # checked before any frame is decoded
-        raise VideoTooLargeError(path, f"its frames are {width}x{height}, over the limit of {max_pixels:,} pixels a frame")
-    return VideoInfo(str(path), width, height, fps, frames, duration, cc.name, rotation, bool(container.streams.audio),
-                     stream.frames or 0)
+        raise VideoTooLargeError(
+            path, f"its frames are {width}x{height}, over the limit of {max_pixels:,} pixels a frame"
+        )
+    return VideoInfo(
+        str(path),
+        width,
+        height,
+        fps,
+        frames,
+        duration,
+        cc.name,
+        rotation,
+        bool(container.streams.audio),
+        stream.frames or 0,
+    )
 
 
 def probe(path: str | Path, *, max_pixels: int | None = LIMITS.max_frame_pixels) -> VideoInfo:
@@ -159,8 +180,12 @@ def packet_times(path: str | Path) -> np.ndarray:
             stream = container.streams.video[0]
             tb = stream.time_base
             start = _start_s(container)
-            times = np.sort(np.asarray([float(p.pts * tb) - start for p in container.demux(stream)
-                                        if p.pts is not None and p.size], dtype=np.float64))
+            times = np.sort(
+                np.asarray(
+                    [float(p.pts * tb) - start for p in container.demux(stream) if p.pts is not None and p.size],
+                    dtype=np.float64,
+                )
+            )
         with _PACKET_TIMES_LOCK:
             _PACKET_TIMES[key] = times
             while len(_PACKET_TIMES) > 8:
@@ -204,7 +229,7 @@ def _ebml_vint(buf: bytes, pos: int, *, marker: bool) -> tuple[int, int, bool]:
         raise ValueError("invalid EBML integer")
     length = 9 - first.bit_length()
     value = first if marker else first & ((1 << (8 - length)) - 1)
-    for b in buf[pos + 1:pos + length]:
+    for b in buf[pos + 1 : pos + length]:
         value = (value << 8) | b
     if pos + length > len(buf):
         raise ValueError("EBML integer past the header read")
@@ -248,8 +273,10 @@ def check_complete(path: str | Path, info: VideoInfo, *, name: str | Path | None
     if claim == "segment size" and declared is not None:
         size = os.stat(path).st_size
         if size < declared:
-            raise CorruptVideoError(Path(name or path), f"truncated: the file ends at byte {size:,} of the {declared:,} "
-                                                         "its container declares")
+            raise CorruptVideoError(
+                Path(name or path),
+                f"truncated: the file ends at byte {size:,} of the {declared:,} its container declares",
+            )
     return claim, declared
 
 
@@ -292,11 +319,21 @@ class VideoDecoder:
     subclasses that name the file and the problem.
     """
 
-    def __init__(self, path: str | Path, *, sample_fps: float | None = None, threads: int = 0,
-                 start_s: float = 0.0, end_s: float | None = None, max_pixels: int | None = LIMITS.max_frame_pixels):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        sample_fps: float | None = None,
+        threads: int = 0,
+        start_s: float = 0.0,
+        end_s: float | None = None,
+        max_pixels: int | None = LIMITS.max_frame_pixels,
+    ):
         if start_s < 0 or (end_s is not None and end_s <= start_s):
             raise ValueError(f"Invalid chunk ({start_s!r}, {end_s!r}). Supported values are 0 <= start_s < end_s.")
-        if sample_fps is not None and not (isinstance(sample_fps, (int, float)) and sample_fps > 0 and math.isfinite(sample_fps)):
+        if sample_fps is not None and not (
+            isinstance(sample_fps, (int, float)) and sample_fps > 0 and math.isfinite(sample_fps)
+        ):
             raise ValueError(f"Invalid sample_fps ({sample_fps!r}). Supported values are None or a positive number.")
         self.path = Path(path)
         self.sample_fps = float(sample_fps) if sample_fps else None
@@ -369,8 +406,11 @@ class VideoDecoder:
         while raw is not None:
             t = (raw.time if raw.time is not None else index / (self.info.fps or 30.0)) - self._start_s
             if self.max_pixels and raw.width * raw.height > self.max_pixels:  # a stream may change size mid-way
-                raise VideoTooLargeError(self.path, f"the frame at {max(t, 0.0):.2f} s is {raw.width}x{raw.height}, over the "
-                                                    f"limit of {self.max_pixels:,} pixels a frame")
+                raise VideoTooLargeError(
+                    self.path,
+                    f"the frame at {max(t, 0.0):.2f} s is {raw.width}x{raw.height}, over the "
+                    f"limit of {self.max_pixels:,} pixels a frame",
+                )
             if t < self.start_s - 1e-6:  # frames between the seek's keyframe and the chunk start
                 self.frames_skipped += 1
                 raw = self._next_raw()
@@ -388,7 +428,9 @@ class VideoDecoder:
         expected = self.info.frames_total
         whole = self.start_s == 0 and self.end_s is None
         if whole and self._stream.frames and index < 0.95 * expected - 1:
-            raise CorruptVideoError(self.path, f"truncated: decoded {index} of the {expected} frames the container lists")
+            raise CorruptVideoError(
+                self.path, f"truncated: decoded {index} of the {expected} frames the container lists"
+            )
         logger.debug("decoded %d frames from %s", index, self.path)
 
     def batches(self, size: int) -> Iterator[list[Frame]]:

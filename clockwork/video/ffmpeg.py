@@ -33,8 +33,13 @@ def _find(what: str, name: str) -> str:
     return found
 
 
-def run(args: list[str], *, timeout: float | None = None, what: str = "ffmpeg",
-        on_progress: Callable[[float], None] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str],
+    *,
+    timeout: float | None = None,
+    what: str = "ffmpeg",
+    on_progress: Callable[[float], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``ffmpeg ARGS`` quietly; raise :class:`FFmpegError` with its stderr tail on failure.
     ``on_progress(seconds)``: called with the output time ffmpeg has written so far (its ``-progress`` report)."""
     cmd = [ffmpeg_bin(), "-hide_banner", "-nostdin", "-loglevel", "error", *args]
@@ -50,7 +55,9 @@ def run(args: list[str], *, timeout: float | None = None, what: str = "ffmpeg",
     return proc
 
 
-def _run_reporting(cmd: list[str], on_progress: Callable[[float], None], *, what: str) -> subprocess.CompletedProcess[str]:
+def _run_reporting(
+    cmd: list[str], on_progress: Callable[[float], None], *, what: str
+) -> subprocess.CompletedProcess[str]:
     """``cmd`` with ``-progress pipe:1``: its ``out_time_us=`` lines are read as they come (stderr goes to a file,
     so neither pipe can fill and stall ffmpeg)."""
     cmd = [*cmd[:-1], "-progress", "pipe:1", "-nostats", cmd[-1]]  # options go before the output file

@@ -44,7 +44,6 @@ class FrameBatch:
         return not isinstance(self.data, np.ndarray)
 
 
-
 def _parse_device(device: str | torch.device | None) -> tuple[str, int]:
     """``"cuda:1"`` or ``torch.device("cuda", 1)`` -> ("cuda", 1); without torch for CPU callers."""
     text = "cpu" if device is None else str(device)
@@ -57,19 +56,31 @@ class FrameReader:
 
     ``device``: where the caller wants the frames (``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch
     device). ``nvdec=False`` keeps decoding on the CPU whatever the device. ``info`` (what ``probe``
-    gives) lets a caller that already has it skip opening the file twice (a chunk of a long video). ``nvdec_reuse``: take
-    an NVDEC decoder an earlier reader of this process left, and leave this one for the next (``clockwork.video.nvdec.DecoderPool``).
+    gives) lets a caller that already has it skip opening the file twice (a chunk of a long video). ``nvdec_reuse``:
+    take
+    an NVDEC decoder an earlier reader of this process left, and leave this one for the next
+    (``clockwork.video.nvdec.DecoderPool``).
     ``nvdec_stream``: the NVDEC decoder works on a CUDA stream of its own, not the model's (``DETECT.nvdec_stream``).
     ``max_pixels``: a frame larger than this fails with VideoTooLargeError before it is converted (the CPU decoder
     checks every frame: a stream may change size mid-way). After iterating, ``frames_decoded`` counts the frames
     decoded inside the range, sampled or not.
     """
 
-    def __init__(self, path: str | Path, *, device: str | torch.device | None = "cpu",
-                 sample_fps: float | None = None, start_s: float = 0.0, end_s: float | None = None,
-                 batch_size: int | None = None, nvdec: bool = DETECT.nvdec, info: VideoInfo | None = None,
-                 nvdec_reuse: bool = DETECT.nvdec_reuse, nvdec_stream: bool = DETECT.nvdec_stream,
-                 max_pixels: int | None = LIMITS.max_frame_pixels):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str | torch.device | None = "cpu",
+        sample_fps: float | None = None,
+        start_s: float = 0.0,
+        end_s: float | None = None,
+        batch_size: int | None = None,
+        nvdec: bool = DETECT.nvdec,
+        info: VideoInfo | None = None,
+        nvdec_reuse: bool = DETECT.nvdec_reuse,
+        nvdec_stream: bool = DETECT.nvdec_stream,
+        max_pixels: int | None = LIMITS.max_frame_pixels,
+    ):
         self.path = str(path)
         self.device_type, self.device_index = _parse_device(device)
         self.sample_fps = sample_fps
@@ -94,11 +105,21 @@ class FrameReader:
 
             if cpu_dec is not None:
                 cpu_dec.close()
-            self._dec = GpuVideoDecoder(path, self.info, gpu_id=self.device_index, batch=self.batch_size,
-                                        sample_fps=sample_fps, start_s=start_s, end_s=end_s, reuse=nvdec_reuse,
-                                        stream=nvdec_stream)
+            self._dec = GpuVideoDecoder(
+                path,
+                self.info,
+                gpu_id=self.device_index,
+                batch=self.batch_size,
+                sample_fps=sample_fps,
+                start_s=start_s,
+                end_s=end_s,
+                reuse=nvdec_reuse,
+                stream=nvdec_stream,
+            )
         else:
-            self._dec = cpu_dec or VideoDecoder(path, sample_fps=sample_fps, start_s=start_s, end_s=end_s, max_pixels=max_pixels)
+            self._dec = cpu_dec or VideoDecoder(
+                path, sample_fps=sample_fps, start_s=start_s, end_s=end_s, max_pixels=max_pixels
+            )
             self.info = self._dec.info  # the CPU decoder knows the rotation from the first frame
 
     @staticmethod
@@ -120,8 +141,9 @@ class FrameReader:
                 yield FrameBatch(b.indexes, b.timestamps, b.frames)
             return
         for frames in self._dec.batches(self.batch_size):
-            yield FrameBatch([f.index for f in frames], [f.timestamp_s for f in frames],
-                             np.stack([f.image for f in frames]))
+            yield FrameBatch(
+                [f.index for f in frames], [f.timestamp_s for f in frames], np.stack([f.image for f in frames])
+            )
 
     def close(self) -> None:
         self._dec.close()

@@ -29,7 +29,9 @@ def resolve_in_roots(filename: str, roots: Iterable[str | Path]) -> Path:
         raise PathNotAllowedError(f"invalid filename {filename!r}")
     encoded = filename.encode("utf-8", "surrogateescape")
     if len(encoded) > MAX_PATH_BYTES or any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
-        raise PathNotAllowedError(f"filename is too long: at most {MAX_NAME_BYTES} bytes a name and {MAX_PATH_BYTES} in all")
+        raise PathNotAllowedError(
+            f"filename is too long: at most {MAX_NAME_BYTES} bytes a name and {MAX_PATH_BYTES} in all"
+        )
     candidates = [Path(filename)] if os.path.isabs(filename) else [Path(root) / filename for root in roots]
     fallback = None
     for cand in candidates:

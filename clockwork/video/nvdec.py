@@ -57,7 +57,10 @@ def primary_context(gpu_id: int) -> int:
     torch.cuda.init()
     lib = ctypes.CDLL("libcuda.so.1")
     dev, ctx = ctypes.c_int(), ctypes.c_void_p()
-    for call, args in (("cuDeviceGet", (ctypes.byref(dev), gpu_id)), ("cuDevicePrimaryCtxRetain", (ctypes.byref(ctx), dev))):
+    for call, args in (
+        ("cuDeviceGet", (ctypes.byref(dev), gpu_id)),
+        ("cuDevicePrimaryCtxRetain", (ctypes.byref(ctx), dev)),
+    ):
         status = getattr(lib, call)(*args)
         if status != 0:
             raise RuntimeError(f"{call} failed on GPU {gpu_id} (CUresult {status})")
@@ -124,7 +127,8 @@ class _Session:
     """One NVDEC decoder (a ``ThreadedDecoder``) and the CUDA stream it works on (None: the context's null stream).
 
     With a stream of its own (``DETECT.nvdec_stream``) the decoder's colour conversion and our copy out of its surfaces
-    run on that stream. On the null stream PyNvVideoCodec waits for the stream after every frame (``cuStreamSynchronize``
+    run on that stream. On the null stream PyNvVideoCodec waits for the stream after every frame
+    (``cuStreamSynchronize``
     in ``NvDecoder::HandlePictureDisplay``), and in PyTorch's context that stream is also the one the model's kernels
     run on: each frame then waited for the model's queued work. Through the API a stream of its own gave the same
     frames/s and took less CPU a replica."""
@@ -146,9 +150,19 @@ class GpuBatch:
 class GpuVideoDecoder:
     """Decode ``[start_s, end_s)`` of a file on GPU ``gpu_id`` in batches of ``batch`` frames."""
 
-    def __init__(self, path: str | Path, info: VideoInfo, *, gpu_id: int = 0, batch: int = 32,
-                 sample_fps: float | None = None, start_s: float = 0.0, end_s: float | None = None,
-                 reuse: bool = DETECT.nvdec_reuse, stream: bool = DETECT.nvdec_stream):
+    def __init__(
+        self,
+        path: str | Path,
+        info: VideoInfo,
+        *,
+        gpu_id: int = 0,
+        batch: int = 32,
+        sample_fps: float | None = None,
+        start_s: float = 0.0,
+        end_s: float | None = None,
+        reuse: bool = DETECT.nvdec_reuse,
+        stream: bool = DETECT.nvdec_stream,
+    ):
         import PyNvVideoCodec as nvc
 
         self.info = info
@@ -175,9 +189,16 @@ class GpuVideoDecoder:
                 if session.stream is not None:
                     context["cuda_stream"] = session.stream.cuda_stream
                 # one NVDEC decoder per ThreadedDecoder (its cache would keep one per resolution it has seen)
-                session.dec = nvc.ThreadedDecoder(str(path), buffer_size=batch * 2, gpu_id=gpu_id, use_device_memory=True,
-                                                  output_color_type=nvc.OutputColorType.RGB, start_frame=self.start_frame,
-                                                  decoder_cache_size=1, **context)
+                session.dec = nvc.ThreadedDecoder(
+                    str(path),
+                    buffer_size=batch * 2,
+                    gpu_id=gpu_id,
+                    use_device_memory=True,
+                    output_color_type=nvc.OutputColorType.RGB,
+                    start_frame=self.start_frame,
+                    decoder_cache_size=1,
+                    **context,
+                )
         except BaseException:
             if reuse:
                 POOL.give(self._key, session if session is not None and session.dec is not None else None, keep=False)

@@ -51,8 +51,10 @@ def parse_views(views: Iterable[str] | str | None) -> tuple[str, ...]:
     names = [n for n in names if n]
     unknown = [n for n in names if n not in VIEW_NAMES]
     if unknown or not names:
-        raise ValueError(f"Invalid views ({list(views) if not isinstance(views, str) else views!r}). "
-                         f"Supported values are one or more of {', '.join(VIEW_NAMES)}.")
+        raise ValueError(
+            f"Invalid views ({list(views) if not isinstance(views, str) else views!r}). "
+            f"Supported values are one or more of {', '.join(VIEW_NAMES)}."
+        )
     return tuple(n for n in VIEW_NAMES if n in names)
 
 
@@ -72,12 +74,17 @@ def plan_views(names: Iterable[str], width: int, height: int) -> list[View]:
     return out
 
 
-def view_stride(fps: float | None, sample_fps: float | None, multiscale_fps: float | None = DETECT.multiscale_fps) -> int:
+def view_stride(
+    fps: float | None, sample_fps: float | None, multiscale_fps: float | None = DETECT.multiscale_fps
+) -> int:
     """Every how many decoded frames the views after the first run: frames whose number is a multiple of the
     stride get every view. 1 (every examined frame) in sampled mode (``sample_fps`` set) or when
     ``multiscale_fps`` is None or 0; else ``fps / multiscale_fps`` rounded, so about ``multiscale_fps`` a second."""
     if multiscale_fps is not None and not (multiscale_fps >= 0 and math.isfinite(multiscale_fps)):
-        raise ValueError(f"Invalid multiscale_fps ({multiscale_fps!r}). Supported values are None or 0 (every frame) and positive rates.")
+        raise ValueError(
+            f"Invalid multiscale_fps ({multiscale_fps!r}). Supported values are None or 0 (every frame) and positive "
+            "rates."
+        )
     if sample_fps or not multiscale_fps or not fps or fps <= 0:
         return 1
     return max(1, int(round(float(fps) / float(multiscale_fps))))
