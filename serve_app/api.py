@@ -31,9 +31,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clockwork import version
 from clockwork.errors import VideoError, VideoNotFoundError, unknown_label_message
@@ -394,6 +396,34 @@ class Api:
         )
 
 
+class RequestCounter:
+    """ASGI middleware: every HTTP answer, the API's and the pages', counted by route template and status. A path that
+    matches no route counts as "unmatched", so probes of random paths cannot grow the metric without bound."""
+
+    def __init__(self, app: ASGIApp, *, counter, routes: list[Route]):
+        self.app, self.counter, self.routes = app, counter, routes
+
+    def template(self, path: str) -> str:
+        route = next((r.path for r in self.routes if r.path_regex.match(path)), "unmatched")
+        return route.replace("{job_id}", "{id}")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = [500]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.counter.inc(tags={"route": self.template(scope["path"]), "status": str(status[0])})
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """One route of the API: Starlette serves it and the OpenAPI document describes it, from this one entry."""
@@ -503,42 +533,32 @@ ENDPOINTS = (
 
 def build_app(api: Api) -> Starlette:
     """The Starlette app: the routes of ``ENDPOINTS`` and the web pages, one handler for :class:`ApiError`, JSON
-    404/405 (405 with ``Allow``), and every request counted by route and status."""
+    404/405 (405 with ``Allow``), and every request counted by route and status (:class:`RequestCounter`)."""
 
-    def counted(path: str, handler):
+    def answered(path: str, handler):
+        """The route's answer, its errors as JSON: the catalog unreachable is 503, anything unforeseen 500."""
+
         async def endpoint(request: Request) -> Response:
             try:
-                response = await handler(request)
+                return await handler(request)
             except ApiError as exc:
-                response = exc.response()
+                return exc.response()
             except OperationalError as exc:  # the catalog cannot be reached or written (a full disk among others)
                 logger.error("%s %s: catalog error: %s", request.method, path, exc)
-                response = ApiError(
+                return ApiError(
                     503, "the catalog is unavailable; try again later", retry_after=RETRY_AFTER_S
                 ).response()
             except Exception:
                 logger.exception("%s %s failed", request.method, path)
-                response = ApiError(500, "internal error; the server log has the details").response()
-            api.metrics.requests.inc(
-                tags={"route": path.replace("{job_id}", "{id}"), "status": str(response.status_code)}
-            )
-            return response
-
-        return endpoint
-
-    def metered(path: str, handler):
-        async def endpoint(request: Request) -> Response:
-            response = await handler(request)
-            api.metrics.requests.inc(tags={"route": path, "status": str(response.status_code)})
-            return response
+                return ApiError(500, "internal error; the server log has the details").response()
 
         return endpoint
 
     from serve_app.ui import Ui
 
-    routes = [Route(e.path, counted(e.path, getattr(api, e.handler)), methods=[e.method]) for e in ENDPOINTS]
-    routes += [Route(path, metered(path, endpoint), methods=methods) for path, endpoint, methods in Ui(api).routes()]
-    app = Starlette(routes=routes)
+    routes = [Route(e.path, answered(e.path, getattr(api, e.handler)), methods=[e.method]) for e in ENDPOINTS]
+    routes += [Route(path, endpoint, methods=methods) for path, endpoint, methods in Ui(api).routes()]
+    app = Starlette(routes=routes, middleware=[Middleware(RequestCounter, counter=api.metrics.requests, routes=routes)])
     app.state.api = api
     app.add_exception_handler(ApiError, lambda request, exc: exc.response())
     app.add_exception_handler(404, lambda req, exc: ApiError(404, f"no route {req.method} {req.url.path}").response())
