@@ -33,7 +33,12 @@ def test_clockwork_serve_beside_a_running_cluster(ray_cluster, samples_dir, tmp_
         "--database-url",
         f"sqlite:///{tmp_path}/c.sqlite",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = open(tmp_path / "serve.log", "w+")  # a file, not a pipe: a full pipe would stall the server's logging
+
+    def log_tail() -> str:
+        return (tmp_path / "serve.log").read_text()[-3000:]
+
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 180
@@ -48,7 +53,7 @@ def test_clockwork_serve_beside_a_running_cluster(ray_cluster, samples_dir, tmp_
             except requests.ConnectionError:
                 pass
             time.sleep(1)
-        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
         assert ready is not None and ready.json() == {"status": "ready"}
         job = requests.post(
             f"{base}/video-inference",
@@ -63,13 +68,14 @@ def test_clockwork_serve_beside_a_running_cluster(ray_cluster, samples_dir, tmp_
         )
         assert status["status"] == "succeeded", status
         assert requests.get(f"{base}/ui/jobs", timeout=30).status_code == 200  # the pages are counted too
-        text = ""
+        seen: set[str] = set()  # what any scrape showed: a series may come and go between scrapes
         for _ in range(60):  # Ray's exporter publishes within a few seconds (more on a loaded machine)
             text = requests.get(f"http://127.0.0.1:{metrics}/metrics", timeout=10).text
-            if 'route="/ui/jobs"' in text:
+            seen |= {w for w in ("ray_clockwork_http_requests_total", 'route="/ui/jobs"') if w in text}
+            if len(seen) == 2:
                 break
             time.sleep(1)
-        assert "ray_clockwork_http_requests_total" in text and 'route="/ui/jobs"' in text
+        assert seen == {"ray_clockwork_http_requests_total", 'route="/ui/jobs"'}, (seen, log_tail())
         # --host is loopback (the default): the API listens on loopback only (Ray's metrics exporter: docs/API.md)
         listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout.split("\n")
         local = {
@@ -81,10 +87,12 @@ def test_clockwork_serve_beside_a_running_cluster(ray_cluster, samples_dir, tmp_
     finally:
         proc.terminate()
         try:
-            out, _ = proc.communicate(timeout=60)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-            out, _ = proc.communicate()
+            proc.wait()
+        log.close()
+    out = (tmp_path / "serve.log").read_text()
     assert "on a Ray of its own" in out and f"127.0.0.1:{metrics}/metrics" in out, out[-3000:]
     # SIGTERM stops it with one line and status 0, not Ray's stack dump
     assert proc.returncode == 0 and "clockwork serve: SIGTERM received; stopping" in out, out[-3000:]

@@ -1,9 +1,9 @@
 """The README's commands run as written: every ```sh block, in order, in one shell, and every ```python block,
 from the repository's root.
 
-They run in namespaces of their own (PID, network, mounts; ``unshare`` from util-linux, as root): ports 8000, 8080,
-6379 and 8265 are the README's own, ``ray stop`` sees only the README's Ray, and /tmp, HOME and the data folder are
-fresh. The outer test session's environment (its Ray token among it) is not passed on.
+They run in namespaces of their own (PID and network; ``unshare`` from util-linux, as root): ports 8000, 8080, 6379
+and 8265 are the README's own, and ``ray stop`` sees only the README's Ray. The temp folder (Ray's too), HOME and the
+data folder are fresh; the outer test session's environment (its Ray token among it) is not passed on.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -43,26 +44,32 @@ def test_the_readme_has_commands_to_run():
 def test_the_readmes_commands_run_as_written(tmp_path):
     script = tmp_path / "readme.sh"
     script.write_text(readme_script((REPO / "README.md").read_text()))
-    # a fresh /tmp and HOME inside the namespaces; the model is the one set-up already verified
-    inner = (
-        f"exec 3<{script} && mount -t tmpfs tmpfs /tmp && mkdir -p /tmp/home /tmp/data && ip link set lo up && "
-        f"cd {REPO} && exec bash /dev/fd/3"
-    )  # the script is opened before the fresh /tmp hides it
+    # a fresh temp folder, HOME and data folder (short: Ray's socket paths live under the temp folder); the model is
+    # the one set-up already verified
+    private = Path(tempfile.mkdtemp(prefix="cwr", dir="/tmp"))
+    for name in ("tmp", "home", "data"):
+        (private / name).mkdir()
     env = {
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": "/tmp/home",
+        "HOME": f"{private}/home",
         "LANG": "C.UTF-8",
-        "CLOCKWORK_DATA_DIR": "/tmp/data",
+        "TMPDIR": f"{private}/tmp",
+        "RAY_TMPDIR": f"{private}/tmp",
+        "CLOCKWORK_DATA_DIR": f"{private}/data",
         "CLOCKWORK_MODEL_DIR": str(settings.model_dir()),
         "CI": os.environ.get("CI", ""),
     }
-    proc = subprocess.run(
-        ["unshare", "--pid", "--fork", "--mount-proc", "--net", "--mount", "bash", "-c", inner],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=2400,
-    )
+    inner = f"ip link set lo up && cd {REPO} && exec bash {script}"
+    try:
+        proc = subprocess.run(
+            ["unshare", "--pid", "--fork", "--mount-proc", "--net", "bash", "-c", inner],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=2400,
+        )
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
     tail = proc.stdout[-6000:] + "\n--- stderr ---\n" + proc.stderr[-8000:]
     assert proc.returncode == 0, tail
     out = proc.stdout + proc.stderr
