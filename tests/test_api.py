@@ -162,6 +162,7 @@ def test_default_policy_refuses_loopback_and_metadata(make_client):
         )
 
 
+@pytest.mark.slow  # a full job or two interpreters: the slow tier
 def test_corrupt_video_fails_the_job_and_posts_the_failure(make_client, samples_dir, tmp_path):
     client = make_client()
     data = (samples_dir / "clock_static_720p30.mp4").read_bytes()

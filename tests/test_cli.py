@@ -60,6 +60,7 @@ def test_detect_json_to_stdout(samples_dir, capsys):
     assert doc["has_clock"] is False and doc["video_file"] == "distractor_life_25.mp4"
 
 
+@pytest.mark.slow  # a full job or two interpreters: the slow tier
 def test_bad_input_exits_nonzero_with_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("not a video\n" * 20)
     for target, words in [(tmp_path / "missing.mp4", "video not found"), (tmp_path / "notes.txt", "not a video file")]:
