@@ -202,27 +202,32 @@ def plan_snippets(run_: Run, rules: SegmentRules) -> None:
     args = run_.args
     videos = run_.catalog.results_to_cut()
     run_.videos = len(videos)
+    known = run_.catalog.snippets(args.label)
+    planned = []
     for video, result in videos:
         for seg in result.build_segments(rules, label=args.label, min_score=args.min_score):
             name = snippet_name(video, args.label, seg.start_s, seg.end_s)
-            row = run_.catalog.snippet(name)
+            row = known.get(name)
             path = Path(args.out).resolve() / name
             if row is not None and row.status == "done" and row.path and Path(row.path).is_file():
                 run_.skipped += 1
                 continue
             shows = result.clock_time_between(seg.start_s, seg.end_s, args.label)  # what its clock shows, if read
-            run_.catalog.plan_snippet(
-                name,
-                video_id=video.id,
-                label=args.label,
-                start_s=seg.start_s,
-                end_s=seg.end_s,
-                max_score=seg.max_score,
-                path=str(path),
-                clock_minutes=shows.minutes if shows else None,
-                clock_confidence=shows.confidence if shows else None,
+            planned.append(
+                {
+                    "name": name,
+                    "video_id": video.id,
+                    "label": args.label,
+                    "start_s": seg.start_s,
+                    "end_s": seg.end_s,
+                    "max_score": seg.max_score,
+                    "path": str(path),
+                    "clock_minutes": shows.minutes if shows else None,
+                    "clock_confidence": shows.confidence if shows else None,
+                }
             )
             run_.plan.append((name, video.path, seg.start_s, seg.end_s, str(path)))
+    run_.catalog.plan_snippets(planned)
     if not run_.plan and not run_.skipped:
         raise Fatal(
             f"no {args.label!r} segments in {run_.videos} video(s) with results: nothing to cut"

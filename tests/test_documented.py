@@ -101,16 +101,20 @@ def test_join_names_an_unknown_flag_and_the_labels_it_has(tmp_path):
     )
     catalog.add_result(str(video), result, {})
     video_id = next(iter(catalog.library().values())).video_id
-    catalog.plan_snippet(
-        "a.mp4",
-        video_id=video_id,
-        label="clock",
-        start_s=0.0,
-        end_s=1.0,
-        max_score=0.9,
-        path=str(snippet),
-        clock_minutes=None,
-        clock_confidence=None,
+    catalog.plan_snippets(
+        [
+            {
+                "name": "a.mp4",
+                "video_id": video_id,
+                "label": "clock",
+                "start_s": 0.0,
+                "end_s": 1.0,
+                "max_score": 0.9,
+                "path": str(snippet),
+                "clock_minutes": None,
+                "clock_confidence": None,
+            }
+        ]
     )
     catalog.finish_snippet("a.mp4", phash="0" * 16)
     catalog.close()

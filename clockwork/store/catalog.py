@@ -607,36 +607,37 @@ class Catalog:
                 out.append((video, result))
             return out
 
-    def snippet(self, name: str) -> Snippet | None:
+    def snippets(self, label: str) -> dict[str, Snippet]:
+        """Every snippet of ``label`` by name (detached), in one query."""
         with self.session(read_only=True) as s:
-            row = s.scalar(select(Snippet).where(Snippet.name == name))
-            if row is not None:
+            rows = list(s.scalars(select(Snippet).where(Snippet.label == label)))
+            for row in rows:
                 s.expunge(row)
-            return row
+            return {row.name: row for row in rows}
 
-    def plan_snippet(
-        self,
-        name: str,
-        *,
-        video_id: int,
-        label: str,
-        start_s: float,
-        end_s: float,
-        max_score: float,
-        path: str,
-        clock_minutes: int | None,
-        clock_confidence: float | None,
-    ) -> None:
-        """A snippet to cut (pending), made or reset; what its clock shows is kept with it."""
+    def plan_snippets(self, planned: list[dict]) -> None:
+        """Snippets to cut (pending), made or reset in one transaction. Each entry: ``name``, ``video_id``, ``label``,
+        ``start_s``, ``end_s``, ``max_score``, ``path``, and what its clock shows (``clock_minutes``,
+        ``clock_confidence``)."""
         with self.session() as s:
-            row = s.scalar(select(Snippet).where(Snippet.name == name))
-            if row is None:
-                row = Snippet(
-                    name=name, video_id=video_id, label=label, start_s=start_s, end_s=end_s, max_score=max_score
-                )
-                s.add(row)
-            row.clock_minutes, row.clock_confidence = clock_minutes, clock_confidence
-            row.status, row.error, row.path = "pending", None, path
+            existing = {
+                row.name: row
+                for row in s.scalars(select(Snippet).where(Snippet.name.in_([p["name"] for p in planned])))
+            }
+            for p in planned:
+                row = existing.get(p["name"])
+                if row is None:
+                    row = Snippet(
+                        name=p["name"],
+                        video_id=p["video_id"],
+                        label=p["label"],
+                        start_s=p["start_s"],
+                        end_s=p["end_s"],
+                        max_score=p["max_score"],
+                    )
+                    s.add(row)
+                row.clock_minutes, row.clock_confidence = p["clock_minutes"], p["clock_confidence"]
+                row.status, row.error, row.path = "pending", None, p["path"]
 
     def finish_snippet(self, name: str, *, phash: str | None = None, error: str | None = None) -> None:
         with self.session() as s:

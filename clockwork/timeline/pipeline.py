@@ -350,21 +350,17 @@ class Prefetch(Generic[T]):
         """``get`` for a coroutine on the ``loop`` given: it waits on the loop, holding no thread."""
         while True:
             try:
-                item, exc = self._q.get_nowait()
+                return self._take(self._q.get_nowait())
             except queue.Empty:
                 self._ready.clear()
                 if self._q.empty():
                     await self._ready.wait()
-                continue
-            if item is self._END:
-                self._q.put((self._END, None))
-                if exc is not None:
-                    raise exc
-                return None
-            return item
 
     def get(self) -> T | None:
-        item, exc = self._q.get()
+        return self._take(self._q.get())
+
+    def _take(self, entry: tuple) -> T | None:
+        item, exc = entry
         if item is self._END:
             self._q.put((self._END, None))  # every later get() ends too
             if exc is not None:
