@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine: `make test` and `make demo`.
-# `make test` is the fast tier (about 90 s of pytest on 2 cores: no Ray cluster, no GPU, no detection of the whole library); `make test-all` runs every tier
+# `make test` is the fast tier (no Ray cluster, no GPU, no detection of the whole library: 74 s of pytest in a fresh clone
+# on 2 cores, 2026-12-07); `make test-all` runs every tier
 # (what CI runs, after `make lint`).
 # Each creates .venv, installs the pinned requirements, installs ffmpeg when missing and fetches the
 # model; each step is skipped when already in place.
